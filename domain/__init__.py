@@ -1,0 +1,4 @@
+"""Business model: Tortoise models, state rules and services.
+
+Imports neither Strawberry nor httpx.
+"""

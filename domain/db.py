@@ -1,0 +1,85 @@
+"""Database configuration and the one way services open a transaction."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+MODELS_MODULE = "domain.models"
+MIGRATIONS_MODULE = "domain.migrations"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """Tortoise config for one database holding the ``models`` app and its migrations."""
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": [MODELS_MODULE],
+                "migrations": MIGRATIONS_MODULE,
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# Used by the ``tortoise`` command line (``make migrations``): ``-c domain.db.TORTOISE_ORM``.
+TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", "sqlite://./supplygraph.sqlite3"))
+
+
+_commit_hooks: list[Callable[[], None]] = []
+_pending_hooks: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "pending_commit_hooks", default=None
+)
+
+
+def add_commit_listener(listener: Callable[[], None]) -> None:
+    """Call ``listener`` after every outermost transaction that asked for it commits."""
+    _commit_hooks.append(listener)
+
+
+def remove_commit_listener(listener: Callable[[], None]) -> None:
+    if listener in _commit_hooks:
+        _commit_hooks.remove(listener)
+
+
+def notify_after_commit() -> None:
+    """Ask for the commit listeners to run once the current transaction commits.
+
+    Outside a transaction (autocommit) they run at once.
+    """
+    pending = _pending_hooks.get()
+    if pending is None:
+        for hook in list(_commit_hooks):
+            hook()
+    elif not pending:
+        pending.extend(_commit_hooks)
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """A database transaction; nested uses become savepoints of the outer one.
+
+    On commit of the outermost transaction, commit listeners requested inside it run (the
+    outbox publisher is one). On error everything rolls back and no listener runs.
+    """
+    if _pending_hooks.get() is not None:
+        async with in_transaction():
+            yield
+        return
+    pending: list[Callable[[], None]] = []
+    token = _pending_hooks.set(pending)
+    try:
+        async with in_transaction():
+            yield
+    finally:
+        _pending_hooks.reset(token)
+    for hook in pending:
+        hook()

@@ -1,0 +1,40 @@
+"""Errors a business command can end with. The API turns them into typed ``userErrors``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable reasons a command was refused. Part of the public API."""
+
+    INVALID = "INVALID"  # a value is malformed or out of range
+    REQUIRED = "REQUIRED"  # a value is missing or blank
+    TOO_LONG = "TOO_LONG"  # a string exceeds its maximum length
+    NOT_FOUND = "NOT_FOUND"  # no such object, or not visible to the caller
+    ALREADY_EXISTS = "ALREADY_EXISTS"  # a unique value is taken
+    FORBIDDEN = "FORBIDDEN"  # the caller's role may not do this
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"  # the object's status does not allow it
+    CONFLICT = "CONFLICT"  # the object changed concurrently; reload and retry
+
+
+class DomainError(Exception):
+    """A refused command. ``field`` names the input it is about (dotted path), if any."""
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class ValidationErrors(DomainError):
+    """Several input problems at once; nothing was changed."""
+
+    def __init__(self, errors: list[DomainError]) -> None:
+        super().__init__(errors[0].code, errors[0].message, field=errors[0].field)
+        self.errors = errors
+
+
+def not_found(what: str, *, field: str | None = None) -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"{what} not found.", field=field)

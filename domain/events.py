@@ -1,0 +1,91 @@
+"""Recording events: every state change a service makes is written here, in its transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from domain.db import notify_after_commit
+from domain.models.events import Event, EventAudience
+
+
+class EventType(StrEnum):
+    """Kinds of events. Part of the public API: subscribers filter on them."""
+
+    ORGANISATION_UPDATED = "ORGANISATION_UPDATED"
+    USER_CREATED = "USER_CREATED"
+    API_TOKEN_CREATED = "API_TOKEN_CREATED"
+    API_TOKEN_REVOKED = "API_TOKEN_REVOKED"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """An event as it travels on the broadcast channel and reaches subscribers."""
+
+    seq: int
+    type: str
+    subject_type: str
+    subject_id: str
+    payload: dict[str, Any]
+    audience: frozenset[int]
+    actor_user_id: int | None
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "payload": self.payload,
+            "audience": sorted(self.audience),
+            "actor_user_id": self.actor_user_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> PublishedEvent:
+        return cls(
+            seq=int(data["seq"]),
+            type=data["type"],
+            subject_type=data["subject_type"],
+            subject_id=data["subject_id"],
+            payload=data["payload"],
+            audience=frozenset(int(o) for o in data["audience"]),
+            actor_user_id=data["actor_user_id"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )
+
+
+async def record_event(
+    *,
+    type: EventType,
+    subject_type: str,
+    subject_id: int | str,
+    audience: Iterable[int],
+    payload: dict[str, Any] | None = None,
+    actor_user_id: int | None = None,
+) -> Event:
+    """Write an event to the outbox, visible to the organisations in ``audience``.
+
+    Call it inside the service's ``transaction()``: the event commits or rolls back with the
+    change, and the publisher is woken after commit.
+    """
+    orgs = sorted(set(audience))
+    if not orgs:
+        raise ValueError("an event needs at least one organisation in its audience")
+    event = await Event.create(
+        type=type.value,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        payload=payload or {},
+        actor_user_id=actor_user_id,
+    )
+    await EventAudience.bulk_create(
+        [EventAudience(event_id=event.id, organisation_id=org) for org in orgs]
+    )
+    notify_after_commit()
+    return event

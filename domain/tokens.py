@@ -1,0 +1,122 @@
+"""API tokens: issued to a user, stored as a SHA-256 digest, shown once, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from domain.access import Viewer
+from domain.db import transaction
+from domain.errors import DomainError, ErrorCode, not_found
+from domain.events import EventType, record_event
+from domain.models.organisations import ApiToken, Role, User
+from domain.validation import clean_text
+
+TOKEN_PREFIX = "sg_"
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def issue_token(
+    *, user: User, name: str, expires_at: datetime | None = None, actor_user_id: int | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns the row and the secret (never stored, shown once)."""
+    name = clean_text(name, field="name", max_length=100)
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise DomainError(
+                ErrorCode.INVALID, "Give the expiry with a time zone.", field="expiresAt"
+            )
+        if expires_at <= datetime.now(UTC):
+            raise DomainError(
+                ErrorCode.INVALID, "The expiry must be in the future.", field="expiresAt"
+            )
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async with transaction():
+        token = await ApiToken.create(
+            user_id=user.id,
+            organisation_id=user.organisation_id,
+            name=name,
+            prefix=secret[:10],
+            secret_hash=_digest(secret),
+            expires_at=expires_at,
+        )
+        await record_event(
+            type=EventType.API_TOKEN_CREATED,
+            subject_type="ApiToken",
+            subject_id=token.id,
+            audience=[user.organisation_id],
+            payload={"name": name, "userId": user.id, "prefix": token.prefix},
+            actor_user_id=actor_user_id if actor_user_id is not None else user.id,
+        )
+    return token, secret
+
+
+async def create_token(
+    *, viewer: Viewer, name: str, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """The viewer creates a token for themself."""
+    user = await User.get(id=viewer.user_id)
+    return await issue_token(
+        user=user, name=name, expires_at=expires_at, actor_user_id=viewer.user_id
+    )
+
+
+async def list_tokens(*, viewer: Viewer) -> list[ApiToken]:
+    """Admins see every token of their organisation; others see their own."""
+    query = ApiToken.filter(organisation_id=viewer.organisation_id)
+    if not viewer.has_role(Role.ADMIN):
+        query = query.filter(user_id=viewer.user_id)
+    return await query.order_by("id")
+
+
+async def revoke_token(*, viewer: Viewer, token_id: int) -> ApiToken:
+    """Revoke one of the viewer's own tokens, or (admins) any token of the organisation."""
+    async with transaction():
+        token = await ApiToken.get_or_none(id=token_id, organisation_id=viewer.organisation_id)
+        if token is None or (token.user_id != viewer.user_id and not viewer.has_role(Role.ADMIN)):
+            raise not_found("Token", field="id")
+        if token.revoked_at is not None:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION, "This token is already revoked.", field="id"
+            )
+        token.revoked_at = datetime.now(UTC)
+        await token.save(update_fields=["revoked_at"])
+        await record_event(
+            type=EventType.API_TOKEN_REVOKED,
+            subject_type="ApiToken",
+            subject_id=token.id,
+            audience=[viewer.organisation_id],
+            payload={"name": token.name, "userId": token.user_id, "prefix": token.prefix},
+            actor_user_id=viewer.user_id,
+        )
+    return token
+
+
+async def authenticate(*, secret: str) -> Viewer | None:
+    """The viewer a bearer secret stands for, or None if it is unknown, revoked or expired."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    token = (
+        await ApiToken.filter(secret_hash=_digest(secret), revoked_at__isnull=True)
+        .select_related("user", "organisation")
+        .first()
+    )
+    now = datetime.now(UTC)
+    if token is None or not token.user.is_active:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        await ApiToken.filter(id=token.id).update(last_used_at=now)
+    return Viewer(
+        user_id=token.user_id,
+        organisation_id=token.organisation_id,
+        organisation_kind=token.organisation.kind,
+        role=token.user.role,
+        token_id=token.id,
+    )

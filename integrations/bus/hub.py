@@ -1,0 +1,197 @@
+"""One process-wide listener on the broadcast channel, fanning events out to local subscribers.
+
+The database is the source of truth and the broadcast only a fast path: the hub tracks the
+last ``seq`` it dispatched, and when a message skips ahead, the backend reconnects (RESYNC), or
+the safety timer fires, it reads what it missed from the outbox. Subscribers therefore see
+every event of their organisation exactly once, in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+
+from domain import outbox
+from domain.events import EventType, PublishedEvent
+from integrations.bus.broadcast import RESYNC, SafeBroadcast
+from integrations.bus.channel import EVENTS_CHANNEL, decode
+
+log = logging.getLogger(__name__)
+
+_CLOSED = object()
+_CATCH_UP = object()
+
+
+class SubscriptionEnded(Exception):
+    """The stream cannot go on (its token was revoked); the client should reconnect."""
+
+
+@dataclass(eq=False)
+class _Local:
+    organisation_id: int
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+
+
+class EventHub:
+    def __init__(
+        self,
+        broadcast: SafeBroadcast,
+        *,
+        resync_interval: float,
+        max_queue: int = 10_000,
+    ) -> None:
+        self._broadcast = broadcast
+        self._resync_interval = resync_interval
+        self._max_queue = max_queue
+        self._locals: dict[int, set[_Local]] = defaultdict(set)
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self.last_seq = 0
+        self.closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._locals.values())
+
+    async def start(self) -> None:
+        self.last_seq = await outbox.last_seq()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="event-hub-listener"),
+            asyncio.create_task(self._safety_resync(), name="event-hub-resync"),
+        ]
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        """End every local subscription cleanly, then stop listening."""
+        self.closed = True
+        for subs in self._locals.values():
+            for sub in subs:
+                sub.queue.put_nowait(_CLOSED)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._broadcast.subscribe(EVENTS_CHANNEL) as subscriber:
+                    self._ready.set()
+                    await self.catch_up()
+                    async for message in subscriber:
+                        if message is None:
+                            break
+                        if message.message == RESYNC:
+                            await self.catch_up()
+                        else:
+                            await self._accept(decode(message.message))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event hub listener failed; restarting")
+                await asyncio.sleep(0.5)
+
+    async def _safety_resync(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_interval)
+            try:
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event hub resync failed")
+
+    async def _accept(self, event: PublishedEvent) -> None:
+        if event.seq <= self.last_seq:
+            return  # already dispatched (duplicate publication or caught up from the outbox)
+        if event.seq > self.last_seq + 1:
+            await self.catch_up()  # a gap: the outbox has what the channel skipped
+            if event.seq <= self.last_seq:
+                return
+        async with self._lock:
+            if event.seq > self.last_seq:
+                self._dispatch(event)
+
+    async def catch_up(self) -> None:
+        """Dispatch every numbered event after ``last_seq`` from the outbox."""
+        async with self._lock:
+            while True:
+                events = await outbox.events_after(self.last_seq)
+                for event in events:
+                    self._dispatch(event)
+                if len(events) < outbox.BATCH:
+                    return
+
+    def _dispatch(self, event: PublishedEvent) -> None:
+        self.last_seq = event.seq
+        for organisation_id in event.audience:
+            for sub in self._locals.get(organisation_id, ()):
+                if sub.queue.qsize() >= self._max_queue:
+                    # A consumer too slow to keep up: drop its backlog, it re-reads the outbox.
+                    while not sub.queue.empty():
+                        sub.queue.get_nowait()
+                    sub.queue.put_nowait(_CATCH_UP)
+                else:
+                    sub.queue.put_nowait(event)
+
+    async def stream(
+        self,
+        *,
+        organisation_id: int,
+        token_id: int | None = None,
+        after_seq: int | None = None,
+        types: Collection[str] | None = None,
+    ) -> AsyncIterator[PublishedEvent]:
+        """Events visible to ``organisation_id``: first those after ``after_seq`` from the
+        outbox, then live ones, with no gap and no duplicate. Ends if ``token_id`` is revoked.
+        """
+        if self.closed:
+            return
+        local = _Local(organisation_id)
+        self._locals[organisation_id].add(local)
+        wanted = set(types) if types else None
+        last = self.last_seq if after_seq is None else after_seq
+        replay = after_seq is not None
+        try:
+            while True:
+                if replay:
+                    batch = await outbox.events_for_organisation(
+                        organisation_id, after_seq=last, types=wanted and sorted(wanted)
+                    )
+                    for event in batch:
+                        last = event.seq
+                        yield event
+                    replay = len(batch) >= outbox.BATCH
+                    if replay:
+                        continue
+                item = await local.queue.get()
+                if item is _CLOSED:
+                    return
+                if item is _CATCH_UP:
+                    replay = True
+                    continue
+                assert isinstance(item, PublishedEvent)
+                if item.seq <= last:
+                    continue
+                if (
+                    token_id is not None
+                    and item.type == EventType.API_TOKEN_REVOKED
+                    and item.subject_id == str(token_id)
+                ):
+                    raise SubscriptionEnded("The token of this connection was revoked.")
+                last = item.seq
+                if wanted is None or item.type in wanted:
+                    yield item
+        finally:
+            subs = self._locals.get(organisation_id)
+            if subs is not None:
+                subs.discard(local)
+                if not subs:
+                    del self._locals[organisation_id]

@@ -1,0 +1,92 @@
+"""Moves committed events from the outbox to the broadcast channel.
+
+Woken after every commit that recorded an event, and on a timer (events written by other
+processes, and retries while the broadcast backend is down). Every instance runs one; they
+agree on numbering through ``domain.outbox.assign_sequence`` and a duplicate publication is
+harmless because receivers drop any ``seq`` they have already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from domain import outbox
+from integrations.bus.broadcast import SafeBroadcast
+from integrations.bus.channel import EVENTS_CHANNEL, encode
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPublisher:
+    def __init__(self, broadcast: SafeBroadcast, *, poll_interval: float, retry_interval: float):
+        self._broadcast = broadcast
+        self._poll_interval = poll_interval
+        self._retry_interval = retry_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.backend_down_since: float | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """Ask for a flush soon. Safe to call from any coroutine of the event loop."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:  # publish what the last requests committed, if the backend lets us
+            await asyncio.wait_for(self.flush(), timeout=2)
+        except Exception:
+            log.warning("outbox not fully flushed at shutdown; it is published on next start")
+
+    async def _run(self) -> None:
+        while True:
+            interval = self._retry_interval if self.backend_down_since else self._poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox flush failed; retrying in %.1fs", self._retry_interval)
+
+    async def flush(self) -> int:
+        """Number what is committed and publish what is unpublished. Returns events published."""
+        while await outbox.assign_sequence() >= outbox.BATCH:
+            pass
+        sent = 0
+        while True:
+            events = await outbox.unpublished()
+            if not events:
+                break
+            done: list[int] = []
+            try:
+                for event in events:
+                    await self._broadcast.publish(EVENTS_CHANNEL, encode(event))
+                    done.append(event.seq)
+            except Exception as exc:
+                if self.backend_down_since is None:
+                    self.backend_down_since = time.monotonic()
+                    log.warning("broadcast backend unavailable, events wait in the outbox: %s", exc)
+                await outbox.mark_published(done)
+                return sent + len(done)
+            await outbox.mark_published(done)
+            sent += len(done)
+            if self.backend_down_since is not None:
+                log.info("broadcast backend is back; outbox drained")
+                self.backend_down_since = None
+            if len(events) < outbox.BATCH:
+                break
+        self.published += sent
+        return sent

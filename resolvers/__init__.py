@@ -1,0 +1,1 @@
+"""Root Query, Mutation and Subscription fields: authorise, call the domain, map the result."""

@@ -1,0 +1,18 @@
+"""Parsing the IDs clients send."""
+
+from __future__ import annotations
+
+from domain.errors import DomainError, ErrorCode
+
+_MAX_ID = 2**63 - 1
+
+
+def parse_id(raw: str, *, field: str) -> int:
+    """A positive integer id, or a NOT_FOUND error naming ``field`` (ids are opaque to clients)."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field) from None
+    if not 0 < value <= _MAX_ID:
+        raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field)
+    return value

@@ -1,0 +1,109 @@
+"""The caller, their organisation, its users and API tokens."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import Info
+
+from domain import organisations, tokens
+from resolvers.ids import parse_id
+from resolvers.mutations import run_command
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.organisations import (
+    AddUserInput,
+    AddUserPayload,
+    ApiToken,
+    CreateApiTokenInput,
+    CreateApiTokenPayload,
+    Me,
+    Organisation,
+    RenameOrganisationInput,
+    RenameOrganisationPayload,
+    RevokeApiTokenInput,
+    RevokeApiTokenPayload,
+    User,
+)
+
+
+@strawberry.type
+class OrganisationQueries:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The caller.")
+    async def me(self, info: Info) -> Me:
+        viewer = viewer_of(info)
+        organisation = await organisations.get_organisation(viewer=viewer)
+        user = await organisations.get_user(user_id=viewer.user_id)
+        assert user is not None
+        return Me(
+            user=User.from_model(user),
+            organisation=Organisation.from_model(organisation),
+            token_id=strawberry.ID(str(viewer.token_id)),
+        )
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated], description="People of the caller's organisation."
+    )
+    async def users(self, info: Info) -> list[User]:
+        return [User.from_model(u) for u in await organisations.list_users(viewer=viewer_of(info))]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="API tokens: all of the organisation's for admins, else the caller's own.",
+    )
+    async def api_tokens(self, info: Info) -> list[ApiToken]:
+        return [ApiToken.from_model(t) for t in await tokens.list_tokens(viewer=viewer_of(info))]
+
+
+@strawberry.type
+class OrganisationMutations:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Needs ADMIN.")
+    async def rename_organisation(
+        self, info: Info, input: RenameOrganisationInput
+    ) -> RenameOrganisationPayload:
+        async def command() -> dict:
+            org = await organisations.rename_organisation(viewer=viewer_of(info), name=input.name)
+            return {"organisation": Organisation.from_model(org)}
+
+        return await run_command(RenameOrganisationPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Add a person to the caller's organisation. Needs ADMIN (OWNER to add one).",
+    )
+    async def add_user(self, info: Info, input: AddUserInput) -> AddUserPayload:
+        async def command() -> dict:
+            user = await organisations.add_user(
+                viewer=viewer_of(info), email=input.email, name=input.name, role=input.role
+            )
+            return {"user": User.from_model(user)}
+
+        return await run_command(AddUserPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Create a token for the caller. The secret is in this payload only.",
+    )
+    async def create_api_token(
+        self, info: Info, input: CreateApiTokenInput
+    ) -> CreateApiTokenPayload:
+        async def command() -> dict:
+            token, secret = await tokens.create_token(
+                viewer=viewer_of(info), name=input.name, expires_at=input.expires_at
+            )
+            return {"token": ApiToken.from_model(token), "secret": secret}
+
+        return await run_command(CreateApiTokenPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Revoke one of the caller's tokens (admins: any of the organisation's).",
+    )
+    async def revoke_api_token(
+        self, info: Info, input: RevokeApiTokenInput
+    ) -> RevokeApiTokenPayload:
+        async def command() -> dict:
+            token = await tokens.revoke_token(
+                viewer=viewer_of(info), token_id=parse_id(input.id, field="id")
+            )
+            return {"token": ApiToken.from_model(token)}
+
+        return await run_command(RevokeApiTokenPayload, command)

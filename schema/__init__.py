@@ -1,0 +1,1 @@
+"""The GraphQL schema: Strawberry types, inputs and enums, and the Schema object."""

@@ -1,0 +1,116 @@
+"""The Schema object: root types from ``resolvers``, plus the error policy and limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from resolvers.errors import PublicError
+from resolvers.events import EventQueries, EventSubscriptions
+from resolvers.organisations import OrganisationMutations, OrganisationQueries
+
+log = logging.getLogger("supplygraph.graphql")
+
+Query = merge_types("Query", (OrganisationQueries, EventQueries))
+Mutation = merge_types("Mutation", (OrganisationMutations,))
+Subscription = merge_types("Subscription", (EventSubscriptions,))
+
+
+def is_expected(error: GraphQLError) -> bool:
+    """Errors shown as they are: those about the client's document or variables (raised before
+    execution, so they have no path) and ``PublicError``s. Anything else raised while resolving
+    is unexpected."""
+    original = error.original_error
+    if error.path is None or original is None:
+        return True
+    return isinstance(original, PublicError)
+
+
+def _request_id(context: Any) -> str | None:
+    return getattr(context, "request_id", None)
+
+
+class ErrorPolicy(MaskErrors):
+    """Masks unexpected errors (no stack traces or SQL to clients) and gives every error a code.
+
+    Masked errors carry ``extensions.code = INTERNAL_SERVER_ERROR`` and the ``requestId`` under
+    which the full exception was logged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda e: not is_expected(e))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {
+            "code": "INTERNAL_SERVER_ERROR",
+            "requestId": _request_id(self.execution_context.context),
+        }
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
+        return processed
+
+
+def _code_of(error: GraphQLError) -> str:
+    message = error.message
+    if "exceeds maximum operation depth" in message or "aliases found" in message:
+        return "QUERY_TOO_COMPLEX"
+    if "more than" in message and "tokens" in message:
+        return "QUERY_TOO_COMPLEX"
+    if error.original_error is None and error.path is None:
+        return "GRAPHQL_VALIDATION_FAILED"
+    return "BAD_USER_INPUT"
+
+
+class SupplygraphSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log unexpected errors with their request id; expected ones are the client's."""
+        for error in errors:
+            if not is_expected(error):
+                log.error(
+                    "unexpected error in %s: %s",
+                    ".".join(str(p) for p in error.path or ()) or "operation",
+                    error.message,
+                    exc_info=error.original_error,
+                    extra={
+                        "request_id": _request_id(execution_context and execution_context.context)
+                    },
+                )
+
+
+def create_schema(
+    *, max_depth: int = 12, max_tokens: int = 3000, max_aliases: int = 30
+) -> SupplygraphSchema:
+    extensions: Sequence[Callable[[], SchemaExtension]] = [
+        ErrorPolicy,
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+    ]
+    return SupplygraphSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=list(extensions)
+    )

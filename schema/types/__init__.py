@@ -1,0 +1,1 @@
+"""GraphQL object types, inputs and enums. Pure mapping from domain objects; no rules here."""

@@ -1,0 +1,1 @@
+"""Process assembly: settings, the ASGI app, its lifespan and the command line."""

@@ -1,0 +1,99 @@
+"""The ASGI application: routes, middleware and the lifespan that owns every connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from tortoise import connections
+from tortoise.contrib.starlette import RegisterTortoise
+
+from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
+from integrations.bus.broadcast import create_broadcast
+from integrations.bus.hub import EventHub
+from integrations.bus.publisher import OutboxPublisher
+from schema.build import create_schema
+from service.graphql_view import GraphQLView
+from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from service.settings import Settings
+
+log = logging.getLogger("supplygraph")
+READINESS_TIMEOUT = 2.0
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when the database and the broadcast backend both answer."""
+    problems: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(
+            connections.get("default").execute_query("SELECT 1"), READINESS_TIMEOUT
+        )
+    except Exception as exc:
+        problems["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(request.app.state.broadcast.ping(), READINESS_TIMEOUT)
+    except Exception as exc:
+        problems["broadcast"] = f"unreachable: {type(exc).__name__}"
+    if problems:
+        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    schema = create_schema(
+        max_depth=settings.max_query_depth,
+        max_tokens=settings.max_query_tokens,
+        max_aliases=settings.max_aliases,
+    )
+    graphql = GraphQLView(schema, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+            broadcast = create_broadcast(settings.broadcast_url)
+            await broadcast.connect()
+            hub = EventHub(broadcast, resync_interval=settings.event_resync_interval)
+            publisher = OutboxPublisher(
+                broadcast,
+                poll_interval=settings.event_resync_interval,
+                retry_interval=settings.outbox_retry_interval,
+            )
+            app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
+            await hub.start()
+            await publisher.start()
+            add_commit_listener(publisher.wake)
+            publisher.wake()
+            log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
+            try:
+                yield
+            finally:
+                remove_commit_listener(publisher.wake)
+                await hub.stop()  # ends open subscriptions cleanly
+                await publisher.stop()
+                await broadcast.disconnect()
+
+    return Starlette(
+        debug=False,
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,188 @@
+"""Settings read from environment variables, with checked types.
+
+Every variable is listed in ``FIELDS`` with its default; the README's configuration table is
+generated from the same list (``python main.py settings``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
+
+
+class SettingsError(ValueError):
+    """Raised when one or more environment variables hold unusable values."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected one of true/false/1/0/yes/no/on/off")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be between 1 and 65535")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    scheme = urlparse(raw).scheme
+    if scheme == "sqlite":
+        return raw
+    if scheme in {"postgres", "postgresql", "asyncpg"}:
+        # Tortoise's asyncpg engine is registered under "postgres"/"asyncpg".
+        return "postgres" + raw[len(scheme) :]
+    raise ValueError("expected sqlite://PATH or postgres://USER@HOST:PORT/DB")
+
+
+def _broadcast_url(raw: str) -> str:
+    if raw == "":
+        return ""
+    if urlparse(raw).scheme not in {"redis", "rediss"}:
+        raise ValueError("expected redis://HOST:PORT/DB (or empty for in-memory broadcast)")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    value = raw.upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value
+
+
+def _log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in {"json", "text"}:
+        raise ValueError("expected json or text")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str = _setting(
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        _database_url,
+        "Database: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` (asyncpg).",
+    )
+    redis_url: str = _setting(
+        "REDIS_URL",
+        "",
+        _broadcast_url,
+        "Redis for the event broadcast between instances; empty means in-process memory.",
+    )
+    host: str = _setting("HOST", "127.0.0.1", str, "Address `serve` binds to.")
+    port: int = _setting("PORT", "8000", _port, "Port `serve` listens on.")
+    workers: int = _setting("WORKERS", "1", _positive_int, "uvicorn worker processes for `serve`.")
+    debug: bool = _setting("DEBUG", "false", _bool, "Serve GraphiQL at `/graphql`.")
+    log_level: str = _setting("LOG_LEVEL", "INFO", _log_level, "Log level.")
+    log_format: str = _setting("LOG_FORMAT", "json", _log_format, "`json` lines or plain `text`.")
+    max_query_depth: int = _setting(
+        "MAX_QUERY_DEPTH", "12", _positive_int, "Deepest selection nesting a document may have."
+    )
+    max_query_tokens: int = _setting(
+        "MAX_QUERY_TOKENS", "3000", _positive_int, "Most lexical tokens in one document."
+    )
+    max_aliases: int = _setting(
+        "MAX_ALIASES", "30", _positive_int, "Most field aliases in one document."
+    )
+    max_body_bytes: int = _setting(
+        "MAX_BODY_BYTES",
+        "1048576",
+        _positive_int,
+        "Largest HTTP request body and WebSocket message, in bytes.",
+    )
+    max_subscriptions_per_connection: int = _setting(
+        "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "50",
+        _positive_int,
+        "Most operations one WebSocket may run at once.",
+    )
+    ws_allowed_origins: tuple[str, ...] = _setting(
+        "WS_ALLOWED_ORIGINS",
+        "",
+        _origins,
+        "Comma-separated browser origins allowed to open a WebSocket from another site "
+        "(`*` for any). Same-origin and non-browser clients are always allowed.",
+    )
+    event_resync_interval: float = _setting(
+        "EVENT_RESYNC_INTERVAL",
+        "5",
+        _positive_float,
+        "Seconds between safety checks of the outbox for events the broadcast missed.",
+    )
+    outbox_retry_interval: float = _setting(
+        "OUTBOX_RETRY_INTERVAL",
+        "1",
+        _positive_float,
+        "Seconds between attempts to publish events while the broadcast backend is down.",
+    )
+
+    @property
+    def broadcast_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from ``environ`` (default: the process environment).
+
+        All problems are collected and reported together, so a bad deployment is fixed in one go.
+        ``overrides`` take already-typed values (used by tests and the CLI).
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            meta = f.metadata
+            raw = environ.get(meta["env"], meta["default"])
+            try:
+                values[f.name] = meta["parse"](raw)
+            except ValueError as exc:
+                problems.append(f"{meta['env']}={raw!r}: {exc}")
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, in declaration order."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)]
