@@ -63,13 +63,6 @@ class ErrorPolicy(MaskErrors):
         }
         return masked
 
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
-        for error in processed:
-            if not (error.extensions or {}).get("code"):
-                error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
-        return processed
-
 
 def _code_of(error: GraphQLError) -> str:
     message = error.message
@@ -77,7 +70,9 @@ def _code_of(error: GraphQLError) -> str:
         return "QUERY_TOO_COMPLEX"
     if "more than" in message and "tokens" in message:
         return "QUERY_TOO_COMPLEX"
-    if error.original_error is None and error.path is None:
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if error.path is None:
         return "GRAPHQL_VALIDATION_FAILED"
     return "BAD_USER_INPUT"
 
@@ -86,9 +81,15 @@ class SupplygraphSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log unexpected errors with their request id; expected ones are the client's."""
+        """Give expected errors a ``code``; log unexpected ones with their request id.
+
+        Runs before ``ErrorPolicy`` masks, so the log keeps the original exception.
+        """
         for error in errors:
-            if not is_expected(error):
+            if is_expected(error):
+                if not (error.extensions or {}).get("code"):
+                    error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
+            else:
                 log.error(
                     "unexpected error in %s: %s",
                     ".".join(str(p) for p in error.path or ()) or "operation",

@@ -46,6 +46,11 @@ messages may have been missed, catch up from the database."""
 _SUBSCRIBE_BATCH = 256
 
 
+def _describe(exc: BaseException) -> str:
+    # redis-py 8's RedisError.__repr__ drops the message ("network:ConnectionError").
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
@@ -209,7 +214,7 @@ class RedisPubSubBackend(BroadcastBackend):
                     logger.warning(
                         "Redis pub/sub reconnect attempt %d failed (%s); retrying in %.2fs",
                         failures,
-                        exc,
+                        _describe(exc),
                         delay,
                     )
                     await asyncio.sleep(delay)
@@ -223,7 +228,7 @@ class RedisPubSubBackend(BroadcastBackend):
             try:
                 await self._run_session(pubsub, resync=resync)
             except Exception as exc:
-                logger.warning("Redis pub/sub connection lost: %r", exc)
+                logger.warning("Redis pub/sub connection lost (%s)", _describe(exc))
             finally:
                 self._end_session()
                 await _close_pubsub(pubsub)

@@ -1,0 +1,194 @@
+"""Test harness: a migrated real database per run, real servers per test, real clients.
+
+Tests create their own organisations (unique e-mails), so they share one database without
+truncation and isolation between organisations is exercised all the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+from service.settings import Settings
+from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
+from tests.support.server import RunningServer, start_server
+from tests.support.services import IN_CI, SKIPPED_SUITES, answers, postgres_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrate(database_url: str) -> None:
+    """Apply the real migrations, as ``make run`` does, in a separate process."""
+    result = subprocess.run(
+        [sys.executable, "main.py", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _with_database(url: str, name: str) -> str:
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for this run: PostgreSQL if DATABASE_URL says so."""
+    pg = postgres_url()
+    if pg is None:
+        url = f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        migrate(url)
+        yield url
+        return
+    if not answers(pg, 5432):
+        message = f"PostgreSQL at {pg} does not answer"
+        if IN_CI:
+            pytest.exit(message + " (CI=true: a missing service is a failure)", returncode=1)
+        SKIPPED_SUITES["postgres"] = message
+        pytest.skip(message)
+    import asyncpg
+
+    name = f"supplygraph_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = pg.replace("postgres://", "postgresql://", 1)
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    url = _with_database(pg, name)
+    migrate(url)
+    yield url
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def base_settings(database_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "LOG_FORMAT": "text",
+            "EVENT_RESYNC_INTERVAL": "1",
+            "OUTBOX_RETRY_INTERVAL": "0.2",
+        }
+    )
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def make_server(base_settings: Settings) -> AsyncIterator[ServerFactory]:
+    """Start servers with ``base_settings`` plus overrides; all are stopped after the test."""
+    servers: list[RunningServer] = []
+
+    async def factory(**overrides: Any) -> RunningServer:
+        settings = dataclasses.replace(base_settings, **overrides)
+        server = await start_server(settings)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in reversed(servers):
+        await server.stop()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    return await make_server()
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[GraphQLHttp]:
+    http = GraphQLHttp(server.url)
+    yield http
+    await http.close()
+
+
+@dataclass
+class Member:
+    """An organisation with one user and a token for that user."""
+
+    organisation_id: int
+    user_id: int
+    email: str
+    token: str
+    token_id: int
+
+
+MakeMember = Callable[..., Awaitable[Member]]
+
+
+@pytest.fixture
+def make_member(make_server: ServerFactory) -> MakeMember:
+    """Create an organisation (or a user in one) through the domain, as the CLI does.
+
+    Needs a running server of this test (its lifespan holds the database connection).
+    """
+    from domain import organisations, tokens
+    from domain.models.organisations import OrganisationKind, Role, User
+
+    async def factory(
+        kind: str = "BUYER", *, role: str = "OWNER", organisation_id: int | None = None
+    ) -> Member:
+        email = f"{uuid.uuid4().hex[:12]}@example.test"
+        if organisation_id is None:
+            org, user = await organisations.create_organisation(
+                name=f"Org {email}",
+                kind=OrganisationKind(kind),
+                owner_email=email,
+                owner_name="Owner",
+            )
+            if role != "OWNER":
+                user.role = Role(role)
+                await user.save(update_fields=["role"])
+        else:
+            user = await User.create(
+                organisation_id=organisation_id, email=email, name="Member", role=Role(role)
+            )
+        token, secret = await tokens.issue_token(user=user, name="test")
+        return Member(user.organisation_id, user.id, email, secret, token.id)
+
+    return factory
+
+
+@pytest.fixture
+async def ws_connect(
+    server: RunningServer,
+) -> AsyncIterator[Callable[..., Awaitable[GraphQLWebSocket]]]:
+    sockets: list[GraphQLWebSocket] = []
+
+    async def connect(token: str | None = None, **kwargs: Any) -> GraphQLWebSocket:
+        ws = await GraphQLWebSocket.connect(server.ws_url, token=token, **kwargs)
+        sockets.append(ws)
+        return ws
+
+    yield connect
+    for ws in sockets:
+        await ws.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SKIPPED_SUITES:
+        terminalreporter.section("suites skipped for missing services")
+        for suite, reason in sorted(SKIPPED_SUITES.items()):
+            terminalreporter.write_line(f"{suite}: {reason}")

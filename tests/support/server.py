@@ -1,0 +1,74 @@
+"""A real uvicorn server running the app in the test's event loop, on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from service.app import create_app
+from service.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    app: Starlette
+    settings: Settings
+    port: int
+    server: uvicorn.Server
+    task: asyncio.Task[Any]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    async def wait_for_subscribers(self, count: int, timeout: float = 10) -> None:
+        """Wait until the hub has ``count`` local subscriptions (no race with a mutation)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.app.state.hub.subscriber_count < count:
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"{self.app.state.hub.subscriber_count} subscribers, not {count}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 20)
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws_max_size=settings.max_body_bytes,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        await asyncio.sleep(0.01)
+    return RunningServer(app=app, settings=settings, port=port, server=server, task=task)
