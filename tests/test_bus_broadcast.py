@@ -358,10 +358,13 @@ async def test_redis_last_unsubscribe_racing_new_subscribe(
                 await asyncio.sleep(0)
             return await stack.enter_async_context(redis_broadcast.subscribe(channel))
 
-        _, sub = await asyncio.gather(old.aclose(), enter_after(attempt % 5))
+        leaving = asyncio.create_task(old.aclose())
+        sub = await enter_after(attempt % 5)
         async with new:
+            # publish as soon as the new subscriber is in, while the old one may still leave
             await redis_broadcast.publish(channel, f"m{attempt}")
             assert await _next_message(sub, 2) == f"m{attempt}"
+        await leaving
     assert await _numsub(redis_admin, channel) == 0
 
 

@@ -1,0 +1,47 @@
+# supplygraph: `make run` serves the API, `make test` runs the suite. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format migrate migrations schema seed clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python main.py migrate
+	$(BIN)/python main.py serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(STAMP)
+	$(BIN)/python main.py migrate
+
+# After changing a model: write the next migration (review it, then commit it).
+migrations: $(STAMP)
+	DATABASE_URL=sqlite://$$(mktemp -d)/mk.sqlite3 $(BIN)/tortoise -c domain.db.TORTOISE_ORM makemigrations
+
+schema: $(STAMP)
+	$(BIN)/python main.py export-schema
+
+seed: $(STAMP)
+	$(BIN)/python main.py migrate
+	$(BIN)/python main.py seed-demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache supplygraph.sqlite3*
