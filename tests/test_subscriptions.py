@@ -192,3 +192,66 @@ async def test_bad_after_event_id_is_a_clear_error(
     message = await ws.receive()
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_legacy_graphql_ws_protocol_is_served(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    async with websockets.connect(server.ws_url, subprotocols=["graphql-ws"]) as ws:
+        await ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {member.token}"}}
+            )
+        )
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "start",
+                    "payload": {
+                        "query": EVENTS_SUBSCRIPTION,
+                        "variables": {"types": ["ORGANISATION_UPDATED"]},
+                    },
+                }
+            )
+        )
+        await server.wait_for_subscribers(1)
+        await rename(client, member.token, "Legacy")
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if message["type"] == "data":
+                break
+        assert message["payload"]["data"]["events"]["payload"]["name"] == "Legacy"
+
+
+async def test_oversized_websocket_message_closes_the_socket(
+    make_server, make_member: MakeMember
+) -> None:  # type: ignore[no-untyped-def]
+    server: RunningServer = await make_server(max_body_bytes=4096)
+    member = await make_member()
+    ws = await GraphQLWebSocket.connect(server.ws_url, token=member.token)
+    await ws.acknowledged()
+    await ws.send(
+        {"id": "1", "type": "subscribe", "payload": {"query": "{ me { tokenId } }" + " " * 8192}}
+    )
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.receive()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+    await ws.close()
+
+
+async def test_graphiql_only_in_debug(make_server) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    headers = {"accept": "text/html"}
+    async with httpx.AsyncClient() as http:
+        # one in-process server at a time: Tortoise keeps one global context per process
+        quiet: RunningServer = await make_server()
+        assert (
+            "graphiql" not in (await http.get(f"{quiet.url}/graphql", headers=headers)).text.lower()
+        )
+        await quiet.stop()
+        debug: RunningServer = await make_server(debug=True)
+        assert "graphiql" in (await http.get(f"{debug.url}/graphql", headers=headers)).text.lower()

@@ -1,0 +1,128 @@
+"""The event stream across processes through real Redis, and through a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MakeMember
+from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
+from tests.support.redis_server import redis_server, redis_server_available
+from tests.support.server import RunningServer, free_port
+from tests.support.services import postgres_url, require_redis, unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+RENAME = "mutation($n: String!) { renameOrganisation(input: {name: $n}) { userErrors { code } } }"
+NO_SAFETY_POLL = 300.0  # so that only the broadcast can deliver within the test
+
+
+async def _start_subprocess_instance(
+    database_url: str, redis_url: str
+) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        "EVENT_RESYNC_INTERVAL": str(NO_SAFETY_POLL),
+        "LOG_FORMAT": "text",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return process, base
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(
+                    f"second instance did not start: {process.stderr.read().decode()}"
+                )
+            await asyncio.sleep(0.2)
+
+
+async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
+    make_server, make_member: MakeMember, database_url: str
+) -> None:
+    redis_url = require_redis("redis: two instances")
+    if postgres_url() is None:
+        pytest.skip("two instances need PostgreSQL (DATABASE_URL); SQLite is for one process")
+    a: RunningServer = await make_server(redis_url=redis_url, event_resync_interval=NO_SAFETY_POLL)
+    process, b_url = await _start_subprocess_instance(database_url, redis_url)
+    b = GraphQLHttp(b_url)
+    try:
+        member = await make_member()
+        ws = await GraphQLWebSocket.connect(a.ws_url, token=member.token)
+        await ws.acknowledged()
+        await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
+        await a.wait_for_subscribers(1)
+        for name in ("made on B", "again on B"):
+            assert (await b.data(RENAME, {"n": name}, token=member.token))[
+                "renameOrganisation"
+            ] == {"userErrors": []}
+        received = [(await ws.next_data(timeout=10))["events"]["payload"]["name"] for _ in range(2)]
+        assert received == ["made on B", "again on B"]
+        await ws.close()
+    finally:
+        await b.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def test_redis_outage_loses_nothing(make_server, make_member: MakeMember) -> None:
+    """Redis stops during a mutation: the mutation commits, readiness says so, and the event
+    reaches the subscriber once Redis is back."""
+    if not redis_server_available():
+        unavailable("redis: outage", "redis-server is not installed")
+    with redis_server() as redis:
+        server: RunningServer = await make_server(
+            redis_url=redis.url, event_resync_interval=NO_SAFETY_POLL, outbox_retry_interval=0.2
+        )
+        member = await make_member()
+        client = GraphQLHttp(server.url)
+        ws = await GraphQLWebSocket.connect(server.ws_url, token=member.token)
+        try:
+            await ws.acknowledged()
+            await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
+            await server.wait_for_subscribers(1)
+            await client.data(RENAME, {"n": "before"}, token=member.token)
+            assert (await ws.next_data())["events"]["payload"]["name"] == "before"
+
+            redis.stop()
+            data = await client.data(RENAME, {"n": "during outage"}, token=member.token)
+            assert data["renameOrganisation"]["userErrors"] == []  # committed without Redis
+            ready = await client.http.get("/readyz")
+            assert ready.status_code == 503 and "broadcast" in ready.json()["problems"]
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=1.0)
+
+            redis.restart()
+            event = (await ws.next_data(timeout=15))["events"]
+            assert event["payload"]["name"] == "during outage"
+            await client.data(RENAME, {"n": "after"}, token=member.token)
+            assert (await ws.next_data(timeout=10))["events"]["payload"]["name"] == "after"
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.5)  # and nothing twice
+            assert (await client.http.get("/readyz")).status_code == 200
+        finally:
+            await ws.close()
+            await client.close()
+            await server.stop()
