@@ -61,13 +61,14 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
-            broadcast = create_broadcast(settings.broadcast_url)
+            broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
             hub = EventHub(broadcast, resync_interval=settings.event_resync_interval)
             publisher = OutboxPublisher(
                 broadcast,
                 poll_interval=settings.event_resync_interval,
                 retry_interval=settings.outbox_retry_interval,
+                deliver_locally=hub.offer,
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             await hub.start()

@@ -152,7 +152,7 @@ def make_member(make_server: ServerFactory) -> MakeMember:
     ) -> Member:
         email = f"{uuid.uuid4().hex[:12]}@example.test"
         if organisation_id is None:
-            org, user = await organisations.create_organisation(
+            _, user = await organisations.create_organisation(
                 name=f"Org {email}",
                 kind=OrganisationKind(kind),
                 owner_email=email,

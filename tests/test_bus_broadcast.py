@@ -1,17 +1,15 @@
 """The broadcast layer: SafeBroadcast and RedisPubSubBackend.
 
-Redis tests use the shared server from ``REDIS_URL`` (skipped without it, failed when
-``CI=true``); restart tests start a private ``redis-server`` on a free port.
+Redis tests use the shared server from ``REDIS_URL`` (skipped without it; failed when it is
+set but does not answer under ``CI=true``); restart tests start a private ``redis-server`` on a free port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import NoReturn
 
 import pytest
 from broadcaster import Broadcast, Event
@@ -27,12 +25,7 @@ from integrations.bus.broadcast import (
     create_broadcast,
 )
 from tests.support.redis_server import RedisServer, redis_server, redis_server_available
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required when CI=true)", pytrace=False)
-    pytest.skip(reason)
+from tests.support.services import require_redis, unavailable
 
 
 def _channel(name: str) -> str:
@@ -41,7 +34,7 @@ def _channel(name: str) -> str:
 
 async def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polling state that has no event to wait on
             await asyncio.sleep(0.01)
 
 
@@ -118,10 +111,7 @@ async def _fan_out(
 
 @pytest.fixture
 def redis_url() -> str:
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        _unavailable("REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379/0)")
-    return url
+    return require_redis("redis: broadcast backend")
 
 
 @pytest.fixture
@@ -148,7 +138,7 @@ async def redis_admin(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     if not redis_server_available():
-        _unavailable("redis-server is not on PATH: cannot start a private Redis to restart")
+        unavailable("redis: restarts", "redis-server is not on PATH")
     with redis_server() as server:
         yield server
 
@@ -371,10 +361,13 @@ async def test_redis_last_unsubscribe_racing_new_subscribe(
 # -- private Redis: outages -------------------------------------------------------------------------
 
 
-def _fast_backend(url: str) -> RedisPubSubBackend:
-    return RedisPubSubBackend(
-        url, reconnect_min_delay=0.02, reconnect_max_delay=0.2, socket_timeout=2.0
-    )
+def _fast_backend(url: str, **options: float) -> RedisPubSubBackend:
+    settings: dict[str, float] = {
+        "reconnect_min_delay": 0.02,
+        "reconnect_max_delay": 0.2,
+        "socket_timeout": 2.0,
+    }
+    return RedisPubSubBackend(url, **(settings | options))
 
 
 @pytest.mark.redis
@@ -413,13 +406,13 @@ async def test_redis_killed_connection_resubscribes(private_redis: RedisServer) 
     async with (
         SafeBroadcast(backend=backend) as broadcast,
         Redis.from_url(private_redis.url) as admin,
+        broadcast.subscribe("stream") as sub,
     ):
-        async with broadcast.subscribe("stream") as sub:
-            assert await admin.client_kill_filter(_type="pubsub") >= 1
-            assert await _next_message(sub) == RESYNC
-            await broadcast.publish("stream", "after kill")
-            assert await _next_message(sub) == "after kill"
-            assert await _numsub(admin, "stream") == 1
+        assert await admin.client_kill_filter(_type="pubsub") >= 1
+        assert await _next_message(sub) == RESYNC
+        await broadcast.publish("stream", "after kill")
+        assert await _next_message(sub) == "after kill"
+        assert await _numsub(admin, "stream") == 1
 
 
 @pytest.mark.redis
@@ -429,3 +422,31 @@ async def test_redis_connect_fails_fast_when_unreachable(private_redis: RedisSer
     with pytest.raises(RedisConnectionError):
         await broadcast.connect()
     await broadcast.disconnect()  # harmless after a failed connect
+
+
+@pytest.mark.redis
+async def test_redis_stalled_connection_is_detected(private_redis: RedisServer) -> None:
+    """A connection that stops answering (here: CLIENT PAUSE) is replaced, then RESYNC."""
+    backend = _fast_backend(private_redis.url, ping_interval=0.2, socket_timeout=0.4)
+    async with (
+        SafeBroadcast(backend=backend) as broadcast,
+        Redis.from_url(private_redis.url) as admin,
+        broadcast.subscribe("stalled") as sub,
+    ):
+        await admin.client_pause(1500, all=True)
+        assert await _next_message(sub, 10) == RESYNC
+        await broadcast.publish("stalled", "after pause")
+        assert await _next_message(sub) == "after pause"
+
+
+@pytest.mark.redis
+async def test_redis_disconnect_during_outage(private_redis: RedisServer) -> None:
+    backend = _fast_backend(private_redis.url)
+    broadcast = SafeBroadcast(backend=backend)
+    await broadcast.connect()
+    async with broadcast.subscribe("outage") as sub:
+        private_redis.stop()
+        await _wait_until(lambda: not backend.connected)
+        await asyncio.wait_for(broadcast.disconnect(), 2)
+        with pytest.raises(Unsubscribed):
+            await asyncio.wait_for(sub.get(), 2)

@@ -16,7 +16,7 @@ from tests.conftest import MakeMember
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import redis_server, redis_server_available
 from tests.support.server import RunningServer, free_port
-from tests.support.services import postgres_url, require_redis, unavailable
+from tests.support.services import require_postgres, require_redis, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 RENAME = "mutation($n: String!) { renameOrganisation(input: {name: $n}) { userErrors { code } } }"
@@ -63,8 +63,7 @@ async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
     make_server, make_member: MakeMember, database_url: str
 ) -> None:
     redis_url = require_redis("redis: two instances")
-    if postgres_url() is None:
-        pytest.skip("two instances need PostgreSQL (DATABASE_URL); SQLite is for one process")
+    require_postgres("redis: two instances")
     a: RunningServer = await make_server(redis_url=redis_url, event_resync_interval=NO_SAFETY_POLL)
     process, b_url = await _start_subprocess_instance(database_url, redis_url)
     b = GraphQLHttp(b_url)
@@ -87,9 +86,9 @@ async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
         process.wait(timeout=20)
 
 
-async def test_redis_outage_loses_nothing(make_server, make_member: MakeMember) -> None:
-    """Redis stops during a mutation: the mutation commits, readiness says so, and the event
-    reaches the subscriber once Redis is back."""
+async def test_redis_outage_loses_nothing_locally(make_server, make_member: MakeMember) -> None:
+    """Redis stops during a mutation: the mutation commits, this instance's subscribers are
+    still served, readiness says 503, and all recovers by itself when Redis returns."""
     if not redis_server_available():
         unavailable("redis: outage", "redis-server is not installed")
     with redis_server() as redis:
@@ -109,20 +108,91 @@ async def test_redis_outage_loses_nothing(make_server, make_member: MakeMember) 
             redis.stop()
             data = await client.data(RENAME, {"n": "during outage"}, token=member.token)
             assert data["renameOrganisation"]["userErrors"] == []  # committed without Redis
+            assert (await ws.next_data())["events"]["payload"]["name"] == "during outage"
             ready = await client.http.get("/readyz")
             assert ready.status_code == 503 and "broadcast" in ready.json()["problems"]
-            with pytest.raises(TimeoutError):
-                await ws.receive(timeout=1.0)
 
             redis.restart()
-            event = (await ws.next_data(timeout=15))["events"]
-            assert event["payload"]["name"] == "during outage"
+            deadline = asyncio.get_running_loop().time() + 15
+            while (await client.http.get("/readyz")).status_code != 200:
+                assert asyncio.get_running_loop().time() < deadline, "never became ready again"
+                await asyncio.sleep(0.2)
             await client.data(RENAME, {"n": "after"}, token=member.token)
             assert (await ws.next_data(timeout=10))["events"]["payload"]["name"] == "after"
             with pytest.raises(TimeoutError):
                 await ws.receive(timeout=0.5)  # and nothing twice
-            assert (await client.http.get("/readyz")).status_code == 200
         finally:
             await ws.close()
+            await client.close()
+            await server.stop()
+
+
+async def test_redis_outage_event_reaches_other_instance_when_redis_returns(
+    make_server, make_member: MakeMember, database_url: str
+) -> None:
+    """A mutation on B while Redis is down reaches a subscriber on A once Redis is back."""
+    if not redis_server_available():
+        unavailable("redis: outage", "redis-server is not installed")
+    require_postgres("redis: two instances")
+    with redis_server() as redis:
+        a: RunningServer = await make_server(
+            redis_url=redis.url, event_resync_interval=NO_SAFETY_POLL, outbox_retry_interval=0.2
+        )
+        process, b_url = await _start_subprocess_instance(database_url, redis.url)
+        b = GraphQLHttp(b_url)
+        member = await make_member()
+        ws = await GraphQLWebSocket.connect(a.ws_url, token=member.token)
+        try:
+            await ws.acknowledged()
+            await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
+            await a.wait_for_subscribers(1)
+            redis.stop()
+            data = await b.data(RENAME, {"n": "on B, Redis down"}, token=member.token)
+            assert data["renameOrganisation"]["userErrors"] == []
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=1.0)  # nothing can carry it to A yet
+            redis.restart()
+            event = (await ws.next_data(timeout=20))["events"]
+            assert event["payload"]["name"] == "on B, Redis down"
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.5)
+        finally:
+            await ws.close()
+            await b.close()
+            process.terminate()
+            process.wait(timeout=20)
+            await a.stop()
+
+
+async def test_service_starts_while_redis_is_down_and_catches_up(
+    make_server, make_member: MakeMember
+) -> None:
+    if not redis_server_available():
+        unavailable("redis: outage", "redis-server is not installed")
+    with redis_server() as redis:
+        redis.stop()
+        server: RunningServer = await make_server(
+            redis_url=redis.url, event_resync_interval=NO_SAFETY_POLL
+        )
+        client = GraphQLHttp(server.url)
+        try:
+            assert (await client.http.get("/readyz")).status_code == 503
+            member = await make_member()
+            await client.data(RENAME, {"n": "while down"}, token=member.token)
+            ws = await GraphQLWebSocket.connect(server.ws_url, token=member.token)
+            await ws.acknowledged()
+            await ws.subscribe(
+                EVENTS_SUBSCRIPTION, {"after": "0", "types": ["ORGANISATION_UPDATED"]}
+            )
+            assert (await ws.next_data())["events"]["payload"]["name"] == "while down"  # replay
+            redis.restart()
+            deadline = asyncio.get_running_loop().time() + 15
+            while (await client.http.get("/readyz")).status_code != 200:
+                assert asyncio.get_running_loop().time() < deadline, "never became ready"
+                await asyncio.sleep(0.2)
+            await client.data(RENAME, {"n": "after start"}, token=member.token)
+            assert (await ws.next_data(timeout=10))["events"]["payload"]["name"] == "after start"
+            await ws.close()
+        finally:
             await client.close()
             await server.stop()

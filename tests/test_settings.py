@@ -45,7 +45,7 @@ def test_every_bad_value_is_reported_at_once() -> None:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for env, default, _ in describe():
+    for env, _default, _ in describe():
         assert f"`{env}`" in readme, env
 
 

@@ -55,6 +55,22 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
+async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until they have ended.
+
+    Cancels again while they run on: on Python 3.11, ``asyncio.wait_for`` (used inside
+    redis-py) swallows a cancellation that races with the completion of what it awaits.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller has dealt with the outcome already
+
+
 async def _close_pubsub(pubsub: PubSub) -> None:
     try:
         await pubsub.aclose()
@@ -79,6 +95,7 @@ class RedisPubSubBackend(BroadcastBackend):
         socket_timeout: float | None = 5.0,
         ping_interval: float = 15.0,
         publish_retries: int = 3,
+        start_when_unreachable: bool = False,
     ) -> None:
         # BroadcastBackend.__init__ raises NotImplementedError: deliberately not called.
         if reconnect_min_delay <= 0 or reconnect_max_delay < reconnect_min_delay:
@@ -93,6 +110,7 @@ class RedisPubSubBackend(BroadcastBackend):
         # How long to wait for a reply (PING, SUBSCRIBE confirmation) before giving up.
         self._reply_timeout = socket_timeout or ping_interval
         self._publish_retries = publish_retries
+        self._start_when_unreachable = start_when_unreachable
 
         self.connected: bool = False
         """True while the pub/sub connection is up."""
@@ -131,8 +149,18 @@ class RedisPubSubBackend(BroadcastBackend):
         self._subscriber = Redis.from_url(
             self._url, retry=Retry(NoBackoff(), 0), socket_keepalive=True, **common
         )
+        pubsub: PubSub | None
         try:
             pubsub = await self._open_pubsub()
+        except Exception as exc:
+            if not self._start_when_unreachable:
+                await self._close_clients()
+                raise
+            # Degraded start: the listener keeps trying; readiness (ping) fails meanwhile.
+            logger.warning(
+                "Redis unreachable at start (%s); connecting in background", _describe(exc)
+            )
+            pubsub = None
         except BaseException:
             await self._close_clients()
             raise
@@ -142,9 +170,9 @@ class RedisPubSubBackend(BroadcastBackend):
         """Stop the listener and close both connections; never raises."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await _cancel_and_wait(listener)
         self._end_session()
+        self._wanted.clear()
         await self._close_clients()
 
     async def _close_clients(self) -> None:
@@ -258,21 +286,22 @@ class RedisPubSubBackend(BroadcastBackend):
                 task.result()
             raise RedisConnectionError("pub/sub session ended unexpectedly")
         finally:
-            reader.cancel()
-            writer.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await _cancel_and_wait(reader, writer)
 
     async def _write_loop(
         self, pubsub: PubSub, commands: asyncio.Queue[tuple[str, tuple[str, ...]]]
     ) -> None:
         connection = pubsub.connection
-        assert connection is not None
+        current = asyncio.current_task()
+        assert connection is not None and current is not None
         while True:
             name, args = await commands.get()
             if not connection.is_connected:
                 # Never let redis-py silently reconnect a socket without our subscriptions.
                 raise RedisConnectionError("pub/sub connection closed")
             await connection.send_command(name, *args, check_health=False)
+            if current.cancelling():  # a cancellation swallowed by redis-py's wait_for
+                raise asyncio.CancelledError
 
     async def _read_loop(
         self, pubsub: PubSub, commands: asyncio.Queue[tuple[str, tuple[str, ...]]]
@@ -375,10 +404,9 @@ class SafeBroadcast(Broadcast):
         """End all subscribers, stop the listener and disconnect the backend."""
         task, self._listen_task = self._listen_task, None
         if task is not None:
-            task.cancel()
-            (outcome,) = await asyncio.gather(task, return_exceptions=True)
-            if isinstance(outcome, Exception):
-                logger.error("Broadcast listener had failed", exc_info=outcome)
+            await _cancel_and_wait(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("Broadcast listener had failed", exc_info=task.exception())
         subscribers, self._subscribers = self._subscribers, {}
         self._backend_channels.clear()
         for queues in subscribers.values():
@@ -482,18 +510,25 @@ class SafeBroadcast(Broadcast):
                 self._channel_states.pop(channel, None)
 
 
-def _backend_for_url(url: str) -> BroadcastBackend:
+def _backend_for_url(url: str, *, start_when_unreachable: bool = False) -> BroadcastBackend:
     scheme = urlparse(url).scheme
     if scheme == "memory":
         return MemoryBackend(url)
     if scheme in ("redis", "rediss"):
-        return RedisPubSubBackend(url)
+        return RedisPubSubBackend(url, start_when_unreachable=start_when_unreachable)
     # Do not echo the URL: it may carry a password.
     raise ValueError(
         f"Unsupported broadcast URL scheme {scheme!r}: use memory://, redis:// or rediss://"
     )
 
 
-def create_broadcast(url: str) -> SafeBroadcast:
-    """Build the broadcast for ``url``: ``memory://``, ``redis://`` or ``rediss://``."""
-    return SafeBroadcast(backend=_backend_for_url(url))
+def create_broadcast(url: str, *, start_when_unreachable: bool = False) -> SafeBroadcast:
+    """Build the broadcast for ``url``: ``memory://``, ``redis://`` or ``rediss://``.
+
+    With ``start_when_unreachable``, ``connect()`` succeeds while Redis is down and the
+    backend connects in the background (then delivers ``RESYNC``), as the service wants:
+    mutations commit to the outbox whether or not Redis is up.
+    """
+    return SafeBroadcast(
+        backend=_backend_for_url(url, start_when_unreachable=start_when_unreachable)
+    )

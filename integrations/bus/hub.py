@@ -108,6 +108,11 @@ class EventHub:
             except Exception:
                 log.exception("event hub resync failed")
 
+    async def offer(self, events: list[PublishedEvent]) -> None:
+        """Events numbered by this process's publisher, before they are broadcast."""
+        for event in events:
+            await self._accept(event)
+
     async def _accept(self, event: PublishedEvent) -> None:
         if event.seq <= self.last_seq:
             return  # already dispatched (duplicate publication or caught up from the outbox)

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from domain import outbox
+from domain.events import PublishedEvent
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode
 
@@ -21,8 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, broadcast: SafeBroadcast, *, poll_interval: float, retry_interval: float):
+    """``deliver_locally`` (the hub's ``offer``) gets every numbered event before it is
+    broadcast, so this process's subscribers are served even while Redis is down."""
+
+    def __init__(
+        self,
+        broadcast: SafeBroadcast,
+        *,
+        poll_interval: float,
+        retry_interval: float,
+        deliver_locally: Callable[[list[PublishedEvent]], Awaitable[None]] | None = None,
+    ):
         self._broadcast = broadcast
+        self._deliver_locally = deliver_locally
         self._poll_interval = poll_interval
         self._retry_interval = retry_interval
         self._wake = asyncio.Event()
@@ -62,31 +75,38 @@ class OutboxPublisher:
                 log.exception("outbox flush failed; retrying in %.1fs", self._retry_interval)
 
     async def flush(self) -> int:
-        """Number what is committed and publish what is unpublished. Returns events published."""
+        """Number what is committed and publish what is unpublished. Returns events published.
+
+        A backend failure stops this round: what went out is marked, the rest stays in the
+        outbox for the next round (``retry_interval`` later).
+        """
         while await outbox.assign_sequence() >= outbox.BATCH:
             pass
         sent = 0
-        while True:
-            events = await outbox.unpublished()
-            if not events:
-                break
-            done: list[int] = []
-            try:
-                for event in events:
-                    await self._broadcast.publish(EVENTS_CHANNEL, encode(event))
-                    done.append(event.seq)
-            except Exception as exc:
-                if self.backend_down_since is None:
-                    self.backend_down_since = time.monotonic()
-                    log.warning("broadcast backend unavailable, events wait in the outbox: %s", exc)
-                await outbox.mark_published(done)
-                return sent + len(done)
+        while events := await outbox.unpublished():
+            if self._deliver_locally is not None:
+                await self._deliver_locally(events)
+            done = await self._publish(events)
             await outbox.mark_published(done)
             sent += len(done)
-            if self.backend_down_since is not None:
-                log.info("broadcast backend is back; outbox drained")
-                self.backend_down_since = None
-            if len(events) < outbox.BATCH:
+            if len(done) < len(events) or len(events) < outbox.BATCH:
                 break
         self.published += sent
         return sent
+
+    async def _publish(self, events: list[PublishedEvent]) -> list[int]:
+        """Publish in order; the seqs that went out (all of them unless the backend failed)."""
+        done: list[int] = []
+        try:
+            for event in events:
+                await self._broadcast.publish(EVENTS_CHANNEL, encode(event))
+                done.append(event.seq)
+        except Exception as exc:
+            if self.backend_down_since is None:
+                self.backend_down_since = time.monotonic()
+                log.warning("broadcast backend unavailable, events wait in the outbox: %s", exc)
+            return done
+        if self.backend_down_since is not None:
+            log.info("broadcast backend is back; publishing the outbox")
+            self.backend_down_since = None
+        return done

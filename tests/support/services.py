@@ -53,3 +53,11 @@ def require_redis(suite: str) -> str:
     if not answers(url, 6379):
         unavailable(suite, f"Redis at {url} does not answer")
     return url
+
+
+def require_postgres(suite: str) -> str:
+    url = postgres_url()
+    if url is None:
+        SKIPPED_SUITES[suite] = "DATABASE_URL is not PostgreSQL (SQLite is for one process)"
+        pytest.skip(f"{suite}: needs PostgreSQL in DATABASE_URL")
+    return url
