@@ -20,6 +20,18 @@ async def rename(client: GraphQLHttp, token: str, name: str) -> None:
     assert data["renameOrganisation"]["userErrors"] == []
 
 
+async def subscribed(
+    server: RunningServer, ws_connect, token: str, **variables
+) -> GraphQLWebSocket:  # type: ignore[no-untyped-def]
+    """A socket with one live `events` subscription, registered before this returns."""
+    ws: GraphQLWebSocket = await ws_connect(token)
+    await ws.acknowledged()
+    before = server.app.state.hub.subscriber_count
+    await ws.subscribe(EVENTS_SUBSCRIPTION, variables)
+    await server.wait_for_subscribers(before + 1)
+    return ws
+
+
 async def test_subscriber_receives_the_event_of_a_mutation(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, ws_connect
 ) -> None:
@@ -41,10 +53,7 @@ async def test_events_arrive_in_order_without_duplicates(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, ws_connect
 ) -> None:
     member = await make_member()
-    ws = await ws_connect(member.token)
-    await ws.acknowledged()
-    await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
-    await server.wait_for_subscribers(1)
+    ws = await subscribed(server, ws_connect, member.token, types=["ORGANISATION_UPDATED"])
     # concurrent mutations: ids still reach the subscriber strictly increasing
     await asyncio.gather(*(rename(client, member.token, f"Name {i}") for i in range(20)))
     ids = [int((await ws.next_data())["events"]["id"]) for _ in range(20)]
@@ -106,10 +115,7 @@ async def test_reconnect_with_last_id_replays_without_gap_or_duplicate(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, ws_connect
 ) -> None:
     member = await make_member()
-    ws = await ws_connect(member.token)
-    await ws.acknowledged()
-    await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
-    await server.wait_for_subscribers(1)
+    ws = await subscribed(server, ws_connect, member.token, types=["ORGANISATION_UPDATED"])
     await rename(client, member.token, "one")
     await rename(client, member.token, "two")
     first = [(await ws.next_data())["events"] for _ in range(2)]
@@ -255,3 +261,19 @@ async def test_graphiql_only_in_debug(make_server) -> None:  # type: ignore[no-u
         await quiet.stop()
         debug: RunningServer = await make_server(debug=True)
         assert "graphiql" in (await http.get(f"{debug.url}/graphql", headers=headers)).text.lower()
+
+
+async def test_cross_origin_websocket_is_refused_unless_allowed(make_server) -> None:  # type: ignore[no-untyped-def]
+    server: RunningServer = await make_server(ws_allowed_origins=("https://dash.example",))
+    headers = {"origin": "https://evil.example"}
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(
+            server.ws_url, subprotocols=["graphql-transport-ws"], additional_headers=headers
+        )
+    assert refused.value.response.status_code == 403
+    allowed = await websockets.connect(
+        server.ws_url,
+        subprotocols=["graphql-transport-ws"],
+        additional_headers={"origin": "https://dash.example"},
+    )
+    await allowed.close()
