@@ -28,3 +28,17 @@ class Viewer:
             raise DomainError(
                 ErrorCode.FORBIDDEN, f"This needs the {minimum.value} role or higher."
             )
+
+
+def require_supplier_staff(viewer: Viewer) -> None:
+    """Supplier staff (STAFF or higher in a SUPPLIER organisation)."""
+    if viewer.organisation_kind is not OrganisationKind.SUPPLIER:
+        raise DomainError(ErrorCode.FORBIDDEN, "Only a supplier's staff can do this.")
+    viewer.require_role(Role.STAFF)
+
+
+def require_buyer(viewer: Viewer, minimum: Role = Role.STAFF) -> None:
+    """A member (STAFF or higher by default) of a BUYER organisation."""
+    if viewer.organisation_kind is not OrganisationKind.BUYER:
+        raise DomainError(ErrorCode.FORBIDDEN, "Only a buyer organisation can do this.")
+    viewer.require_role(minimum)

@@ -16,6 +16,12 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "FORBIDDEN"  # the caller's role may not do this
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"  # the object's status does not allow it
     CONFLICT = "CONFLICT"  # the object changed concurrently; reload and retry
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"  # the wallet cannot cover the charge
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"  # amounts in different currencies
+    INACTIVE = "INACTIVE"  # a SKU, product or method that is switched off
+    ATTRIBUTES_MISMATCH = "ATTRIBUTES_MISMATCH"  # a store variant does not match the SKU
+    NOT_DELIVERABLE = "NOT_DELIVERABLE"  # no freight rule for the destination
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"  # a store or warehouse API refused or did not answer
 
 
 class DomainError(Exception):

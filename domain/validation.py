@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from domain.errors import DomainError, ErrorCode
+
+CENT = Decimal("0.01")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -27,3 +30,36 @@ def clean_email(value: str, *, field: str = "email") -> str:
     if not _EMAIL.match(email):
         raise DomainError(ErrorCode.INVALID, "This is not an e-mail address.", field=field)
     return email
+
+
+def positive_int(value: int, *, field: str, maximum: int = 1_000_000) -> int:
+    if not 0 < value <= maximum:
+        raise DomainError(
+            ErrorCode.INVALID, f"Must be a whole number from 1 to {maximum}.", field=field
+        )
+    return value
+
+
+def money(value: Decimal, *, field: str, allow_zero: bool = False) -> Decimal:
+    """A non-negative amount with at most two decimals (positive unless ``allow_zero``)."""
+    if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
+        raise DomainError(ErrorCode.INVALID, "Must be a positive amount.", field=field)
+    if value != value.quantize(CENT):
+        raise DomainError(ErrorCode.INVALID, "At most two decimal places.", field=field)
+    if value >= Decimal("1e12"):
+        raise DomainError(ErrorCode.INVALID, "The amount is too large.", field=field)
+    return value.quantize(CENT)
+
+
+def currency(value: str, *, field: str = "currency") -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise DomainError(ErrorCode.INVALID, "A three-letter ISO 4217 code.", field=field)
+    return code
+
+
+def country(value: str, *, field: str) -> str:
+    code = value.strip().upper()
+    if code != "*" and (len(code) != 2 or not code.isalpha()):
+        raise DomainError(ErrorCode.INVALID, "A two-letter ISO 3166 code (or *).", field=field)
+    return code

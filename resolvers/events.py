@@ -8,11 +8,15 @@ import strawberry
 from strawberry import Info
 
 from domain import outbox
+from domain.events import EventType as DomainEventType
+from domain.events import PublishedEvent
+from domain.models.orders import Quote as QuoteModel
 from integrations.bus.hub import SubscriptionEnded
 from resolvers.errors import PublicError, bad_input
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.enums import EventType
 from schema.types.events import Event, EventConnection, EventEdge
+from schema.types.orders import OrderStatus, OrderStatusChange, Quote
 from schema.types.pagination import PageInfo
 
 MAX_PAGE = 200
@@ -78,16 +82,71 @@ class EventSubscriptions:
         types: list[EventType] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Event, None]:
-        viewer = viewer_of(info)
-        after = _cursor(after_event_id, name="afterEventId") if after_event_id else None
-        stream = info.context.hub.stream(
-            organisation_id=viewer.organisation_id,
-            token_id=viewer.token_id,
-            after_seq=after,
-            types=[t.value for t in types] if types else None,
-        )
-        try:
-            async for event in stream:
-                yield Event.from_published(event)
-        except SubscriptionEnded as ended:
-            raise PublicError(str(ended), code="UNAUTHENTICATED") from ended
+        async for event in _stream(
+            info, [t.value for t in types] if types else None, after_event_id
+        ):
+            yield Event.from_published(event)
+
+
+@strawberry.type
+class OrderSubscriptions:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Status changes of the caller's orders (optionally only these orders or "
+        "target statuses), in order. Resume with `afterEventId` like `events`.",
+    )
+    async def order_status_changed(
+        self,
+        info: Info,
+        order_ids: list[strawberry.ID] | None = None,
+        statuses: list[OrderStatus] | None = None,
+        after_event_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[OrderStatusChange, None]:
+        wanted_orders = {str(i) for i in order_ids} if order_ids else None
+        wanted_statuses = {s.value for s in statuses} if statuses else None
+        async for event in _stream(
+            info, [DomainEventType.ORDER_STATUS_CHANGED.value], after_event_id
+        ):
+            payload = event.payload
+            if wanted_orders is not None and payload["orderId"] not in wanted_orders:
+                continue
+            if wanted_statuses is not None and payload["to"] not in wanted_statuses:
+                continue
+            info.context.fresh_loaders()
+            yield OrderStatusChange(
+                event_id=strawberry.ID(str(event.seq)),
+                order_id=strawberry.ID(payload["orderId"]),
+                from_status=OrderStatus(payload["from"]) if payload.get("from") else None,
+                to_status=OrderStatus(payload["to"]),
+                reason=payload.get("reason", ""),
+                at=event.created_at,
+            )
+
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated], description="Quotes of the caller changing status."
+    )
+    async def quote_updated(
+        self, info: Info, after_event_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Quote, None]:
+        async for event in _stream(info, [DomainEventType.QUOTE_UPDATED.value], after_event_id):
+            quote = await QuoteModel.get_or_none(id=int(event.payload["quoteId"]))
+            if quote is not None:
+                yield Quote.from_model(quote)
+
+
+async def _stream(
+    info: Info, types: list[str] | None, after_event_id: str | None
+) -> AsyncGenerator[PublishedEvent, None]:
+    viewer = viewer_of(info)
+    after = _cursor(after_event_id, name="afterEventId") if after_event_id else None
+    stream = info.context.hub.stream(
+        organisation_id=viewer.organisation_id,
+        token_id=viewer.token_id,
+        after_seq=after,
+        types=types,
+    )
+    try:
+        async for event in stream:
+            yield event
+    except SubscriptionEnded as ended:
+        raise PublicError(str(ended), code="UNAUTHENTICATED") from ended

@@ -16,3 +16,11 @@ def parse_id(raw: str, *, field: str) -> int:
     if not 0 < value <= _MAX_ID:
         raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field)
     return value
+
+
+def optional_id(raw: str | None, *, field: str) -> int | None:
+    return None if raw is None else parse_id(raw, field=field)
+
+
+def parse_ids(raws: list[str], *, field: str) -> list[int]:
+    return [parse_id(raw, field=f"{field}.{i}") for i, raw in enumerate(raws)]

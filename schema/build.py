@@ -20,15 +20,23 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from domain.errors import DomainError
+from resolvers.catalogue import CatalogueMutations, CatalogueQueries
 from resolvers.errors import PublicError
-from resolvers.events import EventQueries, EventSubscriptions
+from resolvers.events import EventQueries, EventSubscriptions, OrderSubscriptions
+from resolvers.orders import OrderMutations, OrderQueries
 from resolvers.organisations import OrganisationMutations, OrganisationQueries
+from resolvers.stores import StoreMutations, StoreQueries
 
 log = logging.getLogger("supplygraph.graphql")
 
-Query = merge_types("Query", (OrganisationQueries, EventQueries))
-Mutation = merge_types("Mutation", (OrganisationMutations,))
-Subscription = merge_types("Subscription", (EventSubscriptions,))
+Query = merge_types(
+    "Query", (OrganisationQueries, EventQueries, CatalogueQueries, StoreQueries, OrderQueries)
+)
+Mutation = merge_types(
+    "Mutation", (OrganisationMutations, CatalogueMutations, StoreMutations, OrderMutations)
+)
+Subscription = merge_types("Subscription", (EventSubscriptions, OrderSubscriptions))
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -38,7 +46,7 @@ def is_expected(error: GraphQLError) -> bool:
     original = error.original_error
     if error.path is None or original is None:
         return True
-    return isinstance(original, PublicError)
+    return isinstance(original, PublicError | DomainError)
 
 
 def _request_id(context: Any) -> str | None:
@@ -86,7 +94,11 @@ class SupplygraphSchema(strawberry.Schema):
         Runs before ``ErrorPolicy`` masks, so the log keeps the original exception.
         """
         for error in errors:
-            if is_expected(error):
+            if isinstance(error.original_error, DomainError):
+                # a query refused by a domain rule (a mutation would return userErrors)
+                domain_error = error.original_error
+                error.extensions = {"code": domain_error.code.value, "field": domain_error.field}
+            elif is_expected(error):
                 if not (error.extensions or {}).get("code"):
                     error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
             else:

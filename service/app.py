@@ -19,6 +19,8 @@ from domain.db import add_commit_listener, remove_commit_listener, tortoise_conf
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
+from integrations.stores.sync import TrackingPusher
+from integrations.stores.webhook import receive_store_order
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -70,9 +72,12 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
             )
+            tracking = TrackingPusher()
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
+            app.state.tracking = tracking
             await hub.start()
             await publisher.start()
+            await tracking.start()
             add_commit_listener(publisher.wake)
             publisher.wake()
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
@@ -80,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 remove_commit_listener(publisher.wake)
+                await tracking.stop()
                 await hub.stop()  # ends open subscriptions cleanly
                 await publisher.stop()
                 await broadcast.disconnect()
@@ -90,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/webhooks/stores/{store_id}/orders", receive_store_order, methods=["POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
         middleware=[

@@ -55,6 +55,7 @@ class GraphQLView(GraphQL):
             header = request.headers.get("authorization")
             if header is not None:
                 await self._authenticate(context, _bearer(header))
+        context.fresh_loaders()
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -70,6 +71,7 @@ class GraphQLView(GraphQL):
         await self._authenticate(context, secret)
         if context.viewer is None:
             raise ConnectionRejectionError({"message": context.auth_problem or BAD_TOKEN})
+        context.fresh_loaders()
         return {"organisationId": str(context.viewer.organisation_id)}
 
     async def _authenticate(self, context: Context, secret: str | None) -> None:

@@ -26,6 +26,7 @@ class Organisation(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=200)
     kind = fields.CharEnumField(OrganisationKind, max_length=16)
+    currency = fields.CharField(max_length=3, default="USD")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

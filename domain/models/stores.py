@@ -1,0 +1,111 @@
+"""Buyers' online stores, their products, and how store variants connect to supplier SKUs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class StorePlatform(StrEnum):
+    SHOPIFY = "SHOPIFY"
+    WOOCOMMERCE = "WOOCOMMERCE"
+    BIGSHOP = "BIGSHOP"
+    OTHER = "OTHER"
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    STALE = "STALE"  # the supplier changed or discontinued a SKU it uses
+    DISCONNECTED = "DISCONNECTED"
+
+
+class Store(Model):
+    """A connected store. Credentials and the webhook secret never leave the server."""
+
+    id = fields.IntField(primary_key=True)
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name="stores", on_delete=fields.CASCADE
+    )
+    buyer_id: int
+    name = fields.CharField(max_length=200)
+    platform = fields.CharEnumField(StorePlatform, max_length=16)
+    api_url = fields.CharField(max_length=500)
+    access_token = fields.CharField(max_length=500)
+    webhook_secret = fields.CharField(max_length=200)
+    last_order_external_id = fields.CharField(max_length=64, null=True)
+    last_synced_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "store"
+        indexes = (("buyer_id", "id"),)
+
+
+class StoreProduct(Model):
+    id = fields.IntField(primary_key=True)
+    store: fields.ForeignKeyRelation[Store] = fields.ForeignKeyField(
+        "models.Store", related_name="products", on_delete=fields.CASCADE
+    )
+    store_id: int
+    external_id = fields.CharField(max_length=64)
+    title = fields.CharField(max_length=300)
+
+    class Meta:
+        table = "store_product"
+        unique_together = (("store_id", "external_id"),)
+
+
+class StoreVariant(Model):
+    id = fields.IntField(primary_key=True)
+    product: fields.ForeignKeyRelation[StoreProduct] = fields.ForeignKeyField(
+        "models.StoreProduct", related_name="variants", on_delete=fields.CASCADE
+    )
+    product_id: int
+    store_id = fields.IntField(db_index=True)
+    external_id = fields.CharField(max_length=64)
+    title = fields.CharField(max_length=300)
+    sku_code = fields.CharField(max_length=100, null=True)
+    attributes = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "store_variant"
+        unique_together = (("store_id", "external_id"),)
+
+
+class ProductConnection(Model):
+    """A store product connected to a supplier product, with a logistics method."""
+
+    id = fields.IntField(primary_key=True)
+    store_product: fields.ForeignKeyRelation[StoreProduct] = fields.ForeignKeyField(
+        "models.StoreProduct", related_name="connections", on_delete=fields.CASCADE
+    )
+    store_product_id: int
+    buyer_id = fields.IntField(db_index=True)
+    supplier_id = fields.IntField(db_index=True)
+    product_id = fields.IntField()
+    logistics_method_id = fields.IntField()
+    status = fields.CharEnumField(ConnectionStatus, max_length=16, default=ConnectionStatus.ACTIVE)
+    stale_reason = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "product_connection"
+
+
+class VariantMapping(Model):
+    """One store variant to one SKU, as of the SKU's ``version`` when it was connected."""
+
+    id = fields.IntField(primary_key=True)
+    connection: fields.ForeignKeyRelation[ProductConnection] = fields.ForeignKeyField(
+        "models.ProductConnection", related_name="mappings", on_delete=fields.CASCADE
+    )
+    connection_id: int
+    store_variant_id = fields.IntField(db_index=True)
+    sku_id = fields.IntField(db_index=True)
+    sku_version = fields.IntField()
+
+    class Meta:
+        table = "variant_mapping"

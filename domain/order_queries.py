@@ -1,0 +1,97 @@
+"""Reading orders: the caller's orders with filters and keyset pages, and status counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count
+from tortoise.queryset import QuerySet
+
+from domain.access import Viewer
+from domain.errors import DomainError, ErrorCode
+from domain.models.orders import Order, OrderKind, OrderStatus
+from domain.models.organisations import OrganisationKind
+from domain.models.stores import Store, StorePlatform
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    statuses: list[OrderStatus] | None = None
+    kinds: list[OrderKind] | None = None
+    store_id: int | None = None
+    platform: StorePlatform | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    search: str | None = None
+
+
+def visible_orders(viewer: Viewer) -> QuerySet[Order]:
+    """Every order query starts here: the caller's side of the order, nothing else."""
+    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
+        return Order.filter(supplier_id=viewer.organisation_id)
+    return Order.filter(buyer_id=viewer.organisation_id)
+
+
+def _filtered(viewer: Viewer, f: OrderFilter) -> QuerySet[Order]:
+    query = visible_orders(viewer)
+    if f.statuses:
+        query = query.filter(status__in=f.statuses)
+    if f.kinds:
+        query = query.filter(kind__in=f.kinds)
+    if f.store_id is not None:
+        query = query.filter(store_id=f.store_id)
+    if f.platform is not None:
+        query = query.filter(store_id__in=Subquery(Store.filter(platform=f.platform).values("id")))
+    for column, bound, op in (
+        ("created_at", f.created_from, "gte"),
+        ("created_at", f.created_to, "lt"),
+        ("updated_at", f.updated_from, "gte"),
+        ("updated_at", f.updated_to, "lt"),
+    ):
+        if bound is not None:
+            query = query.filter(**{f"{column}__{op}": bound})
+    if f.search:
+        term = f.search.strip()[:100]
+        query = query.filter(
+            Q(number=term)
+            | Q(store_order_number=term)
+            | Q(tracking_number=term)
+            | Q(store_order_number=f"#{term}")
+        )
+    return query
+
+
+async def list_orders(
+    *, viewer: Viewer, filters: OrderFilter, first: int, after: int | None
+) -> tuple[list[Order], bool]:
+    """Newest first, ``first`` orders after the cursor (an order id): keyset, no OFFSET."""
+    if not 0 < first <= MAX_PAGE:
+        raise DomainError(ErrorCode.INVALID, f"first must be 1 to {MAX_PAGE}.", field="first")
+    query = _filtered(viewer, filters)
+    if after is not None:
+        query = query.filter(id__lt=after)
+    rows = await query.order_by("-id").limit(first + 1)
+    return rows[:first], len(rows) > first
+
+
+async def get_order(*, viewer: Viewer, order_id: int) -> Order | None:
+    return await visible_orders(viewer).get_or_none(id=order_id)
+
+
+async def order_counts(*, viewer: Viewer) -> dict[OrderStatus, int]:
+    rows = (
+        await visible_orders(viewer)
+        .annotate(n=Count("id"))
+        .group_by("status")
+        .values_list("status", "n")
+    )
+    counts = {status: 0 for status in OrderStatus}
+    for status, n in rows:
+        counts[OrderStatus(status)] = n
+    return counts

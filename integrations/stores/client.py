@@ -1,0 +1,225 @@
+"""``StoreClient``: calls a buyer's store API (see ``protocol`` for the wire format).
+
+Every call has a timeout. Transient failures (connection errors, timeouts, HTTP 429 and 5xx) are
+retried with exponential backoff; other 4xx are not. A fulfillment carries an idempotency key, so
+retrying one whose response was lost does not ship twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from domain.store_data import StoreOrderData, StoreProductData
+from integrations.stores.protocol import (
+    API_PREFIX,
+    HEADER_ACCESS_TOKEN,
+    HEADER_IDEMPOTENCY_KEY,
+    MAX_PAGE_SIZE,
+    StorePayloadError,
+    parse_id,
+    parse_order,
+    parse_product,
+)
+
+__all__ = ["StoreApiError", "StoreClient"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_RETRY_AFTER = 30.0
+_RETRIED_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class StoreApiError(Exception):
+    """A store API call that failed. ``transient``: trying again later may succeed."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.status = status
+
+
+def _is_transient(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(max(float(response.headers.get("Retry-After", 0)), 0.0), _MAX_RETRY_AFTER)
+    except ValueError:
+        return 0.0
+
+
+class StoreClient:
+    """An async client of one store. Use as ``async with StoreClient(...) as store:``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        access_token: str,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not access_token:
+            raise ValueError("access_token is required")
+        if retries < 0 or backoff < 0 or timeout <= 0:
+            raise ValueError("retries and backoff must be >= 0, timeout > 0")
+        self._token = access_token
+        self._retries = retries
+        self._backoff = backoff
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={HEADER_ACCESS_TOKEN: access_token, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_orders(
+        self, *, since_id: str | None = None, limit: int = 100
+    ) -> list[StoreOrderData]:
+        """One page: at most ``limit`` orders with an id above ``since_id``, by id ascending."""
+        items = await self._list("orders", since_id=since_id, limit=limit)
+        return [parse_order(item) for item in items]
+
+    async def iter_all_orders(
+        self, *, since_id: str | None, limit: int = 100
+    ) -> AsyncIterator[StoreOrderData]:
+        """Every order with an id above ``since_id``, page by page until a short page."""
+        async for item in self._pages("orders", since_id=since_id, limit=limit):
+            yield parse_order(item)
+
+    async def list_products(self, *, limit: int = 100) -> list[StoreProductData]:
+        """All products of the store (every page)."""
+        return [parse_product(item) async for item in self._pages("products", limit=limit)]
+
+    async def create_fulfillment(
+        self, *, order_id: str, carrier: str, tracking_number: str, idempotency_key: str
+    ) -> str:
+        """Push carrier and tracking number to the store; returns the store's fulfillment id.
+
+        Calls with the same ``idempotency_key`` create one fulfillment.
+        """
+        if not (carrier.strip() and tracking_number.strip() and idempotency_key.strip()):
+            raise ValueError("carrier, tracking_number and idempotency_key are required")
+        order = parse_id(order_id, "order_id")
+        path = f"{API_PREFIX}/orders/{order}/fulfillments.json"
+        body = {
+            "fulfillment": {
+                "tracking_company": carrier.strip(),
+                "tracking_number": tracking_number.strip(),
+                "notify_customer": True,
+            }
+        }
+        data = await self._request(
+            "POST", path, json=body, headers={HEADER_IDEMPOTENCY_KEY: idempotency_key}
+        )
+        fulfillment = data.get("fulfillment")
+        if not isinstance(fulfillment, dict) or "id" not in fulfillment:
+            raise StorePayloadError(f"POST {path}: response has no fulfillment id")
+        return parse_id(fulfillment["id"], "fulfillment.id")
+
+    async def _pages(
+        self, kind: str, *, since_id: str | None = None, limit: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        cursor = since_id
+        while True:
+            items = await self._list(kind, since_id=cursor, limit=limit)
+            for item in items:
+                yield item
+            if len(items) < limit:
+                return
+            last = max(int(parse_id(item.get("id"), f"{kind}.id")) for item in items)
+            if cursor is not None and last <= int(cursor):
+                raise StoreApiError(
+                    f"GET {kind}: the store ignored since_id={cursor} (paging would not end)",
+                    transient=False,
+                )
+            cursor = str(last)
+
+    async def _list(self, kind: str, *, since_id: str | None, limit: int) -> list[dict[str, Any]]:
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+        params: dict[str, str | int] = {"limit": limit}
+        if since_id is not None:
+            params["since_id"] = parse_id(since_id, "since_id")
+        path = f"{API_PREFIX}/{kind}.json"
+        items = (await self._request("GET", path, params=params)).get(kind)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise StorePayloadError(f"GET {path}: expected {{{kind!r}: [objects]}}")
+        return items
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send with retries; returns the JSON object of a 2xx response."""
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except _RETRIED_EXCEPTIONS as exc:
+                error = StoreApiError(
+                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")),
+                    transient=True,
+                )
+                delay = self._backoff * 2**attempt
+            except httpx.HTTPError as exc:
+                raise StoreApiError(
+                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}"), transient=False
+                ) from exc
+            else:
+                if response.is_success:
+                    return self._json(method, path, response)
+                error = self._status_error(method, path, response)
+                if not error.transient:
+                    raise error
+                delay = max(self._backoff * 2**attempt, _retry_after(response))
+            if last:
+                attempts = self._retries + 1
+                error.message = f"{error.message} (after {attempts} attempts)"
+                error.args = (error.message,)
+                raise error
+            logger.warning("store API %s; retrying in %.2fs", error.message, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _status_error(self, method: str, path: str, response: httpx.Response) -> StoreApiError:
+        status = response.status_code
+        if status in (401, 403):
+            message = f"{method} {path}: the store refused the credentials (HTTP {status})"
+        else:
+            detail = response.text[:200].strip()
+            message = f"{method} {path}: HTTP {status}" + (f": {detail}" if detail else "")
+        return StoreApiError(self._redact(message), transient=_is_transient(status), status=status)
+
+    def _json(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise StorePayloadError(f"{method} {path}: the response is not JSON") from None
+        if not isinstance(data, dict):
+            raise StorePayloadError(f"{method} {path}: the response is not a JSON object")
+        return data
+
+    def _redact(self, message: str) -> str:
+        return message.replace(self._token, "***")

@@ -1,0 +1,134 @@
+"""Catalogue: products, SKUs, logistics methods (supplier staff manage, buyers browse)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import Info
+
+from domain import catalogue
+from resolvers.ids import optional_id, parse_id
+from resolvers.mutations import run_command
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.catalogue import (
+    CreateLogisticsMethodInput,
+    CreateProductInput,
+    LogisticsMethod,
+    LogisticsMethodPayload,
+    Product,
+    ProductPayload,
+    Sku,
+    SkuPayload,
+    UpdateSkuInput,
+)
+
+
+def _attributes(raw: object, *, field: str) -> dict[str, str]:
+    from domain.errors import DomainError, ErrorCode
+
+    if not isinstance(raw, dict) or not all(isinstance(v, str | int) for v in raw.values()):
+        raise DomainError(ErrorCode.INVALID, "An object of names to values.", field=field)
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+@strawberry.type
+class CatalogueQueries:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Suppliers: their products. Buyers: active products (of one supplier).",
+    )
+    async def products(self, info: Info, supplier_id: strawberry.ID | None = None) -> list[Product]:
+        rows = await catalogue.list_products(
+            viewer=viewer_of(info), supplier_id=optional_id(supplier_id, field="supplierId")
+        )
+        return [Product.from_model(p) for p in rows]
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def logistics_methods(
+        self, info: Info, supplier_id: strawberry.ID | None = None
+    ) -> list[LogisticsMethod]:
+        rows = await catalogue.list_logistics_methods(
+            viewer=viewer_of(info), supplier_id=optional_id(supplier_id, field="supplierId")
+        )
+        return [LogisticsMethod.from_model(m) for m in rows]
+
+
+@strawberry.type
+class CatalogueMutations:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def create_product(self, info: Info, input: CreateProductInput) -> ProductPayload:
+        async def command() -> dict:
+            specs = [
+                catalogue.SkuSpec(
+                    code=s.code,
+                    attributes=_attributes(s.attributes, field=f"skus.{i}.attributes"),
+                    weight_grams=s.weight_grams,
+                    unit_price=s.unit_price,
+                    tiers=[catalogue.TierSpec(t.min_quantity, t.unit_price) for t in s.tiers],
+                )
+                for i, s in enumerate(input.skus)
+            ]
+            product = await catalogue.create_product(
+                viewer=viewer_of(info),
+                title=input.title,
+                description=input.description,
+                skus=specs,
+            )
+            return {"product": Product.from_model(product)}
+
+        return await run_command(ProductPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Changing attributes or deactivating marks the product "
+        "connections that use the SKU STALE and tells their buyers.",
+    )
+    async def update_sku(self, info: Info, input: UpdateSkuInput) -> SkuPayload:
+        async def command() -> dict:
+            sku = await catalogue.update_sku(
+                viewer=viewer_of(info),
+                sku_id=parse_id(input.sku_id, field="skuId"),
+                unit_price=input.unit_price,
+                weight_grams=input.weight_grams,
+                attributes=None
+                if input.attributes is None
+                else _attributes(input.attributes, field="attributes"),
+                is_active=input.is_active,
+            )
+            return {"sku": Sku.from_model(sku)}
+
+        return await run_command(SkuPayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def discontinue_product(self, info: Info, product_id: strawberry.ID) -> ProductPayload:
+        async def command() -> dict:
+            product = await catalogue.discontinue_product(
+                viewer=viewer_of(info), product_id=parse_id(product_id, field="productId")
+            )
+            return {"product": Product.from_model(product)}
+
+        return await run_command(ProductPayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def create_logistics_method(
+        self, info: Info, input: CreateLogisticsMethodInput
+    ) -> LogisticsMethodPayload:
+        async def command() -> dict:
+            method = await catalogue.create_logistics_method(
+                viewer=viewer_of(info),
+                name=input.name,
+                min_days=input.min_days,
+                max_days=input.max_days,
+                rules=[
+                    catalogue.FreightRuleSpec(
+                        r.country_code,
+                        r.first_weight_grams,
+                        r.first_price,
+                        r.step_grams,
+                        r.step_price,
+                    )
+                    for r in input.rules
+                ],
+            )
+            return {"logistics_method": LogisticsMethod.from_model(method)}
+
+        return await run_command(LogisticsMethodPayload, command)

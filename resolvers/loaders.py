@@ -1,0 +1,98 @@
+"""DataLoaders: one query per kind of related object per request, whatever the page size."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+from tortoise.models import Model
+
+from domain.access import Viewer
+from domain.models import (
+    Depute,
+    FreightRule,
+    LogisticsMethod,
+    OrderLine,
+    OrderTransition,
+    PriceTier,
+    Product,
+    ProductConnection,
+    Sku,
+    Store,
+    StoreVariant,
+)
+from domain.models.stores import ConnectionStatus
+from domain.order_queries import visible_orders
+
+M = TypeVar("M", bound=Model)
+
+
+def _by_id(model: type[M]) -> DataLoader[int, M | None]:
+    async def load(ids: Sequence[int]) -> list[M | None]:
+        rows = {row.pk: row for row in await model.filter(id__in=list(ids))}
+        return [rows.get(i) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _grouped(
+    model: type[M], column: str, order: str = "id", **where: Any
+) -> DataLoader[int, list[M]]:
+    async def load(keys: Sequence[int]) -> list[list[M]]:
+        groups: dict[int, list[M]] = defaultdict(list)
+        rows = await model.filter(**{f"{column}__in": list(keys)}, **where).order_by(order)
+        for row in rows:
+            groups[getattr(row, column)].append(row)
+        return [groups.get(k, []) for k in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _first_of(loader: DataLoader[int, list[M]]) -> Callable[[int], Awaitable[M | None]]:
+    async def load(key: int) -> M | None:
+        rows = await loader.load(key)
+        return rows[0] if rows else None
+
+    return load
+
+
+class Loaders:
+    """Created per HTTP request (and per event on a subscription), so nothing goes stale."""
+
+    def __init__(self, viewer: Viewer | None) -> None:
+        self.skus = _by_id(Sku)
+        self.products = _by_id(Product)
+        self.stores = _by_id(Store)
+        self.methods = _by_id(LogisticsMethod)
+        self.lines_by_order = _grouped(OrderLine, "order_id")
+        self.transitions_by_order = _grouped(OrderTransition, "order_id")
+        self.deputes_by_order = _grouped(Depute, "order_id")
+        self.skus_by_product = _grouped(Sku, "product_id")
+        self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")
+        self.rules_by_method = _grouped(FreightRule, "method_id")
+        self.variants_by_store_product = _grouped(StoreVariant, "product_id")
+        self._connections = _grouped(
+            ProductConnection,
+            "store_product_id",
+            order="-id",
+            status__in=[ConnectionStatus.ACTIVE, ConnectionStatus.STALE],
+        )
+        self.connection_by_store_product = _ConnectionLoader(self._connections)
+
+        async def load_orders(ids: Sequence[int]) -> list[Any]:
+            if viewer is None:
+                return [None for _ in ids]
+            rows = {o.id: o for o in await visible_orders(viewer).filter(id__in=list(ids))}
+            return [rows.get(i) for i in ids]
+
+        self.orders: DataLoader[int, Any] = DataLoader(load_fn=load_orders)
+
+
+class _ConnectionLoader:
+    def __init__(self, grouped: DataLoader[int, list[ProductConnection]]) -> None:
+        self._load = _first_of(grouped)
+
+    async def load(self, key: int) -> ProductConnection | None:
+        return await self._load(key)

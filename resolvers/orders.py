@@ -1,0 +1,336 @@
+"""Orders: reading (filters, keyset pages, counts), paying, shipping, cancel, deputes, wallets."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+import strawberry
+from strawberry import Info
+
+from domain import connections, fulfilment, order_intake, order_queries, payments
+from domain.models.orders import Order as OrderModel
+from resolvers.ids import optional_id, parse_id, parse_ids
+from resolvers.mutations import run_command
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.orders import (
+    CreateManualOrderInput,
+    Depute,
+    DeputePayload,
+    FreightQuote,
+    OpenDeputeInput,
+    Order,
+    OrderConnection,
+    OrderCount,
+    OrderEdge,
+    OrderFilterInput,
+    OrderPayload,
+    OrdersPayload,
+    PayOrdersPayload,
+    Wallet,
+    WalletEntry,
+    WalletPayload,
+)
+from schema.types.pagination import PageInfo
+
+
+def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
+    if f is None:
+        return order_queries.OrderFilter()
+    return order_queries.OrderFilter(
+        statuses=f.statuses,
+        kinds=f.kinds,
+        store_id=optional_id(f.store_id, field="storeId"),
+        platform=f.platform,
+        created_from=f.created_from,
+        created_to=f.created_to,
+        updated_from=f.updated_from,
+        updated_to=f.updated_to,
+        search=f.search,
+    )
+
+
+async def _orders(rows: list[OrderModel]) -> list[Order]:
+    return [Order.from_model(o) for o in rows]
+
+
+@strawberry.type
+class OrderQueries:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="The caller's orders (buyer: placed; supplier: to fulfil), newest first.",
+    )
+    async def orders(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: OrderFilterInput | None = None,
+    ) -> OrderConnection:
+        rows, more = await order_queries.list_orders(
+            viewer=viewer_of(info),
+            filters=_filters(filter),
+            first=first,
+            after=optional_id(after, field="after"),
+        )
+        edges = [OrderEdge(cursor=str(o.id), node=Order.from_model(o)) for o in rows]
+        return OrderConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+        )
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        row = await order_queries.get_order(
+            viewer=viewer_of(info), order_id=parse_id(id, field="id")
+        )
+        return Order.from_model(row) if row else None
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="For status tabs.")
+    async def order_counts(self, info: Info) -> list[OrderCount]:
+        counts = await order_queries.order_counts(viewer=viewer_of(info))
+        return [OrderCount(status=s, count=n) for s, n in counts.items()]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Goods, freight and total for paying these orders.",
+    )
+    async def freight_quote(
+        self,
+        info: Info,
+        order_ids: list[strawberry.ID],
+        logistics_method_id: strawberry.ID | None = None,
+    ) -> FreightQuote:
+        charges = await payments.freight_quote(
+            viewer=viewer_of(info),
+            order_ids=parse_ids(order_ids, field="orderIds"),
+            logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
+        )
+        return FreightQuote.from_charges(charges)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Buyer: its wallets with suppliers. Supplier: its buyers'.",
+    )
+    async def wallets(self, info: Info) -> list[Wallet]:
+        return [Wallet.from_model(w) for w in await payments.list_wallets(viewer=viewer_of(info))]
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Newest first.")
+    async def wallet_entries(self, info: Info, wallet_id: strawberry.ID) -> list[WalletEntry]:
+        rows = await payments.wallet_entries(
+            viewer=viewer_of(info), wallet_id=parse_id(wallet_id, field="walletId")
+        )
+        return [WalletEntry.from_model(e) for e in rows]
+
+
+@strawberry.type
+class OrderMutations:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. An order from SKUs; starts AWAITING_PAYMENT.",
+    )
+    async def create_manual_order(self, info: Info, input: CreateManualOrderInput) -> OrderPayload:
+        async def command() -> dict:
+            order = await order_intake.create_manual_order(
+                viewer=viewer_of(info),
+                lines=[
+                    order_intake.ManualLine(
+                        parse_id(ln.sku_id, field=f"lines.{i}.skuId"), ln.quantity
+                    )
+                    for i, ln in enumerate(input.lines)
+                ],
+                shipping_address=vars(input.shipping_address),
+                logistics_method_id=optional_id(
+                    input.logistics_method_id, field="logisticsMethodId"
+                ),
+            )
+            return {"order": Order.from_model(order)}
+
+        return await run_command(OrderPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. One line of one unpaid order to a SKU.",
+    )
+    async def connect_order_sku(
+        self, info: Info, order_id: strawberry.ID, line_id: strawberry.ID, sku_id: strawberry.ID
+    ) -> OrderPayload:
+        async def command() -> dict:
+            order = await connections.connect_order_sku(
+                viewer=viewer_of(info),
+                order_id=parse_id(order_id, field="orderId"),
+                line_id=parse_id(line_id, field="lineId"),
+                sku_id=parse_id(sku_id, field="skuId"),
+            )
+            return {"order": Order.from_model(order)}
+
+        return await run_command(OrderPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Cancel UNRECOGNIZED or AWAITING_PAYMENT orders.",
+    )
+    async def cancel_orders(
+        self, info: Info, order_ids: list[strawberry.ID], reason: str = ""
+    ) -> OrdersPayload:
+        async def command() -> dict:
+            orders = await fulfilment.cancel_orders(
+                viewer=viewer_of(info),
+                order_ids=parse_ids(order_ids, field="orderIds"),
+                reason=reason,
+            )
+            return {"orders": await _orders(orders)}
+
+        return await run_command(OrdersPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Pay orders from the wallet in one transaction: all or nothing.",
+    )
+    async def pay_orders(
+        self,
+        info: Info,
+        order_ids: list[strawberry.ID],
+        logistics_method_id: strawberry.ID | None = None,
+    ) -> PayOrdersPayload:
+        async def command() -> dict:
+            charges = await payments.pay_orders(
+                viewer=viewer_of(info),
+                order_ids=parse_ids(order_ids, field="orderIds"),
+                logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
+            )
+            return {
+                "orders": await _orders([c.order for c in charges.orders]),
+                "charged": FreightQuote.from_charges(charges),
+            }
+
+        return await run_command(PayOrdersPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated], description="Supplier staff. Credit a buyer's wallet."
+    )
+    async def top_up_wallet(
+        self, info: Info, buyer_id: strawberry.ID, amount: Decimal, currency: str, note: str = ""
+    ) -> WalletPayload:
+        async def command() -> dict:
+            wallet = await payments.top_up(
+                viewer=viewer_of(info),
+                buyer_id=parse_id(buyer_id, field="buyerId"),
+                amount=amount,
+                currency=currency,
+                note=note,
+            )
+            return {"wallet": Wallet.from_model(wallet)}
+
+        return await run_command(WalletPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. SHIPPED; the tracking is then pushed to the buyer's store.",
+    )
+    async def ship_order(
+        self, info: Info, order_id: strawberry.ID, carrier: str, tracking_number: str
+    ) -> OrderPayload:
+        async def command() -> dict:
+            order = await fulfilment.ship_order(
+                viewer=viewer_of(info),
+                order_id=parse_id(order_id, field="orderId"),
+                carrier=carrier,
+                tracking_number=tracking_number,
+            )
+            info.context.request.app.state.tracking.wake()
+            return {"order": Order.from_model(order)}
+
+        return await run_command(OrderPayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def mark_delivered(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
+        return await _order_command(info, fulfilment.mark_delivered, order_id)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Hold the order as ABNORMAL with a reason.",
+    )
+    async def hold_order_abnormal(
+        self, info: Info, order_id: strawberry.ID, reason: str
+    ) -> OrderPayload:
+        return await _order_command(info, fulfilment.hold_abnormal, order_id, reason=reason)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Back to the status before the hold.",
+    )
+    async def resolve_order_abnormal(
+        self, info: Info, order_id: strawberry.ID, note: str
+    ) -> OrderPayload:
+        return await _order_command(info, fulfilment.resolve_abnormal, order_id, note=note)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. A dispute on an order AWAITING_SHIPPING or SHIPPED.",
+    )
+    async def open_depute(self, info: Info, input: OpenDeputeInput) -> DeputePayload:
+        async def command() -> dict:
+            depute = await fulfilment.open_depute(
+                viewer=viewer_of(info),
+                order_id=parse_id(input.order_id, field="orderId"),
+                request=fulfilment.DeputeRequest(
+                    type=input.type,
+                    reason=input.reason,
+                    description=input.description,
+                    evidence=input.evidence,
+                    expected_outcome=input.expected_outcome,
+                ),
+            )
+            return {"depute": Depute.from_model(depute)}
+
+        return await run_command(DeputePayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Refund (full or partial, at most what was paid) to the "
+        "buyer's wallet; the order becomes REFUNDED.",
+    )
+    async def refund_depute(
+        self, info: Info, depute_id: strawberry.ID, amount: Decimal, note: str
+    ) -> DeputePayload:
+        async def command() -> dict:
+            depute = await fulfilment.refund_depute(
+                viewer=viewer_of(info),
+                depute_id=parse_id(depute_id, field="deputeId"),
+                amount=amount,
+                note=note,
+            )
+            return {"depute": Depute.from_model(depute)}
+
+        return await run_command(DeputePayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Resolve by reshipping, or reject.",
+    )
+    async def resolve_depute(
+        self, info: Info, depute_id: strawberry.ID, reship: bool, note: str
+    ) -> DeputePayload:
+        async def command() -> dict:
+            depute = await fulfilment.resolve_depute(
+                viewer=viewer_of(info),
+                depute_id=parse_id(depute_id, field="deputeId"),
+                reship=reship,
+                note=note,
+            )
+            return {"depute": Depute.from_model(depute)}
+
+        return await run_command(DeputePayload, command)
+
+
+async def _order_command(
+    info: Info, action: Callable[..., Awaitable[OrderModel]], order_id: str, **kwargs: str
+) -> OrderPayload:
+    async def command() -> dict:
+        order = await action(
+            viewer=viewer_of(info), order_id=parse_id(order_id, field="orderId"), **kwargs
+        )
+        return {"order": Order.from_model(order)}
+
+    return await run_command(OrderPayload, command)

@@ -1,0 +1,191 @@
+"""Stores: connecting, syncing, product connections and quotes for unrecognized products."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import Info
+
+from domain import connections, order_intake, quotes
+from domain.access import require_buyer
+from domain.models.stores import StoreProduct as StoreProductModel
+from integrations.stores.sync import sync_store
+from resolvers.ids import parse_id
+from resolvers.mutations import run_command
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.orders import AnswerQuoteInput, Quote, QuotePayload, RequestQuoteInput
+from schema.types.stores import (
+    ConnectionPayload,
+    ConnectProductInput,
+    ConnectStoreInput,
+    ConnectStorePayload,
+    ProductConnection,
+    Store,
+    StoreProduct,
+    SyncStorePayload,
+)
+
+
+@strawberry.type
+class StoreQueries:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The buyer's stores.")
+    async def stores(self, info: Info) -> list[Store]:
+        from domain.models.stores import Store as StoreModel
+
+        viewer = viewer_of(info)
+        rows = await StoreModel.filter(buyer_id=viewer.organisation_id).order_by("id")
+        return [Store.from_model(s) for s in rows]
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def store_products(self, info: Info, store_id: strawberry.ID) -> list[StoreProduct]:
+        viewer = viewer_of(info)
+        store = await connections.store_of_buyer(viewer, parse_id(store_id, field="storeId"))
+        rows = await StoreProductModel.filter(store_id=store.id).order_by("id").limit(1000)
+        return [StoreProduct.from_model(p) for p in rows]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Quotes the caller asked for (buyer) or must answer (supplier).",
+    )
+    async def quotes(self, info: Info) -> list[Quote]:
+        return [Quote.from_model(q) for q in await quotes.list_quotes(viewer=viewer_of(info))]
+
+
+@strawberry.type
+class StoreMutations:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. The webhook secret is returned only here.",
+    )
+    async def connect_store(self, info: Info, input: ConnectStoreInput) -> ConnectStorePayload:
+        async def command() -> dict:
+            store, secret = await order_intake.connect_store(
+                viewer=viewer_of(info),
+                name=input.name,
+                platform=input.platform,
+                api_url=input.api_url,
+                access_token=input.access_token,
+                webhook_secret=input.webhook_secret,
+            )
+            return {
+                "store": Store.from_model(store),
+                "webhook_secret": secret,
+                "webhook_url_path": f"/webhooks/stores/{store.id}/orders",
+            }
+
+        return await run_command(ConnectStorePayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Pull the store's products and its new orders (idempotent).",
+    )
+    async def sync_store_orders(self, info: Info, store_id: strawberry.ID) -> SyncStorePayload:
+        async def command() -> dict:
+            result = await sync_store(
+                viewer=viewer_of(info), store_id=parse_id(store_id, field="storeId")
+            )
+            return {
+                "store": Store.from_model(result.store),
+                "products_synced": result.products_synced,
+                "orders_seen": result.orders_seen,
+                "orders_created": result.orders_created,
+            }
+
+        return await run_command(SyncStorePayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Connect a store product to a supplier product, one SKU per variant; "
+        "UNRECOGNIZED orders it completes move to AWAITING_PAYMENT.",
+    )
+    async def connect_product(self, info: Info, input: ConnectProductInput) -> ConnectionPayload:
+        async def command() -> dict:
+            connection = await connections.connect_product(
+                viewer=viewer_of(info),
+                store_product_id=parse_id(input.store_product_id, field="storeProductId"),
+                product_id=parse_id(input.product_id, field="productId"),
+                logistics_method_id=parse_id(input.logistics_method_id, field="logisticsMethodId"),
+                links=[
+                    connections.VariantLink(
+                        parse_id(v.store_variant_id, field=f"variants.{i}.storeVariantId"),
+                        parse_id(v.sku_id, field=f"variants.{i}.skuId"),
+                    )
+                    for i, v in enumerate(input.variants)
+                ],
+            )
+            return {"connection": ProductConnection.from_model(connection)}
+
+        return await run_command(ConnectionPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Future orders are no longer mapped through it.",
+    )
+    async def disconnect_product(
+        self, info: Info, connection_id: strawberry.ID
+    ) -> ConnectionPayload:
+        async def command() -> dict:
+            connection = await connections.disconnect_product(
+                viewer=viewer_of(info), connection_id=parse_id(connection_id, field="connectionId")
+            )
+            return {"connection": ProductConnection.from_model(connection)}
+
+        return await run_command(ConnectionPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Ask a supplier to source a store product.",
+    )
+    async def request_quote(self, info: Info, input: RequestQuoteInput) -> QuotePayload:
+        async def command() -> dict:
+            quote = await quotes.request_quote(
+                viewer=viewer_of(info),
+                supplier_id=parse_id(input.supplier_id, field="supplierId"),
+                store_product_id=parse_id(input.store_product_id, field="storeProductId"),
+                note=input.note,
+                target_price=input.target_price,
+                links=input.links,
+            )
+            return {"quote": Quote.from_model(quote)}
+
+        return await run_command(QuotePayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Answer with a product and SKU prices.",
+    )
+    async def answer_quote(self, info: Info, input: AnswerQuoteInput) -> QuotePayload:
+        async def command() -> dict:
+            quote = await quotes.answer_quote(
+                viewer=viewer_of(info),
+                quote_id=parse_id(input.quote_id, field="quoteId"),
+                product_id=parse_id(input.product_id, field="productId"),
+                prices=[
+                    quotes.SkuPrice(parse_id(p.sku_id, field=f"prices.{i}.skuId"), p.unit_price)
+                    for i, p in enumerate(input.prices)
+                ],
+                message=input.message,
+            )
+            return {"quote": Quote.from_model(quote)}
+
+        return await run_command(QuotePayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Buyer.")
+    async def accept_quote(self, info: Info, quote_id: strawberry.ID) -> QuotePayload:
+        return await _decide(info, quote_id, accept=True)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Buyer.")
+    async def decline_quote(self, info: Info, quote_id: strawberry.ID) -> QuotePayload:
+        return await _decide(info, quote_id, accept=False)
+
+
+async def _decide(info: Info, quote_id: str, *, accept: bool) -> QuotePayload:
+    async def command() -> dict:
+        quote = await quotes.decide_quote(
+            viewer=viewer_of(info), quote_id=parse_id(quote_id, field="quoteId"), accept=accept
+        )
+        return {"quote": Quote.from_model(quote)}
+
+    return await run_command(QuotePayload, command)
+
+
+__all__ = ["StoreMutations", "StoreQueries", "require_buyer"]

@@ -1,0 +1,504 @@
+"""Orders with their lines, timeline, shipment and deputes; quotes; wallets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from strawberry import Info
+
+from domain.models import orders as m
+from domain.models import wallets as w
+from domain.payments import Charges
+from schema.types.catalogue import LogisticsMethod, Sku
+from schema.types.errors import UserError
+from schema.types.pagination import PageInfo
+from schema.types.stores import Store, StorePlatform
+
+OrderKind = strawberry.enum(m.OrderKind)
+OrderStatus = strawberry.enum(m.OrderStatus, description="Order status; names are stable.")
+LineSource = strawberry.enum(m.LineSource)
+TrackingSync = strawberry.enum(m.TrackingSync)
+DeputeType = strawberry.enum(m.DeputeType)
+DeputeOutcome = strawberry.enum(m.DeputeOutcome)
+DeputeStatus = strawberry.enum(m.DeputeStatus)
+QuoteStatus = strawberry.enum(m.QuoteStatus)
+WalletEntryKind = strawberry.enum(w.EntryKind)
+
+
+def _id(value: int | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))
+
+
+@strawberry.type
+class Address:
+    name: str
+    address1: str
+    address2: str
+    city: str
+    province: str
+    zip: str
+    country_code: str
+    phone: str
+
+
+@strawberry.type
+class OrderLine:
+    id: strawberry.ID
+    title: str
+    quantity: int
+    source: LineSource
+    unit_price: Decimal | None
+    store_variant_id: strawberry.ID | None
+    sku_id: strawberry.ID | None
+
+    @classmethod
+    def from_model(cls, ln: m.OrderLine) -> OrderLine:
+        return cls(
+            id=strawberry.ID(str(ln.id)),
+            title=ln.title,
+            quantity=ln.quantity,
+            source=ln.source,
+            unit_price=ln.unit_price,
+            store_variant_id=_id(ln.store_variant_id),
+            sku_id=_id(ln.sku_id),
+        )
+
+    @strawberry.field
+    async def sku(self, info: Info) -> Sku | None:
+        if self.sku_id is None:
+            return None
+        row = await info.context.loaders.skus.load(int(self.sku_id))
+        return Sku.from_model(row) if row else None
+
+
+@strawberry.type(description="One entry of the order timeline.")
+class OrderTransition:
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    actor_user_id: strawberry.ID | None
+    reason: str
+    at: datetime
+
+    @classmethod
+    def from_model(cls, t: m.OrderTransition) -> OrderTransition:
+        return cls(
+            from_status=t.from_status,
+            to_status=t.to_status,
+            actor_user_id=_id(t.actor_user_id),
+            reason=t.reason,
+            at=t.created_at,
+        )
+
+
+@strawberry.type
+class Depute:
+    id: strawberry.ID
+    order_id: strawberry.ID
+    type: DeputeType
+    reason: str
+    description: str
+    evidence: list[str]
+    expected_outcome: DeputeOutcome
+    status: DeputeStatus
+    resolution_note: str | None
+    refund_amount: Decimal | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+    @classmethod
+    def from_model(cls, d: m.Depute) -> Depute:
+        return cls(
+            id=strawberry.ID(str(d.id)),
+            order_id=strawberry.ID(str(d.order_id)),
+            type=d.type,
+            reason=d.reason,
+            description=d.description,
+            evidence=list(d.evidence),
+            expected_outcome=d.expected_outcome,
+            status=d.status,
+            resolution_note=d.resolution_note,
+            refund_amount=d.refund_amount,
+            created_at=d.created_at,
+            resolved_at=d.resolved_at,
+        )
+
+
+@strawberry.type
+class Order:
+    id: strawberry.ID
+    number: str
+    kind: OrderKind
+    status: OrderStatus
+    buyer_id: strawberry.ID
+    supplier_id: strawberry.ID | None
+    store_id: strawberry.ID | None
+    store_order_id: str | None
+    store_order_number: str | None
+    currency: str | None
+    customer_name: str
+    shipping_address: Address
+    logistics_method_id: strawberry.ID | None
+    goods_amount: Decimal | None
+    freight_amount: Decimal | None
+    paid_amount: Decimal
+    refunded_amount: Decimal
+    carrier: str | None
+    tracking_number: str | None
+    tracking_sync: TrackingSync = strawberry.field(
+        description="Whether the tracking reached the buyer's store."
+    )
+    tracking_sync_error: str | None
+    abnormal_reason: str | None
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, o: m.Order) -> Order:
+        address = {
+            k: str((o.shipping_address or {}).get(k, "") or "")
+            for k in (
+                "name",
+                "address1",
+                "address2",
+                "city",
+                "province",
+                "zip",
+                "country_code",
+                "phone",
+            )
+        }
+        return cls(
+            id=strawberry.ID(str(o.id)),
+            number=o.number,
+            kind=o.kind,
+            status=o.status,
+            buyer_id=strawberry.ID(str(o.buyer_id)),
+            supplier_id=_id(o.supplier_id),
+            store_id=_id(o.store_id),
+            store_order_id=o.store_order_id,
+            store_order_number=o.store_order_number,
+            currency=o.currency,
+            customer_name=o.customer_name,
+            shipping_address=Address(**address),
+            logistics_method_id=_id(o.logistics_method_id),
+            goods_amount=o.goods_amount,
+            freight_amount=o.freight_amount,
+            paid_amount=o.paid_amount,
+            refunded_amount=o.refunded_amount,
+            carrier=o.carrier,
+            tracking_number=o.tracking_number,
+            tracking_sync=o.tracking_sync,
+            tracking_sync_error=o.tracking_sync_error,
+            abnormal_reason=o.abnormal_reason,
+            paid_at=o.paid_at,
+            shipped_at=o.shipped_at,
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+        )
+
+    @strawberry.field
+    async def lines(self, info: Info) -> list[OrderLine]:
+        rows = await info.context.loaders.lines_by_order.load(int(self.id))
+        return [OrderLine.from_model(ln) for ln in rows]
+
+    @strawberry.field
+    async def store(self, info: Info) -> Store | None:
+        if self.store_id is None:
+            return None
+        row = await info.context.loaders.stores.load(int(self.store_id))
+        return Store.from_model(row) if row else None
+
+    @strawberry.field
+    async def logistics_method(self, info: Info) -> LogisticsMethod | None:
+        if self.logistics_method_id is None:
+            return None
+        row = await info.context.loaders.methods.load(int(self.logistics_method_id))
+        return LogisticsMethod.from_model(row) if row else None
+
+    @strawberry.field(description="Every status change, oldest first.")
+    async def timeline(self, info: Info) -> list[OrderTransition]:
+        rows = await info.context.loaders.transitions_by_order.load(int(self.id))
+        return [OrderTransition.from_model(t) for t in rows]
+
+    @strawberry.field
+    async def latest_transition(self, info: Info) -> OrderTransition | None:
+        rows = await info.context.loaders.transitions_by_order.load(int(self.id))
+        return OrderTransition.from_model(rows[-1]) if rows else None
+
+    @strawberry.field
+    async def deputes(self, info: Info) -> list[Depute]:
+        rows = await info.context.loaders.deputes_by_order.load(int(self.id))
+        return [Depute.from_model(d) for d in rows]
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class OrderCount:
+    status: OrderStatus
+    count: int
+
+
+@strawberry.input
+class OrderFilterInput:
+    statuses: list[OrderStatus] | None = None
+    kinds: list[OrderKind] | None = None
+    store_id: strawberry.ID | None = None
+    platform: StorePlatform | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    search: str | None = strawberry.field(
+        default=None, description="An order number, store order number or tracking number."
+    )
+
+
+@strawberry.type
+class OrderCharge:
+    order_id: strawberry.ID
+    goods: Decimal
+    freight: Decimal
+    total: Decimal
+
+
+@strawberry.type(description="What paying these orders costs.")
+class FreightQuote:
+    currency: str
+    goods: Decimal
+    freight: Decimal
+    total: Decimal
+    orders: list[OrderCharge]
+
+    @classmethod
+    def from_charges(cls, c: Charges) -> FreightQuote:
+        return cls(
+            currency=c.currency,
+            goods=c.goods,
+            freight=c.freight,
+            total=c.total,
+            orders=[
+                OrderCharge(
+                    order_id=strawberry.ID(str(o.order.id)),
+                    goods=o.goods,
+                    freight=o.freight,
+                    total=o.total,
+                )
+                for o in c.orders
+            ],
+        )
+
+
+@strawberry.type
+class Quote:
+    id: strawberry.ID
+    buyer_id: strawberry.ID
+    supplier_id: strawberry.ID
+    store_product_id: strawberry.ID
+    note: str
+    target_price: Decimal | None
+    links: list[str]
+    status: QuoteStatus
+    product_id: strawberry.ID | None
+    message: str
+    created_at: datetime
+    updated_at: datetime
+    _sku_prices: strawberry.Private[list[dict[str, str]]]
+
+    @classmethod
+    def from_model(cls, q: m.Quote) -> Quote:
+        return cls(
+            id=strawberry.ID(str(q.id)),
+            buyer_id=strawberry.ID(str(q.buyer_id)),
+            supplier_id=strawberry.ID(str(q.supplier_id)),
+            store_product_id=strawberry.ID(str(q.store_product_id)),
+            note=q.note,
+            target_price=q.target_price,
+            links=list(q.links),
+            status=q.status,
+            product_id=_id(q.product_id),
+            message=q.message,
+            created_at=q.created_at,
+            updated_at=q.updated_at,
+            _sku_prices=list(q.sku_prices),
+        )
+
+    @strawberry.field
+    def sku_prices(self) -> list[QuotedPrice]:
+        return [
+            QuotedPrice(sku_id=strawberry.ID(p["skuId"]), unit_price=Decimal(p["unitPrice"]))
+            for p in self._sku_prices
+        ]
+
+
+@strawberry.type
+class QuotedPrice:
+    sku_id: strawberry.ID
+    unit_price: Decimal
+
+
+@strawberry.type
+class Wallet:
+    id: strawberry.ID
+    buyer_id: strawberry.ID
+    supplier_id: strawberry.ID
+    currency: str
+    balance: Decimal
+
+    @classmethod
+    def from_model(cls, wl: w.Wallet) -> Wallet:
+        return cls(
+            id=strawberry.ID(str(wl.id)),
+            buyer_id=strawberry.ID(str(wl.buyer_id)),
+            supplier_id=strawberry.ID(str(wl.supplier_id)),
+            currency=wl.currency,
+            balance=wl.balance,
+        )
+
+
+@strawberry.type
+class WalletEntry:
+    id: strawberry.ID
+    kind: WalletEntryKind
+    amount: Decimal
+    order_id: strawberry.ID | None
+    note: str
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, e: w.WalletEntry) -> WalletEntry:
+        return cls(
+            id=strawberry.ID(str(e.id)),
+            kind=e.kind,
+            amount=e.amount,
+            order_id=_id(e.order_id),
+            note=e.note,
+            created_at=e.created_at,
+        )
+
+
+# -- inputs and payloads -------------------------------------------------------------------
+
+
+@strawberry.type
+class OrderPayload:
+    order: Order | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OrdersPayload:
+    orders: list[Order] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class PayOrdersPayload:
+    orders: list[Order] = strawberry.field(default_factory=list)
+    charged: FreightQuote | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class AddressInput:
+    name: str
+    address1: str
+    address2: str = ""
+    city: str
+    province: str = ""
+    zip: str = ""
+    country_code: str
+    phone: str = ""
+
+
+@strawberry.input
+class ManualOrderLineInput:
+    sku_id: strawberry.ID
+    quantity: int
+
+
+@strawberry.input
+class CreateManualOrderInput:
+    lines: list[ManualOrderLineInput]
+    shipping_address: AddressInput
+    logistics_method_id: strawberry.ID | None = None
+
+
+@strawberry.input
+class OpenDeputeInput:
+    order_id: strawberry.ID
+    type: DeputeType
+    reason: str
+    description: str = ""
+    evidence: list[str] = strawberry.field(default_factory=list)
+    expected_outcome: DeputeOutcome
+
+
+@strawberry.type
+class DeputePayload:
+    depute: Depute | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RequestQuoteInput:
+    supplier_id: strawberry.ID
+    store_product_id: strawberry.ID
+    note: str = ""
+    target_price: Decimal | None = None
+    links: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class QuotedPriceInput:
+    sku_id: strawberry.ID
+    unit_price: Decimal
+
+
+@strawberry.input
+class AnswerQuoteInput:
+    quote_id: strawberry.ID
+    product_id: strawberry.ID
+    prices: list[QuotedPriceInput]
+    message: str = ""
+
+
+@strawberry.type
+class QuotePayload:
+    quote: Quote | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WalletPayload:
+    wallet: Wallet | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="An order's status changed (subscription).")
+class OrderStatusChange:
+    event_id: strawberry.ID
+    order_id: strawberry.ID
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    reason: str
+    at: datetime
+
+    @strawberry.field
+    async def order(self, info: Info) -> Order | None:
+        row = await info.context.loaders.orders.load(int(self.order_id))
+        return Order.from_model(row) if row else None

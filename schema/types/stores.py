@@ -1,0 +1,155 @@
+"""Connected stores, their products and variants, product connections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry import Info
+from strawberry.scalars import JSON
+
+from domain.models import stores as m
+from schema.types.errors import UserError
+
+StorePlatform = strawberry.enum(m.StorePlatform)
+ConnectionStatus = strawberry.enum(m.ConnectionStatus)
+
+
+@strawberry.type(description="A connected store. Its credentials are never returned.")
+class Store:
+    id: strawberry.ID
+    name: str
+    platform: StorePlatform
+    api_url: str
+    last_synced_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, s: m.Store) -> Store:
+        return cls(
+            id=strawberry.ID(str(s.id)),
+            name=s.name,
+            platform=s.platform,
+            api_url=s.api_url,
+            last_synced_at=s.last_synced_at,
+            created_at=s.created_at,
+        )
+
+
+@strawberry.type
+class StoreVariant:
+    id: strawberry.ID
+    external_id: str
+    title: str
+    sku_code: str | None
+    attributes: JSON
+
+    @classmethod
+    def from_model(cls, v: m.StoreVariant) -> StoreVariant:
+        return cls(
+            id=strawberry.ID(str(v.id)),
+            external_id=v.external_id,
+            title=v.title,
+            sku_code=v.sku_code,
+            attributes=v.attributes,
+        )
+
+
+@strawberry.type
+class ProductConnection:
+    id: strawberry.ID
+    store_product_id: strawberry.ID
+    product_id: strawberry.ID
+    logistics_method_id: strawberry.ID
+    status: ConnectionStatus
+    stale_reason: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, c: m.ProductConnection) -> ProductConnection:
+        return cls(
+            id=strawberry.ID(str(c.id)),
+            store_product_id=strawberry.ID(str(c.store_product_id)),
+            product_id=strawberry.ID(str(c.product_id)),
+            logistics_method_id=strawberry.ID(str(c.logistics_method_id)),
+            status=c.status,
+            stale_reason=c.stale_reason,
+            updated_at=c.updated_at,
+        )
+
+
+@strawberry.type
+class StoreProduct:
+    id: strawberry.ID
+    store_id: strawberry.ID
+    external_id: str
+    title: str
+
+    @classmethod
+    def from_model(cls, p: m.StoreProduct) -> StoreProduct:
+        return cls(
+            id=strawberry.ID(str(p.id)),
+            store_id=strawberry.ID(str(p.store_id)),
+            external_id=p.external_id,
+            title=p.title,
+        )
+
+    @strawberry.field
+    async def variants(self, info: Info) -> list[StoreVariant]:
+        rows = await info.context.loaders.variants_by_store_product.load(int(self.id))
+        return [StoreVariant.from_model(v) for v in rows]
+
+    @strawberry.field(description="The current (not disconnected) connection, if any.")
+    async def connection(self, info: Info) -> ProductConnection | None:
+        row = await info.context.loaders.connection_by_store_product.load(int(self.id))
+        return ProductConnection.from_model(row) if row else None
+
+
+@strawberry.input
+class ConnectStoreInput:
+    name: str
+    platform: StorePlatform
+    api_url: str
+    access_token: str
+    webhook_secret: str | None = strawberry.field(
+        default=None, description="The store's webhook signing secret; generated if omitted."
+    )
+
+
+@strawberry.type
+class ConnectStorePayload:
+    store: Store | None = None
+    webhook_secret: str | None = strawberry.field(
+        default=None, description="Shown only here: configure the store's webhooks with it."
+    )
+    webhook_url_path: str | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SyncStorePayload:
+    store: Store | None = None
+    products_synced: int = 0
+    orders_created: int = 0
+    orders_seen: int = 0
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class VariantLinkInput:
+    store_variant_id: strawberry.ID
+    sku_id: strawberry.ID
+
+
+@strawberry.input
+class ConnectProductInput:
+    store_product_id: strawberry.ID
+    product_id: strawberry.ID
+    logistics_method_id: strawberry.ID
+    variants: list[VariantLinkInput]
+
+
+@strawberry.type
+class ConnectionPayload:
+    connection: ProductConnection | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
