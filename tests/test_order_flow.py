@@ -1,0 +1,491 @@
+"""The seed's order processes end to end through GraphQL, a store simulator and webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from integrations.stores.simulator import create_store_simulator
+from tests.conftest import MakeMember, Member
+from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import RunningServer
+from tests.test_store_integration import Sim, serve
+
+TOKEN, SECRET = "sim-token", "sim-webhook-secret"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Sim]:
+    app = create_store_simulator(access_token=TOKEN, webhook_secret=SECRET)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as control:
+        yield Sim(url=url, control=control)
+
+
+async def ok(client: GraphQLHttp, query: str, variables: dict | None = None, *, token: str) -> dict:
+    data = await client.data(query, variables, token=token)
+    payload = next(iter(data.values()))
+    assert payload.get("userErrors", []) == [], payload
+    return payload
+
+
+async def supplier_catalogue(client: GraphQLHttp, supplier: Member) -> dict:
+    product = await ok(
+        client,
+        """
+      mutation { createProduct(input: {title: "Tee", skus: [
+        {code: "TEE-R-M", attributes: {color: "Red", size: "M"}, weightGrams: 200, unitPrice: "5.00",
+         tiers: [{minQuantity: 10, unitPrice: "4.00"}]},
+        {code: "TEE-B-L", attributes: {color: "Blue", size: "L"}, weightGrams: 250, unitPrice: "6.00"}
+      ]}) { product { id skus { id code } } userErrors { code field message } } }""",
+        token=supplier.token,
+    )
+    method = await ok(
+        client,
+        """
+      mutation { createLogisticsMethod(input: {name: "Air", minDays: 5, maxDays: 9, rules: [
+        {countryCode: "GB", firstWeightGrams: 500, firstPrice: "3.00", stepGrams: 500, stepPrice: "1.50"},
+        {countryCode: "*", firstWeightGrams: 500, firstPrice: "8.00", stepGrams: 500, stepPrice: "2.00"}
+      ]}) { logisticsMethod { id } userErrors { code field message } } }""",
+        token=supplier.token,
+    )
+    skus = {s["code"]: s["id"] for s in product["product"]["skus"]}
+    return {
+        "product": product["product"]["id"],
+        "skus": skus,
+        "method": method["logisticsMethod"]["id"],
+    }
+
+
+async def connect_store(client: GraphQLHttp, buyer: Member, sim: Sim) -> dict:
+    payload = await ok(
+        client,
+        """
+      mutation($url: String!) { connectStore(input: {name: "My shop", platform: SHOPIFY, apiUrl: $url,
+        accessToken: "sim-token", webhookSecret: "sim-webhook-secret"})
+        { store { id platform } webhookSecret webhookUrlPath userErrors { code field message } } }""",
+        {"url": sim.url},
+        token=buyer.token,
+    )
+    assert payload["webhookSecret"] == SECRET
+    return payload
+
+
+ORDER = """query($id: ID!) { order(id: $id) { id number status kind goodsAmount freightAmount paidAmount
+  carrier trackingNumber trackingSync lines { id quantity source unitPrice sku { code } }
+  timeline { fromStatus toStatus reason } latestTransition { toStatus } store { name } } }"""
+
+
+async def test_store_order_with_connected_product_through_to_fulfilled(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    store = await connect_store(client, buyer, sim)
+    store_id = store["store"]["id"]
+    tee = await sim.product("Tee")
+    red = next(v for v in tee["variants"] if v["option1"] == "Red")
+
+    # products come in by sync; the buyer connects the Red/M variant to the supplier SKU
+    synced = await ok(
+        client,
+        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { productsSynced ordersCreated userErrors { code field message } } }",
+        {"s": store_id},
+        token=buyer.token,
+    )
+    assert synced["productsSynced"] == 2
+    products = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId attributes } } }",
+            {"s": store_id},
+            token=buyer.token,
+        )
+    )["storeProducts"]
+    variant = next(v for p in products for v in p["variants"] if v["externalId"] == str(red["id"]))
+    await ok(
+        client,
+        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
+        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
+        { connection { status } userErrors { code field message } } }""",
+        {
+            "sp": products[0]["id"],
+            "p": cat["product"],
+            "m": cat["method"],
+            "v": variant["id"],
+            "k": cat["skus"]["TEE-R-M"],
+        },
+        token=buyer.token,
+    )
+
+    # an order arrives by signed webhook: connected, so AWAITING_PAYMENT at once
+    made = await sim.order(
+        red["id"],
+        line_items=[{"variant_id": red["id"], "quantity": 3}],
+        deliver_to=f"{server.url}{store['webhookUrlPath']}",
+    )
+    assert made["webhook_status"] == 200
+    orders = (
+        await client.data(
+            "{ orders(first: 10) { edges { node { id status storeOrderNumber } } } }",
+            token=buyer.token,
+        )
+    )["orders"]["edges"]
+    [order] = [e["node"] for e in orders if e["node"]["storeOrderNumber"] == made["order"]["name"]]
+    assert order["status"] == "AWAITING_PAYMENT"
+
+    # freight: 600 g to GB = 3.00 + one 500 g step 1.50; goods 3 x 5.00
+    quote = (
+        await client.data(
+            "query($o: ID!) { freightQuote(orderIds: [$o]) { goods freight total currency } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+    )["freightQuote"]
+    assert quote == {"goods": "15.00", "freight": "4.50", "total": "19.50", "currency": "USD"}
+
+    # too little money: refused, nothing charged or changed
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "10.00", currency: "USD") { wallet { balance } userErrors { code } } }',
+        {"b": str(buyer.organisation_id)},
+        token=supplier.token,
+    )
+    refused = (
+        await client.data(
+            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code message } } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+    )["payOrders"]["userErrors"]
+    assert refused[0]["code"] == "INSUFFICIENT_FUNDS" and "9.50 short" in refused[0]["message"]
+    assert (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"][
+        "status"
+    ] == "AWAITING_PAYMENT"
+
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "20.00", currency: "USD") { wallet { balance } userErrors { code } } }',
+        {"b": str(buyer.organisation_id)},
+        token=supplier.token,
+    )
+    paid = await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { orders { status paidAmount } charged { total } userErrors { code message } } }",
+        {"o": order["id"]},
+        token=buyer.token,
+    )
+    assert paid["orders"] == [{"status": "AWAITING_SHIPPING", "paidAmount": "19.50"}]
+    wallets = (await client.data("{ wallets { balance } }", token=buyer.token))["wallets"]
+    assert wallets == [{"balance": "10.50"}]
+
+    # the buyer cannot ship; the supplier ships and the tracking reaches the store
+    denied = (
+        await client.data(
+            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "X") { userErrors { code } } }',
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+    )["shipOrder"]["userErrors"]
+    assert denied == [{"code": "FORBIDDEN"}]
+    await ok(
+        client,
+        'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD0001") { order { status } userErrors { code } } }',
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    for _ in range(100):
+        if await sim.fulfillments():
+            break
+        await asyncio.sleep(0.05)
+    [fulfillment] = await sim.fulfillments()
+    assert fulfillment["tracking_number"] == "JD0001"
+    for _ in range(100):
+        state = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
+        if state["trackingSync"] == "SYNCED":
+            break
+        await asyncio.sleep(0.05)
+    assert state["trackingSync"] == "SYNCED"
+
+    await ok(
+        client,
+        "mutation($o: ID!) { markDelivered(orderId: $o) { order { status } userErrors { code } } }",
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    final = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
+    assert final["status"] == "FULFILLED"
+    assert [t["toStatus"] for t in final["timeline"]] == [
+        "AWAITING_PAYMENT",
+        "AWAITING_SHIPPING",
+        "SHIPPED",
+        "FULFILLED",
+    ]
+    assert (
+        final["lines"][0]["unitPrice"] == "5.00" and final["lines"][0]["sku"]["code"] == "TEE-R-M"
+    )
+
+    # another buyer sees none of it
+    stranger = await make_member("BUYER")
+    assert (await client.data(ORDER, {"id": order["id"]}, token=stranger.token))["order"] is None
+    assert (await client.data("{ orders { edges { node { id } } } }", token=stranger.token))[
+        "orders"
+    ]["edges"] == []
+
+
+async def test_webhook_signatures_and_duplicates(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
+) -> None:
+    buyer = await make_member("BUYER")
+    store = await connect_store(client, buyer, sim)
+    tee = await sim.product("Tee")
+    variant = tee["variants"][0]
+    url = f"{server.url}{store['webhookUrlPath']}"
+    forged = await sim.order(variant["id"], deliver_to=url, bad_signature=True)
+    assert forged["webhook_status"] == 401
+    good = await sim.order(variant["id"], deliver_to=url)
+    assert good["webhook_status"] == 200
+    again = await sim.control.post(f"/_sim/redeliver/{good['order']['id']}")
+    assert again.json()["webhook_status"] == 200
+    async with httpx.AsyncClient() as http:
+        missing = await http.post(url, content=b"{}", headers={"content-type": "application/json"})
+    assert missing.status_code == 401
+    edges = (
+        await client.data(
+            "{ orders { edges { node { status storeOrderNumber } } } }", token=buyer.token
+        )
+    )["orders"]["edges"]
+    assert [e["node"] for e in edges] == [
+        {"status": "UNRECOGNIZED", "storeOrderNumber": good["order"]["name"]}
+    ]
+
+
+async def test_unconnected_order_quote_connect_pay_and_partial_refund(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    store = await connect_store(client, buyer, sim)
+    tee = await sim.product("Tee")
+    blue = next(v for v in tee["variants"] if v["option1"] == "Blue")
+    await sim.order(blue["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    [edge] = (
+        await client.data(
+            "{ orders { edges { node { id status lines { id } } } } }", token=buyer.token
+        )
+    )["orders"]["edges"]
+    order = edge["node"]
+    assert order["status"] == "UNRECOGNIZED"
+    products = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { id } }",
+            {"s": store["store"]["id"]},
+            token=buyer.token,
+        )
+    )["storeProducts"]
+
+    quote = await ok(
+        client,
+        'mutation($s: ID!, $p: ID!) { requestQuote(input: {supplierId: $s, storeProductId: $p, note: "need blue L", targetPrice: "5.50"}) { quote { id status } userErrors { code field } } }',
+        {"s": str(supplier.organisation_id), "p": products[0]["id"]},
+        token=buyer.token,
+    )
+    assert quote["quote"]["status"] == "REQUESTED"
+    cat = await supplier_catalogue(client, supplier)
+    answered = await ok(
+        client,
+        'mutation($q: ID!, $p: ID!, $k: ID!) { answerQuote(input: {quoteId: $q, productId: $p, prices: [{skuId: $k, unitPrice: "6.00"}], message: "in stock"}) { quote { status skuPrices { unitPrice } } userErrors { code field } } }',
+        {"q": quote["quote"]["id"], "p": cat["product"], "k": cat["skus"]["TEE-B-L"]},
+        token=supplier.token,
+    )
+    assert answered["quote"]["status"] == "QUOTED"
+    await ok(
+        client,
+        "mutation($q: ID!) { acceptQuote(quoteId: $q) { quote { status } userErrors { code } } }",
+        {"q": quote["quote"]["id"]},
+        token=buyer.token,
+    )
+
+    # products synced from the store carry the variants' attributes
+    await ok(
+        client,
+        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { ordersCreated userErrors { code field message } } }",
+        {"s": store["store"]["id"]},
+        token=buyer.token,
+    )
+    # the attributes of Red/M do not match the Blue/L variant: a clear error naming it
+    variants = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { variants { id externalId } } }",
+            {"s": store["store"]["id"]},
+            token=buyer.token,
+        )
+    )["storeProducts"][0]["variants"]
+    blue_variant = next(v["id"] for v in variants if v["externalId"] == str(blue["id"]))
+    mismatch = (
+        await client.data(
+            """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
+        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
+        { userErrors { code field message } } }""",
+            {
+                "sp": products[0]["id"],
+                "p": cat["product"],
+                "m": cat["method"],
+                "v": blue_variant,
+                "k": cat["skus"]["TEE-R-M"],
+            },
+            token=buyer.token,
+        )
+    )["connectProduct"]["userErrors"]
+    assert mismatch[0]["code"] == "ATTRIBUTES_MISMATCH" and "Blue" in mismatch[0]["message"]
+    await ok(
+        client,
+        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
+        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
+        { connection { status } userErrors { code field message } } }""",
+        {
+            "sp": products[0]["id"],
+            "p": cat["product"],
+            "m": cat["method"],
+            "v": blue_variant,
+            "k": cat["skus"]["TEE-B-L"],
+        },
+        token=buyer.token,
+    )
+    state = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
+    assert state["status"] == "AWAITING_PAYMENT"
+
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
+        {"b": str(buyer.organisation_id)},
+        token=supplier.token,
+    )
+    await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code message } } }",
+        {"o": order["id"]},
+        token=buyer.token,
+    )
+    # cancel is refused once paid; a depute is the way
+    refused = (
+        await client.data(
+            "mutation($o: ID!) { cancelOrders(orderIds: [$o]) { userErrors { code } } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+    )["cancelOrders"]["userErrors"]
+    assert refused == [{"code": "ILLEGAL_TRANSITION"}]
+    depute = await ok(
+        client,
+        'mutation($o: ID!) { openDepute(input: {orderId: $o, type: DAMAGED, reason: "torn", evidence: ["https://img/1"], expectedOutcome: REFUND}) { depute { id status } userErrors { code field } } }',
+        {"o": order["id"]},
+        token=buyer.token,
+    )
+    too_much = (
+        await client.data(
+            'mutation($d: ID!) { refundDepute(deputeId: $d, amount: "1000.00", note: "x") { userErrors { code field } } }',
+            {"d": depute["depute"]["id"]},
+            token=supplier.token,
+        )
+    )["refundDepute"]["userErrors"]
+    assert too_much == [{"code": "INVALID", "field": "input.amount"}]
+    await ok(
+        client,
+        'mutation($d: ID!) { refundDepute(deputeId: $d, amount: "4.00", note: "partial") { depute { status refundAmount } userErrors { code field } } }',
+        {"d": depute["depute"]["id"]},
+        token=supplier.token,
+    )
+    final = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
+    assert final["status"] == "REFUNDED"
+    paid = Decimal(final["paidAmount"])
+    [wallet] = (await client.data("{ wallets { balance } }", token=buyer.token))["wallets"]
+    assert Decimal(wallet["balance"]) == Decimal("50.00") - paid + Decimal("4.00")
+
+
+async def test_manual_order_and_sku_level_connection(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    made = await ok(
+        client,
+        """mutation($k: ID!, $m: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 10}],
+        logisticsMethodId: $m, shippingAddress: {name: "Shop", address1: "1 Road", city: "Paris", countryCode: "FR"}})
+        { order { id status kind } userErrors { code field message } } }""",
+        {"k": cat["skus"]["TEE-R-M"], "m": cat["method"]},
+        token=buyer.token,
+    )
+    assert made["order"]["status"] == "AWAITING_PAYMENT" and made["order"]["kind"] == "MANUAL"
+    quote = (
+        await client.data(
+            "query($o: ID!) { freightQuote(orderIds: [$o]) { goods freight } }",
+            {"o": made["order"]["id"]},
+            token=buyer.token,
+        )
+    )["freightQuote"]
+    # 10 units reach the 4.00 tier; 2000 g to FR ("*"): 8.00 + 3 steps of 2.00
+    assert quote == {"goods": "40.00", "freight": "14.00"}
+    bad = (
+        await client.data(
+            """mutation($k: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 0}],
+        shippingAddress: {name: "", address1: "1", city: "P", countryCode: "FR"}}) { order { id } userErrors { code field } } }""",
+            {"k": cat["skus"]["TEE-R-M"]},
+            token=buyer.token,
+        )
+    )["createManualOrder"]
+    assert bad["order"] is None and bad["userErrors"][0]["field"] == "input.lines.0.quantity"
+    cancelled = await ok(
+        client,
+        "mutation($o: ID!) { cancelOrders(orderIds: [$o]) { orders { status } userErrors { code } } }",
+        {"o": made["order"]["id"]},
+        token=buyer.token,
+    )
+    assert cancelled["orders"] == [{"status": "CANCELLED"}]
+
+
+async def test_wallet_never_goes_negative_under_concurrent_payments(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    from domain.models.wallets import Wallet, WalletEntry
+
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    order_ids = []
+    for _ in range(10):
+        made = await ok(
+            client,
+            """mutation($k: ID!, $m: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 1}],
+            logisticsMethodId: $m, shippingAddress: {name: "A", address1: "1", city: "L", countryCode: "GB"}})
+            { order { id } userErrors { code } } }""",
+            {"k": cat["skus"]["TEE-R-M"], "m": cat["method"]},
+            token=buyer.token,
+        )
+        order_ids.append(made["order"]["id"])
+    # each costs 5.00 + 3.00 freight; money for exactly 4
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "32.00", currency: "USD") { userErrors { code } } }',
+        {"b": str(buyer.organisation_id)},
+        token=supplier.token,
+    )
+    results = await asyncio.gather(
+        *(
+            client.data(
+                "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+                {"o": o},
+                token=buyer.token,
+            )
+            for o in order_ids
+        )
+    )
+    paid = [r for r in results if not r["payOrders"]["userErrors"]]
+    assert len(paid) == 4
+    assert {e["code"] for r in results for e in r["payOrders"]["userErrors"]} <= {
+        "INSUFFICIENT_FUNDS",
+        "CONFLICT",
+    }
+    wallet = await Wallet.get(buyer_id=buyer.organisation_id, supplier_id=supplier.organisation_id)
+    entries = await WalletEntry.filter(wallet_id=wallet.id).values_list("amount", flat=True)
+    assert wallet.balance == sum(entries, Decimal("0")) == Decimal("0.00")
