@@ -1,0 +1,101 @@
+"""Reading orders: no N+1 (statement count independent of page size), keyset pages, counts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import MakeMember
+from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import RunningServer
+from tests.test_order_flow import ok, supplier_catalogue
+
+PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $after) {
+  edges { cursor node { id number status lines { quantity sku { code product { title } } }
+          store { name } logisticsMethod { name } latestTransition { toStatus at } deputes { id } } }
+  pageInfo { hasNextPage endCursor } } }"""
+
+
+class _Counter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+async def _statements(client: GraphQLHttp, token: str, first: int) -> int:
+    counter = _Counter()
+    db_log = logging.getLogger("tortoise.db_client")
+    db_log.addHandler(counter)
+    previous = db_log.level
+    db_log.setLevel(logging.DEBUG)
+    try:
+        await client.data(PAGE, {"n": first}, token=token)
+    finally:
+        db_log.removeHandler(counter)
+        db_log.setLevel(previous)
+    return counter.count
+
+
+@pytest.mark.slow
+async def test_statement_count_does_not_grow_with_page_size(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    for _ in range(55):
+        await ok(
+            client,
+            """mutation($k: ID!, $m: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 2}],
+            logisticsMethodId: $m, shippingAddress: {name: "A", address1: "1", city: "L", countryCode: "GB"}})
+            { order { id } userErrors { code } } }""",
+            {"k": cat["skus"]["TEE-R-M"], "m": cat["method"]},
+            token=buyer.token,
+        )
+    await _statements(client, buyer.token, 1)  # warm: token's last-used stamp is written once
+    small, large = (
+        await _statements(client, buyer.token, 10),
+        await _statements(client, buyer.token, 50),
+    )
+    assert 0 < small == large, (small, large)
+    assert large <= 12
+
+
+async def test_keyset_pages_cover_every_order_once_and_counts_match(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    for _ in range(7):
+        await ok(
+            client,
+            """mutation($k: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 1}],
+            shippingAddress: {name: "A", address1: "1", city: "L", countryCode: "GB"}}) { order { id } userErrors { code } } }""",
+            {"k": cat["skus"]["TEE-B-L"]},
+            token=buyer.token,
+        )
+    seen, after = [], None
+    while True:
+        page = (await client.data(PAGE, {"n": 3, "after": after}, token=buyer.token))["orders"]
+        seen += [int(e["node"]["id"]) for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert len(seen) == 7 == len(set(seen)) and seen == sorted(seen, reverse=True)
+    counts = {
+        c["status"]: c["count"]
+        for c in (await client.data("{ orderCounts { status count } }", token=buyer.token))[
+            "orderCounts"
+        ]
+    }
+    assert counts["AWAITING_PAYMENT"] == 7 and counts["SHIPPED"] == 0
+    supplier_view = (
+        await client.data(
+            "{ orders(filter: {statuses: [AWAITING_PAYMENT]}) { edges { node { id } } } }",
+            token=supplier.token,
+        )
+    )["orders"]["edges"]
+    assert len(supplier_view) == 7
