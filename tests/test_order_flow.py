@@ -489,3 +489,111 @@ async def test_wallet_never_goes_negative_under_concurrent_payments(
     wallet = await Wallet.get(buyer_id=buyer.organisation_id, supplier_id=supplier.organisation_id)
     entries = await WalletEntry.filter(wallet_id=wallet.id).values_list("amount", flat=True)
     assert wallet.balance == sum(entries, Decimal("0")) == Decimal("0.00")
+
+
+async def test_status_subscription_and_mapping_drift(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, ws_connect, sim: Sim
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    ws = await ws_connect(buyer.token)
+    await ws.acknowledged()
+    await ws.subscribe(
+        "subscription { orderStatusChanged { orderId fromStatus toStatus order { number } } }"
+    )
+    await server.wait_for_subscribers(1)
+    made = await ok(
+        client,
+        """mutation($k: ID!, $m: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 1}],
+        logisticsMethodId: $m, shippingAddress: {name: "A", address1: "1", city: "L", countryCode: "GB"}})
+        { order { id number } userErrors { code } } }""",
+        {"k": cat["skus"]["TEE-R-M"], "m": cat["method"]},
+        token=buyer.token,
+    )
+    order_id = made["order"]["id"]
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "8.00", currency: "USD") { userErrors { code } } }',
+        {"b": str(buyer.organisation_id)},
+        token=supplier.token,
+    )
+    await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+        {"o": order_id},
+        token=buyer.token,
+    )
+    await ok(
+        client,
+        'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "UPS", trackingNumber: "1Z") { userErrors { code } } }',
+        {"o": order_id},
+        token=supplier.token,
+    )
+    await ok(
+        client,
+        "mutation($o: ID!) { markDelivered(orderId: $o) { userErrors { code } } }",
+        {"o": order_id},
+        token=supplier.token,
+    )
+    changes = [(await ws.next_data())["orderStatusChanged"] for _ in range(3)]
+    assert [(c["fromStatus"], c["toStatus"]) for c in changes] == [
+        ("AWAITING_PAYMENT", "AWAITING_SHIPPING"),
+        ("AWAITING_SHIPPING", "SHIPPED"),
+        ("SHIPPED", "FULFILLED"),
+    ]
+    assert {c["order"]["number"] for c in changes} == {made["order"]["number"]}
+
+    # drift: the supplier changes a connected SKU; the connection goes STALE, the buyer is told
+    store = await connect_store(client, buyer, sim)
+    tee = await sim.product("Tee")
+    red = next(v for v in tee["variants"] if v["option1"] == "Red")
+    await ok(
+        client,
+        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
+        {"s": store["store"]["id"]},
+        token=buyer.token,
+    )
+    products = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+            {"s": store["store"]["id"]},
+            token=buyer.token,
+        )
+    )["storeProducts"]
+    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
+    await ok(
+        client,
+        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
+        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
+        { connection { id } userErrors { code field message } } }""",
+        {
+            "sp": products[0]["id"],
+            "p": cat["product"],
+            "m": cat["method"],
+            "v": variant,
+            "k": cat["skus"]["TEE-R-M"],
+        },
+        token=buyer.token,
+    )
+    await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    await ok(
+        client,
+        'mutation($k: ID!) { updateSku(input: {skuId: $k, attributes: {color: "Crimson", size: "M"}}) { sku { code } userErrors { code } } }',
+        {"k": cat["skus"]["TEE-R-M"]},
+        token=supplier.token,
+    )
+    connection = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { connection { status staleReason } } }",
+            {"s": store["store"]["id"]},
+            token=buyer.token,
+        )
+    )["storeProducts"][0]["connection"]
+    assert connection["status"] == "STALE" and "Crimson" in connection["staleReason"]
+    stale = (
+        await client.data(
+            "{ events(types: [CONNECTION_STALE]) { edges { node { payload } } } }",
+            token=buyer.token,
+        )
+    )["events"]["edges"]
+    assert len(stale[0]["node"]["payload"]["affectedOrderIds"]) == 1
