@@ -36,6 +36,17 @@ def check_transition(order: Order, target: OrderStatus, *, field: str = "orderId
         )
 
 
+def require_status(order: Order, *allowed: OrderStatus, doing: str, field: str) -> None:
+    """Commands that only make sense in some statuses (paying needs AWAITING_PAYMENT even
+    though an ABNORMAL order may also move on to AWAITING_SHIPPING when resolved)."""
+    if order.status not in allowed:
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"Order {order.number} is {order.status.value}: cannot {doing}.",
+            field=field,
+        )
+
+
 def audience(order: Order) -> list[int]:
     return [org for org in (order.buyer_id, order.supplier_id) if org is not None]
 

@@ -23,7 +23,7 @@ from domain.models.catalogue import FreightRule, LogisticsMethod, PriceTier, Pro
 from domain.models.orders import Order, OrderLine, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.wallets import EntryKind, Wallet, WalletEntry
-from domain.order_status import check_transition, transition
+from domain.order_status import require_status, transition
 from domain.pricing import freight, unit_price
 from domain.validation import CENT, clean_text, money
 
@@ -90,7 +90,7 @@ async def compute_charges(
         order = orders.get(order_id)
         if order is None:
             raise not_found("Order", field=f"orderIds.{i}")
-        check_transition(order, OrderStatus.AWAITING_SHIPPING, field=f"orderIds.{i}")
+        require_status(order, OrderStatus.AWAITING_PAYMENT, doing="pay it", field=f"orderIds.{i}")
     suppliers = {o.supplier_id for o in orders.values()}
     if len(suppliers) != 1 or None in suppliers:
         raise DomainError(

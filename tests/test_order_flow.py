@@ -597,3 +597,87 @@ async def test_status_subscription_and_mapping_drift(
         )
     )["events"]["edges"]
     assert len(stale[0]["node"]["payload"]["affectedOrderIds"]) == 1
+
+
+async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    other_buyer = await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    store = await connect_store(client, buyer, sim)
+    tee = await sim.product("Tee")
+    await sim.order(tee["variants"][0]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    [edge] = (
+        await client.data(
+            "{ orders { edges { node { id status lines { id } } } } }", token=buyer.token
+        )
+    )["orders"]["edges"]
+    order = edge["node"]
+    assert order["status"] == "UNRECOGNIZED"
+    connect = "mutation($o: ID!, $l: ID!, $k: ID!) { connectOrderSku(orderId: $o, lineId: $l, skuId: $k) { order { status } userErrors { code field } } }"
+    variables = {"o": order["id"], "l": order["lines"][0]["id"], "k": cat["skus"]["TEE-B-L"]}
+    # another buyer cannot touch it; unknown ids are NOT_FOUND
+    foreign = (await client.data(connect, variables, token=other_buyer.token))["connectOrderSku"]
+    assert foreign == {
+        "order": None,
+        "userErrors": [{"code": "NOT_FOUND", "field": "input.orderId"}],
+    }
+    unknown = (await client.data(connect, {**variables, "k": "999999"}, token=buyer.token))[
+        "connectOrderSku"
+    ]
+    assert unknown["userErrors"] == [{"code": "NOT_FOUND", "field": "input.skuId"}]
+    # an inactive SKU is refused
+    await ok(
+        client,
+        "mutation($k: ID!) { updateSku(input: {skuId: $k, isActive: false}) { userErrors { code } } }",
+        {"k": cat["skus"]["TEE-B-L"]},
+        token=supplier.token,
+    )
+    inactive = (await client.data(connect, variables, token=buyer.token))["connectOrderSku"]
+    assert inactive["userErrors"] == [{"code": "INACTIVE", "field": "input.skuId"}]
+    connected = await ok(
+        client, connect, {**variables, "k": cat["skus"]["TEE-R-M"]}, token=buyer.token
+    )
+    assert connected["order"]["status"] == "AWAITING_PAYMENT"
+
+    # staff hold it as abnormal and resolve it back
+    held = await ok(
+        client,
+        'mutation($o: ID!) { holdOrderAbnormal(orderId: $o, reason: "address check") { order { status abnormalReason } userErrors { code } } }',
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    assert held["order"] == {"status": "ABNORMAL", "abnormalReason": "address check"}
+    unpaid = (
+        await client.data(
+            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+    )["payOrders"]["userErrors"]
+    assert unpaid == [{"code": "ILLEGAL_TRANSITION"}]
+    back = await ok(
+        client,
+        'mutation($o: ID!) { resolveOrderAbnormal(orderId: $o, note: "ok") { order { status } userErrors { code } } }',
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    assert back["order"]["status"] == "AWAITING_PAYMENT"
+    # a top-up in another currency is refused
+    mismatch = (
+        await client.data(
+            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "5.00", currency: "EUR") { userErrors { code } } }',
+            {"b": str(buyer.organisation_id)},
+            token=supplier.token,
+        )
+    )["topUpWallet"]["userErrors"]
+    assert mismatch == [{"code": "CURRENCY_MISMATCH"}]
+    negative = (
+        await client.data(
+            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "-5.00", currency: "USD") { userErrors { code field } } }',
+            {"b": str(buyer.organisation_id)},
+            token=supplier.token,
+        )
+    )["topUpWallet"]["userErrors"]
+    assert negative == [{"code": "INVALID", "field": "input.amount"}]
