@@ -36,7 +36,7 @@ class TierSpec:
 @dataclass(frozen=True)
 class SkuSpec:
     code: str
-    attributes: dict[str, str]
+    attributes: object
     weight_grams: int
     unit_price: Decimal
     tiers: list[TierSpec] = field(default_factory=list)
@@ -51,8 +51,12 @@ class FreightRuleSpec:
     step_price: Decimal
 
 
-def normalise_attributes(attributes: dict[str, str], *, field: str) -> dict[str, str]:
+def normalise_attributes(attributes: object, *, field: str) -> dict[str, str]:
     """Lower-case keys, trimmed values: how attributes are compared everywhere."""
+    if not isinstance(attributes, dict) or not all(
+        isinstance(v, str | int) for v in attributes.values()
+    ):
+        raise DomainError(ErrorCode.INVALID, "An object of names to values.", field=field)
     cleaned: dict[str, str] = {}
     for key, value in attributes.items():
         name = clean_text(str(key), field=field, max_length=50).lower()
@@ -141,7 +145,7 @@ async def update_sku(
     sku_id: int,
     unit_price: Decimal | None = None,
     weight_grams: int | None = None,
-    attributes: dict[str, str] | None = None,
+    attributes: object | None = None,
     is_active: bool | None = None,
 ) -> Sku:
     """Change a SKU. Connections that use it become STALE (with the reason) when its

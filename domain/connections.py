@@ -293,6 +293,15 @@ async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[
     return list(connections.values())
 
 
+async def list_stores(*, viewer: Viewer) -> list[Store]:
+    return await Store.filter(buyer_id=viewer.organisation_id).order_by("id")
+
+
+async def list_store_products(*, viewer: Viewer, store_id: int) -> list[StoreProduct]:
+    store = await store_of_buyer(viewer, store_id)
+    return await StoreProduct.filter(store_id=store.id).order_by("id").limit(1000)
+
+
 async def store_of_buyer(viewer: Viewer, store_id: int) -> Store:
     store = await Store.get_or_none(id=store_id, buyer_id=viewer.organisation_id)
     if store is None:

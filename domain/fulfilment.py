@@ -24,7 +24,6 @@ from domain.order_status import audience, check_transition, transition
 from domain.payments import credit, wallet_for
 from domain.validation import clean_text, money
 
-CANCELLABLE = (OrderStatus.UNRECOGNIZED, OrderStatus.AWAITING_PAYMENT)
 DEPUTABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.SHIPPED)
 
 

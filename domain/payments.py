@@ -98,7 +98,6 @@ async def compute_charges(
         )
     supplier_id = suppliers.pop()
     assert supplier_id is not None
-    method_id = logistics_method_id
     lines = await OrderLine.filter(order_id__in=list(orders)).order_by("id")
     skus = {
         s.id: s
@@ -118,7 +117,7 @@ async def compute_charges(
     methods: dict[int, list[FreightRule]] = {}
     charges = []
     for order in (orders[i] for i in order_ids):
-        chosen = method_id or order.logistics_method_id
+        chosen = logistics_method_id or order.logistics_method_id
         if chosen is None:
             raise DomainError(
                 ErrorCode.REQUIRED, "Choose a shipping method.", field="logisticsMethodId"

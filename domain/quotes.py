@@ -126,6 +126,11 @@ async def decide_quote(*, viewer: Viewer, quote_id: int, accept: bool) -> Quote:
     return quote
 
 
+async def get_quote(*, viewer: Viewer, quote_id: int) -> Quote | None:
+    column = "supplier_id" if viewer.organisation_kind is OrganisationKind.SUPPLIER else "buyer_id"
+    return await Quote.get_or_none(id=quote_id, **{column: viewer.organisation_id})
+
+
 async def list_quotes(*, viewer: Viewer) -> list[Quote]:
     column = "supplier_id" if viewer.organisation_kind is OrganisationKind.SUPPLIER else "buyer_id"
     return await Quote.filter(**{column: viewer.organisation_id}).order_by("-id").limit(200)

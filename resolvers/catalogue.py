@@ -22,14 +22,6 @@ from schema.types.catalogue import (
 )
 
 
-def _attributes(raw: object, *, field: str) -> dict[str, str]:
-    from domain.errors import DomainError, ErrorCode
-
-    if not isinstance(raw, dict) or not all(isinstance(v, str | int) for v in raw.values()):
-        raise DomainError(ErrorCode.INVALID, "An object of names to values.", field=field)
-    return {str(k): str(v) for k, v in raw.items()}
-
-
 @strawberry.type
 class CatalogueQueries:
     @strawberry.field(
@@ -60,7 +52,7 @@ class CatalogueMutations:
             specs = [
                 catalogue.SkuSpec(
                     code=s.code,
-                    attributes=_attributes(s.attributes, field=f"skus.{i}.attributes"),
+                    attributes=s.attributes,
                     weight_grams=s.weight_grams,
                     unit_price=s.unit_price,
                     tiers=[catalogue.TierSpec(t.min_quantity, t.unit_price) for t in s.tiers],
@@ -89,9 +81,7 @@ class CatalogueMutations:
                 sku_id=parse_id(input.sku_id, field="skuId"),
                 unit_price=input.unit_price,
                 weight_grams=input.weight_grams,
-                attributes=None
-                if input.attributes is None
-                else _attributes(input.attributes, field="attributes"),
+                attributes=input.attributes,
                 is_active=input.is_active,
             )
             return {"sku": Sku.from_model(sku)}

@@ -7,10 +7,9 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry import Info
 
-from domain import outbox
+from domain import outbox, quotes
 from domain.events import EventType as DomainEventType
 from domain.events import PublishedEvent
-from domain.models.orders import Quote as QuoteModel
 from integrations.bus.hub import SubscriptionEnded
 from resolvers.errors import PublicError, bad_input
 from resolvers.permissions import IsAuthenticated, viewer_of
@@ -129,7 +128,9 @@ class OrderSubscriptions:
         self, info: Info, after_event_id: strawberry.ID | None = None
     ) -> AsyncGenerator[Quote, None]:
         async for event in _stream(info, [DomainEventType.QUOTE_UPDATED.value], after_event_id):
-            quote = await QuoteModel.get_or_none(id=int(event.payload["quoteId"]))
+            quote = await quotes.get_quote(
+                viewer=viewer_of(info), quote_id=int(event.payload["quoteId"])
+            )
             if quote is not None:
                 yield Quote.from_model(quote)
 

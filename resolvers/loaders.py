@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -50,14 +50,6 @@ def _grouped(
     return DataLoader(load_fn=load)
 
 
-def _first_of(loader: DataLoader[int, list[M]]) -> Callable[[int], Awaitable[M | None]]:
-    async def load(key: int) -> M | None:
-        rows = await loader.load(key)
-        return rows[0] if rows else None
-
-    return load
-
-
 class Loaders:
     """Created per HTTP request (and per event on a subscription), so nothing goes stale."""
 
@@ -73,13 +65,12 @@ class Loaders:
         self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")
         self.rules_by_method = _grouped(FreightRule, "method_id")
         self.variants_by_store_product = _grouped(StoreVariant, "product_id")
-        self._connections = _grouped(
+        self.connections_by_store_product = _grouped(
             ProductConnection,
             "store_product_id",
             order="-id",
             status__in=[ConnectionStatus.ACTIVE, ConnectionStatus.STALE],
         )
-        self.connection_by_store_product = _ConnectionLoader(self._connections)
 
         async def load_orders(ids: Sequence[int]) -> list[Any]:
             if viewer is None:
@@ -88,11 +79,3 @@ class Loaders:
             return [rows.get(i) for i in ids]
 
         self.orders: DataLoader[int, Any] = DataLoader(load_fn=load_orders)
-
-
-class _ConnectionLoader:
-    def __init__(self, grouped: DataLoader[int, list[ProductConnection]]) -> None:
-        self._load = _first_of(grouped)
-
-    async def load(self, key: int) -> ProductConnection | None:
-        return await self._load(key)

@@ -50,7 +50,7 @@ def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
     )
 
 
-async def _orders(rows: list[OrderModel]) -> list[Order]:
+def _orders(rows: list[OrderModel]) -> list[Order]:
     return [Order.from_model(o) for o in rows]
 
 
@@ -179,7 +179,7 @@ class OrderMutations:
                 order_ids=parse_ids(order_ids, field="orderIds"),
                 reason=reason,
             )
-            return {"orders": await _orders(orders)}
+            return {"orders": _orders(orders)}
 
         return await run_command(OrdersPayload, command)
 
@@ -200,7 +200,7 @@ class OrderMutations:
                 logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
             )
             return {
-                "orders": await _orders([c.order for c in charges.orders]),
+                "orders": _orders([c.order for c in charges.orders]),
                 "charged": FreightQuote.from_charges(charges),
             }
 

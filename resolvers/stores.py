@@ -6,8 +6,6 @@ import strawberry
 from strawberry import Info
 
 from domain import connections, order_intake, quotes
-from domain.access import require_buyer
-from domain.models.stores import StoreProduct as StoreProductModel
 from integrations.stores.sync import sync_store
 from resolvers.ids import parse_id
 from resolvers.mutations import run_command
@@ -29,17 +27,13 @@ from schema.types.stores import (
 class StoreQueries:
     @strawberry.field(permission_classes=[IsAuthenticated], description="The buyer's stores.")
     async def stores(self, info: Info) -> list[Store]:
-        from domain.models.stores import Store as StoreModel
-
-        viewer = viewer_of(info)
-        rows = await StoreModel.filter(buyer_id=viewer.organisation_id).order_by("id")
-        return [Store.from_model(s) for s in rows]
+        return [Store.from_model(s) for s in await connections.list_stores(viewer=viewer_of(info))]
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def store_products(self, info: Info, store_id: strawberry.ID) -> list[StoreProduct]:
-        viewer = viewer_of(info)
-        store = await connections.store_of_buyer(viewer, parse_id(store_id, field="storeId"))
-        rows = await StoreProductModel.filter(store_id=store.id).order_by("id").limit(1000)
+        rows = await connections.list_store_products(
+            viewer=viewer_of(info), store_id=parse_id(store_id, field="storeId")
+        )
         return [StoreProduct.from_model(p) for p in rows]
 
     @strawberry.field(
@@ -186,6 +180,3 @@ async def _decide(info: Info, quote_id: str, *, accept: bool) -> QuotePayload:
         return {"quote": Quote.from_model(quote)}
 
     return await run_command(QuotePayload, command)
-
-
-__all__ = ["StoreMutations", "StoreQueries", "require_buyer"]

@@ -74,6 +74,31 @@ async def connect_store(client: GraphQLHttp, buyer: Member, sim: Sim) -> dict:
     return payload
 
 
+async def connect_variant(
+    client: GraphQLHttp,
+    buyer: Member,
+    store_product_id: str,
+    cat: dict,
+    variant_id: str,
+    sku_code: str,
+) -> dict:
+    """connectProduct for one store variant; returns the payload (userErrors unchecked)."""
+    data = await client.data(
+        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
+        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
+        { connection { id status } userErrors { code field message } } }""",
+        {
+            "sp": store_product_id,
+            "p": cat["product"],
+            "m": cat["method"],
+            "v": variant_id,
+            "k": cat["skus"][sku_code],
+        },
+        token=buyer.token,
+    )
+    return data["connectProduct"]
+
+
 ORDER = """query($id: ID!) { order(id: $id) { id number status kind goodsAmount freightAmount paidAmount
   carrier trackingNumber trackingSync lines { id quantity source unitPrice sku { code } }
   timeline { fromStatus toStatus reason } latestTransition { toStatus } store { name } } }"""
@@ -105,20 +130,8 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
         )
     )["storeProducts"]
     variant = next(v for p in products for v in p["variants"] if v["externalId"] == str(red["id"]))
-    await ok(
-        client,
-        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
-        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
-        { connection { status } userErrors { code field message } } }""",
-        {
-            "sp": products[0]["id"],
-            "p": cat["product"],
-            "m": cat["method"],
-            "v": variant["id"],
-            "k": cat["skus"]["TEE-R-M"],
-        },
-        token=buyer.token,
-    )
+    payload = await connect_variant(client, buyer, products[0]["id"], cat, variant["id"], "TEE-R-M")
+    assert payload["userErrors"] == [], payload
 
     # an order arrives by signed webhook: connected, so AWAITING_PAYMENT at once
     made = await sim.order(
@@ -324,35 +337,11 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     )["storeProducts"][0]["variants"]
     blue_variant = next(v["id"] for v in variants if v["externalId"] == str(blue["id"]))
     mismatch = (
-        await client.data(
-            """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
-        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
-        { userErrors { code field message } } }""",
-            {
-                "sp": products[0]["id"],
-                "p": cat["product"],
-                "m": cat["method"],
-                "v": blue_variant,
-                "k": cat["skus"]["TEE-R-M"],
-            },
-            token=buyer.token,
-        )
-    )["connectProduct"]["userErrors"]
+        await connect_variant(client, buyer, products[0]["id"], cat, blue_variant, "TEE-R-M")
+    )["userErrors"]
     assert mismatch[0]["code"] == "ATTRIBUTES_MISMATCH" and "Blue" in mismatch[0]["message"]
-    await ok(
-        client,
-        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
-        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
-        { connection { status } userErrors { code field message } } }""",
-        {
-            "sp": products[0]["id"],
-            "p": cat["product"],
-            "m": cat["method"],
-            "v": blue_variant,
-            "k": cat["skus"]["TEE-B-L"],
-        },
-        token=buyer.token,
-    )
+    payload = await connect_variant(client, buyer, products[0]["id"], cat, blue_variant, "TEE-B-L")
+    assert payload["userErrors"] == [], payload
     state = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
     assert state["status"] == "AWAITING_PAYMENT"
 
@@ -561,20 +550,8 @@ async def test_status_subscription_and_mapping_drift(
         )
     )["storeProducts"]
     variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
-    await ok(
-        client,
-        """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
-        storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
-        { connection { id } userErrors { code field message } } }""",
-        {
-            "sp": products[0]["id"],
-            "p": cat["product"],
-            "m": cat["method"],
-            "v": variant,
-            "k": cat["skus"]["TEE-R-M"],
-        },
-        token=buyer.token,
-    )
+    payload = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
+    assert payload["userErrors"] == [], payload
     await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
     await ok(
         client,

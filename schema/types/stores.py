@@ -101,8 +101,8 @@ class StoreProduct:
 
     @strawberry.field(description="The current (not disconnected) connection, if any.")
     async def connection(self, info: Info) -> ProductConnection | None:
-        row = await info.context.loaders.connection_by_store_product.load(int(self.id))
-        return ProductConnection.from_model(row) if row else None
+        rows = await info.context.loaders.connections_by_store_product.load(int(self.id))
+        return ProductConnection.from_model(rows[0]) if rows else None
 
 
 @strawberry.input
