@@ -21,6 +21,7 @@ async def _database(settings: Settings) -> Any:
 
     from domain.db import tortoise_config
 
+    settings.configure_secrets()
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
         yield
@@ -129,6 +130,12 @@ def _cmd_settings(settings: Settings, args: argparse.Namespace) -> None:
         print(f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | (empty) | {doc} |")
 
 
+def _cmd_generate_key(settings: Settings, args: argparse.Namespace) -> None:
+    from domain.secrets import generate_key
+
+    print(generate_key())
+
+
 def _async(fn: Callable[[Settings, argparse.Namespace], Awaitable[None]]) -> Any:
     return lambda settings, args: asyncio.run(fn(settings, args))
 
@@ -171,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "settings", help="print every environment variable with its default (Markdown)"
     ).set_defaults(run=_cmd_settings)
+    sub.add_parser(
+        "generate-key", help="print a new SECRETS_KEY for sealing stored credentials"
+    ).set_defaults(run=_cmd_generate_key)
     return parser
 
 

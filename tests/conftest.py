@@ -19,6 +19,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from domain.secrets import generate_key
 from service.settings import Settings
 from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer, start_server
@@ -89,6 +90,7 @@ def base_settings(database_url: str) -> Settings:
             "LOG_FORMAT": "text",
             "EVENT_RESYNC_INTERVAL": "1",
             "OUTBOX_RETRY_INTERVAL": "0.2",
+            "SECRETS_KEY": generate_key(),
         }
     )
 

@@ -7,6 +7,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from domain.secrets import SealedTextField
+
 
 class StorePlatform(StrEnum):
     SHOPIFY = "SHOPIFY"
@@ -32,8 +34,8 @@ class Store(Model):
     name = fields.CharField(max_length=200)
     platform = fields.CharEnumField(StorePlatform, max_length=16)
     api_url = fields.CharField(max_length=500)
-    access_token = fields.CharField(max_length=500)
-    webhook_secret = fields.CharField(max_length=200)
+    access_token = SealedTextField()
+    webhook_secret = SealedTextField()
     last_order_external_id = fields.CharField(max_length=64, null=True)
     last_synced_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

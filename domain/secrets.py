@@ -1,0 +1,101 @@
+"""Credentials at rest: ``SealedTextField`` encrypts a column with the service's secrets key.
+
+Store access tokens, webhook secrets and warehouse API keys are written as
+``sealed:v1:<Fernet token>`` (AES-128-CBC + HMAC-SHA256, from ``cryptography``) and decrypted
+when a row is read, so a copy of the database alone does not hand out anyone's credentials.
+The key comes from ``SECRETS_KEY``; without it, from the key file ``SECRETS_KEY_FILE``, which is
+created (mode 0600) on first use so that ``make run`` works with no settings. Keep that key file
+with the database backups, not inside them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from tortoise import fields
+
+__all__ = [
+    "SealedTextField",
+    "SecretsNotConfigured",
+    "configure",
+    "generate_key",
+    "load_or_create_key",
+    "open_sealed",
+    "seal",
+]
+
+PREFIX = "sealed:v1:"
+
+_fernet: Fernet | None = None
+
+
+class SecretsNotConfigured(RuntimeError):
+    """A sealed value was read or written before ``configure`` was called."""
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a valid key (32 url-safe base64 bytes), else ``ValueError``."""
+    try:
+        Fernet(key.encode())
+    except (ValueError, TypeError) as exc:
+        raise ValueError("expected 32 url-safe base64-encoded bytes (see `generate_key`)") from exc
+    return key
+
+
+def load_or_create_key(path: Path) -> str:
+    """The key stored at ``path``; a new one is written there (mode 0600) if it is missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key() + "\n")
+    return check_key(path.read_text().strip())
+
+
+def configure(key: str) -> None:
+    """Set the process-wide key (at start-up, before any sealed column is touched)."""
+    global _fernet
+    _fernet = Fernet(check_key(key).encode())
+
+
+def _cipher() -> Fernet:
+    if _fernet is None:
+        raise SecretsNotConfigured("domain.secrets.configure(key) was not called")
+    return _fernet
+
+
+def seal(plain: str) -> str:
+    return PREFIX + _cipher().encrypt(plain.encode()).decode()
+
+
+def open_sealed(stored: str) -> str:
+    """The plain text of a sealed value; a value without the prefix is returned unchanged."""
+    if not stored.startswith(PREFIX):
+        return stored
+    try:
+        return _cipher().decrypt(stored[len(PREFIX) :].encode()).decode()
+    except InvalidToken as exc:
+        raise SecretsNotConfigured(
+            "a sealed value does not open with this SECRETS_KEY (was the key changed?)"
+        ) from exc
+
+
+class SealedTextField(fields.TextField):
+    """A text column stored sealed; the model attribute always holds the plain text."""
+
+    def to_db_value(self, value: Any, instance: Any) -> Any:
+        if value is None:
+            return None
+        return seal(open_sealed(str(value)))
+
+    def to_python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return open_sealed(str(value))
