@@ -67,7 +67,7 @@ class CatalogueMutations:
             )
             return {"product": Product.from_model(product)}
 
-        return await run_command(ProductPayload, command)
+        return await run_command(ProductPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -86,7 +86,7 @@ class CatalogueMutations:
             )
             return {"sku": Sku.from_model(sku)}
 
-        return await run_command(SkuPayload, command)
+        return await run_command(SkuPayload, command, in_input=True)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
     async def discontinue_product(self, info: Info, product_id: strawberry.ID) -> ProductPayload:
@@ -121,4 +121,4 @@ class CatalogueMutations:
             )
             return {"logistics_method": LogisticsMethod.from_model(method)}
 
-        return await run_command(LogisticsMethodPayload, command)
+        return await run_command(LogisticsMethodPayload, command, in_input=True)

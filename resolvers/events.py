@@ -15,7 +15,7 @@ from resolvers.errors import PublicError, bad_input
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.enums import EventType
 from schema.types.events import Event, EventConnection, EventEdge
-from schema.types.orders import OrderStatus, OrderStatusChange, Quote
+from schema.types.orders import OrderStatus, OrderStatusChange, Quote, QuoteStatus, QuoteUpdate
 from schema.types.pagination import PageInfo
 
 MAX_PAGE = 200
@@ -126,13 +126,19 @@ class OrderSubscriptions:
     )
     async def quote_updated(
         self, info: Info, after_event_id: strawberry.ID | None = None
-    ) -> AsyncGenerator[Quote, None]:
+    ) -> AsyncGenerator[QuoteUpdate, None]:
         async for event in _stream(info, [DomainEventType.QUOTE_UPDATED.value], after_event_id):
             quote = await quotes.get_quote(
                 viewer=viewer_of(info), quote_id=int(event.payload["quoteId"])
             )
             if quote is not None:
-                yield Quote.from_model(quote)
+                yield QuoteUpdate(
+                    event_id=strawberry.ID(str(event.seq)),
+                    quote_id=strawberry.ID(str(quote.id)),
+                    status=QuoteStatus(event.payload["status"]),
+                    at=event.created_at,
+                    quote=Quote.from_model(quote),
+                )
 
 
 async def _stream(

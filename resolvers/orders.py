@@ -146,7 +146,7 @@ class OrderMutations:
             )
             return {"order": Order.from_model(order)}
 
-        return await run_command(OrderPayload, command)
+        return await run_command(OrderPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -284,7 +284,7 @@ class OrderMutations:
             )
             return {"depute": Depute.from_model(depute)}
 
-        return await run_command(DeputePayload, command)
+        return await run_command(DeputePayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],

@@ -63,7 +63,7 @@ class OrganisationMutations:
             org = await organisations.rename_organisation(viewer=viewer_of(info), name=input.name)
             return {"organisation": Organisation.from_model(org)}
 
-        return await run_command(RenameOrganisationPayload, command)
+        return await run_command(RenameOrganisationPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -76,7 +76,7 @@ class OrganisationMutations:
             )
             return {"user": User.from_model(user)}
 
-        return await run_command(AddUserPayload, command)
+        return await run_command(AddUserPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -91,7 +91,7 @@ class OrganisationMutations:
             )
             return {"token": ApiToken.from_model(token), "secret": secret}
 
-        return await run_command(CreateApiTokenPayload, command)
+        return await run_command(CreateApiTokenPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -106,4 +106,4 @@ class OrganisationMutations:
             )
             return {"token": ApiToken.from_model(token)}
 
-        return await run_command(RevokeApiTokenPayload, command)
+        return await run_command(RevokeApiTokenPayload, command, in_input=True)

@@ -66,7 +66,7 @@ class StoreMutations:
                 "webhook_url_path": f"/webhooks/stores/{store.id}/orders",
             }
 
-        return await run_command(ConnectStorePayload, command)
+        return await run_command(ConnectStorePayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -108,7 +108,7 @@ class StoreMutations:
             )
             return {"connection": ProductConnection.from_model(connection)}
 
-        return await run_command(ConnectionPayload, command)
+        return await run_command(ConnectionPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -141,7 +141,7 @@ class StoreMutations:
             )
             return {"quote": Quote.from_model(quote)}
 
-        return await run_command(QuotePayload, command)
+        return await run_command(QuotePayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -161,7 +161,7 @@ class StoreMutations:
             )
             return {"quote": Quote.from_model(quote)}
 
-        return await run_command(QuotePayload, command)
+        return await run_command(QuotePayload, command, in_input=True)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Buyer.")
     async def accept_quote(self, info: Info, quote_id: strawberry.ID) -> QuotePayload:

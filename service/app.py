@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.configure_secrets()
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
@@ -72,7 +73,11 @@ def create_app(settings: Settings) -> Starlette:
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
             )
-            tracking = TrackingPusher()
+            tracking = TrackingPusher(
+                poll_interval=min(2.0, settings.tracking_retry_delay),
+                base_delay=settings.tracking_retry_delay,
+                max_attempts=settings.tracking_max_attempts,
+            )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             app.state.tracking = tracking
             await hub.start()

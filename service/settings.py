@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from domain.secrets import check_key, configure, load_or_create_key
 
 DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
 
@@ -85,6 +88,10 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _secrets_key(raw: str) -> str:
+    return check_key(raw) if raw else ""
+
+
 def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
     return field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
 
@@ -150,9 +157,39 @@ class Settings:
         "Seconds between attempts to publish events while the broadcast backend is down.",
     )
 
+    tracking_retry_delay: float = _setting(
+        "TRACKING_RETRY_DELAY",
+        "5",
+        _positive_float,
+        "Seconds before the first retry of a failed tracking push to a store; doubles each time.",
+    )
+    tracking_max_attempts: int = _setting(
+        "TRACKING_MAX_ATTEMPTS",
+        "8",
+        _positive_int,
+        "Tracking pushes tried per shipped order before it stays FAILED for a person to look at.",
+    )
+    secrets_key: str = _setting(
+        "SECRETS_KEY",
+        "",
+        _secrets_key,
+        "Key that seals stored credentials (`python main.py generate-key`); empty: the key file.",
+    )
+    secrets_key_file: str = _setting(
+        "SECRETS_KEY_FILE",
+        "./supplygraph.key",
+        str,
+        "Key file used when SECRETS_KEY is empty; created on first start.",
+    )
+
     @property
     def broadcast_url(self) -> str:
         return self.redis_url or "memory://"
+
+    def configure_secrets(self) -> None:
+        """Install the credentials key for this process (see ``domain.secrets``)."""
+        key = self.secrets_key or load_or_create_key(Path(self.secrets_key_file))
+        configure(key)
 
     @property
     def is_sqlite(self) -> bool:

@@ -379,7 +379,7 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
             token=supplier.token,
         )
     )["refundDepute"]["userErrors"]
-    assert too_much == [{"code": "INVALID", "field": "input.amount"}]
+    assert too_much == [{"code": "INVALID", "field": "amount"}]
     await ok(
         client,
         'mutation($d: ID!) { refundDepute(deputeId: $d, amount: "4.00", note: "partial") { depute { status refundAmount } userErrors { code field } } }',
@@ -598,12 +598,12 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
     foreign = (await client.data(connect, variables, token=other_buyer.token))["connectOrderSku"]
     assert foreign == {
         "order": None,
-        "userErrors": [{"code": "NOT_FOUND", "field": "input.orderId"}],
+        "userErrors": [{"code": "NOT_FOUND", "field": "orderId"}],
     }
     unknown = (await client.data(connect, {**variables, "k": "999999"}, token=buyer.token))[
         "connectOrderSku"
     ]
-    assert unknown["userErrors"] == [{"code": "NOT_FOUND", "field": "input.skuId"}]
+    assert unknown["userErrors"] == [{"code": "NOT_FOUND", "field": "skuId"}]
     # an inactive SKU is refused
     await ok(
         client,
@@ -612,7 +612,7 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
         token=supplier.token,
     )
     inactive = (await client.data(connect, variables, token=buyer.token))["connectOrderSku"]
-    assert inactive["userErrors"] == [{"code": "INACTIVE", "field": "input.skuId"}]
+    assert inactive["userErrors"] == [{"code": "INACTIVE", "field": "skuId"}]
     connected = await ok(
         client, connect, {**variables, "k": cat["skus"]["TEE-R-M"]}, token=buyer.token
     )
@@ -657,4 +657,4 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
             token=supplier.token,
         )
     )["topUpWallet"]["userErrors"]
-    assert negative == [{"code": "INVALID", "field": "input.amount"}]
+    assert negative == [{"code": "INVALID", "field": "amount"}]

@@ -67,8 +67,9 @@ async def sync_store(
 class TrackingPusher:
     """Pushes carrier and tracking numbers of shipped store orders to the stores.
 
-    Transient failures are retried with exponential backoff (``base_delay`` x 2^attempts, up to
-    ``max_attempts``); the state and the last error are on the order (``trackingSync``).
+    Each push is retried by the client for transient failures; a push that still fails is tried
+    again ``base_delay`` x 2^(failures - 1) seconds after the last failure, up to
+    ``max_attempts`` in all. The state and the last error are on the order (``trackingSync``).
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class TrackingPusher:
         )
         tried = 0
         for order in due:
-            wait = timedelta(seconds=self._base_delay * (2**order.tracking_sync_attempts) - 1)
+            wait = timedelta(seconds=self._base_delay * 2 ** (order.tracking_sync_attempts - 1))
             if order.tracking_sync is TrackingSync.FAILED and order.updated_at + wait > now:
                 continue
             tried += 1

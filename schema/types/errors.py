@@ -12,17 +12,18 @@ from schema.types.enums import ErrorCode
 class UserError:
     code: ErrorCode = strawberry.field(description="Machine-readable reason.")
     field: str | None = strawberry.field(
-        description="The input field it is about, as a dotted path (e.g. `input.name`)."
+        description="The argument it is about, as a dotted path: `input.lines.0.quantity` in a "
+        "mutation's `input` object, or the argument's name (`orderId`)."
     )
     message: str = strawberry.field(description="Human-readable explanation.")
 
     @classmethod
-    def from_domain(cls, error: DomainError) -> list[UserError]:
+    def from_domain(cls, error: DomainError, *, prefix: str = "") -> list[UserError]:
         errors = error.errors if isinstance(error, ValidationErrors) else [error]
         return [
             cls(
                 code=ErrorCode(e.code),
-                field=f"input.{e.field}" if e.field else None,
+                field=(f"{prefix}.{e.field}" if prefix else e.field) if e.field else None,
                 message=e.message,
             )
             for e in errors

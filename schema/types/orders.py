@@ -149,7 +149,12 @@ class Order:
     tracking_sync: TrackingSync = strawberry.field(
         description="Whether the tracking reached the buyer's store."
     )
-    tracking_sync_error: str | None
+    tracking_sync_error: str | None = strawberry.field(
+        description="The store's answer to the last failed tracking push."
+    )
+    tracking_sync_attempts: int = strawberry.field(
+        description="Tracking pushes tried so far (each one retried by the connector itself)."
+    )
     abnormal_reason: str | None
     paid_at: datetime | None
     shipped_at: datetime | None
@@ -193,6 +198,7 @@ class Order:
             tracking_number=o.tracking_number,
             tracking_sync=o.tracking_sync,
             tracking_sync_error=o.tracking_sync_error,
+            tracking_sync_attempts=o.tracking_sync_attempts,
             abnormal_reason=o.abnormal_reason,
             paid_at=o.paid_at,
             shipped_at=o.shipped_at,
@@ -487,6 +493,18 @@ class QuotePayload:
 class WalletPayload:
     wallet: Wallet | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(
+    description="A quote changed status (subscription). `status` is the status this event set; "
+    "`quote` is the quote as it is now."
+)
+class QuoteUpdate:
+    event_id: strawberry.ID
+    quote_id: strawberry.ID
+    status: QuoteStatus
+    at: datetime
+    quote: Quote
 
 
 @strawberry.type(description="An order's status changed (subscription).")
