@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     ATTRIBUTES_MISMATCH = "ATTRIBUTES_MISMATCH"  # a store variant does not match the SKU
     NOT_DELIVERABLE = "NOT_DELIVERABLE"  # no freight rule for the destination
     UPSTREAM_FAILED = "UPSTREAM_FAILED"  # a store or warehouse API refused or did not answer
+    NO_WAREHOUSE = "NO_WAREHOUSE"  # no third-party warehouse fulfils this distributor
 
 
 class DomainError(Exception):

@@ -20,7 +20,7 @@ from domain.models.orders import (
     TrackingSync,
 )
 from domain.models.wallets import EntryKind
-from domain.order_status import audience, check_transition, transition
+from domain.order_status import audience, check_transition, require_status, transition
 from domain.payments import credit, wallet_for
 from domain.validation import clean_text, money
 
@@ -117,6 +117,13 @@ async def cancel_orders(*, viewer: Viewer, order_ids: list[int], reason: str = "
         orders = []
         for i, order_id in enumerate(order_ids):
             order = await order_of_buyer(viewer, order_id, field=f"orderIds.{i}")
+            require_status(
+                order,
+                OrderStatus.UNRECOGNIZED,
+                OrderStatus.AWAITING_PAYMENT,
+                doing="cancel it (a paid order is withdrawn instead)",
+                field=f"orderIds.{i}",
+            )
             await transition(
                 order,
                 OrderStatus.CANCELLED,

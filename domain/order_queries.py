@@ -11,8 +11,15 @@ from tortoise.queryset import QuerySet
 
 from domain.access import Viewer
 from domain.errors import DomainError, ErrorCode
+from domain.models.distribution import (
+    Partnership,
+    PartnershipStatus,
+    PushStatus,
+    WarehouseOrder,
+    WithdrawalStatus,
+)
 from domain.models.orders import Order, OrderKind, OrderStatus
-from domain.models.organisations import OrganisationKind
+from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.stores import Store, StorePlatform
 
 MAX_PAGE = 100
@@ -29,6 +36,10 @@ class OrderFilter:
     updated_from: datetime | None = None
     updated_to: datetime | None = None
     search: str | None = None
+    distributor_name: str | None = None
+    distribution_only: bool = False
+    push_statuses: list[PushStatus] | None = None
+    withdrawal_statuses: list[WithdrawalStatus] | None = None
 
 
 def visible_orders(viewer: Viewer) -> QuerySet[Order]:
@@ -56,6 +67,23 @@ def _filtered(viewer: Viewer, f: OrderFilter) -> QuerySet[Order]:
     ):
         if bound is not None:
             query = query.filter(**{f"{column}__{op}": bound})
+    if f.distribution_only or f.distributor_name:
+        partners = Partnership.filter(status=PartnershipStatus.ACCEPTED)
+        partners = (
+            partners.filter(supplier_id=viewer.organisation_id)
+            if viewer.organisation_kind is OrganisationKind.SUPPLIER
+            else partners.filter(distributor_id=viewer.organisation_id)
+        )
+        query = query.filter(buyer_id__in=Subquery(partners.values("distributor_id")))
+    if f.distributor_name:
+        named = Organisation.filter(name__icontains=f.distributor_name.strip()[:100])
+        query = query.filter(buyer_id__in=Subquery(named.values("id")))
+    if f.push_statuses:
+        pushed = WarehouseOrder.filter(push_status__in=f.push_statuses)
+        query = query.filter(id__in=Subquery(pushed.values("order_id")))
+    if f.withdrawal_statuses:
+        withdrawing = WarehouseOrder.filter(withdrawal_status__in=f.withdrawal_statuses)
+        query = query.filter(id__in=Subquery(withdrawing.values("order_id")))
     if f.search:
         term = f.search.strip()[:100]
         query = query.filter(

@@ -14,9 +14,12 @@ S = OrderStatus
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.UNRECOGNIZED: frozenset({S.AWAITING_PAYMENT, S.CANCELLED}),
     S.AWAITING_PAYMENT: frozenset({S.AWAITING_SHIPPING, S.CANCELLED, S.ABNORMAL}),
-    S.AWAITING_SHIPPING: frozenset({S.SHIPPED, S.ABNORMAL, S.REFUNDED}),
+    # CANCELLED from here on only through a completed withdraw (the payment is refunded)
+    S.AWAITING_SHIPPING: frozenset({S.SHIPPED, S.ABNORMAL, S.REFUNDED, S.CANCELLED}),
     S.SHIPPED: frozenset({S.FULFILLED, S.ABNORMAL, S.REFUNDED}),
-    S.ABNORMAL: frozenset({S.AWAITING_PAYMENT, S.AWAITING_SHIPPING, S.SHIPPED, S.REFUNDED}),
+    S.ABNORMAL: frozenset(
+        {S.AWAITING_PAYMENT, S.AWAITING_SHIPPING, S.SHIPPED, S.REFUNDED, S.CANCELLED}
+    ),
     S.FULFILLED: frozenset(),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),

@@ -74,7 +74,7 @@ async def wallet_for(*, buyer_id: int, supplier_id: int) -> Wallet:
 
 
 async def compute_charges(
-    *, viewer: Viewer, order_ids: list[int], logistics_method_id: int | None
+    *, buyer_id: int, order_ids: list[int], logistics_method_id: int | None
 ) -> Charges:
     """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier)."""
     if not order_ids:
@@ -83,9 +83,7 @@ async def compute_charges(
         raise DomainError(
             ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
         )
-    orders = {
-        o.id: o for o in await Order.filter(id__in=order_ids, buyer_id=viewer.organisation_id)
-    }
+    orders = {o.id: o for o in await Order.filter(id__in=order_ids, buyer_id=buyer_id)}
     for i, order_id in enumerate(order_ids):
         order = orders.get(order_id)
         if order is None:
@@ -173,7 +171,9 @@ async def freight_quote(
 ) -> Charges:
     require_buyer(viewer)
     return await compute_charges(
-        viewer=viewer, order_ids=order_ids, logistics_method_id=logistics_method_id
+        buyer_id=viewer.organisation_id,
+        order_ids=order_ids,
+        logistics_method_id=logistics_method_id,
     )
 
 
@@ -200,46 +200,65 @@ async def pay_orders(
     become AWAITING_SHIPPING, or (any problem, too little money) nothing changes."""
     require_buyer(viewer)
     async with transaction():
-        charges = await compute_charges(
-            viewer=viewer, order_ids=order_ids, logistics_method_id=logistics_method_id
+        return await charge_orders(
+            buyer_id=viewer.organisation_id,
+            order_ids=order_ids,
+            logistics_method_id=logistics_method_id,
+            actor_user_id=viewer.user_id,
         )
-        wallet = await wallet_for(buyer_id=viewer.organisation_id, supplier_id=charges.supplier_id)
-        if wallet.currency != charges.currency:
-            raise DomainError(
-                ErrorCode.CURRENCY_MISMATCH,
-                f"The wallet is in {wallet.currency}, the orders in {charges.currency}.",
-                field="orderIds",
-            )
-        await _debit(wallet, charges.total, shortfall_field="orderIds")
-        now = datetime.now(UTC)
-        for charge in charges.orders:
-            order = charge.order
-            await WalletEntry.create(
-                wallet_id=wallet.id,
-                kind=EntryKind.PAYMENT,
-                amount=-charge.total,
-                order_id=order.id,
-                actor_user_id=viewer.user_id,
-                note=f"order {order.number}",
-            )
-            for line_id, price in charge.unit_prices.items():
-                await OrderLine.filter(id=line_id).update(unit_price=price)
-            await transition(
-                order,
-                OrderStatus.AWAITING_SHIPPING,
-                actor_user_id=viewer.user_id,
-                reason=f"paid {charge.total} {charges.currency}",
-                changes={
-                    "goods_amount": charge.goods,
-                    "freight_amount": charge.freight,
-                    "paid_amount": charge.total,
-                    "paid_at": now,
-                    "currency": charges.currency,
-                    "logistics_method_id": logistics_method_id or order.logistics_method_id,
-                },
-                field="orderIds",
-            )
-        await _wallet_event(wallet, viewer.user_id, reason="payment")
+
+
+async def charge_orders(
+    *,
+    buyer_id: int,
+    order_ids: list[int],
+    logistics_method_id: int | None,
+    actor_user_id: int | None,
+    field: str = "orderIds",
+) -> Charges:
+    """Charge the buyer's wallet for its AWAITING_PAYMENT orders, which become
+    AWAITING_SHIPPING. Runs inside the caller's transaction (the buyer paying, or a supplier
+    charging on push); too little money raises INSUFFICIENT_FUNDS with the shortfall."""
+    charges = await compute_charges(
+        buyer_id=buyer_id, order_ids=order_ids, logistics_method_id=logistics_method_id
+    )
+    wallet = await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)
+    if wallet.currency != charges.currency:
+        raise DomainError(
+            ErrorCode.CURRENCY_MISMATCH,
+            f"The wallet is in {wallet.currency}, the orders in {charges.currency}.",
+            field=field,
+        )
+    await _debit(wallet, charges.total, shortfall_field=field)
+    now = datetime.now(UTC)
+    for charge in charges.orders:
+        order = charge.order
+        await WalletEntry.create(
+            wallet_id=wallet.id,
+            kind=EntryKind.PAYMENT,
+            amount=-charge.total,
+            order_id=order.id,
+            actor_user_id=actor_user_id,
+            note=f"order {order.number}",
+        )
+        for line_id, price in charge.unit_prices.items():
+            await OrderLine.filter(id=line_id).update(unit_price=price)
+        await transition(
+            order,
+            OrderStatus.AWAITING_SHIPPING,
+            actor_user_id=actor_user_id,
+            reason=f"paid {charge.total} {charges.currency}",
+            changes={
+                "goods_amount": charge.goods,
+                "freight_amount": charge.freight,
+                "paid_amount": charge.total,
+                "paid_at": now,
+                "currency": charges.currency,
+                "logistics_method_id": logistics_method_id or order.logistics_method_id,
+            },
+            field=field,
+        )
+    await _wallet_event(wallet, actor_user_id, reason="payment")
     return charges
 
 

@@ -23,6 +23,8 @@ from domain.models import (
     Store,
     StoreVariant,
 )
+from domain.models.distribution import WarehouseAttempt, WarehouseOrder, Withdrawal
+from domain.models.organisations import Organisation
 from domain.models.stores import ConnectionStatus
 from domain.order_queries import visible_orders
 
@@ -33,6 +35,14 @@ def _by_id(model: type[M]) -> DataLoader[int, M | None]:
     async def load(ids: Sequence[int]) -> list[M | None]:
         rows = {row.pk: row for row in await model.filter(id__in=list(ids))}
         return [rows.get(i) for i in ids]
+
+    return DataLoader(load_fn=load)
+
+
+def _by_column(model: type[M], column: str) -> DataLoader[int, M | None]:
+    async def load(keys: Sequence[int]) -> list[M | None]:
+        rows = {getattr(r, column): r for r in await model.filter(**{f"{column}__in": list(keys)})}
+        return [rows.get(k) for k in keys]
 
     return DataLoader(load_fn=load)
 
@@ -58,6 +68,12 @@ class Loaders:
         self.products = _by_id(Product)
         self.stores = _by_id(Store)
         self.methods = _by_id(LogisticsMethod)
+        self.organisations = _by_id(Organisation)
+        self.warehouse_orders = _by_column(WarehouseOrder, "order_id")
+        self.withdrawals_by_order = _grouped(Withdrawal, "order_id")
+        self.withdrawals_by_return = _grouped(Withdrawal, "after_sales_id")
+        self.attempts_by_order = _grouped(WarehouseAttempt, "order_id")
+        self.attempts_by_return = _grouped(WarehouseAttempt, "after_sales_id")
         self.lines_by_order = _grouped(OrderLine, "order_id")
         self.transitions_by_order = _grouped(OrderTransition, "order_id")
         self.deputes_by_order = _grouped(Depute, "order_id")

@@ -47,6 +47,10 @@ def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
         updated_from=f.updated_from,
         updated_to=f.updated_to,
         search=f.search,
+        distributor_name=f.distributor_name,
+        distribution_only=f.distribution_only,
+        push_statuses=f.push_statuses,
+        withdrawal_statuses=f.withdrawal_statuses,
     )
 
 

@@ -22,6 +22,11 @@ from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError
 from resolvers.catalogue import CatalogueMutations, CatalogueQueries
+from resolvers.distribution import (
+    DistributionMutations,
+    DistributionQueries,
+    DistributionSubscriptions,
+)
 from resolvers.errors import PublicError
 from resolvers.events import EventQueries, EventSubscriptions, OrderSubscriptions
 from resolvers.orders import OrderMutations, OrderQueries
@@ -31,12 +36,29 @@ from resolvers.stores import StoreMutations, StoreQueries
 log = logging.getLogger("supplygraph.graphql")
 
 Query = merge_types(
-    "Query", (OrganisationQueries, EventQueries, CatalogueQueries, StoreQueries, OrderQueries)
+    "Query",
+    (
+        OrganisationQueries,
+        EventQueries,
+        CatalogueQueries,
+        StoreQueries,
+        OrderQueries,
+        DistributionQueries,
+    ),
 )
 Mutation = merge_types(
-    "Mutation", (OrganisationMutations, CatalogueMutations, StoreMutations, OrderMutations)
+    "Mutation",
+    (
+        OrganisationMutations,
+        CatalogueMutations,
+        StoreMutations,
+        OrderMutations,
+        DistributionMutations,
+    ),
 )
-Subscription = merge_types("Subscription", (EventSubscriptions, OrderSubscriptions))
+Subscription = merge_types(
+    "Subscription", (EventSubscriptions, OrderSubscriptions, DistributionSubscriptions)
+)
 
 
 def is_expected(error: GraphQLError) -> bool:

@@ -21,6 +21,8 @@ from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
+from integrations.warehouses.callbacks import receive_warehouse_callback
+from integrations.warehouses.worker import WarehouseWorker
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -80,16 +82,23 @@ def create_app(settings: Settings) -> Starlette:
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             app.state.tracking = tracking
+            app.state.settings = settings
+            warehouses = WarehouseWorker(settings.warehouse_worker_settings())
+            app.state.warehouses = warehouses
             await hub.start()
             await publisher.start()
             await tracking.start()
+            await warehouses.start()
             add_commit_listener(publisher.wake)
+            add_commit_listener(warehouses.wake)
             publisher.wake()
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield
             finally:
                 remove_commit_listener(publisher.wake)
+                remove_commit_listener(warehouses.wake)
+                await warehouses.stop()
                 await tracking.stop()
                 await hub.stop()  # ends open subscriptions cleanly
                 await publisher.stop()
@@ -102,6 +111,11 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/webhooks/stores/{store_id}/orders", receive_store_order, methods=["POST"]),
+            Route(
+                "/webhooks/warehouses/{connection_id}",
+                receive_warehouse_callback,
+                methods=["POST"],
+            ),
             WebSocketRoute("/graphql", graphql),
         ],
         middleware=[

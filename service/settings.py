@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from domain.secrets import check_key, configure, load_or_create_key
+from integrations.warehouses.worker import WorkerSettings
 
 DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
 
@@ -42,6 +43,13 @@ def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
         raise ValueError("must be between 1 and 65535")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value
 
 
@@ -169,6 +177,54 @@ class Settings:
         _positive_int,
         "Tracking pushes tried per shipped order before it stays FAILED for a person to look at.",
     )
+    public_url: str = _setting(
+        "PUBLIC_URL",
+        "",
+        str,
+        "Address third parties reach this service at (warehouse callbacks); empty: "
+        "http://HOST:PORT.",
+    )
+    warehouse_timeout: float = _setting(
+        "WAREHOUSE_TIMEOUT", "10", _positive_float, "Seconds a warehouse API call may take."
+    )
+    warehouse_retries: int = _setting(
+        "WAREHOUSE_RETRIES",
+        "3",
+        _non_negative_int,
+        "Immediate retries (with backoff) of a warehouse call after a transient failure.",
+    )
+    warehouse_task_attempts: int = _setting(
+        "WAREHOUSE_TASK_ATTEMPTS",
+        "3",
+        _positive_int,
+        "Runs of a push or withdraw while the warehouse is unreachable before it fails for good.",
+    )
+    warehouse_retry_delay: float = _setting(
+        "WAREHOUSE_RETRY_DELAY",
+        "5",
+        _positive_float,
+        "Seconds before a push or withdraw runs again after the warehouse was unreachable; "
+        "doubles each time.",
+    )
+    warehouse_lease_seconds: float = _setting(
+        "WAREHOUSE_LEASE_SECONDS",
+        "120",
+        _positive_float,
+        "How long a worker holds a warehouse task; a crashed instance's tasks are taken over "
+        "after this.",
+    )
+    warehouse_reconcile_after: float = _setting(
+        "WAREHOUSE_RECONCILE_AFTER",
+        "300",
+        _positive_float,
+        "Seconds without a callback after which a pushed order's status is fetched.",
+    )
+    warehouse_callback_tolerance: float = _setting(
+        "WAREHOUSE_CALLBACK_TOLERANCE",
+        "300",
+        _positive_float,
+        "Replay window of warehouse callbacks: the most their timestamp may differ from now.",
+    )
     secrets_key: str = _setting(
         "SECRETS_KEY",
         "",
@@ -185,6 +241,19 @@ class Settings:
     @property
     def broadcast_url(self) -> str:
         return self.redis_url or "memory://"
+
+    def warehouse_worker_settings(self) -> WorkerSettings:
+        return WorkerSettings(
+            public_url=self.public_url or f"http://{self.host}:{self.port}",
+            timeout=self.warehouse_timeout,
+            retries=self.warehouse_retries,
+            backoff=min(0.5, self.warehouse_retry_delay / 4),
+            task_attempts=self.warehouse_task_attempts,
+            retry_delay=self.warehouse_retry_delay,
+            lease_seconds=self.warehouse_lease_seconds,
+            poll_interval=min(1.0, self.warehouse_retry_delay),
+            reconcile_after=self.warehouse_reconcile_after,
+        )
 
     def configure_secrets(self) -> None:
         """Install the credentials key for this process (see ``domain.secrets``)."""

@@ -1,6 +1,18 @@
 """All Tortoise models of the application, registered as the ``models`` app."""
 
 from domain.models.catalogue import FreightRule, LogisticsMethod, PriceTier, Product, Sku
+from domain.models.distribution import (
+    AfterSalesOrder,
+    DistributionSettings,
+    DistributionWarehouse,
+    Partnership,
+    WarehouseAttempt,
+    WarehouseCallbackReceipt,
+    WarehouseConnection,
+    WarehouseOrder,
+    WarehouseTask,
+    Withdrawal,
+)
 from domain.models.events import Event, EventAudience
 from domain.models.orders import (
     Depute,
@@ -21,8 +33,11 @@ from domain.models.stores import (
 from domain.models.wallets import Wallet, WalletEntry
 
 __all__ = [
+    "AfterSalesOrder",
     "ApiToken",
     "Depute",
+    "DistributionSettings",
+    "DistributionWarehouse",
     "Event",
     "EventAudience",
     "FreightRule",
@@ -31,6 +46,7 @@ __all__ = [
     "OrderLine",
     "OrderTransition",
     "Organisation",
+    "Partnership",
     "PriceTier",
     "Product",
     "ProductConnection",
@@ -43,5 +59,11 @@ __all__ = [
     "VariantMapping",
     "Wallet",
     "WalletEntry",
+    "WarehouseAttempt",
+    "WarehouseCallbackReceipt",
+    "WarehouseConnection",
+    "WarehouseOrder",
+    "WarehouseTask",
     "WebhookReceipt",
+    "Withdrawal",
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import Info
 
+from domain.models import distribution as dm
 from domain.models import orders as m
 from domain.models import wallets as w
 from domain.payments import Charges
@@ -15,6 +17,9 @@ from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError
 from schema.types.pagination import PageInfo
 from schema.types.stores import Store, StorePlatform
+
+if TYPE_CHECKING:
+    from schema.types.distribution import OrderDistribution, WarehouseAttempt, Withdrawal
 
 OrderKind = strawberry.enum(m.OrderKind)
 OrderStatus = strawberry.enum(m.OrderStatus, description="Order status; names are stable.")
@@ -24,6 +29,12 @@ DeputeType = strawberry.enum(m.DeputeType)
 DeputeOutcome = strawberry.enum(m.DeputeOutcome)
 DeputeStatus = strawberry.enum(m.DeputeStatus)
 QuoteStatus = strawberry.enum(m.QuoteStatus)
+PushStatusFilter = strawberry.enum(
+    dm.PushStatus,
+    name="PushStatus",
+    description="Where an order or a return stands with the third-party warehouse.",
+)
+WithdrawalStatusFilter = strawberry.enum(dm.WithdrawalStatus, name="WithdrawalStatus")
 WalletEntryKind = strawberry.enum(w.EntryKind)
 
 
@@ -236,6 +247,38 @@ class Order:
         return OrderTransition.from_model(rows[-1]) if rows else None
 
     @strawberry.field
+    async def buyer_name(self, info: Info) -> str:
+        row = await info.context.loaders.organisations.load(int(self.buyer_id))
+        return row.name if row else ""
+
+    @strawberry.field(description="Its state at a third-party warehouse (distribution orders).")
+    async def distribution(
+        self, info: Info
+    ) -> Annotated[OrderDistribution, strawberry.lazy("schema.types.distribution")] | None:
+        from schema.types.distribution import OrderDistribution
+
+        row = await info.context.loaders.warehouse_orders.load(int(self.id))
+        return OrderDistribution.from_model(row) if row else None
+
+    @strawberry.field(description="Every withdraw request of this order, oldest first.")
+    async def withdrawals(
+        self, info: Info
+    ) -> list[Annotated[Withdrawal, strawberry.lazy("schema.types.distribution")]]:
+        from schema.types.distribution import Withdrawal
+
+        rows = await info.context.loaders.withdrawals_by_order.load(int(self.id))
+        return [Withdrawal.from_model(w) for w in rows]
+
+    @strawberry.field(description="Every call made to a third-party warehouse for this order.")
+    async def warehouse_attempts(
+        self, info: Info
+    ) -> list[Annotated[WarehouseAttempt, strawberry.lazy("schema.types.distribution")]]:
+        from schema.types.distribution import WarehouseAttempt
+
+        rows = await info.context.loaders.attempts_by_order.load(int(self.id))
+        return [WarehouseAttempt.from_model(a) for a in rows]
+
+    @strawberry.field
     async def deputes(self, info: Info) -> list[Depute]:
         rows = await info.context.loaders.deputes_by_order.load(int(self.id))
         return [Depute.from_model(d) for d in rows]
@@ -272,6 +315,14 @@ class OrderFilterInput:
     search: str | None = strawberry.field(
         default=None, description="An order number, store order number or tracking number."
     )
+    distributor_name: str | None = strawberry.field(
+        default=None, description="Orders of partnered distributors whose name contains this."
+    )
+    distribution_only: bool = strawberry.field(
+        default=False, description="Only orders of partnered distributors."
+    )
+    push_statuses: list[PushStatusFilter] | None = None
+    withdrawal_statuses: list[WithdrawalStatusFilter] | None = None
 
 
 @strawberry.type

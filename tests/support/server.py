@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +54,10 @@ class RunningServer:
 
 
 async def start_server(settings: Settings) -> RunningServer:
-    app = create_app(settings)
     port = free_port()
+    if not settings.public_url:
+        settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
+    app = create_app(settings)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -1,0 +1,254 @@
+"""Distribution: partnerships, distribution warehouses, third-party warehouse connections,
+after-sales (return) orders, withdrawals, and the warehouse work queue with its attempts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+from domain.secrets import SealedTextField
+
+
+class PartnershipStatus(StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class PushStatus(StrEnum):
+    """Where an order or a return stands with the third-party warehouse."""
+
+    NOT_PUSHED = "NOT_PUSHED"
+    PUSHING = "PUSHING"
+    PUSHED = "PUSHED"
+    PUSH_FAILED = "PUSH_FAILED"
+
+
+class WithdrawalStatus(StrEnum):
+    WITHDRAWING = "WITHDRAWING"
+    WITHDRAWN = "WITHDRAWN"
+    WITHDRAW_FAILED = "WITHDRAW_FAILED"
+
+
+class WithdrawalResolution(StrEnum):
+    """How a WITHDRAW_FAILED withdrawal was left behind."""
+
+    RETRIED = "RETRIED"
+    CONVERTED_TO_RETURN = "CONVERTED_TO_RETURN"
+    CLOSED = "CLOSED"
+
+
+class AfterSalesStatus(StrEnum):
+    REQUESTED = "REQUESTED"  # created by the distributor, not yet at the warehouse
+    AWAITING_STOCK_IN = "AWAITING_STOCK_IN"  # pushed; the warehouse waits for the parcel
+    STOCKED_IN = "STOCKED_IN"  # the warehouse received it
+    WITHDRAWN = "WITHDRAWN"  # the distributor withdrew it
+
+
+class TaskKind(StrEnum):
+    PUSH_ORDER = "PUSH_ORDER"
+    CANCEL_ORDER = "CANCEL_ORDER"
+    PUSH_RETURN = "PUSH_RETURN"
+    CANCEL_RETURN = "CANCEL_RETURN"
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class Partnership(Model):
+    """A distributor (buyer organisation) distributing a supplier's products."""
+
+    id = fields.IntField(primary_key=True)
+    supplier_id = fields.IntField()
+    distributor_id = fields.IntField()
+    status = fields.CharEnumField(PartnershipStatus, max_length=16)
+    message = fields.CharField(max_length=500, default="")
+    decision_note = fields.CharField(max_length=500, default="")
+    warehouse_id = fields.IntField(null=True)  # the DistributionWarehouse that fulfils
+    decided_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "partnership"
+        unique_together = (("supplier_id", "distributor_id"),)
+        indexes = (("distributor_id", "id"),)
+
+
+class DistributionWarehouse(Model):
+    """A warehouse of one partnership: created with it, or added by the distributor. The
+    supplier may have a third-party warehouse fulfil it (``connection_id``)."""
+
+    id = fields.IntField(primary_key=True)
+    partnership_id = fields.IntField(db_index=True)
+    name = fields.CharField(max_length=200)
+    address = fields.JSONField(default=dict)
+    created_by_system = fields.BooleanField(default=False)
+    connection_id = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "distribution_warehouse"
+
+
+class WarehouseConnection(Model):
+    """A supplier's authorised third-party warehouse. Credentials are sealed, never returned."""
+
+    id = fields.IntField(primary_key=True)
+    supplier_id = fields.IntField(db_index=True)
+    provider = fields.CharField(max_length=100)
+    name = fields.CharField(max_length=200)
+    api_url = fields.CharField(max_length=500)
+    api_key = SealedTextField()
+    callback_secret = SealedTextField()
+    is_active = fields.BooleanField(default=True)
+    last_test_ok = fields.BooleanField(null=True)
+    last_test_message = fields.CharField(max_length=500, default="")
+    last_tested_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "warehouse_connection"
+
+
+class DistributionSettings(Model):
+    """A supplier's distribution settings."""
+
+    id = fields.IntField(primary_key=True)
+    supplier_id = fields.IntField(unique=True)
+    charge_on_push = fields.BooleanField(default=False)
+    auto_push_returns = fields.BooleanField(default=False)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "distribution_settings"
+
+
+class WarehouseOrder(Model):
+    """An order's life at a third-party warehouse. ``reference`` (our order id) is the
+    warehouse order's unique reference and is written before the first call."""
+
+    id = fields.BigIntField(primary_key=True)
+    order_id = fields.BigIntField(unique=True)
+    supplier_id = fields.IntField()
+    connection_id = fields.IntField(null=True)
+    reference = fields.CharField(max_length=64, null=True)
+    push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
+    push_error = fields.CharField(max_length=500, null=True)
+    warehouse_order_id = fields.CharField(max_length=100, null=True)
+    warehouse_status = fields.CharField(max_length=32, null=True)
+    pushed_at = fields.DatetimeField(null=True)
+    checked_at = fields.DatetimeField(null=True)  # last callback or reconciliation
+    withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "warehouse_order"
+        indexes = (("supplier_id", "push_status"), ("push_status", "checked_at"))
+
+
+class AfterSalesOrder(Model):
+    """A distributor's return of a delivered order, stocked in at the third-party warehouse."""
+
+    id = fields.BigIntField(primary_key=True)
+    number = fields.CharField(max_length=32, unique=True)
+    order_id = fields.BigIntField(db_index=True)
+    distributor_id = fields.IntField()
+    supplier_id = fields.IntField()
+    status = fields.CharEnumField(AfterSalesStatus, max_length=20)
+    reason = fields.CharField(max_length=500)
+    items = fields.JSONField(default=list)  # [{"lineId", "skuId", "skuCode", "quantity", ...}]
+    connection_id = fields.IntField(null=True)
+    reference = fields.CharField(max_length=64, null=True)
+    push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
+    push_error = fields.CharField(max_length=500, null=True)
+    warehouse_return_id = fields.CharField(max_length=100, null=True)
+    withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
+    version = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "after_sales_order"
+        indexes = (("supplier_id", "updated_at", "id"), ("distributor_id", "id"))
+
+
+class Withdrawal(Model):
+    """One withdraw request of an order or an after-sales order, with its outcome."""
+
+    id = fields.BigIntField(primary_key=True)
+    order_id = fields.BigIntField(null=True, db_index=True)
+    after_sales_id = fields.BigIntField(null=True, db_index=True)
+    distributor_id = fields.IntField()
+    supplier_id = fields.IntField()
+    status = fields.CharEnumField(WithdrawalStatus, max_length=16)
+    reason = fields.CharField(max_length=500, default="")
+    failure = fields.CharField(max_length=500, null=True)
+    resolution = fields.CharEnumField(WithdrawalResolution, max_length=24, null=True)
+    resolution_note = fields.CharField(max_length=500, default="")
+    requested_by = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "withdrawal"
+
+
+class WarehouseTask(Model):
+    """Work for a third-party warehouse, run by the background worker. A lease (owner and
+    expiry, taken by a conditional update) makes one instance run it at a time; a task whose
+    lease expired (its instance died) is taken again."""
+
+    id = fields.BigIntField(primary_key=True)
+    kind = fields.CharEnumField(TaskKind, max_length=16)
+    order_id = fields.BigIntField(null=True)
+    after_sales_id = fields.BigIntField(null=True)
+    withdrawal_id = fields.BigIntField(null=True)
+    connection_id = fields.IntField(null=True)  # none: nothing at a warehouse to call
+    state = fields.CharEnumField(TaskState, max_length=8, default=TaskState.PENDING)
+    attempts = fields.IntField(default=0)
+    due_at = fields.DatetimeField()
+    lease_owner = fields.CharField(max_length=64, null=True)
+    lease_until = fields.DatetimeField(null=True)
+    last_error = fields.CharField(max_length=500, null=True)
+    actor_user_id = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "warehouse_task"
+        indexes = (("state", "due_at"),)
+
+
+class WarehouseAttempt(Model):
+    """The history of every call made for a task: what was asked, what came back."""
+
+    id = fields.BigIntField(primary_key=True)
+    task_id = fields.BigIntField(db_index=True)
+    kind = fields.CharEnumField(TaskKind, max_length=16)
+    order_id = fields.BigIntField(null=True, db_index=True)
+    after_sales_id = fields.BigIntField(null=True, db_index=True)
+    ok = fields.BooleanField()
+    outcome = fields.CharField(max_length=500)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "warehouse_attempt"
+
+
+class WarehouseCallbackReceipt(Model):
+    """A warehouse callback already processed (deduplication on the event id)."""
+
+    id = fields.BigIntField(primary_key=True)
+    connection_id = fields.IntField()
+    event_id = fields.CharField(max_length=100)
+    received_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "warehouse_callback_receipt"
+        unique_together = (("connection_id", "event_id"),)

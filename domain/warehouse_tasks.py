@@ -1,0 +1,136 @@
+"""The work queue for third-party warehouses: tasks written in the command's transaction, taken
+by one worker at a time through a lease, retried later, and finished exactly once.
+
+A lease is taken by a conditional UPDATE (``state = PENDING and the lease is free or expired``),
+which one writer wins on SQLite as on PostgreSQL, so several instances never run one task at the
+same moment. An instance that dies leaves its lease to expire and another takes the task over;
+every outcome is applied by a compare-and-set on the subject's status, so a task run twice in
+that case still changes the data once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tortoise.expressions import F, Q
+
+from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
+
+
+async def enqueue(
+    *,
+    kind: TaskKind,
+    connection_id: int | None,
+    actor_user_id: int | None,
+    order_id: int | None = None,
+    after_sales_id: int | None = None,
+    withdrawal_id: int | None = None,
+) -> WarehouseTask:
+    """Add a task, due now. Call inside the command's transaction."""
+    return await WarehouseTask.create(
+        kind=kind,
+        connection_id=connection_id,
+        order_id=order_id,
+        after_sales_id=after_sales_id,
+        withdrawal_id=withdrawal_id,
+        actor_user_id=actor_user_id,
+        due_at=datetime.now(UTC),
+    )
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WarehouseTask]:
+    """Take the lease of up to ``limit`` due tasks, oldest first."""
+    now = datetime.now(UTC)
+    candidates = (
+        await WarehouseTask.filter(_free(now), state=TaskState.PENDING, due_at__lte=now)
+        .order_by("id")
+        .limit(limit)
+        .values_list("id", flat=True)
+    )
+    claimed: list[int] = []
+    for task_id in candidates:
+        taken = await WarehouseTask.filter(_free(now), id=task_id, state=TaskState.PENDING).update(
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=F("attempts") + 1,
+        )
+        if taken == 1:
+            claimed.append(int(task_id))
+    if not claimed:
+        return []
+    return await WarehouseTask.filter(id__in=claimed).order_by("id")
+
+
+async def still_held(task: WarehouseTask) -> bool:
+    """Whether ``task`` is still this worker's (its lease did not pass to another)."""
+    return await WarehouseTask.filter(
+        id=task.id, state=TaskState.PENDING, lease_owner=task.lease_owner
+    ).exists()
+
+
+async def finish(task: WarehouseTask, *, failed: bool = False, error: str | None = None) -> bool:
+    """Mark the task done (or failed for good) if this worker still holds it. Call inside the
+    transaction that applies its outcome; False means another worker took it over."""
+    done = await WarehouseTask.filter(
+        id=task.id, state=TaskState.PENDING, lease_owner=task.lease_owner
+    ).update(
+        state=TaskState.FAILED if failed else TaskState.DONE,
+        finished_at=datetime.now(UTC),
+        lease_owner=None,
+        lease_until=None,
+        last_error=(error or None) and error[:500],
+    )
+    return done == 1
+
+
+async def retry_later(task: WarehouseTask, *, delay: float, error: str) -> None:
+    """Give the lease back and make the task due again after ``delay`` seconds."""
+    await WarehouseTask.filter(
+        id=task.id, state=TaskState.PENDING, lease_owner=task.lease_owner
+    ).update(
+        due_at=datetime.now(UTC) + timedelta(seconds=delay),
+        lease_owner=None,
+        lease_until=None,
+        last_error=error[:500],
+    )
+
+
+async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None:
+    await WarehouseAttempt.create(
+        task_id=task.id,
+        kind=task.kind,
+        order_id=task.order_id,
+        after_sales_id=task.after_sales_id,
+        ok=ok,
+        outcome=outcome[:500],
+    )
+
+
+async def supersede_pending(*, order_id: int, kind: TaskKind, reason: str) -> int:
+    """Drop tasks of ``kind`` for the order that no worker holds (a withdraw overtakes a push
+    that has not started). Returns how many were dropped."""
+    now = datetime.now(UTC)
+    return await WarehouseTask.filter(
+        _free(now), order_id=order_id, kind=kind, state=TaskState.PENDING
+    ).update(state=TaskState.FAILED, finished_at=now, last_error=reason[:500])
+
+
+async def has_pending(*, order_id: int, kind: TaskKind) -> bool:
+    return await WarehouseTask.filter(
+        order_id=order_id, kind=kind, state=TaskState.PENDING
+    ).exists()
+
+
+async def attempts_of(
+    *, order_id: int | None = None, after_sales_id: int | None = None
+) -> list[WarehouseAttempt]:
+    query = (
+        WarehouseAttempt.filter(order_id=order_id)
+        if order_id is not None
+        else WarehouseAttempt.filter(after_sales_id=after_sales_id)
+    )
+    return await query.order_by("id").limit(200)

@@ -1,0 +1,342 @@
+"""The withdraw cascade: a distributor withdraws a paid order or an after-sales order.
+
+``withdraw_order`` answers at once with WITHDRAWING (an event to both sides) and queues the
+work. The worker asks the third-party warehouse to cancel, if the order sits there, and then
+applies the outcome here exactly once: WITHDRAWN (order CANCELLED, payment refunded to the
+wallet; after-sales order WITHDRAWN) or WITHDRAW_FAILED with the warehouse's reason. A
+WITHDRAW_FAILED withdrawal can be retried, turned into an after-sales return, or closed by hand.
+"""
+
+from __future__ import annotations
+
+from domain.access import Viewer, require_buyer
+from domain.db import transaction
+from domain.errors import DomainError, ErrorCode, not_found
+from domain.events import EventType, record_event
+from domain.models.distribution import (
+    AfterSalesOrder,
+    AfterSalesStatus,
+    PushStatus,
+    TaskKind,
+    WarehouseOrder,
+    WarehouseTask,
+    Withdrawal,
+    WithdrawalResolution,
+    WithdrawalStatus,
+)
+from domain.models.orders import Order, OrderStatus
+from domain.models.organisations import OrganisationKind
+from domain.models.wallets import EntryKind
+from domain.order_status import transition
+from domain.payments import credit, wallet_for
+from domain.return_events import return_event
+from domain.validation import clean_text
+from domain.warehouse_tasks import enqueue, finish, supersede_pending
+
+WITHDRAWABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.ABNORMAL)
+
+
+async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
+    await record_event(
+        type=EventType.WITHDRAWAL_STATUS_CHANGED,
+        subject_type="Withdrawal",
+        subject_id=withdrawal.id,
+        audience=[withdrawal.distributor_id, withdrawal.supplier_id],
+        payload={
+            "withdrawalId": str(withdrawal.id),
+            "orderId": str(withdrawal.order_id) if withdrawal.order_id else None,
+            "afterSalesId": str(withdrawal.after_sales_id) if withdrawal.after_sales_id else None,
+            "status": withdrawal.status.value,
+            "reason": withdrawal.failure or "",
+        },
+        actor_user_id=actor_user_id,
+    )
+
+
+async def _ensure_none_running(*, order_id: int | None, after_sales_id: int | None) -> None:
+    running = Withdrawal.filter(status=WithdrawalStatus.WITHDRAWING)
+    running = (
+        running.filter(order_id=order_id)
+        if order_id is not None
+        else running.filter(after_sales_id=after_sales_id)
+    )
+    if await running.exists():
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION, "A withdraw is already running.", field="id"
+        )
+
+
+async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> Withdrawal:
+    """The distributor withdraws a paid order that has not shipped."""
+    require_buyer(viewer)
+    reason = clean_text(reason, field="reason", max_length=500, required=False)
+    async with transaction():
+        order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
+        if order is None:
+            raise not_found("Order", field="orderId")
+        if order.status not in WITHDRAWABLE or order.supplier_id is None:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"Order {order.number} is {order.status.value}: only a paid order that has not "
+                "shipped can be withdrawn.",
+                field="orderId",
+            )
+        await _ensure_none_running(order_id=order.id, after_sales_id=None)
+        record, _ = await WarehouseOrder.get_or_create(
+            order_id=order.id, defaults={"supplier_id": order.supplier_id}
+        )
+        claimed = await WarehouseOrder.filter(
+            order_id=order.id, withdrawal_status__isnull=True
+        ).update(withdrawal_status=WithdrawalStatus.WITHDRAWING)
+        if claimed != 1:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"Order {order.number} is {record.withdrawal_status}: retry or close that "
+                "withdrawal instead.",
+                field="orderId",
+            )
+        withdrawal = await Withdrawal.create(
+            order_id=order.id,
+            distributor_id=order.buyer_id,
+            supplier_id=order.supplier_id,
+            status=WithdrawalStatus.WITHDRAWING,
+            reason=reason,
+            requested_by=viewer.user_id,
+        )
+        await _queue_cancel(withdrawal, record, actor_user_id=viewer.user_id)
+        await _event(withdrawal, viewer.user_id)
+    return withdrawal
+
+
+async def _queue_cancel(
+    withdrawal: Withdrawal, record: WarehouseOrder, *, actor_user_id: int | None
+) -> None:
+    if record.push_status is PushStatus.PUSHING:
+        # a push nobody has started is simply dropped; a running one is waited for
+        dropped = await _drop_unstarted_push(record.order_id)
+        if dropped:
+            await WarehouseOrder.filter(order_id=record.order_id).update(
+                push_status=PushStatus.NOT_PUSHED, push_error="withdrawn before the push"
+            )
+            record.push_status = PushStatus.NOT_PUSHED
+    at_warehouse = record.push_status in (PushStatus.PUSHED, PushStatus.PUSHING)
+    await enqueue(
+        kind=TaskKind.CANCEL_ORDER,
+        connection_id=record.connection_id if at_warehouse else None,
+        order_id=record.order_id,
+        withdrawal_id=withdrawal.id,
+        actor_user_id=actor_user_id,
+    )
+
+
+async def _drop_unstarted_push(order_id: int) -> bool:
+    return (
+        await supersede_pending(
+            order_id=order_id, kind=TaskKind.PUSH_ORDER, reason="superseded by a withdraw"
+        )
+        > 0
+    )
+
+
+async def withdraw_after_sales(
+    *, viewer: Viewer, after_sales_id: int, reason: str = ""
+) -> Withdrawal:
+    """The distributor withdraws an after-sales order not yet stocked in."""
+    require_buyer(viewer)
+    reason = clean_text(reason, field="reason", max_length=500, required=False)
+    async with transaction():
+        item = await AfterSalesOrder.get_or_none(
+            id=after_sales_id, distributor_id=viewer.organisation_id
+        )
+        if item is None:
+            raise not_found("After-sales order", field="afterSalesId")
+        if item.status not in (AfterSalesStatus.REQUESTED, AfterSalesStatus.AWAITING_STOCK_IN):
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"After-sales order {item.number} is {item.status.value}.",
+                field="afterSalesId",
+            )
+        await _ensure_none_running(order_id=None, after_sales_id=item.id)
+        claimed = await AfterSalesOrder.filter(id=item.id, withdrawal_status__isnull=True).update(
+            withdrawal_status=WithdrawalStatus.WITHDRAWING
+        )
+        if claimed != 1:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"After-sales order {item.number} is {item.withdrawal_status}: retry or close "
+                "that withdrawal instead.",
+                field="afterSalesId",
+            )
+        withdrawal = await Withdrawal.create(
+            after_sales_id=item.id,
+            distributor_id=item.distributor_id,
+            supplier_id=item.supplier_id,
+            status=WithdrawalStatus.WITHDRAWING,
+            reason=reason,
+            requested_by=viewer.user_id,
+        )
+        at_warehouse = item.push_status in (PushStatus.PUSHED, PushStatus.PUSHING)
+        await enqueue(
+            kind=TaskKind.CANCEL_RETURN,
+            connection_id=item.connection_id if at_warehouse else None,
+            after_sales_id=item.id,
+            withdrawal_id=withdrawal.id,
+            actor_user_id=viewer.user_id,
+        )
+        await _event(withdrawal, viewer.user_id)
+    return withdrawal
+
+
+async def withdraw_finished(
+    task: WarehouseTask, *, ok: bool, failure: str | None = None
+) -> Withdrawal | None:
+    """Apply a cancel task's outcome, once. WITHDRAWN: the order is CANCELLED and its payment
+    refunded (an after-sales order is WITHDRAWN); otherwise WITHDRAW_FAILED with the reason."""
+    assert task.withdrawal_id is not None
+    async with transaction():
+        if not await finish(task, failed=not ok, error=failure):
+            return None
+        target = WithdrawalStatus.WITHDRAWN if ok else WithdrawalStatus.WITHDRAW_FAILED
+        moved = await Withdrawal.filter(
+            id=task.withdrawal_id, status=WithdrawalStatus.WITHDRAWING
+        ).update(status=target, failure=None if ok else (failure or "")[:500])
+        if moved != 1:
+            return None
+        withdrawal = await Withdrawal.get(id=task.withdrawal_id)
+        if withdrawal.order_id is not None:
+            await WarehouseOrder.filter(order_id=withdrawal.order_id).update(
+                withdrawal_status=target
+            )
+            if ok:
+                await _cancel_and_refund(withdrawal, task.actor_user_id)
+        else:
+            changes: dict[str, object] = {"withdrawal_status": target}
+            if ok:
+                changes["status"] = AfterSalesStatus.WITHDRAWN
+            await AfterSalesOrder.filter(id=withdrawal.after_sales_id).update(**changes)
+            item = await AfterSalesOrder.get(id=withdrawal.after_sales_id)
+            await return_event(item, task.actor_user_id)
+        await _event(withdrawal, task.actor_user_id)
+    return withdrawal
+
+
+async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
+    order = await Order.get(id=withdrawal.order_id)
+    refund = order.paid_amount - order.refunded_amount
+    await transition(
+        order,
+        OrderStatus.CANCELLED,
+        actor_user_id=actor_user_id,
+        reason="withdrawn by the distributor"
+        + (f": {withdrawal.reason}" if withdrawal.reason else ""),
+        changes={"refunded_amount": order.paid_amount},
+    )
+    if refund > 0:
+        wallet = await wallet_for(buyer_id=order.buyer_id, supplier_id=withdrawal.supplier_id)
+        await credit(
+            wallet,
+            refund,
+            kind=EntryKind.REFUND,
+            actor_user_id=actor_user_id,
+            note=f"withdrawn order {order.number}",
+            order_id=order.id,
+        )
+
+
+async def _failed_withdrawal(viewer: Viewer, withdrawal_id: int) -> Withdrawal:
+    scope = (
+        {"supplier_id": viewer.organisation_id}
+        if viewer.organisation_kind is OrganisationKind.SUPPLIER
+        else {"distributor_id": viewer.organisation_id}
+    )
+    withdrawal = await Withdrawal.get_or_none(id=withdrawal_id, **scope)
+    if withdrawal is None:
+        raise not_found("Withdrawal", field="withdrawalId")
+    if withdrawal.status is not WithdrawalStatus.WITHDRAW_FAILED or withdrawal.resolution:
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"The withdrawal is {withdrawal.status.value}"
+            + (f" ({withdrawal.resolution.value})" if withdrawal.resolution else "")
+            + "; only an open WITHDRAW_FAILED one offers this.",
+            field="withdrawalId",
+        )
+    return withdrawal
+
+
+async def _resolve(withdrawal: Withdrawal, resolution: WithdrawalResolution, note: str) -> None:
+    moved = await Withdrawal.filter(
+        id=withdrawal.id, status=WithdrawalStatus.WITHDRAW_FAILED, resolution__isnull=True
+    ).update(resolution=resolution, resolution_note=note)
+    if moved != 1:
+        raise DomainError(ErrorCode.CONFLICT, "Resolved meanwhile.", field="withdrawalId")
+    withdrawal.resolution = resolution
+    withdrawal.resolution_note = note
+
+
+async def retry_withdrawal(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
+    """Try a failed withdraw again: a new withdrawal, WITHDRAWING."""
+    require_buyer(viewer)
+    async with transaction():
+        failed = await _failed_withdrawal(viewer, withdrawal_id)
+        await _resolve(failed, WithdrawalResolution.RETRIED, "retried")
+        if failed.order_id is not None:
+            await WarehouseOrder.filter(order_id=failed.order_id).update(withdrawal_status=None)
+            return await withdraw_order(
+                viewer=viewer, order_id=failed.order_id, reason=failed.reason
+            )
+        await AfterSalesOrder.filter(id=failed.after_sales_id).update(withdrawal_status=None)
+        assert failed.after_sales_id is not None
+        return await withdraw_after_sales(
+            viewer=viewer, after_sales_id=failed.after_sales_id, reason=failed.reason
+        )
+
+
+async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> Withdrawal:
+    """Either side closes a failed withdraw by hand with a note; the order carries on."""
+    note = clean_text(note, field="note", max_length=500)
+    async with transaction():
+        failed = await _failed_withdrawal(viewer, withdrawal_id)
+        await _resolve(failed, WithdrawalResolution.CLOSED, note)
+        if failed.order_id is not None:
+            await WarehouseOrder.filter(order_id=failed.order_id).update(withdrawal_status=None)
+        else:
+            await AfterSalesOrder.filter(id=failed.after_sales_id).update(withdrawal_status=None)
+        await _event(failed, viewer.user_id)
+    return failed
+
+
+async def mark_converted(withdrawal: Withdrawal, note: str) -> None:
+    """The failed withdraw became an after-sales return (``after_sales.convert_withdrawal``)."""
+    await _resolve(withdrawal, WithdrawalResolution.CONVERTED_TO_RETURN, note)
+    await WarehouseOrder.filter(order_id=withdrawal.order_id).update(withdrawal_status=None)
+
+
+async def failed_withdrawal_of_order(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
+    require_buyer(viewer)
+    withdrawal = await _failed_withdrawal(viewer, withdrawal_id)
+    if withdrawal.order_id is None:
+        raise DomainError(
+            ErrorCode.INVALID, "This withdrawal is of an after-sales order.", field="withdrawalId"
+        )
+    return withdrawal
+
+
+async def list_withdrawals(
+    *, viewer: Viewer, order_id: int | None = None, after_sales_id: int | None = None
+) -> list[Withdrawal]:
+    scope = (
+        {"supplier_id": viewer.organisation_id}
+        if viewer.organisation_kind is OrganisationKind.SUPPLIER
+        else {"distributor_id": viewer.organisation_id}
+    )
+    query = Withdrawal.filter(**scope)
+    if order_id is not None:
+        query = query.filter(order_id=order_id)
+    if after_sales_id is not None:
+        query = query.filter(after_sales_id=after_sales_id)
+    return await query.order_by("-id").limit(200)
+
+
+async def stuck_withdrawals(*, limit: int = 100) -> list[Withdrawal]:
+    """Withdrawals still WITHDRAWING (for the reliability checks and the worker's report)."""
+    return await Withdrawal.filter(status=WithdrawalStatus.WITHDRAWING).order_by("id").limit(limit)

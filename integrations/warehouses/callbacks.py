@@ -1,0 +1,108 @@
+"""The warehouse callback receiver: ``POST /webhooks/warehouses/{connectionId}``.
+
+Checked in this order, and nothing is written unless all pass: the connection (unknown →
+401, like a bad signature), the signature and timestamp (``X-Warehouse-Signature`` over
+``"{timestamp}." + body``, constant-time; missing, forged, or outside the replay window → 401),
+the body (malformed → 400), the reference (not an order or return pushed through this
+connection → 404). A callback whose event id was already processed answers 200 ``duplicate``
+and changes nothing; the receipt is written in the transaction that applies the callback.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from tortoise.exceptions import IntegrityError
+
+from domain.after_sales import apply_return_status
+from domain.db import transaction
+from domain.distribution_orders import apply_outbound_status
+from domain.models.distribution import WarehouseCallbackReceipt, WarehouseConnection
+from integrations.warehouses.protocol import (
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    CallbackSignatureError,
+    CallbackType,
+    WarehouseCallback,
+    WarehousePayloadError,
+    parse_callback,
+    verify_callback,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _UnknownReference(Exception):
+    pass
+
+
+def _answer(status: int, outcome: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"status": outcome, **extra}, status_code=status)
+
+
+async def _apply(connection: WarehouseConnection, callback: WarehouseCallback) -> None:
+    if callback.type is CallbackType.OUTBOUND_STATUS:
+        order = await apply_outbound_status(
+            connection_id=connection.id,
+            reference=callback.reference,
+            status=callback.status.value,
+            carrier=callback.carrier,
+            tracking_number=callback.tracking_number,
+            reason=callback.reason,
+        )
+        if order is None:
+            raise _UnknownReference
+        return
+    item = await apply_return_status(
+        connection_id=connection.id,
+        reference=callback.reference,
+        status=callback.status.value,
+        received={line.sku: line.received_quantity for line in callback.items},
+        reason=callback.reason,
+    )
+    if item is None:
+        raise _UnknownReference
+
+
+async def receive_warehouse_callback(request: Request) -> JSONResponse:
+    body = await request.body()
+    try:
+        connection_id = int(request.path_params["connection_id"])
+    except ValueError:
+        return _answer(401, "unauthorized")
+    connection = await WarehouseConnection.get_or_none(id=connection_id, is_active=True)
+    if connection is None:
+        return _answer(401, "unauthorized")
+    try:
+        verify_callback(
+            connection.callback_secret,
+            signature_header=request.headers.get(HEADER_SIGNATURE),
+            timestamp_header=request.headers.get(HEADER_TIMESTAMP),
+            body=body,
+            now=datetime.now(UTC),
+            tolerance_seconds=request.app.state.settings.warehouse_callback_tolerance,
+        )
+    except CallbackSignatureError as error:
+        log.warning("warehouse callback for connection %s refused: %s", connection.id, error)
+        return _answer(401, "unauthorized", reason=error.reason)
+    try:
+        callback = parse_callback(body)
+    except WarehousePayloadError as error:
+        return _answer(400, "invalid", error=str(error)[:300])
+    try:
+        async with transaction():
+            await WarehouseCallbackReceipt.create(
+                connection_id=connection.id, event_id=callback.event_id[:100]
+            )
+            await _apply(connection, callback)
+    except IntegrityError:
+        return _answer(200, "duplicate")
+    except _UnknownReference:
+        return _answer(404, "unknown", error="no such reference at this connection")
+    tracking = getattr(request.app.state, "tracking", None)
+    if tracking is not None:
+        tracking.wake()
+    return _answer(200, "applied")

@@ -1,0 +1,344 @@
+"""The background worker that talks to third-party warehouses for the domain's task queue.
+
+Each round it takes the lease of due tasks (``domain.warehouse_tasks``), makes the call with
+``WarehouseClient`` (which retries transient failures itself, with the task's idempotency key),
+and hands the outcome to the domain, which applies it once. A task whose warehouse stays
+unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to ``task_attempts`` runs;
+after that a push ends PUSH_FAILED and a withdraw WITHDRAW_FAILED, with the last error. Tasks
+survive a restart: they are rows, and an expired lease is taken over.
+
+It also reconciles: pushed orders and returns that the warehouse has not reported on for
+``reconcile_after`` seconds are fetched and applied as if their callback had come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from domain import after_sales, distribution_orders, warehouse_tasks, withdrawals
+from domain.models.distribution import (
+    AfterSalesOrder,
+    TaskKind,
+    WarehouseConnection,
+    WarehouseTask,
+)
+from integrations.warehouses.client import (
+    WarehouseApiError,
+    WarehouseClient,
+    WarehouseNotFound,
+    WarehouseRefused,
+)
+from integrations.warehouses.protocol import (
+    OutboundItem,
+    Recipient,
+    ReturnItem,
+    WarehousePayloadError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    public_url: str = "http://127.0.0.1:8000"
+    timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 0.5
+    task_attempts: int = 3
+    retry_delay: float = 5.0
+    lease_seconds: float = 120.0
+    poll_interval: float = 1.0
+    reconcile_after: float = 300.0
+    batch: int = 20
+
+
+class Unreachable(Exception):
+    """The warehouse could not be reached (after the client's own retries)."""
+
+
+def callback_url(public_url: str, connection_id: int) -> str:
+    return f"{public_url.rstrip('/')}/webhooks/warehouses/{connection_id}"
+
+
+class WarehouseWorker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._transport = transport
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_reconcile = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="warehouse-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+            self._wake.clear()
+            try:
+                while await self.run_due():
+                    pass
+                if loop.time() - self._last_reconcile >= min(self.settings.reconcile_after, 60):
+                    self._last_reconcile = loop.time()
+                    await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("warehouse worker round failed")
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def run_due(self) -> int:
+        """Run every task due now (concurrently); returns how many were taken."""
+        tasks = await warehouse_tasks.claim_due(
+            owner=self.owner, lease_seconds=self.settings.lease_seconds, limit=self.settings.batch
+        )
+        await asyncio.gather(*(self._run_task(task) for task in tasks))
+        return len(tasks)
+
+    async def _run_task(self, task: WarehouseTask) -> None:
+        try:
+            await self._dispatch(task)
+        except Unreachable as error:
+            await self._unreachable(task, str(error))
+        except Exception as error:  # a bug must not wedge the task: fail it, visibly
+            log.exception("warehouse task %s failed", task.id)
+            await self._give_up(task, f"internal error: {type(error).__name__}")
+
+    def _client(self, connection: WarehouseConnection) -> WarehouseClient:
+        return WarehouseClient(
+            base_url=connection.api_url,
+            api_key=connection.api_key,
+            timeout=self.settings.timeout,
+            retries=self.settings.retries,
+            backoff=self.settings.backoff,
+            transport=self._transport,
+        )
+
+    async def _dispatch(self, task: WarehouseTask) -> None:
+        if (
+            task.kind is TaskKind.CANCEL_ORDER
+            and task.order_id is not None
+            and await warehouse_tasks.has_pending(order_id=task.order_id, kind=TaskKind.PUSH_ORDER)
+        ):
+            # a push of this order is under way: cancel once it has landed (or failed)
+            await warehouse_tasks.retry_later(task, delay=0.2, error="waiting for the push")
+            return
+        connection = (
+            await WarehouseConnection.get_or_none(id=task.connection_id)
+            if task.connection_id is not None
+            else None
+        )
+        if connection is None:
+            # nothing sits at a warehouse: a withdraw completes at once; a push cannot happen
+            if task.kind in (TaskKind.CANCEL_ORDER, TaskKind.CANCEL_RETURN):
+                await warehouse_tasks.record_attempt(task, ok=True, outcome="not at a warehouse")
+                await withdrawals.withdraw_finished(task, ok=True)
+            else:
+                await self._give_up(task, "the third-party warehouse connection is gone")
+            return
+        handler = {
+            TaskKind.PUSH_ORDER: self._push_order,
+            TaskKind.CANCEL_ORDER: self._cancel_order,
+            TaskKind.PUSH_RETURN: self._push_return,
+            TaskKind.CANCEL_RETURN: self._cancel_return,
+        }[task.kind]
+        async with self._client(connection) as client:
+            try:
+                await handler(task, client, connection)
+            except WarehouseApiError as error:
+                if error.transient:
+                    raise Unreachable(f"warehouse unreachable: {error.message}") from error
+                await warehouse_tasks.record_attempt(task, ok=False, outcome=error.message)
+                await self._finish(task, ok=False, error=f"warehouse refused: {error.message}")
+
+    async def _push_order(
+        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+    ) -> None:
+        assert task.order_id is not None
+        request = await distribution_orders.outbound_request(task.order_id)
+        try:
+            recipient = Recipient.from_shipping_address(request.shipping_address)
+            items = [
+                OutboundItem(sku, qty, title[:255] or None) for sku, qty, title in request.items
+            ]
+        except WarehousePayloadError as error:
+            await warehouse_tasks.record_attempt(task, ok=False, outcome=str(error))
+            await self._finish(task, ok=False, error=f"cannot be sent: {error}")
+            return
+        order = await client.create_outbound_order(
+            reference=request.reference,
+            recipient=recipient,
+            items=items,
+            callback_url=callback_url(self.settings.public_url, connection.id),
+            idempotency_key=f"sg-task-{task.id}",
+        )
+        await warehouse_tasks.record_attempt(
+            task, ok=True, outcome=f"warehouse order {order.id} {order.status.value}"
+        )
+        await distribution_orders.push_finished(
+            task, ok=True, warehouse_order_id=order.id, warehouse_status=order.status.value
+        )
+
+    async def _cancel_order(
+        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+    ) -> None:
+        assert task.order_id is not None
+        reference = str(task.order_id)
+        try:
+            order = await client.cancel_outbound_order(
+                reference, idempotency_key=f"sg-task-{task.id}"
+            )
+            outcome = f"cancelled at the warehouse ({order.status.value})"
+        except WarehouseNotFound:
+            outcome = "the warehouse never had it"
+        except WarehouseRefused as error:
+            await warehouse_tasks.record_attempt(task, ok=False, outcome=error.message)
+            await withdrawals.withdraw_finished(
+                task, ok=False, failure=f"the warehouse refused: {error.reason}"
+            )
+            return
+        await warehouse_tasks.record_attempt(task, ok=True, outcome=outcome)
+        await withdrawals.withdraw_finished(task, ok=True)
+
+    async def _push_return(
+        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+    ) -> None:
+        item = await AfterSalesOrder.get(id=task.after_sales_id)
+        try:
+            items = [
+                ReturnItem(it["sku"], int(it["quantity"]), (it.get("reason") or None))
+                for it in item.items
+            ]
+        except WarehousePayloadError as error:
+            await warehouse_tasks.record_attempt(task, ok=False, outcome=str(error))
+            await self._finish(task, ok=False, error=f"cannot be sent: {error}")
+            return
+        created = await client.create_return(
+            reference=item.reference or f"R{item.id}",
+            items=items,
+            original_reference=str(item.order_id),
+            callback_url=callback_url(self.settings.public_url, connection.id),
+            idempotency_key=f"sg-task-{task.id}",
+        )
+        await warehouse_tasks.record_attempt(
+            task, ok=True, outcome=f"warehouse return {created.id} {created.status.value}"
+        )
+        await after_sales.return_push_finished(task, ok=True, warehouse_return_id=created.id)
+
+    async def _cancel_return(
+        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+    ) -> None:
+        item = await AfterSalesOrder.get(id=task.after_sales_id)
+        try:
+            await client.cancel_return(
+                item.reference or f"R{item.id}", idempotency_key=f"sg-task-{task.id}"
+            )
+            outcome = "return cancelled at the warehouse"
+        except WarehouseNotFound:
+            outcome = "the warehouse never had it"
+        except WarehouseRefused as error:
+            await warehouse_tasks.record_attempt(task, ok=False, outcome=error.message)
+            await withdrawals.withdraw_finished(
+                task, ok=False, failure=f"the warehouse refused: {error.reason}"
+            )
+            return
+        await warehouse_tasks.record_attempt(task, ok=True, outcome=outcome)
+        await withdrawals.withdraw_finished(task, ok=True)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def _finish(self, task: WarehouseTask, *, ok: bool, error: str | None = None) -> None:
+        if task.kind is TaskKind.PUSH_ORDER:
+            await distribution_orders.push_finished(task, ok=ok, error=error)
+        elif task.kind is TaskKind.PUSH_RETURN:
+            await after_sales.return_push_finished(task, ok=ok, error=error)
+        else:
+            await withdrawals.withdraw_finished(task, ok=ok, failure=error)
+
+    async def _give_up(self, task: WarehouseTask, error: str) -> None:
+        await warehouse_tasks.record_attempt(task, ok=False, outcome=error)
+        await self._finish(task, ok=False, error=error)
+
+    async def _unreachable(self, task: WarehouseTask, error: str) -> None:
+        await warehouse_tasks.record_attempt(task, ok=False, outcome=error)
+        if task.attempts >= self.settings.task_attempts:
+            await self._finish(task, ok=False, error=f"{error} (after {task.attempts} attempts)")
+            return
+        delay = self.settings.retry_delay * 2 ** (task.attempts - 1)
+        await warehouse_tasks.retry_later(task, delay=delay, error=error)
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Fetch the state of pushed orders and returns that have waited too long for a
+        callback; returns how many were checked."""
+        older = datetime.now(UTC) - timedelta(seconds=self.settings.reconcile_after)
+        checked = 0
+        for record in await distribution_orders.due_for_reconciliation(
+            older_than=older, limit=self.settings.batch
+        ):
+            connection = await WarehouseConnection.get_or_none(id=record.connection_id)
+            if connection is None or record.reference is None:
+                continue
+            try:
+                async with self._client(connection) as client:
+                    state = await client.get_outbound_order(record.reference)
+            except WarehouseApiError as error:
+                log.warning("reconciling order %s: %s", record.order_id, error)
+                continue
+            checked += 1
+            await distribution_orders.apply_outbound_status(
+                connection_id=connection.id,
+                reference=record.reference,
+                status=state.status.value,
+                carrier=state.carrier,
+                tracking_number=state.tracking_number,
+                reason=state.reason,
+            )
+        for item in await after_sales.due_returns_for_reconciliation(
+            older_than=older, limit=self.settings.batch
+        ):
+            connection = await WarehouseConnection.get_or_none(id=item.connection_id)
+            if connection is None or item.reference is None:
+                continue
+            try:
+                async with self._client(connection) as client:
+                    state = await client.get_return(item.reference)
+            except WarehouseApiError as error:
+                log.warning("reconciling return %s: %s", item.number, error)
+                continue
+            checked += 1
+            await after_sales.apply_return_status(
+                connection_id=connection.id,
+                reference=item.reference,
+                status=state.status.value,
+                received={line.sku: line.received_quantity for line in state.items},
+                reason=state.reason,
+            )
+        return checked

@@ -1,0 +1,511 @@
+"""Distribution: partnerships, warehouses, pushing orders and returns, withdrawals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from strawberry import Info
+
+from domain import after_sales, distribution_orders, partnerships, withdrawals
+from domain.access import require_supplier_staff
+from domain.events import EventType as DomainEventType
+from integrations.warehouses.connection_check import check_connection
+from resolvers.events import _stream
+from resolvers.ids import optional_id, parse_id, parse_ids
+from resolvers.mutations import run_command
+from resolvers.orders import _orders
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.distribution import (
+    AddDistributionWarehouseInput,
+    AfterSalesConnection,
+    AfterSalesEdge,
+    AfterSalesOrder,
+    AfterSalesOrdersPayload,
+    AfterSalesPayload,
+    AfterSalesStatus,
+    AuthoriseWarehouseInput,
+    AuthoriseWarehousePayload,
+    CreateAfterSalesOrderInput,
+    DistributionSettings,
+    DistributionSettingsPayload,
+    DistributionWarehouse,
+    DistributionWarehousePayload,
+    Partnership,
+    PartnershipPayload,
+    PushStatus,
+    ReturnChange,
+    ReturnFilterInput,
+    ThirdPartyWarehouse,
+    ThirdPartyWarehousePayload,
+    Withdrawal,
+    WithdrawalChange,
+    WithdrawalPayload,
+    WithdrawalStatus,
+)
+from schema.types.orders import OrdersPayload
+from schema.types.pagination import PageInfo
+
+
+def _settings(s: object) -> DistributionSettings:
+    return DistributionSettings(
+        charge_on_push=s.charge_on_push,  # type: ignore[attr-defined]
+        auto_push_returns=s.auto_push_returns,  # type: ignore[attr-defined]
+    )
+
+
+def _cursor(after: str | None) -> int | None:
+    return optional_id(after, field="after")
+
+
+@strawberry.type
+class DistributionQueries:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="The caller's partnerships (as supplier or as distributor), newest first.",
+    )
+    async def partnerships(self, info: Info) -> list[Partnership]:
+        rows = await partnerships.list_partnerships(viewer=viewer_of(info))
+        return [Partnership.from_model(p) for p in rows]
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def distribution_warehouses(
+        self, info: Info, partnership_id: strawberry.ID
+    ) -> list[DistributionWarehouse]:
+        rows = await partnerships.list_distribution_warehouses(
+            viewer=viewer_of(info), partnership_id=parse_id(partnership_id, field="partnershipId")
+        )
+        return [DistributionWarehouse.from_model(w) for w in rows]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. The supplier's authorised third-party warehouses.",
+    )
+    async def third_party_warehouses(self, info: Info) -> list[ThirdPartyWarehouse]:
+        rows = await partnerships.list_connections(viewer=viewer_of(info))
+        return [ThirdPartyWarehouse.from_model(c) for c in rows]
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def distribution_settings(self, info: Info) -> DistributionSettings:
+        viewer = viewer_of(info)
+        require_supplier_staff(viewer)
+        return _settings(await partnerships.distribution_settings(viewer.organisation_id))
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="After-sales (return stock-in) orders, newest first: the supplier's "
+        "'return stock-in — third-party warehouse' list, or the distributor's own.",
+    )
+    async def after_sales_orders(
+        self,
+        info: Info,
+        filter: ReturnFilterInput | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> AfterSalesConnection:
+        f = filter or ReturnFilterInput()
+        rows, more = await after_sales.list_returns(
+            viewer=viewer_of(info),
+            filters=after_sales.ReturnFilter(
+                statuses=f.statuses,
+                platform=f.platform,
+                distributor_name=f.distributor_name,
+                updated_from=f.updated_from,
+                updated_to=f.updated_to,
+            ),
+            first=first,
+            after=_cursor(after),
+        )
+        edges = [AfterSalesEdge(cursor=str(r.id), node=AfterSalesOrder.from_model(r)) for r in rows]
+        return AfterSalesConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+        )
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def after_sales_order(self, info: Info, id: strawberry.ID) -> AfterSalesOrder | None:
+        row = await after_sales.get_return(
+            viewer=viewer_of(info), after_sales_id=parse_id(id, field="id")
+        )
+        return AfterSalesOrder.from_model(row) if row else None
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Withdraw requests the caller's side can see, newest first.",
+    )
+    async def withdrawals(
+        self,
+        info: Info,
+        order_id: strawberry.ID | None = None,
+        after_sales_id: strawberry.ID | None = None,
+    ) -> list[Withdrawal]:
+        rows = await withdrawals.list_withdrawals(
+            viewer=viewer_of(info),
+            order_id=optional_id(order_id, field="orderId"),
+            after_sales_id=optional_id(after_sales_id, field="afterSalesId"),
+        )
+        return [Withdrawal.from_model(w) for w in rows]
+
+
+def _partnership(p: object) -> dict:
+    return {"partnership": Partnership.from_model(p)}  # type: ignore[arg-type]
+
+
+def _withdrawal(w: object) -> dict:
+    return {"withdrawal": Withdrawal.from_model(w)}  # type: ignore[arg-type]
+
+
+@strawberry.type
+class DistributionMutations:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor (ADMIN). Apply to distribute a supplier's products.",
+    )
+    async def apply_for_partnership(
+        self, info: Info, supplier_id: strawberry.ID, message: str = ""
+    ) -> PartnershipPayload:
+        async def command() -> dict:
+            return _partnership(
+                await partnerships.apply_for_partnership(
+                    viewer=viewer_of(info),
+                    supplier_id=parse_id(supplier_id, field="supplierId"),
+                    message=message,
+                )
+            )
+
+        return await run_command(PartnershipPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Accept (a distribution warehouse is created) or reject.",
+    )
+    async def decide_partnership(
+        self, info: Info, partnership_id: strawberry.ID, accept: bool, note: str = ""
+    ) -> PartnershipPayload:
+        async def command() -> dict:
+            return _partnership(
+                await partnerships.decide_partnership(
+                    viewer=viewer_of(info),
+                    partnership_id=parse_id(partnership_id, field="partnershipId"),
+                    accept=accept,
+                    note=note,
+                )
+            )
+
+        return await run_command(PartnershipPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Add another distribution warehouse to a partnership.",
+    )
+    async def add_distribution_warehouse(
+        self, info: Info, input: AddDistributionWarehouseInput
+    ) -> DistributionWarehousePayload:
+        async def command() -> dict:
+            warehouse = await partnerships.add_distribution_warehouse(
+                viewer=viewer_of(info),
+                partnership_id=parse_id(input.partnership_id, field="partnershipId"),
+                name=input.name,
+                address=vars(input.address),
+            )
+            return {"warehouse": DistributionWarehouse.from_model(warehouse)}
+
+        return await run_command(DistributionWarehousePayload, command, in_input=True)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Choose the distribution warehouse that fulfils this "
+        "distributor, optionally run by one of the supplier's third-party warehouses.",
+    )
+    async def select_distribution_warehouse(
+        self,
+        info: Info,
+        partnership_id: strawberry.ID,
+        warehouse_id: strawberry.ID,
+        third_party_warehouse_id: strawberry.ID | None = None,
+    ) -> PartnershipPayload:
+        async def command() -> dict:
+            return _partnership(
+                await partnerships.select_distribution_warehouse(
+                    viewer=viewer_of(info),
+                    partnership_id=parse_id(partnership_id, field="partnershipId"),
+                    warehouse_id=parse_id(warehouse_id, field="warehouseId"),
+                    connection_id=optional_id(
+                        third_party_warehouse_id, field="thirdPartyWarehouseId"
+                    ),
+                )
+            )
+
+        return await run_command(PartnershipPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier ADMIN. Authorise a third-party warehouse; the callback secret "
+        "is returned only here.",
+    )
+    async def authorise_third_party_warehouse(
+        self, info: Info, input: AuthoriseWarehouseInput
+    ) -> AuthoriseWarehousePayload:
+        async def command() -> dict:
+            created = await partnerships.authorise_warehouse(
+                viewer=viewer_of(info),
+                provider=input.provider,
+                name=input.name,
+                api_url=input.api_url,
+                api_key=input.api_key,
+            )
+            return {
+                "third_party_warehouse": ThirdPartyWarehouse.from_model(created.connection),
+                "callback_secret": created.callback_secret,
+            }
+
+        return await run_command(AuthoriseWarehousePayload, command, in_input=True)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Call the warehouse with the stored credentials; the "
+        "result is in lastTestOk / lastTestMessage.",
+    )
+    async def test_third_party_warehouse(
+        self, info: Info, id: strawberry.ID
+    ) -> ThirdPartyWarehousePayload:
+        async def command() -> dict:
+            connection = await check_connection(
+                viewer=viewer_of(info),
+                connection_id=parse_id(id, field="id"),
+                call_timeout=info.context.request.app.state.settings.warehouse_timeout,
+            )
+            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
+
+        return await run_command(ThirdPartyWarehousePayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier ADMIN.")
+    async def revoke_third_party_warehouse(
+        self, info: Info, id: strawberry.ID
+    ) -> ThirdPartyWarehousePayload:
+        async def command() -> dict:
+            connection = await partnerships.revoke_connection(
+                viewer=viewer_of(info), connection_id=parse_id(id, field="id")
+            )
+            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
+
+        return await run_command(ThirdPartyWarehousePayload, command)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier ADMIN.")
+    async def update_distribution_settings(
+        self,
+        info: Info,
+        charge_on_push: bool | None = None,
+        auto_push_returns: bool | None = None,
+    ) -> DistributionSettingsPayload:
+        async def command() -> dict:
+            updated = await partnerships.update_distribution_settings(
+                viewer=viewer_of(info),
+                charge_on_push=charge_on_push,
+                auto_push_returns=auto_push_returns,
+            )
+            return {"settings": _settings(updated)}
+
+        return await run_command(DistributionSettingsPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Push distribution orders to the third-party warehouse: "
+        "PUSHING at once, then PUSHED or PUSH_FAILED (see `distribution`). All or none.",
+    )
+    async def push_orders(self, info: Info, order_ids: list[strawberry.ID]) -> OrdersPayload:
+        async def command() -> dict:
+            rows = await distribution_orders.push_orders(
+                viewer=viewer_of(info), order_ids=parse_ids(order_ids, field="orderIds")
+            )
+            return {"orders": _orders(rows)}
+
+        return await run_command(OrdersPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Withdraw a paid order: WITHDRAWING at once; the outcome "
+        "(WITHDRAWN with a refund, or WITHDRAW_FAILED with the reason) comes through "
+        "`withdrawalStatusChanged`.",
+    )
+    async def withdraw_order(
+        self, info: Info, order_id: strawberry.ID, reason: str = ""
+    ) -> WithdrawalPayload:
+        async def command() -> dict:
+            return _withdrawal(
+                await withdrawals.withdraw_order(
+                    viewer=viewer_of(info),
+                    order_id=parse_id(order_id, field="orderId"),
+                    reason=reason,
+                )
+            )
+
+        return await run_command(WithdrawalPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Withdraw an after-sales order, with the same cascade.",
+    )
+    async def withdraw_after_sales_order(
+        self, info: Info, after_sales_id: strawberry.ID, reason: str = ""
+    ) -> WithdrawalPayload:
+        async def command() -> dict:
+            return _withdrawal(
+                await withdrawals.withdraw_after_sales(
+                    viewer=viewer_of(info),
+                    after_sales_id=parse_id(after_sales_id, field="afterSalesId"),
+                    reason=reason,
+                )
+            )
+
+        return await run_command(WithdrawalPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Try a WITHDRAW_FAILED withdraw again (a new withdrawal).",
+    )
+    async def retry_withdrawal(self, info: Info, withdrawal_id: strawberry.ID) -> WithdrawalPayload:
+        async def command() -> dict:
+            return _withdrawal(
+                await withdrawals.retry_withdrawal(
+                    viewer=viewer_of(info),
+                    withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                )
+            )
+
+        return await run_command(WithdrawalPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Either side. Close a WITHDRAW_FAILED withdraw by hand with a note.",
+    )
+    async def close_withdrawal(
+        self, info: Info, withdrawal_id: strawberry.ID, note: str
+    ) -> WithdrawalPayload:
+        async def command() -> dict:
+            return _withdrawal(
+                await withdrawals.close_withdrawal(
+                    viewer=viewer_of(info),
+                    withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                    note=note,
+                )
+            )
+
+        return await run_command(WithdrawalPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Turn a WITHDRAW_FAILED order withdraw into an after-sales "
+        "return of all its items.",
+    )
+    async def convert_withdrawal_to_return(
+        self, info: Info, withdrawal_id: strawberry.ID, reason: str
+    ) -> AfterSalesPayload:
+        async def command() -> dict:
+            created = await after_sales.convert_withdrawal(
+                viewer=viewer_of(info),
+                withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                reason=reason,
+            )
+            return {"after_sales_order": AfterSalesOrder.from_model(created)}
+
+        return await run_command(AfterSalesPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Distributor. Return items of a delivered (or shipped) order.",
+    )
+    async def create_after_sales_order(
+        self, info: Info, input: CreateAfterSalesOrderInput
+    ) -> AfterSalesPayload:
+        async def command() -> dict:
+            created = await after_sales.create_after_sales_order(
+                viewer=viewer_of(info),
+                order_id=parse_id(input.order_id, field="orderId"),
+                items=[
+                    after_sales.ReturnItem(
+                        line_id=parse_id(it.line_id, field=f"items.{i}.lineId"),
+                        quantity=it.quantity,
+                        reason=it.reason,
+                    )
+                    for i, it in enumerate(input.items)
+                ],
+                reason=input.reason,
+            )
+            return {"after_sales_order": AfterSalesOrder.from_model(created)}
+
+        return await run_command(AfterSalesPayload, command, in_input=True)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. Push after-sales orders to the third-party warehouse for "
+        "stock-in (all or none).",
+    )
+    async def push_returns(
+        self, info: Info, after_sales_ids: list[strawberry.ID]
+    ) -> AfterSalesOrdersPayload:
+        async def command() -> dict:
+            rows = await after_sales.push_returns(
+                viewer=viewer_of(info),
+                after_sales_ids=parse_ids(after_sales_ids, field="afterSalesIds"),
+            )
+            return {"after_sales_orders": [AfterSalesOrder.from_model(r) for r in rows]}
+
+        return await run_command(AfterSalesOrdersPayload, command)
+
+
+@strawberry.type
+class DistributionSubscriptions:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Withdraw status changes (WITHDRAWING, WITHDRAWN, WITHDRAW_FAILED) of "
+        "orders and after-sales orders, to the distributor and the supplier alike. Resume "
+        "with `afterEventId`.",
+    )
+    async def withdrawal_status_changed(
+        self,
+        info: Info,
+        order_ids: list[strawberry.ID] | None = None,
+        after_event_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[WithdrawalChange, None]:
+        wanted = {str(i) for i in order_ids} if order_ids else None
+        async for event in _stream(
+            info, [DomainEventType.WITHDRAWAL_STATUS_CHANGED.value], after_event_id
+        ):
+            p = event.payload
+            if wanted is not None and p.get("orderId") not in wanted:
+                continue
+            yield WithdrawalChange(
+                event_id=strawberry.ID(str(event.seq)),
+                withdrawal_id=strawberry.ID(p["withdrawalId"]),
+                order_id=strawberry.ID(p["orderId"]) if p.get("orderId") else None,
+                after_sales_id=strawberry.ID(p["afterSalesId"]) if p.get("afterSalesId") else None,
+                status=WithdrawalStatus(p["status"]),
+                reason=p.get("reason") or "",
+                at=event.created_at,
+            )
+
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="After-sales orders changing (status, push status, withdraw status), to "
+        "the distributor and the supplier alike.",
+    )
+    async def return_status_changed(
+        self, info: Info, after_event_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[ReturnChange, None]:
+        async for event in _stream(
+            info, [DomainEventType.RETURN_STATUS_CHANGED.value], after_event_id
+        ):
+            p = event.payload
+            yield ReturnChange(
+                event_id=strawberry.ID(str(event.seq)),
+                after_sales_id=strawberry.ID(p["afterSalesId"]),
+                number=p["number"],
+                status=AfterSalesStatus(p["status"]),
+                push_status=PushStatus(p["pushStatus"]),
+                withdrawal_status=WithdrawalStatus(p["withdrawalStatus"])
+                if p.get("withdrawalStatus")
+                else None,
+                error=p.get("error"),
+                at=event.created_at,
+            )
