@@ -18,6 +18,8 @@ The API (``/v1/...``) checks ``X-Warehouse-Key`` and honours ``Idempotency-Key``
   received (``method``, ``path``, ``idempotency_key``, ``status`` (null if dropped),
   ``replayed``, ``fault``); ``GET /_sim/effects`` how many creations and cancellations were
   really applied: a retry must never add one.
+* ``POST /_sim/config`` ``{"callback_secret"}`` sets the secret callbacks are signed with (the
+  one ``authoriseThirdPartyWarehouse`` issued).
 * ``POST /_sim/faults``, any of: ``{"fail_next": n, "status": 503}`` answers the next n API
   requests with that status without acting; ``{"fail_after_next": n}`` handles the next n, then
   drops the connection instead of answering; ``{"drop_next": n}`` drops the next n without
@@ -554,6 +556,16 @@ class WarehouseSimulator:
     async def show_effects(self, request: Request) -> Response:
         return JSONResponse(self.state.effects)
 
+    async def set_config(self, request: Request) -> Response:
+        """Set the callback secret, as a provider's settings page would take the one the
+        shipper issued."""
+        body = await _json_body(request)
+        secret = body.get("callback_secret")
+        if not isinstance(secret, str) or not secret:
+            raise SimError(400, ERROR_INVALID, "callback_secret must be a non-empty string")
+        self.secret = secret
+        return JSONResponse({"ok": True})
+
     async def set_faults(self, request: Request) -> Response:
         body = await _json_body(request)
         if body.get("reset"):
@@ -599,6 +611,7 @@ class WarehouseSimulator:
             Route("/_sim/requests", self.show_requests, methods=["GET"]),
             Route("/_sim/effects", self.show_effects, methods=["GET"]),
             Route("/_sim/faults", self.set_faults, methods=["POST"]),
+            Route("/_sim/config", self.set_config, methods=["POST"]),
         ]
 
 
