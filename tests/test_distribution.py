@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
+from integrations.stores.simulator import create_store_simulator
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
     FAST_WAREHOUSE,
@@ -23,7 +25,8 @@ from tests.support.distribution import (
 )
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
-from tests.test_order_flow import ok
+from tests.test_order_flow import connect_variant, ok
+from tests.test_store_integration import Sim, serve
 
 
 @pytest.fixture
@@ -461,3 +464,68 @@ async def test_after_sales_withdraw_refused_once_received(
             lambda s: s["afterSalesOrder"]["withdrawalStatus"] == "WITHDRAW_FAILED",
         )
         assert "RECEIVED" in state["afterSalesOrder"]["withdrawals"][0]["failure"]
+
+
+async def test_bigshop_store_order_filtered_pushed_and_tracking_reaches_the_store(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    d = await partnered(client, make_member, sim)
+    app = create_store_simulator(access_token="bs-token", webhook_secret="bs-secret")
+    async with serve(app) as store_url, httpx.AsyncClient(base_url=store_url) as control:
+        shop = Sim(url=store_url, control=control)
+        store = await ok(
+            client,
+            """mutation($u: String!) { connectStore(input: {name: "BigShop store", platform: BIGSHOP,
+              apiUrl: $u, accessToken: "bs-token", webhookSecret: "bs-secret"})
+              { store { id } webhookUrlPath userErrors { code field message } } }""",
+            {"u": store_url},
+            token=d.distributor.token,
+        )
+        tee = await shop.product("Tee")
+        red = next(v for v in tee["variants"] if v["option1"] == "Red")
+        await ok(
+            client,
+            "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
+            {"s": store["store"]["id"]},
+            token=d.distributor.token,
+        )
+        products = (
+            await client.data(
+                "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+                {"s": store["store"]["id"]},
+                token=d.distributor.token,
+            )
+        )["storeProducts"]
+        variant = next(
+            v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"])
+        )
+        connected = await connect_variant(
+            client, d.distributor, products[0]["id"], d.catalogue, variant, "TEE-R-M"
+        )
+        assert connected["userErrors"] == []
+        made = await shop.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+        assert made["webhook_status"] == 200
+
+        query = """query($p: StorePlatform, $n: String) { orders(filter: {platform: $p, distributorName: $n,
+          distributionOnly: true}) { edges { node { id storeOrderNumber buyerName } } } }"""
+        found = (await client.data(query, {"p": "BIGSHOP", "n": "org"}, token=d.supplier.token))[
+            "orders"
+        ]["edges"]
+        assert [e["node"]["storeOrderNumber"] for e in found] == [made["order"]["name"]]
+        none = (await client.data(query, {"p": "SHOPIFY", "n": None}, token=d.supplier.token))[
+            "orders"
+        ]["edges"]
+        assert none == []
+        order_id = found[0]["node"]["id"]
+        await top_up(client, d, "20.00")
+        await ok(
+            client,
+            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code message } } }",
+            {"o": order_id},
+            token=d.distributor.token,
+        )
+        await push(client, d, order_id)
+        await eventually(lambda: order_state(client, d.supplier.token, order_id), pushed)
+        await sim.advance(order_id, "SHIPPED", carrier="UPS", tracking_number="1Z99")
+        fulfillments = await eventually(shop.fulfillments, lambda f: len(f) == 1)
+        assert fulfillments[0]["tracking_number"] == "1Z99"
