@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
 from domain.access import Viewer, require_buyer, require_supplier_staff
@@ -228,6 +228,7 @@ async def return_push_finished(
                 "push_error": None,
                 "warehouse_return_id": warehouse_return_id,
                 "status": AfterSalesStatus.AWAITING_STOCK_IN,
+                "checked_at": datetime.now(UTC),
             }
             if ok
             else {"push_status": PushStatus.PUSH_FAILED, "push_error": (error or "")[:500]}
@@ -253,6 +254,7 @@ async def apply_return_status(
         item = await AfterSalesOrder.get_or_none(reference=reference, connection_id=connection_id)
         if item is None:
             return None
+        await AfterSalesOrder.filter(id=item.id).update(checked_at=datetime.now(UTC))
         if status == "RECEIVED" and item.status is AfterSalesStatus.AWAITING_STOCK_IN:
             items = [
                 {**it, "receivedQuantity": (received or {}).get(it["sku"], it["quantity"])}
@@ -318,13 +320,20 @@ async def get_return(*, viewer: Viewer, after_sales_id: int) -> AfterSalesOrder 
 async def due_returns_for_reconciliation(
     *, older_than: datetime, limit: int
 ) -> list[AfterSalesOrder]:
+    """Returns waiting for stock-in whose warehouse has not reported since ``older_than``."""
     return (
         await AfterSalesOrder.filter(
-            Q(status=AfterSalesStatus.AWAITING_STOCK_IN), updated_at__lt=older_than
+            status=AfterSalesStatus.AWAITING_STOCK_IN, checked_at__lt=older_than
         )
-        .order_by("updated_at")
+        .order_by("checked_at")
         .limit(limit)
     )
+
+
+async def mark_return_checked(after_sales_id: int) -> None:
+    """A reconciliation tried this return (even if the warehouse did not answer): it goes to
+    the back of the queue, so unreachable warehouses do not starve the others."""
+    await AfterSalesOrder.filter(id=after_sales_id).update(checked_at=datetime.now(UTC))
 
 
 __all__ = [

@@ -285,3 +285,9 @@ async def due_for_reconciliation(*, older_than: datetime, limit: int) -> list[Wa
         .order_by("checked_at")
         .limit(limit)
     )
+
+
+async def mark_checked(order_id: int) -> None:
+    """A reconciliation tried this order (even if the warehouse did not answer): it goes to
+    the back of the queue, so unreachable warehouses do not starve the others."""
+    await WarehouseOrder.filter(order_id=order_id).update(checked_at=datetime.now(UTC))

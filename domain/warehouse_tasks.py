@@ -87,16 +87,25 @@ async def finish(task: WarehouseTask, *, failed: bool = False, error: str | None
     return done == 1
 
 
-async def retry_later(task: WarehouseTask, *, delay: float, error: str) -> None:
-    """Give the lease back and make the task due again after ``delay`` seconds."""
+async def retry_later(
+    task: WarehouseTask, *, delay: float, error: str, count_run: bool = True
+) -> None:
+    """Give the lease back and make the task due again after ``delay`` seconds.
+
+    ``count_run=False``: this run did not try the warehouse (it waited for other work), so it
+    does not use up one of the task's runs.
+    """
+    changes: dict[str, object] = {
+        "due_at": datetime.now(UTC) + timedelta(seconds=delay),
+        "lease_owner": None,
+        "lease_until": None,
+        "last_error": error[:500],
+    }
+    if not count_run:
+        changes["attempts"] = F("attempts") - 1
     await WarehouseTask.filter(
         id=task.id, state=TaskState.PENDING, lease_owner=task.lease_owner
-    ).update(
-        due_at=datetime.now(UTC) + timedelta(seconds=delay),
-        lease_owner=None,
-        lease_until=None,
-        last_error=error[:500],
-    )
+    ).update(**changes)
 
 
 async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None:

@@ -30,11 +30,12 @@ class Migration(migrations.Migration):
                 ('push_error', fields.CharField(null=True, max_length=500)),
                 ('warehouse_return_id', fields.CharField(null=True, max_length=100)),
                 ('withdrawal_status', fields.CharEnumField(null=True, description='WITHDRAWING: WITHDRAWING\nWITHDRAWN: WITHDRAWN\nWITHDRAW_FAILED: WITHDRAW_FAILED', enum_type=WithdrawalStatus, max_length=16)),
+                ('checked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('version', fields.IntField(default=1)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'after_sales_order', 'app': 'models', 'indexes': [Index(fields=['supplier_id', 'updated_at', 'id']), Index(fields=['distributor_id', 'id'])], 'pk_attr': 'id', 'table_description': "A distributor's return of a delivered order, stocked in at the third-party warehouse."},
+            options={'table': 'after_sales_order', 'app': 'models', 'indexes': [Index(fields=['supplier_id', 'updated_at', 'id']), Index(fields=['distributor_id', 'id']), Index(fields=['status', 'checked_at'])], 'pk_attr': 'id', 'table_description': "A distributor's return of a delivered order, stocked in at the third-party warehouse."},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -169,13 +169,18 @@ class AfterSalesOrder(Model):
     push_error = fields.CharField(max_length=500, null=True)
     warehouse_return_id = fields.CharField(max_length=100, null=True)
     withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
+    checked_at = fields.DatetimeField(null=True)  # last callback or reconciliation
     version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "after_sales_order"
-        indexes = (("supplier_id", "updated_at", "id"), ("distributor_id", "id"))
+        indexes = (
+            ("supplier_id", "updated_at", "id"),
+            ("distributor_id", "id"),
+            ("status", "checked_at"),
+        )
 
 
 class Withdrawal(Model):

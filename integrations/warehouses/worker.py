@@ -78,24 +78,26 @@ class WarehouseWorker:
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._transport = transport
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_reconcile = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="warehouse-worker")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="warehouse-worker"),
+            asyncio.create_task(self._reconcile_loop(), name="warehouse-reconciler"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
@@ -103,13 +105,23 @@ class WarehouseWorker:
             try:
                 while await self.run_due():
                     pass
-                if loop.time() - self._last_reconcile >= min(self.settings.reconcile_after, 60):
-                    self._last_reconcile = loop.time()
-                    await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("warehouse worker round failed")
+
+    async def _reconcile_loop(self) -> None:
+        """Apart from the task loop, so slow or unreachable warehouses never delay pushes and
+        withdraws."""
+        interval = min(self.settings.reconcile_after, 60.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("warehouse reconciliation failed")
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -147,7 +159,9 @@ class WarehouseWorker:
             and await warehouse_tasks.has_pending(order_id=task.order_id, kind=TaskKind.PUSH_ORDER)
         ):
             # a push of this order is under way: cancel once it has landed (or failed)
-            await warehouse_tasks.retry_later(task, delay=0.2, error="waiting for the push")
+            await warehouse_tasks.retry_later(
+                task, delay=0.2, error="waiting for the push", count_run=False
+            )
             return
         connection = (
             await WarehouseConnection.get_or_none(id=task.connection_id)
@@ -297,12 +311,14 @@ class WarehouseWorker:
 
     async def reconcile(self) -> int:
         """Fetch the state of pushed orders and returns that have waited too long for a
-        callback; returns how many were checked."""
+        callback; returns how many were checked. Each one tried goes to the back of the queue,
+        answered or not, so a warehouse that is down does not hold up the others."""
         older = datetime.now(UTC) - timedelta(seconds=self.settings.reconcile_after)
         checked = 0
         for record in await distribution_orders.due_for_reconciliation(
             older_than=older, limit=self.settings.batch
         ):
+            await distribution_orders.mark_checked(record.order_id)
             connection = await WarehouseConnection.get_or_none(id=record.connection_id)
             if connection is None or record.reference is None:
                 continue
@@ -324,6 +340,7 @@ class WarehouseWorker:
         for item in await after_sales.due_returns_for_reconciliation(
             older_than=older, limit=self.settings.batch
         ):
+            await after_sales.mark_return_checked(item.id)
             connection = await WarehouseConnection.get_or_none(id=item.connection_id)
             if connection is None or item.reference is None:
                 continue
