@@ -99,8 +99,17 @@ async def events_for_organisation(
     after_seq: int,
     types: Sequence[str] | None = None,
     limit: int = BATCH,
+    read_own_writes: bool = False,
 ) -> list[PublishedEvent]:
-    """Numbered events visible to one organisation after ``after_seq`` (a subscriber's replay)."""
+    """Numbered events visible to one organisation after ``after_seq`` (a subscriber's replay).
+
+    ``read_own_writes``: first number this organisation's committed events the publisher has
+    not reached yet, so a client that just made a change finds its event in the history.
+    """
+    if read_own_writes and await Event.filter(
+        audience__organisation_id=organisation_id, seq__isnull=True
+    ).exists():
+        await assign_sequence()
     query = Event.filter(audience__organisation_id=organisation_id, seq__gt=after_seq)
     if types:
         query = query.filter(type__in=list(types))

@@ -55,6 +55,7 @@ class EventQueries:
             after_seq=_cursor(after, name="after"),
             types=[t.value for t in types] if types else None,
             limit=first + 1,
+            read_own_writes=True,
         )
         page = rows[:first]
         edges = [EventEdge(cursor=str(e.seq), node=Event.from_published(e)) for e in page]
