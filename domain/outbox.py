@@ -106,9 +106,10 @@ async def events_for_organisation(
     ``read_own_writes``: first number this organisation's committed events the publisher has
     not reached yet, so a client that just made a change finds its event in the history.
     """
-    if read_own_writes and await Event.filter(
-        audience__organisation_id=organisation_id, seq__isnull=True
-    ).exists():
+    if (
+        read_own_writes
+        and await Event.filter(audience__organisation_id=organisation_id, seq__isnull=True).exists()
+    ):
         await assign_sequence()
     query = Event.filter(audience__organisation_id=organisation_id, seq__gt=after_seq)
     if types:
