@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     NOT_DELIVERABLE = "NOT_DELIVERABLE"  # no freight rule for the destination
     UPSTREAM_FAILED = "UPSTREAM_FAILED"  # a store or warehouse API refused or did not answer
     NO_WAREHOUSE = "NO_WAREHOUSE"  # no third-party warehouse fulfils this distributor
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"  # the buyer's cloud-warehouse stock is short
 
 
 class DomainError(Exception):

@@ -16,12 +16,14 @@ from domain.models.orders import (
     DeputeStatus,
     DeputeType,
     Order,
+    OrderKind,
     OrderStatus,
     TrackingSync,
 )
 from domain.models.wallets import EntryKind
 from domain.order_status import audience, check_transition, require_status, transition
 from domain.payments import credit, wallet_for
+from domain.stock import expected_arrival, record_in_transit
 from domain.validation import clean_text, money
 
 DEPUTABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.SHIPPED)
@@ -49,6 +51,8 @@ async def ship_order(*, viewer: Viewer, order_id: int, carrier: str, tracking_nu
     async with transaction():
         order = await order_of_supplier(viewer, order_id)
         sync = TrackingSync.PENDING if order.store_id is not None else TrackingSync.NOT_NEEDED
+        now = datetime.now(UTC)
+        stocking = order.kind is OrderKind.CLOUD_WAREHOUSE
         await transition(
             order,
             OrderStatus.SHIPPED,
@@ -57,12 +61,15 @@ async def ship_order(*, viewer: Viewer, order_id: int, carrier: str, tracking_nu
             changes={
                 "carrier": carrier,
                 "tracking_number": tracking_number,
-                "shipped_at": datetime.now(UTC),
+                "shipped_at": now,
                 "tracking_sync": sync,
                 "tracking_sync_error": None,
                 "tracking_sync_attempts": 0,
+                "expected_arrival_at": await expected_arrival(order, now) if stocking else None,
             },
         )
+        if stocking:
+            await record_in_transit(order, actor_user_id=viewer.user_id)
     return order
 
 
@@ -70,6 +77,12 @@ async def mark_delivered(*, viewer: Viewer, order_id: int) -> Order:
     require_supplier_staff(viewer)
     async with transaction():
         order = await order_of_supplier(viewer, order_id)
+        if order.kind is OrderKind.CLOUD_WAREHOUSE and order.stock_received_at is None:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"Order {order.number} goes into stock: record its arrival with receiveStock.",
+                field="orderId",
+            )
         await transition(
             order,
             OrderStatus.FULFILLED,

@@ -246,6 +246,8 @@ async def create_manual_order(
     shipping_address: dict[str, str],
     logistics_method_id: int | None = None,
     kind: OrderKind = OrderKind.MANUAL,
+    cloud_warehouse_id: int | None = None,
+    cloud_warehouse_supplier_id: int | None = None,
 ) -> Order:
     """A buyer's own order from SKUs (samples, offline sales): starts AWAITING_PAYMENT."""
     require_buyer(viewer)
@@ -272,6 +274,12 @@ async def create_manual_order(
             ErrorCode.INVALID, "All lines of an order come from one supplier.", field="lines"
         )
     supplier_id = suppliers.pop()
+    if cloud_warehouse_supplier_id is not None and cloud_warehouse_supplier_id != supplier_id:
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Stock goes into a cloud warehouse of the SKUs' supplier.",
+            field="warehouseId",
+        )
     if logistics_method_id is not None and not await LogisticsMethod.exists(
         id=logistics_method_id, supplier_id=supplier_id, is_active=True
     ):
@@ -288,6 +296,7 @@ async def create_manual_order(
             customer_name=address["name"],
             shipping_address=address,
             logistics_method_id=logistics_method_id,
+            cloud_warehouse_id=cloud_warehouse_id,
         )
         await OrderLine.bulk_create(
             [

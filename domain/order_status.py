@@ -26,6 +26,10 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+# orders paid from cloud-warehouse stock: shipping deducts the held units, ending releases them
+_SETTLES_STOCK = frozenset({S.SHIPPED, S.CANCELLED, S.REFUNDED})
+
+
 def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
     return target in ALLOWED[current]
 
@@ -91,6 +95,10 @@ async def transition(
         actor_user_id=actor_user_id,
         reason=reason[:500],
     )
+    if target in _SETTLES_STOCK and order.cloud_warehouse_id is not None:
+        from domain.stock import settle_reservations  # stock imports this module
+
+        await settle_reservations(order, shipped=target is S.SHIPPED, actor_user_id=actor_user_id)
     await record_event(
         type=EventType.ORDER_STATUS_CHANGED,
         subject_type="Order",

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from tortoise.expressions import F
 
+from domain import stock
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -74,9 +75,18 @@ async def wallet_for(*, buyer_id: int, supplier_id: int) -> Wallet:
 
 
 async def compute_charges(
-    *, buyer_id: int, order_ids: list[int], logistics_method_id: int | None
+    *,
+    buyer_id: int,
+    order_ids: list[int],
+    logistics_method_id: int | None,
+    stock_quantities: dict[int, int] | None = None,
 ) -> Charges:
-    """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier)."""
+    """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier).
+
+    ``stock_quantities``: units per line shipped from the buyer's cloud-warehouse stock; those
+    cost freight only (the goods were paid by the stocking order).
+    """
+    stock_quantities = stock_quantities or {}
     if not order_ids:
         raise DomainError(ErrorCode.REQUIRED, "Name at least one order.", field="orderIds")
     if len(order_ids) > MAX_ORDERS_PER_PAYMENT:
@@ -152,7 +162,7 @@ async def compute_charges(
                 )
             price = unit_price(sku, line.quantity, tiers[sku.id])
             prices[line.id] = price
-            goods += price * line.quantity
+            goods += price * (line.quantity - stock_quantities.get(line.id, 0))
             weight += sku.weight_grams * line.quantity
         country_code = (order.shipping_address or {}).get("country_code", "")
         charges.append(
@@ -194,10 +204,20 @@ async def _debit(wallet: Wallet, amount: Decimal, *, shortfall_field: str) -> No
 
 
 async def pay_orders(
-    *, viewer: Viewer, order_ids: list[int], logistics_method_id: int | None
+    *,
+    viewer: Viewer,
+    order_ids: list[int],
+    logistics_method_id: int | None,
+    stock_warehouse_id: int | None = None,
+    split_when_short: bool = False,
 ) -> Charges:
     """Pay AWAITING_PAYMENT orders from the buyer's wallet in one transaction: all of them
-    become AWAITING_SHIPPING, or (any problem, too little money) nothing changes."""
+    become AWAITING_SHIPPING, or (any problem, too little money, short stock) nothing changes.
+
+    With ``stock_warehouse_id`` the lines ship from the buyer's stock there: only freight is
+    charged and the units are reserved in the same transaction; short stock is refused, or with
+    ``split_when_short`` the rest is supplied (and charged) as usual.
+    """
     require_buyer(viewer)
     async with transaction():
         return await charge_orders(
@@ -205,6 +225,8 @@ async def pay_orders(
             order_ids=order_ids,
             logistics_method_id=logistics_method_id,
             actor_user_id=viewer.user_id,
+            stock_warehouse_id=stock_warehouse_id,
+            split_when_short=split_when_short,
         )
 
 
@@ -215,13 +237,36 @@ async def charge_orders(
     logistics_method_id: int | None,
     actor_user_id: int | None,
     field: str = "orderIds",
+    stock_warehouse_id: int | None = None,
+    split_when_short: bool = False,
 ) -> Charges:
     """Charge the buyer's wallet for its AWAITING_PAYMENT orders, which become
     AWAITING_SHIPPING. Runs inside the caller's transaction (the buyer paying, or a supplier
     charging on push); too little money raises INSUFFICIENT_FUNDS with the shortfall."""
+    allocation: dict[int, int] = {}
+    if stock_warehouse_id is not None:
+        await compute_charges(  # the usual checks first: eligible orders of one supplier
+            buyer_id=buyer_id, order_ids=order_ids, logistics_method_id=logistics_method_id
+        )
+        allocation = await stock.allocate(
+            buyer_id=buyer_id,
+            warehouse_id=stock_warehouse_id,
+            order_ids=order_ids,
+            split=split_when_short,
+        )
     charges = await compute_charges(
-        buyer_id=buyer_id, order_ids=order_ids, logistics_method_id=logistics_method_id
+        buyer_id=buyer_id,
+        order_ids=order_ids,
+        logistics_method_id=logistics_method_id,
+        stock_quantities=allocation,
     )
+    if allocation:
+        await stock.reserve(
+            buyer_id=buyer_id,
+            warehouse_id=stock_warehouse_id or 0,
+            allocation=allocation,
+            actor_user_id=actor_user_id,
+        )
     wallet = await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)
     if wallet.currency != charges.currency:
         raise DomainError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry import Info
@@ -196,12 +197,28 @@ class OrderMutations:
         info: Info,
         order_ids: list[strawberry.ID],
         logistics_method_id: strawberry.ID | None = None,
+        stock_warehouse_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Ship from the buyer's stock in this cloud warehouse: only freight "
+                "is charged and the units are reserved."
+            ),
+        ] = None,
+        split_when_short: Annotated[
+            bool,
+            strawberry.argument(
+                description="With stockWarehouseId: when stock is short, ship what it covers "
+                "and supply (and charge) the rest as usual, instead of refusing."
+            ),
+        ] = False,
     ) -> PayOrdersPayload:
         async def command() -> dict:
             charges = await payments.pay_orders(
                 viewer=viewer_of(info),
                 order_ids=parse_ids(order_ids, field="orderIds"),
                 logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
+                stock_warehouse_id=optional_id(stock_warehouse_id, field="stockWarehouseId"),
+                split_when_short=split_when_short,
             )
             return {
                 "orders": _orders([c.order for c in charges.orders]),

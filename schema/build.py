@@ -31,6 +31,7 @@ from resolvers.errors import PublicError
 from resolvers.events import EventQueries, EventSubscriptions, OrderSubscriptions
 from resolvers.orders import OrderMutations, OrderQueries
 from resolvers.organisations import OrganisationMutations, OrganisationQueries
+from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
 from resolvers.stores import StoreMutations, StoreQueries
 
 log = logging.getLogger("supplygraph.graphql")
@@ -44,6 +45,7 @@ Query = merge_types(
         StoreQueries,
         OrderQueries,
         DistributionQueries,
+        StockQueries,
     ),
 )
 Mutation = merge_types(
@@ -54,10 +56,12 @@ Mutation = merge_types(
         StoreMutations,
         OrderMutations,
         DistributionMutations,
+        StockMutations,
     ),
 )
 Subscription = merge_types(
-    "Subscription", (EventSubscriptions, OrderSubscriptions, DistributionSubscriptions)
+    "Subscription",
+    (EventSubscriptions, OrderSubscriptions, DistributionSubscriptions, StockSubscriptions),
 )
 
 

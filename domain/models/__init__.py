@@ -23,6 +23,7 @@ from domain.models.orders import (
     WebhookReceipt,
 )
 from domain.models.organisations import ApiToken, Organisation, User
+from domain.models.stock import CloudWarehouse, StockItem, StockMovement, StockReservation
 from domain.models.stores import (
     ProductConnection,
     Store,
@@ -35,6 +36,7 @@ from domain.models.wallets import Wallet, WalletEntry
 __all__ = [
     "AfterSalesOrder",
     "ApiToken",
+    "CloudWarehouse",
     "Depute",
     "DistributionSettings",
     "DistributionWarehouse",
@@ -52,6 +54,9 @@ __all__ = [
     "ProductConnection",
     "Quote",
     "Sku",
+    "StockItem",
+    "StockMovement",
+    "StockReservation",
     "Store",
     "StoreProduct",
     "StoreVariant",

@@ -73,6 +73,10 @@ class Order(Model):
     version = fields.IntField(default=1)
     paid_at = fields.DatetimeField(null=True)
     shipped_at = fields.DatetimeField(null=True)
+    # CLOUD_WAREHOUSE orders: the destination; other orders paid from stock: the source
+    cloud_warehouse_id = fields.IntField(null=True)
+    expected_arrival_at = fields.DatetimeField(null=True)
+    stock_received_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -102,6 +106,7 @@ class OrderLine(Model):
     sku_id = fields.IntField(null=True)
     source = fields.CharEnumField(LineSource, max_length=24, default=LineSource.UNMAPPED)
     unit_price = fields.DecimalField(**MONEY, null=True)
+    stock_quantity = fields.IntField(default=0)  # units shipped from the buyer's stock
 
     class Meta:
         table = "order_line"

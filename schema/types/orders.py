@@ -63,6 +63,9 @@ class OrderLine:
     unit_price: Decimal | None
     store_variant_id: strawberry.ID | None
     sku_id: strawberry.ID | None
+    stock_quantity: int = strawberry.field(
+        description="Units shipped from the buyer's cloud-warehouse stock (freight only)."
+    )
 
     @classmethod
     def from_model(cls, ln: m.OrderLine) -> OrderLine:
@@ -74,6 +77,7 @@ class OrderLine:
             unit_price=ln.unit_price,
             store_variant_id=_id(ln.store_variant_id),
             sku_id=_id(ln.sku_id),
+            stock_quantity=ln.stock_quantity,
         )
 
     @strawberry.field
@@ -169,6 +173,13 @@ class Order:
     abnormal_reason: str | None
     paid_at: datetime | None
     shipped_at: datetime | None
+    cloud_warehouse_id: strawberry.ID | None = strawberry.field(
+        description="Where a CLOUD_WAREHOUSE order goes, or the stock an order ships from."
+    )
+    expected_arrival_at: datetime | None = strawberry.field(
+        description="CLOUD_WAREHOUSE orders in transit: when they should arrive."
+    )
+    stock_received_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -213,6 +224,9 @@ class Order:
             abnormal_reason=o.abnormal_reason,
             paid_at=o.paid_at,
             shipped_at=o.shipped_at,
+            cloud_warehouse_id=_id(o.cloud_warehouse_id),
+            expected_arrival_at=o.expected_arrival_at,
+            stock_received_at=o.stock_received_at,
             created_at=o.created_at,
             updated_at=o.updated_at,
         )

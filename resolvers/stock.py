@@ -1,0 +1,208 @@
+"""Cloud-warehouse stock: warehouses, stocking orders, receipts, inventory and its ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry import Info
+
+from domain import stock
+from domain.events import EventType as DomainEventType
+from domain.models.stock import StockItem as StockItemModel
+from domain.order_intake import ManualLine
+from resolvers.events import _stream
+from resolvers.ids import optional_id, parse_id
+from resolvers.mutations import run_command
+from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.types.orders import Order, OrderPayload
+from schema.types.pagination import PageInfo
+from schema.types.stock import (
+    CloudWarehouse,
+    CloudWarehousePayload,
+    CreateCloudWarehouseInput,
+    CreateCloudWarehouseOrderInput,
+    InventoryChange,
+    MovementKind,
+    ReceivedLineInput,
+    StockItem,
+    StockItemPayload,
+    StockMovement,
+    StockMovementConnection,
+    StockMovementEdge,
+)
+
+
+@strawberry.type
+class StockQueries:
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Cloud warehouses buyers can stock in (optionally one supplier's).",
+    )
+    async def cloud_warehouses(
+        self, info: Info, supplier_id: strawberry.ID | None = None
+    ) -> list[CloudWarehouse]:
+        rows = await stock.list_cloud_warehouses(
+            supplier_id=optional_id(supplier_id, field="supplierId")
+        )
+        return [CloudWarehouse.from_model(w) for w in rows]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Its stock per SKU and cloud warehouse.",
+    )
+    async def inventory(
+        self,
+        info: Info,
+        warehouse_id: strawberry.ID | None = None,
+        sku_id: strawberry.ID | None = None,
+    ) -> list[StockItem]:
+        rows = await stock.inventory(
+            viewer=viewer_of(info),
+            warehouse_id=optional_id(warehouse_id, field="warehouseId"),
+            sku_id=optional_id(sku_id, field="skuId"),
+        )
+        return [StockItem.from_model(i) for i in rows]
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. The movement ledger of one stock item, newest first.",
+    )
+    async def stock_movements(
+        self,
+        info: Info,
+        stock_item_id: strawberry.ID,
+        first: int = 50,
+        after: str | None = None,
+    ) -> StockMovementConnection:
+        rows, more = await stock.movements(
+            viewer=viewer_of(info),
+            stock_item_id=parse_id(stock_item_id, field="stockItemId"),
+            first=first,
+            after=optional_id(after, field="after"),
+        )
+        edges = [
+            StockMovementEdge(cursor=str(r.id), node=StockMovement.from_model(r)) for r in rows
+        ]
+        return StockMovementConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+        )
+
+
+@strawberry.type
+class StockMutations:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    async def create_cloud_warehouse(
+        self, info: Info, input: CreateCloudWarehouseInput
+    ) -> CloudWarehousePayload:
+        async def command() -> dict:
+            warehouse = await stock.create_cloud_warehouse(
+                viewer=viewer_of(info), name=input.name, address=vars(input.address)
+            )
+            return {"warehouse": CloudWarehouse.from_model(warehouse)}
+
+        return await run_command(CloudWarehousePayload, command, in_input=True)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. A wholesale stocking order into a cloud warehouse, priced at the "
+        "quantity tiers; paid with payOrders, shipped by the supplier, then receiveStock.",
+    )
+    async def create_cloud_warehouse_order(
+        self, info: Info, input: CreateCloudWarehouseOrderInput
+    ) -> OrderPayload:
+        async def command() -> dict:
+            order = await stock.create_stocking_order(
+                viewer=viewer_of(info),
+                warehouse_id=parse_id(input.warehouse_id, field="warehouseId"),
+                lines=[
+                    ManualLine(parse_id(ln.sku_id, field=f"lines.{i}.skuId"), ln.quantity)
+                    for i, ln in enumerate(input.lines)
+                ],
+                logistics_method_id=optional_id(
+                    input.logistics_method_id, field="logisticsMethodId"
+                ),
+            )
+            return {"order": Order.from_model(order)}
+
+        return await run_command(OrderPayload, command, in_input=True)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. What arrived of a shipped stocking order (lines not named "
+        "arrived in full): FULFILLED, or ABNORMAL with the shortfall.",
+    )
+    async def receive_stock(
+        self,
+        info: Info,
+        order_id: strawberry.ID,
+        lines: list[ReceivedLineInput] | None = None,
+    ) -> OrderPayload:
+        async def command() -> dict:
+            order = await stock.receive_stock(
+                viewer=viewer_of(info),
+                order_id=parse_id(order_id, field="orderId"),
+                received={
+                    parse_id(ln.line_id, field=f"lines.{i}.lineId"): ln.quantity
+                    for i, ln in enumerate(lines or [])
+                },
+            )
+            return {"order": Order.from_model(order)}
+
+        return await run_command(OrderPayload, command)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Raise STOCK_LOW when the available units fall below this (null: "
+        "never).",
+    )
+    async def set_low_stock_threshold(
+        self, info: Info, stock_item_id: strawberry.ID, threshold: int | None
+    ) -> StockItemPayload:
+        async def command() -> dict:
+            item = await stock.set_low_stock_threshold(
+                viewer=viewer_of(info),
+                stock_item_id=parse_id(stock_item_id, field="stockItemId"),
+                threshold=threshold,
+            )
+            return {"item": StockItem.from_model(item)}
+
+        return await run_command(StockItemPayload, command)
+
+
+def _item_from_payload(p: dict, at: datetime) -> StockItem:
+    return StockItem.from_model(
+        StockItemModel(
+            id=int(p["stockItemId"]),
+            warehouse_id=int(p["warehouseId"]),
+            sku_id=int(p["skuId"]),
+            on_hand=p["onHand"],
+            reserved=p["reserved"],
+            available=p["available"],
+            in_transit=p["inTransit"],
+            low_stock_threshold=p.get("threshold"),
+            updated_at=at,
+        )
+    )
+
+
+@strawberry.type
+class StockSubscriptions:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Buyer. Every change of its stock, with the figures after it.",
+    )
+    async def inventory_changed(
+        self, info: Info, after_event_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[InventoryChange, None]:
+        async for event in _stream(info, [DomainEventType.INVENTORY_CHANGED.value], after_event_id):
+            p = event.payload
+            yield InventoryChange(
+                event_id=strawberry.ID(str(event.seq)),
+                movement=MovementKind(p["movement"]),
+                order_id=strawberry.ID(p["orderId"]) if p.get("orderId") else None,
+                at=event.created_at,
+                item=_item_from_payload(p, event.created_at),
+            )

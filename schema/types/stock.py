@@ -1,0 +1,149 @@
+"""GraphQL types of cloud-warehouse stock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry import Info
+
+from domain.models import stock as m
+from schema.types.catalogue import Sku
+from schema.types.errors import UserError
+from schema.types.orders import AddressInput, ManualOrderLineInput
+from schema.types.pagination import PageInfo
+
+MovementKind = strawberry.enum(m.MovementKind)
+
+
+@strawberry.type(description="A supplier's warehouse where buyers keep stock.")
+class CloudWarehouse:
+    id: strawberry.ID
+    supplier_id: strawberry.ID
+    name: str
+    country_code: str
+    city: str
+
+    @classmethod
+    def from_model(cls, w: m.CloudWarehouse) -> CloudWarehouse:
+        return cls(
+            id=strawberry.ID(str(w.id)),
+            supplier_id=strawberry.ID(str(w.supplier_id)),
+            name=w.name,
+            country_code=w.address.get("country_code", ""),
+            city=w.address.get("city", ""),
+        )
+
+
+@strawberry.type(
+    description="A buyer's stock of one SKU in one cloud warehouse. `available` = `onHand` - "
+    "`reserved`; every figure equals the sum of the item's movements."
+)
+class StockItem:
+    id: strawberry.ID
+    warehouse_id: strawberry.ID
+    sku_id: strawberry.ID
+    on_hand: int
+    reserved: int = strawberry.field(description="Held by paid orders not yet shipped.")
+    available: int
+    in_transit: int = strawberry.field(description="Shipped towards the warehouse, not arrived.")
+    low_stock_threshold: int | None
+    updated_at: datetime
+
+    @strawberry.field
+    async def sku(self, info: Info) -> Sku | None:
+        row = await info.context.loaders.skus.load(int(self.sku_id))
+        return Sku.from_model(row) if row else None
+
+    @classmethod
+    def from_model(cls, i: m.StockItem) -> StockItem:
+        return cls(
+            id=strawberry.ID(str(i.id)),
+            warehouse_id=strawberry.ID(str(i.warehouse_id)),
+            sku_id=strawberry.ID(str(i.sku_id)),
+            on_hand=i.on_hand,
+            reserved=i.reserved,
+            available=i.available,
+            in_transit=i.in_transit,
+            low_stock_threshold=i.low_stock_threshold,
+            updated_at=i.updated_at,
+        )
+
+
+@strawberry.type(description="One change of a stock item: the ledger.")
+class StockMovement:
+    id: strawberry.ID
+    kind: MovementKind
+    on_hand_delta: int
+    reserved_delta: int
+    in_transit_delta: int
+    order_id: strawberry.ID | None
+    actor_user_id: strawberry.ID | None
+    reason: str
+    at: datetime
+
+    @classmethod
+    def from_model(cls, mv: m.StockMovement) -> StockMovement:
+        return cls(
+            id=strawberry.ID(str(mv.id)),
+            kind=mv.kind,
+            on_hand_delta=mv.on_hand_delta,
+            reserved_delta=mv.reserved_delta,
+            in_transit_delta=mv.in_transit_delta,
+            order_id=strawberry.ID(str(mv.order_id)) if mv.order_id else None,
+            actor_user_id=strawberry.ID(str(mv.actor_user_id)) if mv.actor_user_id else None,
+            reason=mv.reason,
+            at=mv.created_at,
+        )
+
+
+@strawberry.type
+class StockMovementEdge:
+    cursor: str
+    node: StockMovement
+
+
+@strawberry.type
+class StockMovementConnection:
+    edges: list[StockMovementEdge]
+    page_info: PageInfo
+
+
+@strawberry.type(description="A stock item changed (subscription).")
+class InventoryChange:
+    event_id: strawberry.ID
+    movement: MovementKind
+    order_id: strawberry.ID | None
+    at: datetime
+    item: StockItem = strawberry.field(description="The figures right after this change.")
+
+
+@strawberry.input
+class CreateCloudWarehouseInput:
+    name: str
+    address: AddressInput
+
+
+@strawberry.input
+class CreateCloudWarehouseOrderInput:
+    warehouse_id: strawberry.ID
+    lines: list[ManualOrderLineInput]
+    logistics_method_id: strawberry.ID | None = None
+
+
+@strawberry.input
+class ReceivedLineInput:
+    line_id: strawberry.ID
+    quantity: int
+
+
+@strawberry.type
+class CloudWarehousePayload:
+    warehouse: CloudWarehouse | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StockItemPayload:
+    item: StockItem | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
