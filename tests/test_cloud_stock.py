@@ -1,0 +1,339 @@
+"""Cloud-warehouse stock through the API: the seed's six steps, partial receipts, releases,
+short stock, concurrency without overselling, low-stock events, and ledger consistency."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from domain.models.stock import StockItem, StockMovement
+from tests.conftest import MakeMember, Member
+from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import RunningServer
+from tests.test_order_flow import ORDER, ok, sim, supplier_catalogue
+from tests.test_store_followups import connected_order, order_by_store_number
+from tests.test_store_integration import Sim
+
+__all__ = ["sim"]
+
+INVENTORY = """{ inventory { id warehouseId onHand reserved available inTransit lowStockThreshold
+  sku { code } } }"""
+
+
+async def warehouse(client: GraphQLHttp, supplier: Member) -> str:
+    made = await ok(
+        client,
+        """mutation { createCloudWarehouse(input: {name: "Yuncang UK", address: {name: "Yuncang UK",
+          address1: "1 Dock Rd", city: "Felixstowe", zip: "IP11", countryCode: "GB"}})
+          { warehouse { id countryCode } userErrors { code field message } } }""",
+        token=supplier.token,
+    )
+    return made["warehouse"]["id"]
+
+
+async def top_up(client: GraphQLHttp, supplier: Member, buyer: Member, amount: str) -> None:
+    await ok(
+        client,
+        'mutation($b: ID!, $a: Decimal!) { topUpWallet(buyerId: $b, amount: $a, currency: "USD") { userErrors { code } } }',
+        {"b": str(buyer.organisation_id), "a": amount},
+        token=supplier.token,
+    )
+
+
+async def stock_up(
+    client: GraphQLHttp,
+    supplier: Member,
+    buyer: Member,
+    cat: dict,
+    warehouse_id: str,
+    quantity: int,
+    *,
+    receive: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A stocking order of TEE-R-M, paid, shipped and received (``receive``: line → units)."""
+    made = await ok(
+        client,
+        """mutation($w: ID!, $k: ID!, $q: Int!, $m: ID!) { createCloudWarehouseOrder(input: {warehouseId: $w,
+          logisticsMethodId: $m, lines: [{skuId: $k, quantity: $q}]}) { order { id kind status lines { id } } userErrors { code field message } } }""",
+        {"w": warehouse_id, "k": cat["skus"]["TEE-R-M"], "q": quantity, "m": cat["method"]},
+        token=buyer.token,
+    )
+    order = made["order"]
+    assert (order["kind"], order["status"]) == ("CLOUD_WAREHOUSE", "AWAITING_PAYMENT")
+    await top_up(client, supplier, buyer, "500.00")
+    paid = await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { charged { goods freight total } userErrors { code message } } }",
+        {"o": order["id"]},
+        token=buyer.token,
+    )
+    await ok(
+        client,
+        'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "COSCO", trackingNumber: "C1") { order { expectedArrivalAt } userErrors { code } } }',
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    in_transit = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    lines = [{"lineId": order["lines"][0]["id"], "quantity": receive["units"]}] if receive else None
+    received = await ok(
+        client,
+        "mutation($o: ID!, $l: [ReceivedLineInput!]) { receiveStock(orderId: $o, lines: $l) { order { status abnormalReason } userErrors { code field message } } }",
+        {"o": order["id"], "l": lines},
+        token=supplier.token,
+    )
+    return {
+        "order": order,
+        "charged": paid["charged"],
+        "in_transit": in_transit,
+        "received": received["order"],
+    }
+
+
+async def assert_ledger_matches() -> None:
+    """Every stock item's figures equal the sums of its movements; none is negative."""
+    for item in await StockItem.all():
+        moves = await StockMovement.filter(stock_item_id=item.id)
+        on_hand = sum(m.on_hand_delta for m in moves)
+        reserved = sum(m.reserved_delta for m in moves)
+        in_transit = sum(m.in_transit_delta for m in moves)
+        assert (item.on_hand, item.reserved, item.in_transit) == (on_hand, reserved, in_transit)
+        assert item.available == item.on_hand - item.reserved
+        assert min(item.on_hand, item.reserved, item.available, item.in_transit) >= 0
+
+
+async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim, ws_connect
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    ws = await ws_connect(buyer.token)
+    await ws.acknowledged()
+    await ws.subscribe(
+        "subscription { inventoryChanged { movement item { onHand reserved available inTransit } } }"
+    )
+    await server.wait_for_subscribers(1)
+    # 1-3: stock 10 at the tier price (4.00, not 5.00), shipped (in transit), received
+    cat, _, made = await connected_order(client, server.url, supplier, buyer, sim)
+    warehouse_id = await warehouse(client, supplier)
+    stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10)
+    assert stocked["charged"]["goods"] == "40.00"
+    assert stocked["in_transit"][0]["inTransit"] == 10
+    assert stocked["received"]["status"] == "FULFILLED"
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["available"], item["inTransit"]) == (10, 10, 0)
+
+    # 4: a store order for that SKU is paid from stock: freight only, 1 unit reserved
+    order = await order_by_store_number(client, buyer, made["order"]["name"])
+    paid = await ok(
+        client,
+        "mutation($o: ID!, $w: ID!) { payOrders(orderIds: [$o], stockWarehouseId: $w) { charged { goods freight } orders { lines { stockQuantity } cloudWarehouseId } userErrors { code message } } }",
+        {"o": order["id"], "w": warehouse_id},
+        token=buyer.token,
+    )
+    assert paid["charged"]["goods"] == "0.00" and paid["charged"]["freight"] != "0.00"
+    assert paid["orders"][0]["lines"] == [{"stockQuantity": 1}]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["reserved"], item["available"]) == (10, 1, 9)
+
+    # 5: shipped from the warehouse: the reservation becomes a deduction; tracking to the store
+    await ok(
+        client,
+        'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "Royal Mail", trackingNumber: "RM1") { userErrors { code } } }',
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["reserved"], item["available"]) == (9, 0, 9)
+    for _ in range(100):
+        if await sim.fulfillments():
+            break
+        await asyncio.sleep(0.05)
+    assert (await sim.fulfillments())[0]["tracking_number"] == "RM1"
+
+    # 6: delivered
+    await ok(
+        client,
+        "mutation($o: ID!) { markDelivered(orderId: $o) { userErrors { code } } }",
+        {"o": order["id"]},
+        token=supplier.token,
+    )
+    assert (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"][
+        "status"
+    ] == "FULFILLED"
+
+    seen = [(await ws.next_data())["inventoryChanged"] for _ in range(4)]
+    assert [s["movement"] for s in seen] == ["IN_TRANSIT", "RECEIVED", "RESERVED", "SHIPPED"]
+    assert seen[-1]["item"] == {"onHand": 9, "reserved": 0, "available": 9, "inTransit": 0}
+    movements = (
+        await client.data(
+            "query($i: ID!) { stockMovements(stockItemId: $i) { edges { node { kind onHandDelta reservedDelta inTransitDelta orderId } } } }",
+            {"i": item["id"]},
+            token=buyer.token,
+        )
+    )["stockMovements"]["edges"]
+    assert [m["node"]["kind"] for m in movements] == [
+        "SHIPPED",
+        "RESERVED",
+        "RECEIVED",
+        "IN_TRANSIT",
+    ]
+    await assert_ledger_matches()
+    # another buyer sees none of it
+    stranger = await make_member("BUYER")
+    assert (await client.data(INVENTORY, token=stranger.token))["inventory"] == []
+    foreign = await client.post(
+        "query($i: ID!) { stockMovements(stockItemId: $i) { edges { node { id } } } }",
+        {"i": item["id"]},
+        token=stranger.token,
+    )
+    assert foreign["data"] is None
+    assert foreign["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_partial_receipt_records_the_shortfall_and_holds_the_order(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10, receive={"units": 7})
+    assert stocked["received"]["status"] == "ABNORMAL"
+    assert "TEE-R-M: 7 of 10 arrived (3 short)" in stocked["received"]["abnormalReason"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["available"], item["inTransit"]) == (7, 7, 0)
+    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=int(item["id"]))]
+    assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
+    # receiving twice is refused; markDelivered cannot skip the receipt on another order
+    again = (
+        await client.data(
+            "mutation($o: ID!) { receiveStock(orderId: $o) { userErrors { code } } }",
+            {"o": stocked["order"]["id"]},
+            token=supplier.token,
+        )
+    )["receiveStock"]["userErrors"]
+    assert again == [{"code": "ILLEGAL_TRANSITION"}]
+    await assert_ledger_matches()
+
+
+async def manual_order(client: GraphQLHttp, buyer: Member, cat: dict, quantity: int) -> str:
+    made = await ok(
+        client,
+        """mutation($k: ID!, $m: ID!, $q: Int!) { createManualOrder(input: {lines: [{skuId: $k, quantity: $q}],
+        logisticsMethodId: $m, shippingAddress: {name: "A", address1: "1", city: "L", countryCode: "GB"}})
+        { order { id } userErrors { code } } }""",
+        {"k": cat["skus"]["TEE-R-M"], "m": cat["method"], "q": quantity},
+        token=buyer.token,
+    )
+    return made["order"]["id"]
+
+
+PAY_FROM_STOCK = """mutation($o: [ID!]!, $w: ID!, $s: Boolean!) { payOrders(orderIds: $o,
+  stockWarehouseId: $w, splitWhenShort: $s) { charged { goods freight }
+  orders { status lines { quantity stockQuantity } } userErrors { code field message } } }"""
+
+
+async def test_short_stock_is_refused_or_split_and_cancel_releases(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    await stock_up(client, supplier, buyer, cat, warehouse_id, 3)
+    order_id = await manual_order(client, buyer, cat, 5)
+    refused = (
+        await client.data(
+            PAY_FROM_STOCK, {"o": [order_id], "w": warehouse_id, "s": False}, token=buyer.token
+        )
+    )["payOrders"]
+    assert refused["userErrors"][0]["code"] == "INSUFFICIENT_STOCK"
+    assert "TEE-R-M 2 short" in refused["userErrors"][0]["message"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["reserved"], item["available"]) == (0, 3)
+
+    split = (
+        await client.data(
+            PAY_FROM_STOCK, {"o": [order_id], "w": warehouse_id, "s": True}, token=buyer.token
+        )
+    )["payOrders"]
+    assert split["userErrors"] == []
+    assert split["orders"][0]["lines"] == [{"quantity": 5, "stockQuantity": 3}]
+    assert split["charged"]["goods"] == "10.00"  # 2 supplied units at 5.00
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["reserved"], item["available"]) == (3, 3, 0)
+
+    # withdrawing the paid order cancels it and releases the reservation
+    await ok(
+        client,
+        "mutation($o: ID!) { withdrawOrder(orderId: $o) { withdrawal { id } userErrors { code message } } }",
+        {"o": order_id},
+        token=buyer.token,
+    )
+    for _ in range(200):
+        [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+        if item["reserved"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (item["onHand"], item["reserved"], item["available"]) == (3, 0, 3)
+    assert (await client.data(ORDER, {"id": order_id}, token=buyer.token))["order"][
+        "status"
+    ] == "CANCELLED"
+    await assert_ledger_matches()
+
+
+async def test_low_stock_threshold_raises_an_event(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    await stock_up(client, supplier, buyer, cat, warehouse_id, 4)
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    await ok(
+        client,
+        "mutation($i: ID!) { setLowStockThreshold(stockItemId: $i, threshold: 3) { item { lowStockThreshold } userErrors { code } } }",
+        {"i": item["id"]},
+        token=buyer.token,
+    )
+    for _ in range(2):  # 4 → 3 (not below), 3 → 2 (below: one event)
+        order_id = await manual_order(client, buyer, cat, 1)
+        await ok(
+            client,
+            PAY_FROM_STOCK,
+            {"o": [order_id], "w": warehouse_id, "s": False},
+            token=buyer.token,
+        )
+    low = (
+        await client.data(
+            "{ events(types: [STOCK_LOW]) { edges { node { payload } } } }", token=buyer.token
+        )
+    )["events"]["edges"]
+    assert [e["node"]["payload"]["available"] for e in low] == [2]
+
+
+async def test_concurrent_payments_never_reserve_more_than_the_stock(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    stock = 5
+    await stock_up(client, supplier, buyer, cat, warehouse_id, stock)
+    orders = [await manual_order(client, buyer, cat, 1) for _ in range(20)]
+    await top_up(client, supplier, buyer, "500.00")
+
+    async def pay(order_id: str) -> list[dict]:
+        return (
+            await client.data(
+                PAY_FROM_STOCK,
+                {"o": [order_id], "w": warehouse_id, "s": False},
+                token=buyer.token,
+            )
+        )["payOrders"]["userErrors"]
+
+    results = await asyncio.gather(*(pay(o) for o in orders))
+    succeeded = [r for r in results if r == []]
+    refused = {r[0]["code"] for r in results if r}
+    assert len(succeeded) == stock, results
+    assert refused <= {"INSUFFICIENT_STOCK", "CONFLICT"}
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["reserved"], item["available"]) == (stock, stock, 0)
+    await assert_ledger_matches()
