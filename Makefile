@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate migrations schema seed clean
+.PHONY: run test lint format migrate migrations schema seed clean bench-stock
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -20,6 +20,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench-stock: $(STAMP)
+	$(BIN)/python bench/stock_reservations.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,10 @@ short stock, concurrency without overselling, low-stock events, and ledger consi
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from domain.models.stock import StockItem, StockMovement
@@ -337,3 +341,19 @@ async def test_concurrent_payments_never_reserve_more_than_the_stock(
     [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
     assert (item["onHand"], item["reserved"], item["available"]) == (stock, stock, 0)
     await assert_ledger_matches()
+
+
+def test_the_reservation_benchmark_runs_and_never_oversells() -> None:
+    """`make bench-stock` in small: it exits non-zero if it oversells or loses a payment."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, "bench/stock_reservations.py", "--attempts", "20", "--stock", "5"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded (reserved)                                   5" in result.stdout
