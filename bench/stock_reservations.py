@@ -81,7 +81,7 @@ async def _setup(attempts: int, stock_units: int) -> dict:
         max_days=5,
         rules=[catalogue.FreightRuleSpec("*", 500, Decimal("3"), 500, Decimal("1"))],
     )
-    warehouse = await stock.create_cloud_warehouse(viewer=sv, name="Yuncang", address=ADDRESS)
+    warehouse, _ = await stock.create_cloud_warehouse(viewer=sv, name="Yuncang", address=ADDRESS)
     item = await StockItem.create(
         buyer_id=buyer.id,
         warehouse_id=warehouse.id,

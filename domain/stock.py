@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from secrets import token_urlsafe
 
 from tortoise.expressions import F
 
@@ -42,13 +43,16 @@ MAX_PAGE = 100
 
 async def create_cloud_warehouse(
     *, viewer: Viewer, name: str, address: dict[str, str]
-) -> CloudWarehouse:
+) -> tuple[CloudWarehouse, str]:
+    """A new cloud warehouse and the secret its receipt callbacks are signed with (shown once)."""
     require_supplier_staff(viewer)
     name = clean_text(name, field="name", max_length=200)
     cleaned = clean_address(address, field="address")
-    return await CloudWarehouse.create(
-        supplier_id=viewer.organisation_id, name=name, address=cleaned
+    secret = token_urlsafe(32)
+    warehouse = await CloudWarehouse.create(
+        supplier_id=viewer.organisation_id, name=name, address=cleaned, callback_secret=secret
     )
+    return warehouse, secret
 
 
 async def list_cloud_warehouses(*, supplier_id: int | None = None) -> list[CloudWarehouse]:
@@ -223,84 +227,115 @@ async def receive_stock(
     on hand. All arrived → FULFILLED; a shortfall is recorded in the ledger and the order is
     held ABNORMAL with the difference.
     """
-    from domain.order_status import transition  # the state machine settles stock through here
-
     require_supplier_staff(viewer)
-    received = received or {}
     async with transaction():
         order = await Order.get_or_none(id=order_id, supplier_id=viewer.organisation_id)
         if order is None or order.kind is not OrderKind.CLOUD_WAREHOUSE:
             raise not_found("Cloud-warehouse order", field="orderId")
-        if order.status is not OrderStatus.SHIPPED or order.stock_received_at is not None:
-            raise DomainError(
-                ErrorCode.ILLEGAL_TRANSITION,
-                f"Order {order.number} is {order.status.value}: only a shipped stocking order "
-                "not yet received can be received.",
-                field="orderId",
+        return await _receive(order, received or {}, actor_user_id=viewer.user_id)
+
+
+async def receive_from_warehouse(
+    *, warehouse_id: int, reference: str, received_by_sku: dict[str, int]
+) -> Order:
+    """The cloud warehouse's own receipt (its signed callback): ``reference`` is our order id,
+    ``received_by_sku`` the units that arrived per SKU code (SKUs not named: none arrived)."""
+    async with transaction():
+        order = (
+            await Order.get_or_none(
+                id=int(reference), kind=OrderKind.CLOUD_WAREHOUSE, cloud_warehouse_id=warehouse_id
             )
-        lines = {ln.id: ln for ln in await OrderLine.filter(order_id=order.id).order_by("id")}
-        problems = [
-            DomainError(ErrorCode.NOT_FOUND, "Not a line of this order.", field=f"lines.{i}")
-            for i, line_id in enumerate(received)
-            if line_id not in lines
-        ] + [
-            DomainError(
-                ErrorCode.INVALID,
-                f"0 to {lines[line_id].quantity} units.",
-                field=f"lines.{i}.quantity",
-            )
-            for i, (line_id, got) in enumerate(received.items())
-            if line_id in lines and not 0 <= got <= lines[line_id].quantity
-        ]
-        if problems:
-            raise ValidationErrors(problems)
-        short: list[str] = []
-        skus = {s.id: s for s in await Sku.filter(id__in=[ln.sku_id for ln in lines.values()])}
-        for line in lines.values():
-            got = received.get(line.id, line.quantity)
-            item = await _item(order.buyer_id, order.cloud_warehouse_id or 0, line.sku_id or 0)
+            if reference.isdigit()
+            else None
+        )
+        if order is None:
+            raise not_found("Cloud-warehouse order of this warehouse", field="reference")
+        lines = await OrderLine.filter(order_id=order.id).order_by("id")
+        skus = {s.id: s.code for s in await Sku.filter(id__in=[ln.sku_id for ln in lines])}
+        left = dict(received_by_sku)
+        received: dict[int, int] = {}
+        for line in lines:
+            code = skus.get(line.sku_id or 0, "")
+            received[line.id] = min(line.quantity, max(left.get(code, 0), 0))
+            left[code] = left.get(code, 0) - received[line.id]
+        return await _receive(order, received, actor_user_id=None)
+
+
+async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int | None) -> Order:
+    """Put what arrived (units per line; lines not named: all) on hand, in the caller's
+    transaction."""
+    from domain.order_status import transition  # the state machine settles stock through here
+
+    if order.status is not OrderStatus.SHIPPED or order.stock_received_at is not None:
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"Order {order.number} is {order.status.value}: only a shipped stocking order "
+            "not yet received can be received.",
+            field="orderId",
+        )
+    lines = {ln.id: ln for ln in await OrderLine.filter(order_id=order.id).order_by("id")}
+    problems = [
+        DomainError(ErrorCode.NOT_FOUND, "Not a line of this order.", field=f"lines.{i}")
+        for i, line_id in enumerate(received)
+        if line_id not in lines
+    ] + [
+        DomainError(
+            ErrorCode.INVALID,
+            f"0 to {lines[line_id].quantity} units.",
+            field=f"lines.{i}.quantity",
+        )
+        for i, (line_id, got) in enumerate(received.items())
+        if line_id in lines and not 0 <= got <= lines[line_id].quantity
+    ]
+    if problems:
+        raise ValidationErrors(problems)
+    short: list[str] = []
+    skus = {s.id: s for s in await Sku.filter(id__in=[ln.sku_id for ln in lines.values()])}
+    for line in lines.values():
+        got = received.get(line.id, line.quantity)
+        item = await _item(order.buyer_id, order.cloud_warehouse_id or 0, line.sku_id or 0)
+        await _apply(
+            item.id,
+            Delta(on_hand=got, in_transit=-got),
+            kind=MovementKind.RECEIVED,
+            order_id=order.id,
+            actor_user_id=actor_user_id,
+            reason=f"stocking order {order.number} received",
+        )
+        if got < line.quantity:
+            missing = line.quantity - got
+            code = skus[line.sku_id or 0].code
+            short.append(f"{code}: {got} of {line.quantity} arrived ({missing} short)")
             await _apply(
                 item.id,
-                Delta(on_hand=got, in_transit=-got),
-                kind=MovementKind.RECEIVED,
+                Delta(in_transit=-missing),
+                kind=MovementKind.SHORTFALL,
                 order_id=order.id,
-                actor_user_id=viewer.user_id,
-                reason=f"stocking order {order.number} received",
+                actor_user_id=actor_user_id,
+                reason=f"{missing} of stocking order {order.number} did not arrive",
             )
-            if got < line.quantity:
-                missing = line.quantity - got
-                code = skus[line.sku_id or 0].code
-                short.append(f"{code}: {got} of {line.quantity} arrived ({missing} short)")
-                await _apply(
-                    item.id,
-                    Delta(in_transit=-missing),
-                    kind=MovementKind.SHORTFALL,
-                    order_id=order.id,
-                    actor_user_id=viewer.user_id,
-                    reason=f"{missing} of stocking order {order.number} did not arrive",
-                )
-        now = datetime.now(UTC)
-        if short:
-            reason = ("partial receipt: " + "; ".join(short))[:500]
-            await transition(
-                order,
-                OrderStatus.ABNORMAL,
-                actor_user_id=viewer.user_id,
-                reason=reason,
-                changes={
-                    "stock_received_at": now,
-                    "status_before_abnormal": order.status,
-                    "abnormal_reason": reason,
-                },
-            )
-        else:
-            await transition(
-                order,
-                OrderStatus.FULFILLED,
-                actor_user_id=viewer.user_id,
-                reason="received in the cloud warehouse",
-                changes={"stock_received_at": now},
-            )
+    now = datetime.now(UTC)
+    if short:
+        reason = ("partial receipt: " + "; ".join(short))[:500]
+        await transition(
+            order,
+            OrderStatus.ABNORMAL,
+            actor_user_id=actor_user_id,
+            reason=reason,
+            changes={
+                "stock_received_at": now,
+                "status_before_abnormal": order.status,
+                "abnormal_reason": reason,
+            },
+        )
+    else:
+        await transition(
+            order,
+            OrderStatus.FULFILLED,
+            actor_user_id=actor_user_id,
+            reason="received in the cloud warehouse",
+            changes={"stock_received_at": now},
+        )
     return order
 
 

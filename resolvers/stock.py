@@ -93,15 +93,19 @@ class StockQueries:
 
 @strawberry.type
 class StockMutations:
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. The callback secret (for the warehouse's signed receipts "
+        "at /webhooks/cloud-warehouses/{id}/receipts) is returned only here.",
+    )
     async def create_cloud_warehouse(
         self, info: Info, input: CreateCloudWarehouseInput
     ) -> CloudWarehousePayload:
         async def command() -> dict:
-            warehouse = await stock.create_cloud_warehouse(
+            warehouse, secret = await stock.create_cloud_warehouse(
                 viewer=viewer_of(info), name=input.name, address=vars(input.address)
             )
-            return {"warehouse": CloudWarehouse.from_model(warehouse)}
+            return {"warehouse": CloudWarehouse.from_model(warehouse), "callback_secret": secret}
 
         return await run_command(CloudWarehousePayload, command, in_input=True)
 

@@ -22,6 +22,7 @@ from integrations.bus.publisher import OutboxPublisher
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
 from integrations.warehouses.callbacks import receive_warehouse_callback
+from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
@@ -111,6 +112,11 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/webhooks/stores/{store_id}/orders", receive_store_order, methods=["POST"]),
+            Route(
+                "/webhooks/cloud-warehouses/{warehouse_id}/receipts",
+                receive_cloud_receipt,
+                methods=["POST"],
+            ),
             Route(
                 "/webhooks/warehouses/{connection_id}",
                 receive_warehouse_callback,

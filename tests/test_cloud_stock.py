@@ -4,13 +4,19 @@ short stock, concurrency without overselling, low-stock events, and ledger consi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from domain.models.stock import StockItem, StockMovement
+from integrations.warehouses.protocol import sign_callback
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -24,15 +30,19 @@ INVENTORY = """{ inventory { id warehouseId onHand reserved available inTransit 
   sku { code } } }"""
 
 
-async def warehouse(client: GraphQLHttp, supplier: Member) -> str:
+async def warehouse_and_secret(client: GraphQLHttp, supplier: Member) -> tuple[str, str]:
     made = await ok(
         client,
         """mutation { createCloudWarehouse(input: {name: "Yuncang UK", address: {name: "Yuncang UK",
           address1: "1 Dock Rd", city: "Felixstowe", zip: "IP11", countryCode: "GB"}})
-          { warehouse { id countryCode } userErrors { code field message } } }""",
+          { warehouse { id countryCode } callbackSecret userErrors { code field message } } }""",
         token=supplier.token,
     )
-    return made["warehouse"]["id"]
+    return made["warehouse"]["id"], made["callbackSecret"]
+
+
+async def warehouse(client: GraphQLHttp, supplier: Member) -> str:
+    return (await warehouse_and_secret(client, supplier))[0]
 
 
 async def top_up(client: GraphQLHttp, supplier: Member, buyer: Member, amount: str) -> None:
@@ -53,6 +63,7 @@ async def stock_up(
     quantity: int,
     *,
     receive: dict[str, int] | None = None,
+    received_by: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """A stocking order of TEE-R-M, paid, shipped and received (``receive``: line → units)."""
     made = await ok(
@@ -78,6 +89,15 @@ async def stock_up(
         token=supplier.token,
     )
     in_transit = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    if received_by is not None:  # the warehouse reports the receipt itself
+        await received_by(order["id"])
+        state = (await client.data(ORDER, {"id": order["id"]}, token=supplier.token))["order"]
+        return {
+            "order": order,
+            "charged": paid["charged"],
+            "in_transit": in_transit,
+            "received": state,
+        }
     lines = [{"lineId": order["lines"][0]["id"], "quantity": receive["units"]}] if receive else None
     received = await ok(
         client,
@@ -357,3 +377,49 @@ def test_the_reservation_benchmark_runs_and_never_oversells() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded (reserved)                                   5" in result.stdout
+
+
+async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id, secret = await warehouse_and_secret(client, supplier)
+    url = f"{server.url}/webhooks/cloud-warehouses/{warehouse_id}/receipts"
+
+    async def post(body: dict, *, key: str = secret, age: int = 0) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        stamp = int(time.time()) - age
+        headers = {
+            "X-Warehouse-Timestamp": str(stamp),
+            "X-Warehouse-Signature": sign_callback(key, stamp, raw),
+            "Content-Type": "application/json",
+        }
+        return await client.http.post(url, content=raw, headers=headers)
+
+    async def report(order_id: str) -> None:
+        body = {
+            "event_id": "evt-1",
+            "reference": order_id,
+            "items": [{"sku": "TEE-R-M", "received_quantity": 8}],
+        }
+        forged = await post(body, key="not-the-secret")
+        assert forged.status_code == 401
+        stale = await post(body, age=3600)
+        assert stale.status_code == 401 and stale.json()["reason"] == "expired"
+        unknown = await post({**body, "event_id": "evt-0", "reference": "999999"})
+        assert unknown.status_code == 404
+        malformed = await post({"event_id": "evt-x", "reference": order_id, "items": "8"})
+        assert malformed.status_code == 400
+        applied = await post(body)
+        assert applied.json() == {"status": "applied", "orderStatus": "ABNORMAL"}
+        again = await post(body)
+        assert again.json() == {"status": "duplicate"}
+
+    stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10, received_by=report)
+    assert stocked["received"]["status"] == "ABNORMAL"
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    assert (item["onHand"], item["inTransit"]) == (8, 0)
+    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=int(item["id"]))]
+    assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
+    await assert_ledger_matches()

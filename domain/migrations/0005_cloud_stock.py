@@ -2,6 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from domain.models.stock import MovementKind, ReservationState
+from domain.secrets import SealedTextField
 from json import dumps, loads
 from tortoise import fields
 from tortoise.indexes import Index
@@ -13,12 +14,24 @@ class Migration(migrations.Migration):
 
     operations = [
         ops.CreateModel(
+            name='CloudReceiptCallback',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('warehouse_id', fields.IntField()),
+                ('event_id', fields.CharField(max_length=100)),
+                ('received_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'cloud_receipt_callback', 'app': 'models', 'unique_together': (('warehouse_id', 'event_id'),), 'pk_attr': 'id', 'table_description': "A cloud warehouse's receipt callback already processed (deduplication)."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='CloudWarehouse',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('supplier_id', fields.IntField(db_index=True)),
                 ('name', fields.CharField(max_length=200)),
                 ('address', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('callback_secret', SealedTextField(unique=False)),
                 ('is_active', fields.BooleanField(default=True)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],

@@ -23,7 +23,13 @@ from domain.models.orders import (
     WebhookReceipt,
 )
 from domain.models.organisations import ApiToken, Organisation, User
-from domain.models.stock import CloudWarehouse, StockItem, StockMovement, StockReservation
+from domain.models.stock import (
+    CloudReceiptCallback,
+    CloudWarehouse,
+    StockItem,
+    StockMovement,
+    StockReservation,
+)
 from domain.models.stores import (
     ProductConnection,
     Store,
@@ -36,6 +42,7 @@ from domain.models.wallets import Wallet, WalletEntry
 __all__ = [
     "AfterSalesOrder",
     "ApiToken",
+    "CloudReceiptCallback",
     "CloudWarehouse",
     "Depute",
     "DistributionSettings",

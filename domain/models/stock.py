@@ -8,6 +8,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from domain.secrets import SealedTextField
+
 
 class MovementKind(StrEnum):
     IN_TRANSIT = "IN_TRANSIT"  # a stocking order shipped towards the warehouse
@@ -31,11 +33,25 @@ class CloudWarehouse(Model):
     supplier_id = fields.IntField(db_index=True)
     name = fields.CharField(max_length=200)
     address = fields.JSONField(default=dict)
+    callback_secret = SealedTextField()  # signs its receipt callbacks
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "cloud_warehouse"
+
+
+class CloudReceiptCallback(Model):
+    """A cloud warehouse's receipt callback already processed (deduplication)."""
+
+    id = fields.BigIntField(primary_key=True)
+    warehouse_id = fields.IntField()
+    event_id = fields.CharField(max_length=100)
+    received_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "cloud_receipt_callback"
+        unique_together = (("warehouse_id", "event_id"),)
 
 
 class StockItem(Model):

@@ -140,6 +140,9 @@ class ReceivedLineInput:
 @strawberry.type
 class CloudWarehousePayload:
     warehouse: CloudWarehouse | None = None
+    callback_secret: str | None = strawberry.field(
+        default=None, description="Shown once: the warehouse signs its receipts with it."
+    )
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
