@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.expressions import F, Q
 
 from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
+from domain.request_context import request_id_var
 
 
 async def enqueue(
@@ -34,6 +35,7 @@ async def enqueue(
         after_sales_id=after_sales_id,
         withdrawal_id=withdrawal_id,
         actor_user_id=actor_user_id,
+        request_id=request_id_var.get(),
         due_at=datetime.now(UTC),
     )
 

@@ -140,9 +140,15 @@ class SupplygraphSchema(strawberry.Schema):
 
 
 def create_schema(
-    *, max_depth: int = 12, max_tokens: int = 3000, max_aliases: int = 30
+    *,
+    max_depth: int = 12,
+    max_tokens: int = 3000,
+    max_aliases: int = 30,
+    extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> SupplygraphSchema:
+    """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app."""
     extensions: Sequence[Callable[[], SchemaExtension]] = [
+        *extra_extensions,
         ErrorPolicy,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: QueryDepthLimiter(max_depth=max_depth),

@@ -26,6 +26,7 @@ from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
+from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from service.settings import Settings
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> Starlette:
         max_depth=settings.max_query_depth,
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_aliases,
+        extra_extensions=[OperationMetrics],
     )
     graphql = GraphQLView(schema, settings)
 
@@ -105,11 +107,12 @@ def create_app(settings: Settings) -> Starlette:
                 await publisher.stop()
                 await broadcast.disconnect()
 
-    return Starlette(
+    app = Starlette(
         debug=False,
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/webhooks/stores/{store_id}/orders", receive_store_order, methods=["POST"]),
             Route(
@@ -125,8 +128,12 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/graphql", graphql),
         ],
         middleware=[
+            Middleware(HttpMetricsMiddleware),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.metrics = Metrics(app.state)
+    return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -10,9 +9,9 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+from domain.request_context import request_id_var
+
+__all__ = ["JsonFormatter", "configure_logging", "new_request_id", "request_id_var"]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 

@@ -225,6 +225,12 @@ class Settings:
         _positive_float,
         "Replay window of warehouse callbacks: the most their timestamp may differ from now.",
     )
+    metrics_token: str = _setting(
+        "METRICS_TOKEN",
+        "",
+        str,
+        "Bearer token `/metrics` requires; empty: open (keep it on the internal network).",
+    )
     secrets_key: str = _setting(
         "SECRETS_KEY",
         "",

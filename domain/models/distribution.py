@@ -222,6 +222,7 @@ class WarehouseTask(Model):
     lease_until = fields.DatetimeField(null=True)
     last_error = fields.CharField(max_length=500, null=True)
     actor_user_id = fields.IntField(null=True)
+    request_id = fields.CharField(max_length=64, null=True)  # the request that queued it
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
 

@@ -29,6 +29,7 @@ from domain.models.distribution import (
     WarehouseConnection,
     WarehouseTask,
 )
+from domain.request_context import request_id_var
 from integrations.warehouses.client import (
     WarehouseApiError,
     WarehouseClient,
@@ -134,6 +135,7 @@ class WarehouseWorker:
         return len(tasks)
 
     async def _run_task(self, task: WarehouseTask) -> None:
+        request_id_var.set(task.request_id)  # this task's own context (asyncio.gather copies it)
         try:
             await self._dispatch(task)
         except Unreachable as error:
