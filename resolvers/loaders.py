@@ -64,8 +64,16 @@ class Loaders:
     """Created per HTTP request (and per event on a subscription), so nothing goes stale."""
 
     def __init__(self, viewer: Viewer | None) -> None:
-        self.skus = _by_id(Sku)
         self.products = _by_id(Product)
+
+        async def load_skus(ids: Sequence[int]) -> list[Sku | None]:
+            # one query for SKUs and their products; the products loader is primed with them
+            rows = {s.id: s for s in await Sku.filter(id__in=list(ids)).select_related("product")}
+            for sku in rows.values():
+                self.products.prime(sku.product_id, sku.product)
+            return [rows.get(i) for i in ids]
+
+        self.skus: DataLoader[int, Sku | None] = DataLoader(load_fn=load_skus)
         self.stores = _by_id(Store)
         self.methods = _by_id(LogisticsMethod)
         self.organisations = _by_id(Organisation)
