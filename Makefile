@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate migrations schema seed clean bench-stock
+.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 bench-stock: $(STAMP)
 	$(BIN)/python bench/stock_reservations.py
+
+# BENCH_ARGS: e.g. --quick, --only orders_page (see bench/runner.py)
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/runner.py $(BENCH_ARGS)
+
+bench-plot: $(STAMP)
+	$(BIN)/python bench/plot.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

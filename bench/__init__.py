@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (bench/runner.py), `make bench-stock`, `make bench-plot`."""

@@ -1,0 +1,276 @@
+"""``make bench``: supplygraph's throughput, latency and SQL cost beside baselines of the same run.
+
+    .venv/bin/python bench/runner.py [--quick] [--only NAME[,NAME]]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make bench
+
+Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
+
+- ``plain_starlette``: a bare Starlette JSON endpoint, the floor reference (req/s, p50, p99).
+- ``sql_per_request``: SQL statements of the orders page at ``first: 10`` and ``first: 100``.
+- ``orders_page``: the orders page (50 orders with lines, SKUs, products, store, method, latest
+  transition) as a buyer with 100,000 orders, beside a default Strawberry schema of the same
+  shape on in-memory objects.
+- ``webhook_ingest``: signed store-order webhooks (5 % redeliveries), beside ``plain_starlette``.
+
+The server is started the way ``make run`` starts it (``python main.py migrate``, then ``python
+main.py serve`` with HOST, PORT, LOG_LEVEL=WARNING) on a database made for the run: a
+PostgreSQL database ``bench_<random>`` next to DATABASE_URL's when that names PostgreSQL (dropped
+afterwards), else a temporary SQLite file; REDIS_URL passes through. With ``taskset`` and two
+cores the servers run on core 0 and this process (seeding, load generator) on core 1 (the
+database server itself is not pinned). Load: 32 keep-alive clients, a 1 s warm-up, then 3
+repetitions of 5 s (``--quick``: 1 s) without a pause; the table shows the median of the
+repetitions' req/s, p50 and p99 (see ``bench.common.measure`` for how a window is counted).
+``make bench BENCH_ARGS=--quick`` passes options through make.
+
+Writes ``bench/results/latest.json`` (one object per table row: name, value, unit, baseline,
+ratio = value / baseline, target, met) and ``bench/results/latencies.json`` (the latency
+samples, for ``make bench-plot``); the servers' logs go to the same folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlparse, urlunparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import orders_page, plain_starlette, sql_per_request, webhook_ingest
+from bench.common import PYTHON, ROOT, LoadOptions, Row, pin_load_generator, progress
+from bench.context import BenchContext
+
+# in the order they run: baselines before what is compared with them
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m for m in (plain_starlette, sql_per_request, orders_page, webhook_ingest)
+}
+FULL_ORDERS, QUICK_ORDERS, FEW_ORDERS = 100_000, 5_000, 500
+MIN_ORDERS = 110  # a full page of 100 after the two manual orders
+RESULTS = ROOT / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/runner.py", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="1 s repetitions, 5,000 orders")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help=", ".join(BENCHMARKS)
+    )
+    parser.add_argument("--orders", type=int, help="orders of the buyer (default 100,000)")
+    parser.add_argument("--duration", type=float, help="seconds per repetition (default 5)")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    args.selected = _with_requirements(names or list(BENCHMARKS))
+    if args.orders is not None and args.orders < MIN_ORDERS:
+        parser.error(f"--orders must be at least {MIN_ORDERS}")
+    return args
+
+
+def _with_requirements(names: list[str]) -> list[str]:
+    wanted = set(names)
+    for name in names:
+        wanted.update(BENCHMARKS[name].REQUIRES)
+    return [n for n in BENCHMARKS if n in wanted]
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def _bench_database(source: str) -> tuple[str, str | None, Path | None]:
+    """(URL for the run, PostgreSQL database to drop after, temporary folder to remove after)."""
+    if urlparse(source).scheme in {"postgres", "postgresql", "asyncpg"}:
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        url = urlunparse(urlparse(source)._replace(scheme="postgres", path=f"/{name}"))
+        return url, name, None
+    folder = Path(tempfile.mkdtemp(prefix="supplygraph-bench-"))
+    return f"sqlite://{folder / 'bench.sqlite3'}", None, folder
+
+
+async def _admin(source: str, sql: str) -> None:
+    import asyncpg
+
+    url = urlunparse(urlparse(source)._replace(scheme="postgresql"))
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _migrate(url: str) -> None:
+    """As ``make run`` does: ``python main.py migrate`` in its own process."""
+    result = subprocess.run(
+        [PYTHON, "main.py", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"migrate failed:\n{result.stderr}")
+
+
+async def _seed(ctx: BenchContext, orders: int) -> None:
+    from tortoise import Tortoise
+
+    from bench.seed import seed
+    from domain import secrets
+    from domain.db import tortoise_config
+
+    secrets.configure(ctx.secrets_key)  # the key the server gets as SECRETS_KEY
+    await Tortoise.init(config=tortoise_config(ctx.database_url))
+    try:
+        ctx.seeded = await seed(orders)
+    finally:
+        await Tortoise.close_connections()
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("name", "value", "unit", "baseline", "ratio", "target", "met")
+    cells = [
+        (
+            r.name,
+            _fmt(r.value),
+            r.unit,
+            _fmt(r.baseline),
+            _fmt(r.ratio),
+            r.target or "-",
+            _fmt(r.met),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(c[i])) for c in [header, *cells]) for i in range(len(header))]
+    right = {1, 3, 4}
+
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    print(line(header))
+    print(line(tuple("-" * w for w in widths)))
+    for c in cells:
+        print(line(c))
+
+
+def write_results(ctx: BenchContext, rows: list[Row], meta: dict[str, object]) -> None:
+    ctx.results_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.results_dir / "latest.json").write_text(
+        json.dumps([r.as_json() for r in rows], indent=2) + "\n"
+    )
+    (ctx.results_dir / "latencies.json").write_text(
+        json.dumps({"meta": meta, "series": ctx.series}) + "\n"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load = LoadOptions(
+        clients=args.clients,
+        duration=args.duration or (1.0 if args.quick else 5.0),
+        repetitions=args.repetitions,
+        warmup=min(1.0, args.duration or 1.0),
+        client=args.client,
+    )
+    ctx = BenchContext(quick=args.quick, load=load, results_dir=args.results_dir)
+    pinning = pin_load_generator()
+    source = os.environ.get("DATABASE_URL", "")
+    uses_db = any(BENCHMARKS[n].USES_DATABASE for n in args.selected)
+    orders = args.orders or (
+        (QUICK_ORDERS if args.quick else FULL_ORDERS)
+        if "orders_page" in args.selected
+        else FEW_ORDERS
+    )
+    pg_name: str | None = None
+    folder: Path | None = None
+    rows: list[Row] = []
+    meta: dict[str, object] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "clients": load.clients,
+        "duration": load.duration,
+        "repetitions": load.repetitions,
+        "client": load.client,
+        "pinning": pinning,
+        "redis": bool(os.environ.get("REDIS_URL")),
+    }
+    progress(f"benchmarks: {', '.join(args.selected)}; {pinning}")
+    try:
+        if uses_db:
+            ctx.database_url, pg_name, folder = _bench_database(source)
+            meta["database"] = "PostgreSQL" if pg_name else "SQLite"
+            if pg_name:
+                await _admin(source, f'CREATE DATABASE "{pg_name}"')
+            progress(f"database: {meta['database']} ({ctx.database_url}); migrating")
+            _migrate(ctx.database_url)
+            from domain.secrets import generate_key
+
+            ctx.secrets_key = generate_key()
+            progress(f"seeding {orders:,} orders")
+            await _seed(ctx, orders)
+            assert ctx.seeded is not None
+            progress(f"seeded in {ctx.seeded.seconds:.1f} s")
+        for name in args.selected:
+            progress(f"{name}:")
+            rows += await BENCHMARKS[name].run(ctx)
+    finally:
+        ctx.stop_servers()
+        if pg_name:
+            await _admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    write_results(ctx, rows, meta)
+    print()
+    print_table(rows)
+    print(
+        f"\n{meta.get('database', 'no database')}; {load.clients} clients, "
+        f"{load.repetitions} x {load.duration:g} s, median shown; took {meta['seconds']} s; "
+        f"results in {ctx.results_dir / 'latest.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop  # the load generator's loop: uvicorn's too
+    except ImportError:
+        sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))
