@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import uuid
 
 import pytest
 
+from domain.request_context import request_id_var
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -27,27 +28,35 @@ TARGET_PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $aft
 
 
 class _Counter(logging.Handler):
-    """Counts SQL statements issued while serving HTTP requests: those of the background loops
-    (outbox publisher, event hub, tracking pusher, warehouse worker) run in other tasks."""
+    """Counts the SQL statements of one request: those logged while the request id is ours.
 
-    def __init__(self) -> None:
+    The id is set by the request middleware in the request's context, which the DataLoader
+    batches (separate tasks) inherit; background loops run in contexts without it.
+    """
+
+    def __init__(self, request_id: str) -> None:
         super().__init__(logging.DEBUG)
+        self.request_id = request_id
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        task = asyncio.current_task()
-        if task is not None and "run_asgi" in task.get_coro().__qualname__:
+        if request_id_var.get() == self.request_id:
             self.count += 1
 
 
 async def _statements(client: GraphQLHttp, token: str, first: int, page: str = PAGE) -> int:
-    counter = _Counter()
+    counter = _Counter(f"count-{uuid.uuid4().hex}")
     db_log = logging.getLogger("tortoise.db_client")
     db_log.addHandler(counter)
     previous = db_log.level
     db_log.setLevel(logging.DEBUG)
     try:
-        await client.data(page, {"n": first}, token=token)
+        response = await client.http.post(
+            "/graphql",
+            json={"query": page, "variables": {"n": first}},
+            headers={"authorization": f"Bearer {token}", "x-request-id": counter.request_id},
+        )
+        assert "errors" not in response.json(), response.text
     finally:
         db_log.removeHandler(counter)
         db_log.setLevel(previous)

@@ -110,6 +110,7 @@ class OrderLine(Model):
 
     class Meta:
         table = "order_line"
+        indexes = (("order_id", "id"),)
 
 
 class OrderTransition(Model):
@@ -175,6 +176,7 @@ class Depute(Model):
 
     class Meta:
         table = "depute"
+        indexes = (("order_id", "id"),)
 
 
 class QuoteStatus(StrEnum):
