@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise.expressions import Subquery
+from tortoise.functions import Max
 from tortoise.models import Model
 
 from domain.access import Viewer
@@ -74,7 +76,18 @@ class Loaders:
             return [rows.get(i) for i in ids]
 
         self.skus: DataLoader[int, Sku | None] = DataLoader(load_fn=load_skus)
-        self.stores = _by_id(Store)
+
+        async def load_stores(ids: Sequence[int]) -> list[Store | None]:
+            # never the sealed credentials: nothing here needs them decrypted
+            rows = {
+                s.id: s
+                for s in await Store.filter(id__in=list(ids)).only(
+                    "id", "buyer_id", "name", "platform", "api_url", "last_synced_at", "created_at"
+                )
+            }
+            return [rows.get(i) for i in ids]
+
+        self.stores: DataLoader[int, Store | None] = DataLoader(load_fn=load_stores)
         self.methods = _by_id(LogisticsMethod)
         self.organisations = _by_id(Organisation)
         self.warehouse_orders = _by_column(WarehouseOrder, "order_id")
@@ -84,6 +97,21 @@ class Loaders:
         self.attempts_by_return = _grouped(WarehouseAttempt, "after_sales_id")
         self.lines_by_order = _grouped(OrderLine, "order_id")
         self.transitions_by_order = _grouped(OrderTransition, "order_id")
+
+        async def load_latest(keys: Sequence[int]) -> list[OrderTransition | None]:
+            # only the newest entry of each order, not every transition of the page's orders
+            newest = (
+                OrderTransition.filter(order_id__in=list(keys))
+                .group_by("order_id")
+                .annotate(newest=Max("id"))
+                .values("newest")
+            )
+            rows = {t.order_id: t for t in await OrderTransition.filter(id__in=Subquery(newest))}
+            return [rows.get(k) for k in keys]
+
+        self.latest_transition: DataLoader[int, OrderTransition | None] = DataLoader(
+            load_fn=load_latest
+        )
         self.deputes_by_order = _grouped(Depute, "order_id")
         self.skus_by_product = _grouped(Sku, "product_id")
         self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")

@@ -257,8 +257,8 @@ class Order:
 
     @strawberry.field
     async def latest_transition(self, info: Info) -> OrderTransition | None:
-        rows = await info.context.loaders.transitions_by_order.load(int(self.id))
-        return OrderTransition.from_model(rows[-1]) if rows else None
+        row = await info.context.loaders.latest_transition.load(int(self.id))
+        return OrderTransition.from_model(row) if row else None
 
     @strawberry.field
     async def buyer_name(self, info: Info) -> str:
