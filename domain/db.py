@@ -34,33 +34,33 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", "sqlite://./supplygraph.sqlite3"))
 
 
-_commit_hooks: list[Callable[[], None]] = []
+_commit_hooks: dict[str, list[Callable[[], None]]] = {}
 _pending_hooks: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
     "pending_commit_hooks", default=None
 )
 
 
-def add_commit_listener(listener: Callable[[], None]) -> None:
-    """Call ``listener`` after every outermost transaction that asked for it commits."""
-    _commit_hooks.append(listener)
+def add_commit_listener(listener: Callable[[], None], *, topic: str = "events") -> None:
+    """Call ``listener`` after every outermost transaction that notified ``topic`` commits."""
+    _commit_hooks.setdefault(topic, []).append(listener)
 
 
-def remove_commit_listener(listener: Callable[[], None]) -> None:
-    if listener in _commit_hooks:
-        _commit_hooks.remove(listener)
+def remove_commit_listener(listener: Callable[[], None], *, topic: str = "events") -> None:
+    hooks = _commit_hooks.get(topic, [])
+    if listener in hooks:
+        hooks.remove(listener)
 
 
-def notify_after_commit() -> None:
-    """Ask for the commit listeners to run once the current transaction commits.
-
-    Outside a transaction (autocommit) they run at once.
-    """
+def notify_after_commit(topic: str = "events") -> None:
+    """Ask for the listeners of ``topic`` to run once the current transaction commits (each
+    once, however often it was notified). Outside a transaction they run at once."""
+    hooks = _commit_hooks.get(topic, [])
     pending = _pending_hooks.get()
     if pending is None:
-        for hook in list(_commit_hooks):
+        for hook in list(hooks):
             hook()
-    elif not pending:
-        pending.extend(_commit_hooks)
+        return
+    pending.extend(hook for hook in hooks if hook not in pending)
 
 
 @asynccontextmanager

@@ -14,8 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import F, Q
 
+from domain.db import notify_after_commit
 from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
 from domain.request_context import request_id_var
+
+TASKS_TOPIC = "warehouse_tasks"  # commit listeners woken when a task was queued
 
 
 async def enqueue(
@@ -27,7 +30,9 @@ async def enqueue(
     after_sales_id: int | None = None,
     withdrawal_id: int | None = None,
 ) -> WarehouseTask:
-    """Add a task, due now. Call inside the command's transaction."""
+    """Add a task, due now. Call inside the command's transaction; the workers are woken when
+    it commits."""
+    notify_after_commit(TASKS_TOPIC)
     return await WarehouseTask.create(
         kind=kind,
         connection_id=connection_id,

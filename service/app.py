@@ -16,6 +16,7 @@ from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
+from domain.warehouse_tasks import TASKS_TOPIC
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
@@ -93,14 +94,14 @@ def create_app(settings: Settings) -> Starlette:
             await tracking.start()
             await warehouses.start()
             add_commit_listener(publisher.wake)
-            add_commit_listener(warehouses.wake)
+            add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
             publisher.wake()
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield
             finally:
                 remove_commit_listener(publisher.wake)
-                remove_commit_listener(warehouses.wake)
+                remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
                 await warehouses.stop()
                 await tracking.stop()
                 await hub.stop()  # ends open subscriptions cleanly
