@@ -434,12 +434,11 @@ class ServerProcess:
                     raise RuntimeError(
                         f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
                     )
-                try:
+                status = 0
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                     status, _ = await probe.send(make_req("GET", "/healthz", {}))
-                    if status == 200:
-                        return self
-                except (OSError, asyncio.IncompleteReadError):
-                    pass
+                if status == 200:
+                    return self
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not answer in {ready_within:g} s")
                 await asyncio.sleep(0.1)

@@ -275,6 +275,12 @@ async def distribution_settings(supplier_id: int) -> DistributionSettings:
     return settings
 
 
+async def settings_of(*, viewer: Viewer) -> DistributionSettings:
+    """The calling supplier's distribution settings."""
+    require_supplier_staff(viewer)
+    return await distribution_settings(viewer.organisation_id)
+
+
 async def update_distribution_settings(
     *, viewer: Viewer, charge_on_push: bool | None, auto_push_returns: bool | None
 ) -> DistributionSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -52,6 +53,7 @@ class Charges:
     orders: list[OrderCharge]
     currency: str
     supplier_id: int
+    stock_quantities: dict[int, int] = dataclass_field(default_factory=dict)  # line id → units
 
     @property
     def goods(self) -> Decimal:
@@ -79,14 +81,14 @@ async def compute_charges(
     buyer_id: int,
     order_ids: list[int],
     logistics_method_id: int | None,
-    stock_quantities: dict[int, int] | None = None,
+    stock_warehouse_id: int | None = None,
+    split_when_short: bool = False,
 ) -> Charges:
     """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier).
 
-    ``stock_quantities``: units per line shipped from the buyer's cloud-warehouse stock; those
-    cost freight only (the goods were paid by the stocking order).
+    With ``stock_warehouse_id`` the units the buyer's stock there covers (``stock.allocate``)
+    cost freight only: their goods were paid by the stocking order.
     """
-    stock_quantities = stock_quantities or {}
     if not order_ids:
         raise DomainError(ErrorCode.REQUIRED, "Name at least one order.", field="orderIds")
     if len(order_ids) > MAX_ORDERS_PER_PAYMENT:
@@ -107,6 +109,17 @@ async def compute_charges(
     supplier_id = suppliers.pop()
     assert supplier_id is not None
     lines = await OrderLine.filter(order_id__in=list(orders)).order_by("id")
+    stock_quantities = (
+        await stock.allocate(
+            buyer_id=buyer_id,
+            warehouse_id=stock_warehouse_id,
+            order_ids=order_ids,
+            lines=lines,
+            split=split_when_short,
+        )
+        if stock_warehouse_id is not None
+        else {}
+    )
     skus = {
         s.id: s
         for s in await Sku.filter(id__in=[ln.sku_id for ln in lines if ln.sku_id]).select_related(
@@ -173,7 +186,12 @@ async def compute_charges(
                 unit_prices=prices,
             )
         )
-    return Charges(orders=charges, currency=currency, supplier_id=supplier_id)
+    return Charges(
+        orders=charges,
+        currency=currency,
+        supplier_id=supplier_id,
+        stock_quantities=stock_quantities,
+    )
 
 
 async def freight_quote(
@@ -243,28 +261,18 @@ async def charge_orders(
     """Charge the buyer's wallet for its AWAITING_PAYMENT orders, which become
     AWAITING_SHIPPING. Runs inside the caller's transaction (the buyer paying, or a supplier
     charging on push); too little money raises INSUFFICIENT_FUNDS with the shortfall."""
-    allocation: dict[int, int] = {}
-    if stock_warehouse_id is not None:
-        await compute_charges(  # the usual checks first: eligible orders of one supplier
-            buyer_id=buyer_id, order_ids=order_ids, logistics_method_id=logistics_method_id
-        )
-        allocation = await stock.allocate(
-            buyer_id=buyer_id,
-            warehouse_id=stock_warehouse_id,
-            order_ids=order_ids,
-            split=split_when_short,
-        )
     charges = await compute_charges(
         buyer_id=buyer_id,
         order_ids=order_ids,
         logistics_method_id=logistics_method_id,
-        stock_quantities=allocation,
+        stock_warehouse_id=stock_warehouse_id,
+        split_when_short=split_when_short,
     )
-    if allocation:
+    if charges.stock_quantities:
         await stock.reserve(
             buyer_id=buyer_id,
             warehouse_id=stock_warehouse_id or 0,
-            allocation=allocation,
+            allocation=charges.stock_quantities,
             actor_user_id=actor_user_id,
         )
     wallet = await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)

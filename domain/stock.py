@@ -343,13 +343,19 @@ async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int
 
 
 async def allocate(
-    *, buyer_id: int, warehouse_id: int, order_ids: list[int], split: bool
+    *,
+    buyer_id: int,
+    warehouse_id: int,
+    order_ids: list[int],
+    lines: list[OrderLine],
+    split: bool,
 ) -> dict[int, int]:
-    """Units per order line to ship from the buyer's stock in ``warehouse_id``. Short stock is
-    refused (INSUFFICIENT_STOCK naming the SKU and the shortfall) unless ``split``: then what
-    stock covers ships from it and the rest is supplied as usual."""
+    """Units per line (of the orders being paid, in ``order_ids`` order) to ship from the
+    buyer's stock in ``warehouse_id``. Short stock is refused (INSUFFICIENT_STOCK naming the SKU
+    and the shortfall) unless ``split``: then what stock covers ships from it and the rest is
+    supplied as usual."""
     await active_warehouse(warehouse_id, field="stockWarehouseId")
-    lines = await OrderLine.filter(order_id__in=order_ids, sku_id__isnull=False).order_by("id")
+    lines = [ln for ln in lines if ln.sku_id is not None]
     items = {
         item.sku_id: item
         for item in await StockItem.filter(

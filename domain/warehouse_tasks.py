@@ -72,13 +72,6 @@ async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[War
     return await WarehouseTask.filter(id__in=claimed).order_by("id")
 
 
-async def still_held(task: WarehouseTask) -> bool:
-    """Whether ``task`` is still this worker's (its lease did not pass to another)."""
-    return await WarehouseTask.filter(
-        id=task.id, state=TaskState.PENDING, lease_owner=task.lease_owner
-    ).exists()
-
-
 async def finish(task: WarehouseTask, *, failed: bool = False, error: str | None = None) -> bool:
     """Mark the task done (or failed for good) if this worker still holds it. Call inside the
     transaction that applies its outcome; False means another worker took it over."""
@@ -139,14 +132,3 @@ async def has_pending(*, order_id: int, kind: TaskKind) -> bool:
     return await WarehouseTask.filter(
         order_id=order_id, kind=kind, state=TaskState.PENDING
     ).exists()
-
-
-async def attempts_of(
-    *, order_id: int | None = None, after_sales_id: int | None = None
-) -> list[WarehouseAttempt]:
-    query = (
-        WarehouseAttempt.filter(order_id=order_id)
-        if order_id is not None
-        else WarehouseAttempt.filter(after_sales_id=after_sales_id)
-    )
-    return await query.order_by("id").limit(200)

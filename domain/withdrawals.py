@@ -53,19 +53,6 @@ async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
     )
 
 
-async def _ensure_none_running(*, order_id: int | None, after_sales_id: int | None) -> None:
-    running = Withdrawal.filter(status=WithdrawalStatus.WITHDRAWING)
-    running = (
-        running.filter(order_id=order_id)
-        if order_id is not None
-        else running.filter(after_sales_id=after_sales_id)
-    )
-    if await running.exists():
-        raise DomainError(
-            ErrorCode.ILLEGAL_TRANSITION, "A withdraw is already running.", field="id"
-        )
-
-
 async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> Withdrawal:
     """The distributor withdraws a paid order that has not shipped."""
     require_buyer(viewer)
@@ -81,7 +68,6 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
                 "shipped can be withdrawn.",
                 field="orderId",
             )
-        await _ensure_none_running(order_id=order.id, after_sales_id=None)
         record, _ = await WarehouseOrder.get_or_create(
             order_id=order.id, defaults={"supplier_id": order.supplier_id}
         )
@@ -156,7 +142,6 @@ async def withdraw_after_sales(
                 f"After-sales order {item.number} is {item.status.value}.",
                 field="afterSalesId",
             )
-        await _ensure_none_running(order_id=None, after_sales_id=item.id)
         claimed = await AfterSalesOrder.filter(id=item.id, withdrawal_status__isnull=True).update(
             withdrawal_status=WithdrawalStatus.WITHDRAWING
         )
@@ -335,8 +320,3 @@ async def list_withdrawals(
     if after_sales_id is not None:
         query = query.filter(after_sales_id=after_sales_id)
     return await query.order_by("-id").limit(200)
-
-
-async def stuck_withdrawals(*, limit: int = 100) -> list[Withdrawal]:
-    """Withdrawals still WITHDRAWING (for the reliability checks and the worker's report)."""
-    return await Withdrawal.filter(status=WithdrawalStatus.WITHDRAWING).order_by("id").limit(limit)

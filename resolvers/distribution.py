@@ -8,13 +8,14 @@ import strawberry
 from strawberry import Info
 
 from domain import after_sales, distribution_orders, partnerships, withdrawals
-from domain.access import require_supplier_staff
 from domain.events import EventType as DomainEventType
+from domain.models.distribution import Partnership as PartnershipModel
+from domain.models.distribution import Withdrawal as WithdrawalModel
 from integrations.warehouses.connection_check import check_connection
-from resolvers.events import _stream
+from resolvers.events import event_stream
 from resolvers.ids import optional_id, parse_id, parse_ids
 from resolvers.mutations import run_command
-from resolvers.orders import _orders
+from resolvers.orders import order_types
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.distribution import (
     AddDistributionWarehouseInput,
@@ -45,13 +46,6 @@ from schema.types.distribution import (
 )
 from schema.types.orders import OrdersPayload
 from schema.types.pagination import PageInfo
-
-
-def _settings(s: object) -> DistributionSettings:
-    return DistributionSettings(
-        charge_on_push=s.charge_on_push,  # type: ignore[attr-defined]
-        auto_push_returns=s.auto_push_returns,  # type: ignore[attr-defined]
-    )
 
 
 def _cursor(after: str | None) -> int | None:
@@ -87,9 +81,9 @@ class DistributionQueries:
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="Supplier staff.")
     async def distribution_settings(self, info: Info) -> DistributionSettings:
-        viewer = viewer_of(info)
-        require_supplier_staff(viewer)
-        return _settings(await partnerships.distribution_settings(viewer.organisation_id))
+        return DistributionSettings.from_model(
+            await partnerships.settings_of(viewer=viewer_of(info))
+        )
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
@@ -147,12 +141,12 @@ class DistributionQueries:
         return [Withdrawal.from_model(w) for w in rows]
 
 
-def _partnership(p: object) -> dict:
-    return {"partnership": Partnership.from_model(p)}  # type: ignore[arg-type]
+def _partnership(p: PartnershipModel) -> dict:
+    return {"partnership": Partnership.from_model(p)}
 
 
-def _withdrawal(w: object) -> dict:
-    return {"withdrawal": Withdrawal.from_model(w)}  # type: ignore[arg-type]
+def _withdrawal(w: WithdrawalModel) -> dict:
+    return {"withdrawal": Withdrawal.from_model(w)}
 
 
 @strawberry.type
@@ -304,7 +298,7 @@ class DistributionMutations:
                 charge_on_push=charge_on_push,
                 auto_push_returns=auto_push_returns,
             )
-            return {"settings": _settings(updated)}
+            return {"settings": DistributionSettings.from_model(updated)}
 
         return await run_command(DistributionSettingsPayload, command)
 
@@ -318,7 +312,7 @@ class DistributionMutations:
             rows = await distribution_orders.push_orders(
                 viewer=viewer_of(info), order_ids=parse_ids(order_ids, field="orderIds")
             )
-            return {"orders": _orders(rows)}
+            return {"orders": order_types(rows)}
 
         return await run_command(OrdersPayload, command)
 
@@ -469,7 +463,7 @@ class DistributionSubscriptions:
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[WithdrawalChange, None]:
         wanted = {str(i) for i in order_ids} if order_ids else None
-        async for event in _stream(
+        async for event in event_stream(
             info, [DomainEventType.WITHDRAWAL_STATUS_CHANGED.value], after_event_id
         ):
             p = event.payload
@@ -493,7 +487,7 @@ class DistributionSubscriptions:
     async def return_status_changed(
         self, info: Info, after_event_id: strawberry.ID | None = None
     ) -> AsyncGenerator[ReturnChange, None]:
-        async for event in _stream(
+        async for event in event_stream(
             info, [DomainEventType.RETURN_STATUS_CHANGED.value], after_event_id
         ):
             p = event.payload

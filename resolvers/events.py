@@ -82,7 +82,7 @@ class EventSubscriptions:
         types: list[EventType] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Event, None]:
-        async for event in _stream(
+        async for event in event_stream(
             info, [t.value for t in types] if types else None, after_event_id
         ):
             yield Event.from_published(event)
@@ -104,7 +104,7 @@ class OrderSubscriptions:
     ) -> AsyncGenerator[OrderStatusChange, None]:
         wanted_orders = {str(i) for i in order_ids} if order_ids else None
         wanted_statuses = {s.value for s in statuses} if statuses else None
-        async for event in _stream(
+        async for event in event_stream(
             info, [DomainEventType.ORDER_STATUS_CHANGED.value], after_event_id
         ):
             payload = event.payload
@@ -128,7 +128,9 @@ class OrderSubscriptions:
     async def quote_updated(
         self, info: Info, after_event_id: strawberry.ID | None = None
     ) -> AsyncGenerator[QuoteUpdate, None]:
-        async for event in _stream(info, [DomainEventType.QUOTE_UPDATED.value], after_event_id):
+        async for event in event_stream(
+            info, [DomainEventType.QUOTE_UPDATED.value], after_event_id
+        ):
             quote = await quotes.get_quote(
                 viewer=viewer_of(info), quote_id=int(event.payload["quoteId"])
             )
@@ -142,9 +144,11 @@ class OrderSubscriptions:
                 )
 
 
-async def _stream(
+async def event_stream(
     info: Info, types: list[str] | None, after_event_id: str | None
 ) -> AsyncGenerator[PublishedEvent, None]:
+    """The caller's events of ``types`` (replay after ``afterEventId``, then live): what every
+    typed subscription filters and maps."""
     viewer = viewer_of(info)
     after = _cursor(after_event_id, name="afterEventId") if after_event_id else None
     stream = info.context.hub.stream(

@@ -55,7 +55,7 @@ def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
     )
 
 
-def _orders(rows: list[OrderModel]) -> list[Order]:
+def order_types(rows: list[OrderModel]) -> list[Order]:
     return [Order.from_model(o) for o in rows]
 
 
@@ -184,7 +184,7 @@ class OrderMutations:
                 order_ids=parse_ids(order_ids, field="orderIds"),
                 reason=reason,
             )
-            return {"orders": _orders(orders)}
+            return {"orders": order_types(orders)}
 
         return await run_command(OrdersPayload, command)
 
@@ -221,7 +221,7 @@ class OrderMutations:
                 split_when_short=split_when_short,
             )
             return {
-                "orders": _orders([c.order for c in charges.orders]),
+                "orders": order_types([c.order for c in charges.orders]),
                 "charged": FreightQuote.from_charges(charges),
             }
 

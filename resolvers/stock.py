@@ -12,7 +12,7 @@ from domain import stock
 from domain.events import EventType as DomainEventType
 from domain.models.stock import StockItem as StockItemModel
 from domain.order_intake import ManualLine
-from resolvers.events import _stream
+from resolvers.events import event_stream
 from resolvers.ids import optional_id, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
@@ -201,7 +201,9 @@ class StockSubscriptions:
     async def inventory_changed(
         self, info: Info, after_event_id: strawberry.ID | None = None
     ) -> AsyncGenerator[InventoryChange, None]:
-        async for event in _stream(info, [DomainEventType.INVENTORY_CHANGED.value], after_event_id):
+        async for event in event_stream(
+            info, [DomainEventType.INVENTORY_CHANGED.value], after_event_id
+        ):
             p = event.payload
             yield InventoryChange(
                 event_id=strawberry.ID(str(event.seq)),

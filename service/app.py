@@ -24,7 +24,7 @@ from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
 from integrations.warehouses.callbacks import receive_warehouse_callback
 from integrations.warehouses.cloud_receipts import receive_cloud_receipt
-from integrations.warehouses.worker import WarehouseWorker
+from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
 from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
@@ -57,6 +57,20 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+def _worker_settings(settings: Settings) -> WorkerSettings:
+    return WorkerSettings(
+        public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+        timeout=settings.warehouse_timeout,
+        retries=settings.warehouse_retries,
+        backoff=min(0.5, settings.warehouse_retry_delay / 4),
+        task_attempts=settings.warehouse_task_attempts,
+        retry_delay=settings.warehouse_retry_delay,
+        lease_seconds=settings.warehouse_lease_seconds,
+        poll_interval=min(1.0, settings.warehouse_retry_delay),
+        reconcile_after=settings.warehouse_reconcile_after,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     schema = create_schema(
         max_depth=settings.max_query_depth,
@@ -87,7 +101,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             app.state.tracking = tracking
             app.state.settings = settings
-            warehouses = WarehouseWorker(settings.warehouse_worker_settings())
+            warehouses = WarehouseWorker(_worker_settings(settings))
             app.state.warehouses = warehouses
             await hub.start()
             await publisher.start()

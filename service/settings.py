@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from domain.secrets import check_key, configure, load_or_create_key
-from integrations.warehouses.worker import WorkerSettings
 
 DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
 
@@ -247,19 +246,6 @@ class Settings:
     @property
     def broadcast_url(self) -> str:
         return self.redis_url or "memory://"
-
-    def warehouse_worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(
-            public_url=self.public_url or f"http://{self.host}:{self.port}",
-            timeout=self.warehouse_timeout,
-            retries=self.warehouse_retries,
-            backoff=min(0.5, self.warehouse_retry_delay / 4),
-            task_attempts=self.warehouse_task_attempts,
-            retry_delay=self.warehouse_retry_delay,
-            lease_seconds=self.warehouse_lease_seconds,
-            poll_interval=min(1.0, self.warehouse_retry_delay),
-            reconcile_after=self.warehouse_reconcile_after,
-        )
 
     def configure_secrets(self) -> None:
         """Install the credentials key for this process (see ``domain.secrets``)."""

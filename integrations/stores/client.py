@@ -7,8 +7,6 @@ retrying one whose response was lost does not ship twice.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
@@ -16,6 +14,7 @@ from typing import Any, Self
 import httpx
 
 from domain.store_data import StoreOrderData, StoreProductData
+from integrations.http_retry import is_transient, send_with_retries
 from integrations.stores.protocol import (
     API_PREFIX,
     HEADER_ACCESS_TOKEN,
@@ -29,11 +28,6 @@ from integrations.stores.protocol import (
 
 __all__ = ["StoreApiError", "StoreClient"]
 
-logger = logging.getLogger(__name__)
-
-_MAX_RETRY_AFTER = 30.0
-_RETRIED_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
 
 class StoreApiError(Exception):
     """A store API call that failed. ``transient``: trying again later may succeed."""
@@ -43,17 +37,6 @@ class StoreApiError(Exception):
         self.message = message
         self.transient = transient
         self.status = status
-
-
-def _is_transient(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(max(float(response.headers.get("Retry-After", 0)), 0.0), _MAX_RETRY_AFTER)
-    except ValueError:
-        return 0.0
 
 
 class StoreClient:
@@ -173,35 +156,19 @@ class StoreClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Send with retries; returns the JSON object of a 2xx response."""
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except _RETRIED_EXCEPTIONS as exc:
-                error = StoreApiError(
-                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")),
-                    transient=True,
-                )
-                delay = self._backoff * 2**attempt
-            except httpx.HTTPError as exc:
-                raise StoreApiError(
-                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}"), transient=False
-                ) from exc
-            else:
-                if response.is_success:
-                    return self._json(method, path, response)
-                error = self._status_error(method, path, response)
-                if not error.transient:
-                    raise error
-                delay = max(self._backoff * 2**attempt, _retry_after(response))
-            if last:
-                attempts = self._retries + 1
-                error.message = f"{error.message} (after {attempts} attempts)"
-                error.args = (error.message,)
-                raise error
-            logger.warning("store API %s; retrying in %.2fs", error.message, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        response = await send_with_retries(
+            self._http,
+            method,
+            path,
+            retries=self._retries,
+            backoff=self._backoff,
+            failure=lambda message, transient: StoreApiError(message, transient=transient),
+            status_failure=lambda r: self._status_error(method, path, r),
+            redact=self._redact,
+            label="store API",
+            **kwargs,
+        )
+        return self._json(method, path, response)
 
     def _status_error(self, method: str, path: str, response: httpx.Response) -> StoreApiError:
         status = response.status_code
@@ -210,7 +177,7 @@ class StoreClient:
         else:
             detail = response.text[:200].strip()
             message = f"{method} {path}: HTTP {status}" + (f": {detail}" if detail else "")
-        return StoreApiError(self._redact(message), transient=_is_transient(status), status=status)
+        return StoreApiError(self._redact(message), transient=is_transient(status), status=status)
 
     def _json(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
         try:

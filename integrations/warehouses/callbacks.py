@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class _UnknownReference(Exception):
-    pass
+    """The callback names an order or return this connection never received from us."""
 
 
 def _answer(status: int, outcome: str, **extra: str) -> JSONResponse:

@@ -11,8 +11,6 @@ trying again later may succeed. A malformed success body is a non-transient ``Wa
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -20,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from integrations.http_retry import is_transient, send_with_retries
 from integrations.warehouses.protocol import (
     HEADER_API_KEY,
     HEADER_IDEMPOTENCY_KEY,
@@ -43,11 +42,8 @@ from integrations.warehouses.protocol import (
 
 __all__ = ["WarehouseApiError", "WarehouseClient", "WarehouseNotFound", "WarehouseRefused"]
 
-logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T", WarehouseOrder, WarehouseReturn)
-_MAX_RETRY_AFTER = 30.0
-_RETRIED_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 class WarehouseApiError(Exception):
@@ -80,17 +76,6 @@ class WarehouseRefused(WarehouseApiError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}", transient=False, status=409, code=code)
         self.reason = message
-
-
-def _is_transient(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(max(float(response.headers.get("Retry-After", 0)), 0.0), _MAX_RETRY_AFTER)
-    except ValueError:
-        return 0.0
 
 
 class WarehouseClient:
@@ -232,34 +217,23 @@ class WarehouseClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Send with retries; returns the JSON object of a 2xx response."""
-        for attempt in range(self._retries + 1):
-            self.attempts += 1
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except _RETRIED_EXCEPTIONS as exc:
-                error = WarehouseApiError(
-                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")),
-                    transient=True,
-                )
-                delay = self._backoff * 2**attempt
-            except httpx.HTTPError as exc:
-                raise WarehouseApiError(
-                    self._redact(f"{method} {path}: {type(exc).__name__}: {exc}"), transient=False
-                ) from exc
-            else:
-                if response.is_success:
-                    return self._json(method, path, response)
-                error = self._status_error(method, path, response)
-                if not error.transient:
-                    raise error
-                delay = max(self._backoff * 2**attempt, _retry_after(response))
-            if attempt == self._retries:
-                error.message = f"{error.message} (after {attempt + 1} attempts)"
-                error.args = (error.message,)
-                raise error
-            logger.warning("warehouse API %s; retrying in %.2fs", error.message, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        response = await send_with_retries(
+            self._http,
+            method,
+            path,
+            retries=self._retries,
+            backoff=self._backoff,
+            failure=lambda message, transient: WarehouseApiError(message, transient=transient),
+            status_failure=lambda r: self._status_error(method, path, r),
+            redact=self._redact,
+            label="warehouse API",
+            on_attempt=self._count_attempt,
+            **kwargs,
+        )
+        return self._json(method, path, response)
+
+    def _count_attempt(self) -> None:
+        self.attempts += 1
 
     def _status_error(self, method: str, path: str, response: httpx.Response) -> WarehouseApiError:
         status = response.status_code
@@ -277,7 +251,7 @@ class WarehouseClient:
             message = where + (f" {code}" if code else "") + (f": {detail}" if detail else "")
         if status == 404:
             return WarehouseNotFound(self._redact(message), code=code)
-        transient = _is_transient(status)
+        transient = is_transient(status)
         return WarehouseApiError(
             self._redact(message), transient=transient, status=status, code=code
         )

@@ -104,8 +104,9 @@ class WarehouseWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
             self._wake.clear()
             try:
-                while await self.run_due():
-                    pass
+                taken = await self.run_due()
+                while taken:  # a full batch: more may be due at once
+                    taken = await self.run_due()
             except asyncio.CancelledError:
                 raise
             except Exception:

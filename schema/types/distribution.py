@@ -136,6 +136,10 @@ class DistributionSettings:
         description="Push new after-sales orders to the warehouse automatically."
     )
 
+    @classmethod
+    def from_model(cls, s: m.DistributionSettings) -> DistributionSettings:
+        return cls(charge_on_push=s.charge_on_push, auto_push_returns=s.auto_push_returns)
+
 
 @strawberry.type(description="An order's state at the third-party warehouse.")
 class OrderDistribution:
