@@ -24,9 +24,9 @@ from tests.support.distribution import (
     warehouse_simulator,
 )
 from tests.support.graphql_client import GraphQLHttp
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, serve
 from tests.test_order_flow import connect_variant, ok
-from tests.test_store_integration import Sim, serve
+from tests.test_store_integration import Sim
 
 
 @pytest.fixture

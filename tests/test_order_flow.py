@@ -12,8 +12,8 @@ import pytest
 from integrations.stores.simulator import create_store_simulator
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
-from tests.support.server import RunningServer
-from tests.test_store_integration import Sim, serve
+from tests.support.server import RunningServer, serve
+from tests.test_store_integration import Sim
 
 TOKEN, SECRET = "sim-token", "sim-webhook-secret"
 

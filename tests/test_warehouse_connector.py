@@ -7,19 +7,15 @@ are simpler to fake than to provoke. Nothing here needs the GraphQL server or a 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,6 +53,7 @@ from integrations.warehouses.protocol import (
     parse_return,
 )
 from integrations.warehouses.simulator import create_warehouse_simulator
+from tests.support.server import CountingTransport, free_port, serve
 
 API_KEY = "wh_live_key_0123456789"
 SECRET = "whsec_callback_secret"
@@ -79,51 +76,8 @@ RETURN_ITEMS = (ReturnItem("TEE-R-M", 2, "damaged"), ReturnItem("MUG-1", 1))
 # --- harness ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """Run ``app`` with uvicorn in this event loop; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=3,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-class Counting(httpx.AsyncBaseTransport):
-    """Delegates to ``inner`` (the real network by default) and records every request."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport()
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+class Counting(CountingTransport):
+    """Records every request; ``keys`` lists their idempotency keys."""
 
     def keys(self) -> list[str | None]:
         return [request.headers.get(HEADER_IDEMPOTENCY_KEY) for request in self.requests]

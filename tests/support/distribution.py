@@ -13,8 +13,8 @@ import httpx
 from integrations.warehouses.simulator import create_warehouse_simulator
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import serve
 from tests.test_order_flow import ok, supplier_catalogue
-from tests.test_store_integration import serve
 
 WAREHOUSE_KEY = "wh-key"
 
