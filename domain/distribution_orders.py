@@ -73,21 +73,24 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
     async with transaction():
         orders: list[tuple[Order, WarehouseConnection]] = []
         to_charge: dict[int, list[int]] = {}
+        connections: dict[int, WarehouseConnection | None] = {}
         for i, order_id in enumerate(order_ids):
             where = f"orderIds.{i}"
             order = await Order.get_or_none(id=order_id, supplier_id=viewer.organisation_id)
             if order is None:
                 raise not_found("Order", field=where)
-            partnership = await accepted_partnership(
-                supplier_id=viewer.organisation_id, distributor_id=order.buyer_id
-            )
-            if partnership is None:
-                raise DomainError(
-                    ErrorCode.INVALID,
-                    f"Order {order.number} is not from a partnered distributor.",
-                    field=where,
+            if order.buyer_id not in connections:  # one lookup per distributor, not per order
+                partnership = await accepted_partnership(
+                    supplier_id=viewer.organisation_id, distributor_id=order.buyer_id
                 )
-            connection = await fulfilling_connection(partnership)
+                if partnership is None:
+                    raise DomainError(
+                        ErrorCode.INVALID,
+                        f"Order {order.number} is not from a partnered distributor.",
+                        field=where,
+                    )
+                connections[order.buyer_id] = await fulfilling_connection(partnership)
+            connection = connections[order.buyer_id]
             if connection is None:
                 raise DomainError(
                     ErrorCode.NO_WAREHOUSE,
