@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from pypika_tortoise import Table
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain.access import Viewer
 from domain.errors import DomainError, ErrorCode
+from domain.models.catalogue import Product, Sku
 from domain.models.distribution import (
     Partnership,
     PartnershipStatus,
@@ -18,7 +23,7 @@ from domain.models.distribution import (
     WarehouseOrder,
     WithdrawalStatus,
 )
-from domain.models.orders import Order, OrderKind, OrderStatus
+from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.stores import Store, StorePlatform
 
@@ -106,6 +111,54 @@ async def list_orders(
         query = query.filter(id__lt=after)
     rows = await query.order_by("-id").limit(first + 1)
     return rows[:first], len(rows) > first
+
+
+LineWithSku = tuple[OrderLine, Sku | None, Product | None]
+
+
+async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
+    """Every line of these orders (by id) with its SKU and the SKU's product, in one statement.
+
+    SKU references are plain columns rather than foreign keys, so the join is written here.
+    """
+    if not order_ids:
+        return []
+    parts = [(OrderLine, "l"), (Sku, "s"), (Product, "p")]
+    line, sku, product = (Table(model._meta.db_table) for model, _ in parts)
+    query = (
+        OrderLine._meta.db.query_class.from_(line)
+        .left_join(sku)
+        .on(line.sku_id == sku.id)
+        .left_join(product)
+        .on(sku.product_id == product.id)
+        .where(line.order_id.isin([int(i) for i in order_ids]))
+        .orderby(line.id)
+    )
+    for (model, prefix), table in zip(parts, (line, sku, product), strict=True):
+        query = query.select(*(table.field(c).as_(f"{prefix}_{c}") for c in model._meta.db_fields))
+    built: dict[tuple[str, int], Any] = {}  # each SKU and product made once, however many lines
+
+    def instance(model: type[Model], prefix: str, row: dict[str, Any]) -> Any:
+        pk = row[f"{prefix}_id"]
+        if pk is None:
+            return None
+        key = (prefix, pk)
+        if key not in built:
+            columns = {c: row[f"{prefix}_{c}"] for c in model._meta.db_fields}
+            built[key] = model._init_from_db(**columns)
+        return built[key]
+
+    result: list[LineWithSku] = []
+    for row in await OrderLine._meta.db.execute_query_dict(str(query)):
+        columns = {c: row[f"l_{c}"] for c in OrderLine._meta.db_fields}
+        result.append(
+            (
+                OrderLine._init_from_db(**columns),
+                instance(Sku, "s", row),
+                instance(Product, "p", row),
+            )
+        )
+    return result
 
 
 async def get_order(*, viewer: Viewer, order_id: int) -> Order | None:

@@ -11,6 +11,7 @@ from tortoise.expressions import Subquery
 from tortoise.functions import Max
 from tortoise.models import Model
 
+from domain import order_queries
 from domain.access import Viewer
 from domain.models import (
     Depute,
@@ -28,7 +29,7 @@ from domain.models import (
 from domain.models.distribution import WarehouseAttempt, WarehouseOrder, Withdrawal
 from domain.models.organisations import Organisation
 from domain.models.stores import ConnectionStatus
-from domain.order_queries import visible_orders
+from domain.order_queries import LineWithSku, visible_orders
 
 M = TypeVar("M", bound=Model)
 
@@ -113,6 +114,22 @@ class Loaders:
             load_fn=load_latest
         )
         self.deputes_by_order = _grouped(Depute, "order_id")
+
+        async def lines_with_skus(order_ids: Sequence[int]) -> list[list[LineWithSku]]:
+            """Lines of these orders with SKU and product (one statement), priming the line,
+            SKU and product loaders with what it read."""
+            groups: dict[int, list[LineWithSku]] = defaultdict(list)
+            for line, sku, product in await order_queries.lines_with_skus(order_ids):
+                groups[line.order_id].append((line, sku, product))
+                if sku is not None:
+                    self.skus.prime(sku.id, sku)
+                    if product is not None:
+                        self.products.prime(product.id, product)
+            for order_id in order_ids:
+                self.lines_by_order.prime(order_id, [ln for ln, _, _ in groups.get(order_id, [])])
+            return [groups.get(k, []) for k in order_ids]
+
+        self.lines_with_skus = lines_with_skus
         self.skus_by_product = _grouped(Sku, "product_id")
         self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")
         self.rules_by_method = _grouped(FreightRule, "method_id")

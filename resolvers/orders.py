@@ -13,7 +13,9 @@ from domain import connections, fulfilment, order_intake, order_queries, payment
 from domain.models.orders import Order as OrderModel
 from resolvers.ids import optional_id, parse_id, parse_ids
 from resolvers.mutations import run_command
+from resolvers.order_pages import build_orders
 from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.selection import selected
 from schema.types.orders import (
     CreateManualOrderInput,
     Depute,
@@ -78,7 +80,10 @@ class OrderQueries:
             first=first,
             after=optional_id(after, field="after"),
         )
-        edges = [OrderEdge(cursor=str(o.id), node=Order.from_model(o)) for o in rows]
+        nodes = await build_orders(
+            rows, loaders=info.context.loaders, wanted=selected(info, "edges", "node")
+        )
+        edges = [OrderEdge(cursor=node.id, node=node) for node in nodes]
         return OrderConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),

@@ -9,14 +9,15 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -33,6 +34,7 @@ from resolvers.orders import OrderMutations, OrderQueries
 from resolvers.organisations import OrganisationMutations, OrganisationQueries
 from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
 from resolvers.stores import StoreMutations, StoreQueries
+from schema.execution import FastExecutionContext
 
 log = logging.getLogger("supplygraph.graphql")
 
@@ -146,16 +148,25 @@ def create_schema(
     max_aliases: int = 30,
     extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> SupplygraphSchema:
-    """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app."""
+    """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app.
+
+    The depth and alias rules are built once here: Strawberry's limiter extensions build new
+    rule classes for every request, and the validation cache (keyed by the rules) would then
+    never hit.
+    """
+    limits = [depth_limit(max_depth, None, None), alias_limit(max_aliases)]
     extensions: Sequence[Callable[[], SchemaExtension]] = [
         *extra_extensions,
         ErrorPolicy,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: AddValidationRules(limits),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
     ]
     return SupplygraphSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=list(extensions)
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=list(extensions),
+        execution_context_class=FastExecutionContext,
     )

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from domain.models import catalogue as m
 from schema.types.errors import UserError
+from schema.types.prefetch import MaybeAwaitable, Prefetched, prefetched_slot
 
 ProductStatus = strawberry.enum(m.ProductStatus)
 
@@ -19,41 +20,6 @@ ProductStatus = strawberry.enum(m.ProductStatus)
 class PriceTier:
     min_quantity: int
     unit_price: Decimal
-
-
-@strawberry.type
-class Sku:
-    id: strawberry.ID
-    code: str
-    attributes: JSON
-    weight_grams: int
-    unit_price: Decimal
-    currency: str
-    is_active: bool
-    product_id: strawberry.ID
-
-    @classmethod
-    def from_model(cls, s: m.Sku) -> Sku:
-        return cls(
-            id=strawberry.ID(str(s.id)),
-            code=s.code,
-            attributes=s.attributes,
-            weight_grams=s.weight_grams,
-            unit_price=s.unit_price,
-            currency=s.currency,
-            is_active=s.is_active,
-            product_id=strawberry.ID(str(s.product_id)),
-        )
-
-    @strawberry.field(description="Cheaper unit prices from a quantity on.")
-    async def tiers(self, info: Info) -> list[PriceTier]:
-        rows = await info.context.loaders.tiers_by_sku.load(int(self.id))
-        return [PriceTier(min_quantity=t.min_quantity, unit_price=t.unit_price) for t in rows]
-
-    @strawberry.field
-    async def product(self, info: Info) -> Product | None:
-        row = await info.context.loaders.products.load(int(self.product_id))
-        return Product.from_model(row) if row else None
 
 
 @strawberry.type
@@ -81,6 +47,47 @@ class Product:
         return [
             Sku.from_model(s) for s in await info.context.loaders.skus_by_product.load(int(self.id))
         ]
+
+
+@strawberry.type
+class Sku:
+    id: strawberry.ID
+    code: str
+    attributes: JSON
+    weight_grams: int
+    unit_price: Decimal
+    currency: str
+    is_active: bool
+    product_id: strawberry.ID
+    prefetched: Prefetched = prefetched_slot()
+
+    @classmethod
+    def from_model(cls, s: m.Sku) -> Sku:
+        return cls(
+            id=strawberry.ID(str(s.id)),
+            code=s.code,
+            attributes=s.attributes,
+            weight_grams=s.weight_grams,
+            unit_price=s.unit_price,
+            currency=s.currency,
+            is_active=s.is_active,
+            product_id=strawberry.ID(str(s.product_id)),
+        )
+
+    @strawberry.field(description="Cheaper unit prices from a quantity on.")
+    async def tiers(self, info: Info) -> list[PriceTier]:
+        rows = await info.context.loaders.tiers_by_sku.load(int(self.id))
+        return [PriceTier(min_quantity=t.min_quantity, unit_price=t.unit_price) for t in rows]
+
+    @strawberry.field(graphql_type=Product | None)
+    def product(self, info: Info) -> MaybeAwaitable[Product | None]:
+        if "product" in self.prefetched:
+            return self.prefetched["product"]
+        return self._load_product(info)
+
+    async def _load_product(self, info: Info) -> Product | None:
+        row = await info.context.loaders.products.load(int(self.product_id))
+        return Product.from_model(row) if row else None
 
 
 @strawberry.type

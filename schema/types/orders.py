@@ -16,6 +16,7 @@ from domain.payments import Charges
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError
 from schema.types.pagination import PageInfo
+from schema.types.prefetch import MaybeAwaitable, Prefetched, prefetched_slot
 from schema.types.stores import Store, StorePlatform
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class OrderLine:
     stock_quantity: int = strawberry.field(
         description="Units shipped from the buyer's cloud-warehouse stock (freight only)."
     )
+    prefetched: Prefetched = prefetched_slot()
 
     @classmethod
     def from_model(cls, ln: m.OrderLine) -> OrderLine:
@@ -80,8 +82,13 @@ class OrderLine:
             stock_quantity=ln.stock_quantity,
         )
 
-    @strawberry.field
-    async def sku(self, info: Info) -> Sku | None:
+    @strawberry.field(graphql_type=Sku | None)
+    def sku(self, info: Info) -> MaybeAwaitable[Sku | None]:
+        if "sku" in self.prefetched:
+            return self.prefetched["sku"]
+        return self._load_sku(info)
+
+    async def _load_sku(self, info: Info) -> Sku | None:
         if self.sku_id is None:
             return None
         row = await info.context.loaders.skus.load(int(self.sku_id))
@@ -182,6 +189,7 @@ class Order:
     stock_received_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    prefetched: Prefetched = prefetched_slot()
 
     @classmethod
     def from_model(cls, o: m.Order) -> Order:
@@ -231,20 +239,35 @@ class Order:
             updated_at=o.updated_at,
         )
 
-    @strawberry.field
-    async def lines(self, info: Info) -> list[OrderLine]:
+    @strawberry.field(graphql_type=list[OrderLine])
+    def lines(self, info: Info) -> MaybeAwaitable[list[OrderLine]]:
+        if "lines" in self.prefetched:
+            return self.prefetched["lines"]
+        return self._load_lines(info)
+
+    async def _load_lines(self, info: Info) -> list[OrderLine]:
         rows = await info.context.loaders.lines_by_order.load(int(self.id))
         return [OrderLine.from_model(ln) for ln in rows]
 
-    @strawberry.field
-    async def store(self, info: Info) -> Store | None:
+    @strawberry.field(graphql_type=Store | None)
+    def store(self, info: Info) -> MaybeAwaitable[Store | None]:
+        if "store" in self.prefetched:
+            return self.prefetched["store"]
+        return self._load_store(info)
+
+    async def _load_store(self, info: Info) -> Store | None:
         if self.store_id is None:
             return None
         row = await info.context.loaders.stores.load(int(self.store_id))
         return Store.from_model(row) if row else None
 
-    @strawberry.field
-    async def logistics_method(self, info: Info) -> LogisticsMethod | None:
+    @strawberry.field(graphql_type=LogisticsMethod | None)
+    def logistics_method(self, info: Info) -> MaybeAwaitable[LogisticsMethod | None]:
+        if "logistics_method" in self.prefetched:
+            return self.prefetched["logistics_method"]
+        return self._load_logistics_method(info)
+
+    async def _load_logistics_method(self, info: Info) -> LogisticsMethod | None:
         if self.logistics_method_id is None:
             return None
         row = await info.context.loaders.methods.load(int(self.logistics_method_id))
@@ -255,8 +278,13 @@ class Order:
         rows = await info.context.loaders.transitions_by_order.load(int(self.id))
         return [OrderTransition.from_model(t) for t in rows]
 
-    @strawberry.field
-    async def latest_transition(self, info: Info) -> OrderTransition | None:
+    @strawberry.field(graphql_type=OrderTransition | None)
+    def latest_transition(self, info: Info) -> MaybeAwaitable[OrderTransition | None]:
+        if "latest_transition" in self.prefetched:
+            return self.prefetched["latest_transition"]
+        return self._load_latest_transition(info)
+
+    async def _load_latest_transition(self, info: Info) -> OrderTransition | None:
         row = await info.context.loaders.latest_transition.load(int(self.id))
         return OrderTransition.from_model(row) if row else None
 
