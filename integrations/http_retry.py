@@ -46,15 +46,17 @@ async def send_with_retries(
     redact: Callable[[str], str],
     label: str,
     on_attempt: Callable[[], None] | None = None,
+    base_url: str = "",
     **kwargs: Any,
 ) -> httpx.Response:
     """A 2xx response, or the error of the last attempt (``failure(message, transient)`` for
-    no answer, ``status_failure(response)`` for an error status; both carry ``transient``)."""
+    no answer, ``status_failure(response)`` for an error status; both carry ``transient``).
+    The request goes to ``base_url + path``; messages name ``path`` only."""
     for attempt in range(retries + 1):
         if on_attempt is not None:
             on_attempt()
         try:
-            response = await http.request(method, path, **kwargs)
+            response = await http.request(method, base_url + path, **kwargs)
         except RETRIED_EXCEPTIONS as exc:
             error = failure(
                 redact(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")), True

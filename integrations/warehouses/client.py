@@ -81,7 +81,9 @@ class WarehouseRefused(WarehouseApiError):
 class WarehouseClient:
     """An async client of one warehouse. Use as ``async with WarehouseClient(...) as wh:``.
 
-    ``attempts`` counts the HTTP requests sent so far (retries included).
+    ``attempts`` counts the HTTP requests sent so far (retries included). With ``http``, requests
+    go through that shared ``httpx.AsyncClient`` (its connection pool outlives this object and
+    is not closed by it); without, the client makes and closes its own.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class WarehouseClient:
         retries: int = 3,
         backoff: float = 0.2,
         transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -102,12 +105,11 @@ class WarehouseClient:
         self._retries = retries
         self._backoff = backoff
         self.attempts = 0
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={HEADER_API_KEY: api_key, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-        )
+        self._base_url = base_url.rstrip("/")
+        self._headers = {HEADER_API_KEY: api_key, "Accept": "application/json"}
+        self._timeout = httpx.Timeout(timeout)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(transport=transport)
 
     async def __aenter__(self) -> Self:
         return self
@@ -121,7 +123,8 @@ class WarehouseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def ping(self) -> str:
         """Check the connection and credentials; returns the warehouse's name."""
@@ -217,10 +220,14 @@ class WarehouseClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Send with retries; returns the JSON object of a 2xx response."""
+        headers = {**self._headers, **kwargs.pop("headers", {})}
         response = await send_with_retries(
             self._http,
             method,
             path,
+            base_url=self._base_url,
+            headers=headers,
+            timeout=self._timeout,
             retries=self._retries,
             backoff=self._backoff,
             failure=lambda message, transient: WarehouseApiError(message, transient=transient),

@@ -78,6 +78,7 @@ class WarehouseWorker:
         self.settings = settings
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._transport = transport
+        self._http: httpx.AsyncClient | None = None  # one pool for every warehouse call
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -97,6 +98,9 @@ class WarehouseWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _run(self) -> None:
         while True:
@@ -146,13 +150,17 @@ class WarehouseWorker:
             await self._give_up(task, f"internal error: {type(error).__name__}")
 
     def _client(self, connection: WarehouseConnection) -> WarehouseClient:
+        """A client of this connection on the worker's shared pool (making an
+        ``httpx.AsyncClient`` per call costs about 20 ms of CPU)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(transport=self._transport)
         return WarehouseClient(
             base_url=connection.api_url,
             api_key=connection.api_key,
             timeout=self.settings.timeout,
             retries=self.settings.retries,
             backoff=self.settings.backoff,
-            transport=self._transport,
+            http=self._http,
         )
 
     async def _dispatch(self, task: WarehouseTask) -> None:
