@@ -88,6 +88,7 @@ class LogisticsMethod(Model):
 
     class Meta:
         table = "logistics_method"
+        indexes = (("supplier_id", "id"),)
 
 
 class FreightRule(Model):

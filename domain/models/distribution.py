@@ -178,6 +178,7 @@ class AfterSalesOrder(Model):
         table = "after_sales_order"
         indexes = (
             ("supplier_id", "updated_at", "id"),
+            ("supplier_id", "id"),
             ("distributor_id", "id"),
             ("status", "checked_at"),
         )
@@ -202,6 +203,7 @@ class Withdrawal(Model):
 
     class Meta:
         table = "withdrawal"
+        indexes = (("supplier_id", "id"), ("distributor_id", "id"))
 
 
 class WarehouseTask(Model):

@@ -42,3 +42,4 @@ class EventAudience(Model):
     class Meta:
         table = "event_audience"
         unique_together = (("organisation_id", "event_id"),)
+        indexes = (("event_id",),)

@@ -90,6 +90,8 @@ class Order(Model):
             ("supplier_id", "id"),
             ("buyer_id", "status", "id"),
             ("supplier_id", "status", "id"),
+            ("tracking_number",),
+            ("store_order_number",),
         )
 
 

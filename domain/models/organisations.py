@@ -48,6 +48,7 @@ class User(Model):
 
     class Meta:
         table = "user"
+        indexes = (("organisation_id", "id"),)
 
 
 class ApiToken(Model):

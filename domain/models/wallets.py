@@ -36,6 +36,7 @@ class Wallet(Model):
     class Meta:
         table = "wallet"
         unique_together = (("buyer_id", "supplier_id"),)
+        indexes = (("supplier_id", "id"),)
 
 
 class WalletEntry(Model):
