@@ -27,6 +27,7 @@ from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
 from schema.build import create_schema
 from service.graphql_view import GraphQLView
+from service.live import LiveEndpoint, Multiplexer
 from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from service.settings import Settings
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_attempts=settings.tracking_max_attempts,
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
+            app.state.live = Multiplexer(graphql.schema, hub, app)
             app.state.tracking = tracking
             app.state.settings = settings
             warehouses = WarehouseWorker(_worker_settings(settings))
@@ -118,6 +120,7 @@ def create_app(settings: Settings) -> Starlette:
                 remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
                 await warehouses.stop()
                 await tracking.stop()
+                await app.state.live.stop()
                 await hub.stop()  # ends open subscriptions cleanly
                 await publisher.stop()
                 await broadcast.disconnect()
@@ -140,7 +143,7 @@ def create_app(settings: Settings) -> Starlette:
                 receive_warehouse_callback,
                 methods=["POST"],
             ),
-            WebSocketRoute("/graphql", graphql),
+            WebSocketRoute("/graphql", LiveEndpoint(graphql, settings)),
         ],
         middleware=[
             Middleware(HttpMetricsMiddleware),

@@ -1,5 +1,6 @@
 """Prometheus metrics at ``/metrics``: requests and latencies by GraphQL operation and by HTTP
-route, active subscriptions, outbox lag and the background work queues.
+route, response cache hits and misses, active subscriptions and their multiplexed groups, outbox
+lag and the background work queues.
 
 Each app has its own registry (several apps can live in one test process). With
 ``WORKERS > 1`` every worker process has its own figures: scrape each instance or process
@@ -54,11 +55,17 @@ class _Live(Collector):
         self.cached: dict[str, float] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        hub = getattr(self._state, "hub", None)
+        live = getattr(self._state, "live", None)
         yield GaugeMetricFamily(
             "supplygraph_active_subscriptions",
             "GraphQL subscriptions open on this process.",
-            value=hub.subscriber_count if hub is not None else 0,
+            value=live.open_subscriptions if live is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "supplygraph_subscription_groups",
+            "Multiplexed subscription executions on this process (subscribers with the same "
+            "operation, variables and visibility share one).",
+            value=live.group_count if live is not None else 0,
         )
         for name, doc in (
             ("supplygraph_outbox_unpublished_events", "Committed events not yet broadcast."),

@@ -42,13 +42,13 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
     async def wait_for_subscribers(self, count: int, timeout: float = 10) -> None:
-        """Wait until the hub has ``count`` local subscriptions (no race with a mutation)."""
+        """Wait until ``count`` subscriptions receive events (no race with a mutation)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.app.state.hub.subscriber_count < count:
+        while self.app.state.live.listening_subscriptions < count:
             if loop.time() > deadline:
                 raise TimeoutError(
-                    f"{self.app.state.hub.subscriber_count} subscribers, not {count}"
+                    f"{self.app.state.live.listening_subscriptions} subscribers, not {count}"
                 )
             await asyncio.sleep(0.01)
 
