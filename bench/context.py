@@ -33,12 +33,17 @@ class BenchContext:
         return self.seeded
 
     def app_environment(self) -> dict[str, str]:
-        """The environment the supplygraph server gets (REDIS_URL and the rest pass through)."""
+        """The environment the supplygraph server gets (REDIS_URL and the rest pass through).
+
+        The response cache is off: benchmarks of query execution measure the work, not a repeat
+        answered from memory (``repeated_reads`` starts its own server with the cache on).
+        """
         return {
             **os.environ,
             "DATABASE_URL": self.database_url,
             "SECRETS_KEY": self.secrets_key,
             "LOG_LEVEL": "WARNING",
+            "RESPONSE_CACHE": "false",
         }
 
     async def app_server(self) -> ServerProcess:

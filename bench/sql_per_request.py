@@ -88,6 +88,7 @@ async def run(ctx: BenchContext) -> list[Row]:
             "DATABASE_URL": ctx.database_url,
             "SECRETS_KEY": ctx.secrets_key,
             "LOG_LEVEL": "WARNING",
+            "RESPONSE_CACHE": "false",  # count the statements of running the query
         }
     )
     app = create_app(settings)

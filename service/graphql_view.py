@@ -1,24 +1,58 @@
-"""Strawberry's ASGI view with this service's context and authentication."""
+"""Strawberry's ASGI view with this service's context, authentication and response cache.
+
+HTTP requests pass through ``GraphQLView.__call__``: it authenticates the bearer token, answers
+a repeated query from the response cache (``service/response_cache.py``) without entering
+Strawberry, and otherwise runs Strawberry as usual, storing a query's error-free answer and
+invalidating the caller's organisation after a mutation. Responses that went through the cache
+carry ``x-cache: hit`` or ``x-cache: miss``.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
+from graphql import OperationType
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from domain import tokens
+from domain.access import Viewer
 from resolvers.context import Context
+from service.metrics import Metrics
 from service.observability import new_request_id
+from service.response_cache import (
+    MAX_DOCUMENT_CHARS,
+    Key,
+    Operation,
+    OperationIndex,
+    ResponseCache,
+    request_key,
+)
 from service.settings import Settings
 
 BAD_TOKEN = "The token is invalid, expired or revoked."
+# keys of ``scope["state"]`` this view sets for Strawberry's part of a request
+_VIEWER = "supplygraph.viewer"  # authenticated before Strawberry ran (value: Viewer or None)
+_ERRORS = "supplygraph.errors"  # whether the executed result had errors
+_STREAMING_ACCEPT = ("multipart/mixed", "text/event-stream")
+_HIT_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-cache", b"hit"),
+]
 
 
 def _bearer(value: object) -> str | None:
@@ -29,6 +63,24 @@ def _bearer(value: object) -> str | None:
     if scheme.lower() != "bearer" or not secret.strip():
         return None
     return secret.strip()
+
+
+def _count_hit(metrics: Metrics, operation: Operation, seconds: float) -> None:
+    """A cache hit, in the figures ``OperationMetrics`` keeps for executed operations too."""
+    name = metrics.operation_label(operation.name)
+    metrics.response_cache.labels("hit").inc()
+    metrics.operations.labels(name, "query", "ok").inc()
+    metrics.operation_seconds.labels(name, "query").observe(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An authenticated request for a query or mutation the cache takes part in."""
+
+    viewer: Viewer
+    operation: Operation
+    key: Key
+    settled: bool  # the cache reflects every commit of this process so far: it may answer
 
 
 class GraphQLView(GraphQL):
@@ -42,6 +94,125 @@ class GraphQLView(GraphQL):
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
             allowed_origins=settings.ws_allowed_origins,
         )
+        self.response_cache: ResponseCache | None = None
+        if settings.response_cache:
+            self.response_cache = ResponseCache(
+                max_entries=settings.response_cache_entries,
+                max_bytes=settings.response_cache_bytes,
+                ttl=settings.response_cache_ttl,
+            )
+        self._operations = OperationIndex(max_tokens=settings.max_query_tokens)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache = self.response_cache
+        app = scope.get("app")
+        hub = getattr(app.state, "hub", None) if app is not None else None
+        if scope["type"] != "http" or cache is None or hub is None or hub.closed:
+            await super().__call__(scope, receive, send)
+            return
+        cache.follow(hub)
+        request = Request(scope, receive)
+        plan = await self._plan(request, cache)
+        if plan is None:
+            response = await self._execute(request)
+        elif plan.operation.kind is OperationType.MUTATION:
+            try:
+                response = await self._execute(request)
+            finally:
+                cache.after_mutation(plan.viewer.organisation_id)
+        else:
+            started = time.perf_counter()
+            metrics: Metrics | None = getattr(app.state, "metrics", None)
+            body = cache.get(plan.key) if plan.settled else None
+            if body is not None:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [*_HIT_HEADERS, (b"content-length", b"%d" % len(body))],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                if metrics is not None:
+                    _count_hit(metrics, plan.operation, time.perf_counter() - started)
+                return
+            if metrics is not None:
+                metrics.response_cache.labels("miss").inc()
+            ticket = cache.ticket()
+            response = await self._execute(request)
+            if (
+                response.status_code == 200
+                and not isinstance(response, StreamingResponse)
+                and request.scope.get("state", {}).get(_ERRORS) is False
+            ):
+                cache.put(plan.key, ticket, bytes(response.body))
+            response.headers["x-cache"] = "miss"
+        await response(scope, receive, send)
+
+    async def _execute(self, request: Request) -> Response:
+        """Strawberry's handling of an HTTP request (``GraphQL.__call__``), as a response."""
+        try:
+            return await self.run(request)
+        except HTTPException as e:
+            return PlainTextResponse(e.reason, status_code=e.status_code)
+
+    async def _plan(self, request: Request, cache: ResponseCache) -> _Plan | None:
+        """The cache's view of a request: None unless it is a single query or mutation over
+        GET or POST JSON, without extensions, with a bearer token that authenticates.
+
+        Reads the body (Starlette keeps it for Strawberry) and authenticates the token, a
+        query's through the cache's ``TokenCache`` (the viewer is kept for ``get_context``); a
+        request it cannot read is left to Strawberry, which answers it as it would without the
+        cache.
+        """
+        secret = _bearer(request.headers.get("authorization"))
+        if secret is None:
+            return None
+        accept = request.headers.get("accept", "")
+        if any(kind in accept for kind in _STREAMING_ACCEPT):
+            return None
+        if request.method == "GET":
+            data: Any = dict(request.query_params)
+            if "variables" in data:
+                try:
+                    data["variables"] = json.loads(data["variables"])
+                except ValueError:
+                    return None
+        elif request.method == "POST" and "application/json" in request.headers.get(
+            "content-type", ""
+        ):
+            try:
+                data = json.loads(await request.body())
+            except ValueError:
+                return None
+        else:
+            return None
+        if not isinstance(data, dict):
+            return None
+        document = data.get("query")
+        name = data.get("operationName")
+        variables = data.get("variables")
+        if (
+            not isinstance(document, str)
+            or len(document) > MAX_DOCUMENT_CHARS
+            or not isinstance(name, str | None)
+            or not isinstance(variables, dict | None)
+            or data.get("extensions")
+        ):
+            return None
+        operation = self._operations.get(document, name)
+        if operation is None or operation.kind is OperationType.SUBSCRIPTION:
+            return None
+        settled = operation.kind is OperationType.QUERY and await cache.settle()
+        if settled:
+            viewer = await cache.tokens.authenticate(secret)
+        else:  # a write, or the cache may lag behind a commit: checked against the database
+            viewer = await tokens.authenticate(secret=secret)
+        request.scope.setdefault("state", {})[_VIEWER] = viewer
+        if viewer is None:
+            return None
+        key = request_key(viewer, operation, document, name, variables)
+        return _Plan(viewer, operation, key, settled)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
@@ -52,9 +223,15 @@ class GraphQLView(GraphQL):
             hub=request.app.state.hub,
         )
         if isinstance(request, Request):
-            header = request.headers.get("authorization")
-            if header is not None:
-                await self._authenticate(context, _bearer(header))
+            state = request.scope.get("state", {})
+            if _VIEWER in state:
+                context.viewer = state[_VIEWER]
+                if context.viewer is None:
+                    context.auth_problem = BAD_TOKEN
+            else:
+                header = request.headers.get("authorization")
+                if header is not None:
+                    await self._authenticate(context, _bearer(header))
         context.fresh_loaders()
         return context
 
@@ -79,6 +256,12 @@ class GraphQLView(GraphQL):
         if viewer is None:
             context.auth_problem = BAD_TOKEN if secret else "Authentication required."
         context.viewer = viewer
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        request.scope.setdefault("state", {})[_ERRORS] = bool(result.errors)
+        return await super().process_result(request, result)
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)

@@ -106,6 +106,13 @@ class Metrics:
         )
         self.live = _Live(state)
         self.registry.register(self.live)
+        self.response_cache = Counter(
+            "supplygraph_response_cache_lookups",
+            "GraphQL queries looked up in the response cache, by result (hit or miss). A hit is "
+            "answered without executing; it counts as an ok operation, timed from lookup to reply.",
+            ["result"],
+            registry=self.registry,
+        )
         self._names: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:

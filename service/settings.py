@@ -236,6 +236,32 @@ class Settings:
         _secrets_key,
         "Key that seals stored credentials (`python main.py generate-key`); empty: the key file.",
     )
+    response_cache: bool = _setting(
+        "RESPONSE_CACHE",
+        "true",
+        _bool,
+        "Keep the answers to repeated GraphQL queries in memory until an event of the caller's "
+        "organisation (see `service/response_cache.py`).",
+    )
+    response_cache_entries: int = _setting(
+        "RESPONSE_CACHE_ENTRIES",
+        "2000",
+        _positive_int,
+        "Most responses the response cache holds per process (least recently used go first).",
+    )
+    response_cache_bytes: int = _setting(
+        "RESPONSE_CACHE_BYTES",
+        "67108864",
+        _positive_int,
+        "Most bytes of responses, documents and variables the response cache holds per process.",
+    )
+    response_cache_ttl: float = _setting(
+        "RESPONSE_CACHE_TTL",
+        "30",
+        _positive_float,
+        "Seconds a cached response is served at most: the bound on staleness for changes that "
+        "record no event.",
+    )
     secrets_key_file: str = _setting(
         "SECRETS_KEY_FILE",
         "./supplygraph.key",

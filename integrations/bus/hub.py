@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 from domain import outbox
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _CLOSED = object()
 _CATCH_UP = object()
+
+DispatchListener = Callable[[PublishedEvent | None], None]
 
 
 class SubscriptionEnded(Exception):
@@ -51,12 +53,28 @@ class EventHub:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
+        self._listeners: list[DispatchListener] = []
         self.last_seq = 0
         self.closed = False
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._locals.values())
+
+    def on_dispatch(self, listener: DispatchListener) -> None:
+        """Call ``listener(event)`` for every event dispatched, in ``seq`` order, and
+        ``listener(None)`` when the broadcast may have dropped some (a RESYNC from its backend,
+        a restart of the hub's listener); what was missed follows from the outbox. A gap in
+        ``seq`` is not signalled: the missed events are dispatched from the outbox first.
+        Called synchronously: a listener must not block."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: PublishedEvent | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event hub dispatch listener failed")
 
     async def start(self) -> None:
         self.last_seq = await outbox.last_seq()
@@ -84,11 +102,13 @@ class EventHub:
             try:
                 async with self._broadcast.subscribe(EVENTS_CHANNEL) as subscriber:
                     self._ready.set()
+                    self._notify(None)
                     await self.catch_up()
                     async for message in subscriber:
                         if message is None:
                             break
                         if message.message == RESYNC:
+                            self._notify(None)
                             await self.catch_up()
                         else:
                             await self._accept(decode(message.message))
@@ -145,6 +165,7 @@ class EventHub:
                     sub.queue.put_nowait(_CATCH_UP)
                 else:
                     sub.queue.put_nowait(event)
+        self._notify(event)
 
     async def stream(
         self,
