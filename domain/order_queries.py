@@ -114,6 +114,29 @@ async def list_orders(
 
 
 LineWithSku = tuple[OrderLine, Sku | None, Product | None]
+_LINE_PARTS: tuple[tuple[type[Model], str], ...] = ((OrderLine, "l"), (Sku, "s"), (Product, "p"))
+_lines_select: dict[type, str] = {}  # per query dialect: the statement up to its WHERE
+
+
+def _lines_with_skus_head(query_class: type) -> str:
+    """``SELECT <every column, prefixed> FROM order_line LEFT JOIN sku LEFT JOIN product``,
+    built once per dialect (building it costs more than running it)."""
+    head = _lines_select.get(query_class)
+    if head is None:
+        line, sku, product = (Table(model._meta.db_table) for model, _ in _LINE_PARTS)
+        query = (
+            query_class.from_(line)
+            .left_join(sku)
+            .on(line.sku_id == sku.id)
+            .left_join(product)
+            .on(sku.product_id == product.id)
+        )
+        for (model, prefix), table in zip(_LINE_PARTS, (line, sku, product), strict=True):
+            query = query.select(
+                *(table.field(c).as_(f"{prefix}_{c}") for c in model._meta.db_fields)
+            )
+        head = _lines_select[query_class] = str(query)
+    return head
 
 
 async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
@@ -123,22 +146,14 @@ async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
     """
     if not order_ids:
         return []
-    parts = [(OrderLine, "l"), (Sku, "s"), (Product, "p")]
-    line, sku, product = (Table(model._meta.db_table) for model, _ in parts)
-    query = (
-        OrderLine._meta.db.query_class.from_(line)
-        .left_join(sku)
-        .on(line.sku_id == sku.id)
-        .left_join(product)
-        .on(sku.product_id == product.id)
-        .where(line.order_id.isin([int(i) for i in order_ids]))
-        .orderby(line.id)
-    )
-    for (model, prefix), table in zip(parts, (line, sku, product), strict=True):
-        query = query.select(*(table.field(c).as_(f"{prefix}_{c}") for c in model._meta.db_fields))
+    db = OrderLine._meta.db
+    table = OrderLine._meta.db_table
+    ids = ",".join(str(int(i)) for i in order_ids)  # integers only: nothing to escape
+    sql = f'{_lines_with_skus_head(db.query_class)} WHERE "{table}"."order_id" IN ({ids}) '
+    sql += f'ORDER BY "{table}"."id"'
     built: dict[tuple[str, int], Any] = {}  # each SKU and product made once, however many lines
 
-    def instance(model: type[Model], prefix: str, row: dict[str, Any]) -> Any:
+    def instance(model: type[Model], prefix: str, row: Any) -> Any:
         pk = row[f"{prefix}_id"]
         if pk is None:
             return None
@@ -148,17 +163,16 @@ async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
             built[key] = model._init_from_db(**columns)
         return built[key]
 
-    result: list[LineWithSku] = []
-    for row in await OrderLine._meta.db.execute_query_dict(str(query)):
-        columns = {c: row[f"l_{c}"] for c in OrderLine._meta.db_fields}
-        result.append(
-            (
-                OrderLine._init_from_db(**columns),
-                instance(Sku, "s", row),
-                instance(Product, "p", row),
-            )
+    _, rows = await db.execute_query(sql)
+    line_columns = [(c, f"l_{c}") for c in OrderLine._meta.db_fields]
+    return [
+        (
+            OrderLine._init_from_db(**{c: row[key] for c, key in line_columns}),
+            instance(Sku, "s", row),
+            instance(Product, "p", row),
         )
-    return result
+        for row in rows
+    ]
 
 
 async def get_order(*, viewer: Viewer, order_id: int) -> Order | None:
