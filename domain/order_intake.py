@@ -21,7 +21,6 @@ from domain.models.orders import (
     OrderLine,
     OrderStatus,
     OrderTransition,
-    WebhookReceipt,
 )
 from domain.models.stores import Store, StorePlatform, StoreProduct, StoreVariant
 from domain.order_status import audience
@@ -125,14 +124,12 @@ class Ingested:
     created: bool
 
 
-async def ingest_store_order(
-    *, store: Store, data: StoreOrderData, event_id: str | None = None
-) -> Ingested:
+async def ingest_store_order(*, store: Store, data: StoreOrderData) -> Ingested:
     """Take a store order in, once: a second delivery (same event id, or same store order id)
     changes nothing. Lines whose store variant is connected get their SKU; the order is
     AWAITING_PAYMENT when all are, else UNRECOGNIZED."""
     try:
-        return await _ingest(store=store, data=data, event_id=event_id)
+        return await _ingest(store=store, data=data)
     except IntegrityError:
         # a concurrent delivery of the same order won the race: it is there now
         existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
@@ -141,13 +138,11 @@ async def ingest_store_order(
         return Ingested(existing, created=False)
 
 
-async def _ingest(*, store: Store, data: StoreOrderData, event_id: str | None) -> Ingested:
+async def _ingest(*, store: Store, data: StoreOrderData) -> Ingested:
     async with transaction():
         existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
         if existing is not None:
             return Ingested(existing, created=False)
-        if event_id is not None:
-            await WebhookReceipt.create(store_id=store.id, event_id=event_id[:100])
         variants = [
             await _variant_for(
                 store, line.external_product_id, line.external_variant_id, line.title

@@ -20,6 +20,7 @@ from domain.warehouse_tasks import TASKS_TOPIC
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
+from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
 from integrations.warehouses.callbacks import receive_warehouse_callback
@@ -105,10 +106,18 @@ def create_app(settings: Settings) -> Starlette:
             app.state.settings = settings
             warehouses = WarehouseWorker(_worker_settings(settings))
             app.state.warehouses = warehouses
+            inbox = StoreInboxWorker(
+                InboxSettings(
+                    max_attempts=settings.store_inbox_attempts,
+                    retry_delay=settings.store_inbox_retry_delay,
+                )
+            )
+            app.state.store_inbox = inbox
             await hub.start()
             await publisher.start()
             await tracking.start()
             await warehouses.start()
+            await inbox.start()
             add_commit_listener(publisher.wake)
             add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
             publisher.wake()
@@ -118,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             finally:
                 remove_commit_listener(publisher.wake)
                 remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
+                await inbox.stop()
                 await warehouses.stop()
                 await tracking.stop()
                 await app.state.live.stop()

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from domain import store_inbox
 from domain.models.distribution import TaskState, WarehouseTask
 from domain.models.events import Event
 from domain.models.orders import Order, TrackingSync
@@ -71,6 +72,7 @@ class _Live(Collector):
             ("supplygraph_outbox_unpublished_events", "Committed events not yet broadcast."),
             ("supplygraph_warehouse_tasks_pending", "Warehouse pushes and withdraws queued."),
             ("supplygraph_tracking_pushes_pending", "Shipped orders whose tracking is unsent."),
+            ("supplygraph_store_inbox_pending", "Store webhooks accepted, orders not taken in."),
         ):
             yield GaugeMetricFamily(name, doc, value=self.cached.get(name, 0))
 
@@ -104,8 +106,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.live = _Live(state)
-        self.registry.register(self.live)
         self.response_cache = Counter(
             "supplygraph_response_cache_lookups",
             "GraphQL queries looked up in the response cache, by result (hit or miss). A hit is "
@@ -113,6 +113,8 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.live = _Live(state)
+        self.registry.register(self.live)
         self._names: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:
@@ -137,6 +139,7 @@ class Metrics:
             "supplygraph_tracking_pushes_pending": await Order.filter(
                 tracking_sync__in=[TrackingSync.PENDING, TrackingSync.FAILED]
             ).count(),
+            "supplygraph_store_inbox_pending": await store_inbox.pending_count(),
         }
 
 

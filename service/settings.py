@@ -176,6 +176,18 @@ class Settings:
         _positive_int,
         "Tracking pushes tried per shipped order before it stays FAILED for a person to look at.",
     )
+    store_inbox_attempts: int = _setting(
+        "STORE_INBOX_ATTEMPTS",
+        "5",
+        _positive_int,
+        "Tries at taking in an accepted store webhook before it is left FAILED with the error.",
+    )
+    store_inbox_retry_delay: float = _setting(
+        "STORE_INBOX_RETRY_DELAY",
+        "2",
+        _positive_float,
+        "Seconds before the first retry of a store webhook that failed to be taken in; doubles.",
+    )
     public_url: str = _setting(
         "PUBLIC_URL",
         "",
@@ -224,18 +236,6 @@ class Settings:
         _positive_float,
         "Replay window of warehouse callbacks: the most their timestamp may differ from now.",
     )
-    metrics_token: str = _setting(
-        "METRICS_TOKEN",
-        "",
-        str,
-        "Bearer token `/metrics` requires; empty: open (keep it on the internal network).",
-    )
-    secrets_key: str = _setting(
-        "SECRETS_KEY",
-        "",
-        _secrets_key,
-        "Key that seals stored credentials (`python main.py generate-key`); empty: the key file.",
-    )
     response_cache: bool = _setting(
         "RESPONSE_CACHE",
         "true",
@@ -261,6 +261,18 @@ class Settings:
         _positive_float,
         "Seconds a cached response is served at most: the bound on staleness for changes that "
         "record no event.",
+    )
+    metrics_token: str = _setting(
+        "METRICS_TOKEN",
+        "",
+        str,
+        "Bearer token `/metrics` requires; empty: open (keep it on the internal network).",
+    )
+    secrets_key: str = _setting(
+        "SECRETS_KEY",
+        "",
+        _secrets_key,
+        "Key that seals stored credentials (`python main.py generate-key`); empty: the key file.",
     )
     secrets_key_file: str = _setting(
         "SECRETS_KEY_FILE",

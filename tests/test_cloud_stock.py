@@ -136,7 +136,7 @@ async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
     )
     await server.wait_for_subscribers(1)
     # 1-3: stock 10 at the tier price (4.00, not 5.00), shipped (in transit), received
-    cat, _, made = await connected_order(client, server.url, supplier, buyer, sim)
+    cat, _, made = await connected_order(client, server, supplier, buyer, sim)
     warehouse_id = await warehouse(client, supplier)
     stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10)
     assert stocked["charged"]["goods"] == "40.00"

@@ -504,7 +504,8 @@ async def test_bigshop_store_order_filtered_pushed_and_tracking_reaches_the_stor
         )
         assert connected["userErrors"] == []
         made = await shop.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
-        assert made["webhook_status"] == 200
+        assert made["webhook_status"] == 202
+        await server.store_inbox_drained()
 
         query = """query($p: StorePlatform, $n: String) { orders(filter: {platform: $p, distributorName: $n,
           distributionOnly: true}) { edges { node { id storeOrderNumber buyerName } } } }"""

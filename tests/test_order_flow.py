@@ -139,7 +139,8 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
         line_items=[{"variant_id": red["id"], "quantity": 3}],
         deliver_to=f"{server.url}{store['webhookUrlPath']}",
     )
-    assert made["webhook_status"] == 200
+    assert made["webhook_status"] == 202  # accepted; taken in by the inbox worker
+    await server.store_inbox_drained()
     orders = (
         await client.data(
             "{ orders(first: 10) { edges { node { id status storeOrderNumber } } } }",
@@ -259,9 +260,10 @@ async def test_webhook_signatures_and_duplicates(
     forged = await sim.order(variant["id"], deliver_to=url, bad_signature=True)
     assert forged["webhook_status"] == 401
     good = await sim.order(variant["id"], deliver_to=url)
-    assert good["webhook_status"] == 200
+    assert good["webhook_status"] == 202
     again = await sim.control.post(f"/_sim/redeliver/{good['order']['id']}")
-    assert again.json()["webhook_status"] == 200
+    assert again.json()["webhook_status"] == 200  # a duplicate: nothing queued
+    await server.store_inbox_drained()
     async with httpx.AsyncClient() as http:
         missing = await http.post(url, content=b"{}", headers={"content-type": "application/json"})
     assert missing.status_code == 401
@@ -283,6 +285,7 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     tee = await sim.product("Tee")
     blue = next(v for v in tee["variants"] if v["option1"] == "Blue")
     await sim.order(blue["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    await server.store_inbox_drained()
     [edge] = (
         await client.data(
             "{ orders { edges { node { id status lines { id } } } } }", token=buyer.token
@@ -553,6 +556,7 @@ async def test_status_subscription_and_mapping_drift(
     payload = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
     assert payload["userErrors"] == [], payload
     await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    await server.store_inbox_drained()
     await ok(
         client,
         'mutation($k: ID!) { updateSku(input: {skuId: $k, attributes: {color: "Crimson", size: "M"}}) { sku { code } userErrors { code } } }',
@@ -585,6 +589,7 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
     store = await connect_store(client, buyer, sim)
     tee = await sim.product("Tee")
     await sim.order(tee["variants"][0]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    await server.store_inbox_drained()
     [edge] = (
         await client.data(
             "{ orders { edges { node { id status lines { id } } } } }", token=buyer.token

@@ -14,6 +14,7 @@ from domain import secrets
 from domain.models.stores import Store
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import RunningServer
 from tests.test_order_flow import ORDER, connect_store, connect_variant, ok, sim, supplier_catalogue
 from tests.test_store_integration import Sim
 
@@ -21,7 +22,7 @@ __all__ = ["sim"]
 
 
 async def connected_order(
-    client: GraphQLHttp, server_url: str, supplier: Member, buyer: Member, sim: Sim
+    client: GraphQLHttp, server: RunningServer, supplier: Member, buyer: Member, sim: Sim
 ) -> tuple[dict, dict, dict]:
     """A store whose Red/M variant is connected, and one webhook order for it (catalogue,
     store payload, order)."""
@@ -47,8 +48,9 @@ async def connected_order(
     assert connected["userErrors"] == [], connected
     store["red"] = red
     store["connection"] = connected["connection"]
-    made = await sim.order(red["id"], deliver_to=f"{server_url}{store['webhookUrlPath']}")
-    assert made["webhook_status"] == 200
+    made = await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
+    assert made["webhook_status"] == 202
+    await server.store_inbox_drained()
     return cat, store, made
 
 
@@ -70,7 +72,7 @@ async def test_tracking_push_is_retried_after_store_failures_and_lands_once(
     client = GraphQLHttp(server.url)
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server.url, supplier, buyer, sim)
+        _, _, made = await connected_order(client, server, supplier, buyer, sim)
         order = await order_by_store_number(client, buyer, made["order"]["name"])
         await ok(
             client,
@@ -128,7 +130,7 @@ async def test_tracking_push_gives_up_after_max_attempts_with_the_error_visible(
     client = GraphQLHttp(server.url)
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server.url, supplier, buyer, sim)
+        _, _, made = await connected_order(client, server, supplier, buyer, sim)
         order = await order_by_store_number(client, buyer, made["order"]["name"])
         await ok(
             client,
@@ -242,7 +244,7 @@ async def test_disconnect_product_applies_to_future_orders_only(
     server, client: GraphQLHttp, make_member: MakeMember, sim: Sim
 ) -> None:
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-    _, store, first = await connected_order(client, server.url, supplier, buyer, sim)
+    _, store, first = await connected_order(client, server, supplier, buyer, sim)
     connection_id = store["connection"]["id"]
     other = await make_member("BUYER")
     mutation = "mutation($c: ID!) { disconnectProduct(connectionId: $c) { connection { id status } userErrors { code field } } }"
@@ -260,6 +262,7 @@ async def test_disconnect_product_applies_to_future_orders_only(
     second = await sim.order(
         store["red"]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}"
     )
+    await server.store_inbox_drained()
     before = await order_by_store_number(client, buyer, first["order"]["name"])
     after = await order_by_store_number(client, buyer, second["order"]["name"])
     assert before["status"] == "AWAITING_PAYMENT"

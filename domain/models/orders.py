@@ -212,14 +212,34 @@ class Quote(Model):
         indexes = (("buyer_id", "id"), ("supplier_id", "id"))
 
 
+class InboxState(StrEnum):
+    PENDING = "PENDING"  # accepted, the order not yet taken in
+    DONE = "DONE"
+    FAILED = "FAILED"  # given up after the last attempt; ``last_error`` says why
+
+
 class WebhookReceipt(Model):
-    """A store webhook event already processed (deduplication on the event id)."""
+    """A store webhook event accepted (its signature checked), and the store's inbox.
+
+    The receiver writes the row and answers at once; the unique event id makes a redelivery a
+    duplicate. The inbox worker takes pending rows in (``domain.store_inbox``) under a lease.
+    """
 
     id = fields.BigIntField(primary_key=True)
     store_id = fields.IntField()
     event_id = fields.CharField(max_length=100)
     received_at = fields.DatetimeField(auto_now_add=True)
+    payload = fields.TextField(null=True)  # the body as received
+    state = fields.CharEnumField(InboxState, max_length=8, default=InboxState.DONE)
+    attempts = fields.IntField(default=0)
+    due_at = fields.DatetimeField(null=True)
+    lease_owner = fields.CharField(max_length=64, null=True)
+    lease_until = fields.DatetimeField(null=True)
+    order_id = fields.BigIntField(null=True)
+    last_error = fields.CharField(max_length=500, null=True)
+    processed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "webhook_receipt"
         unique_together = (("store_id", "event_id"),)
+        indexes = (("state", "due_at"),)

@@ -3,8 +3,11 @@
 Checked in this order, and nothing is written unless all pass: the signature
 (``X-Shopify-Hmac-Sha256``, constant-time; bad or missing → 401), the event id and trigger time
 (missing or malformed → 400), the trigger time's age (older than the replay window → 200
-``stale``, ignored), the body (malformed → 400). A redelivered event or an order already taken
-in answers 200 ``duplicate``.
+``stale``, ignored), the body (malformed → 400). Then the body goes to the store's inbox
+(``domain.store_inbox``) and the answer is 202 ``accepted``: the order is taken in by the inbox
+worker moments later (``orderCreated`` events and the ``orders`` query show it). A redelivered
+event answers 200 ``duplicate``; an order delivered again under a new event id is still taken
+in once (orders are unique per store order id).
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from domain.models.orders import WebhookReceipt
+from domain import store_inbox
 from domain.models.stores import Store
-from domain.order_intake import ingest_store_order
 from integrations.stores.protocol import StorePayloadError, parse_order, verify
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,12 @@ async def receive_store_order(request: Request) -> JSONResponse:
         log.info("stale store webhook %s for store %s ignored", event_id, store.id)
         return _answer(200, "stale")
     try:
-        data = parse_order(json.loads(body))
+        parse_order(json.loads(body))  # a malformed body is refused now, not in the inbox
     except (ValueError, StorePayloadError) as error:
         return _answer(400, "invalid", error=str(error)[:300])
-    if await WebhookReceipt.exists(store_id=store.id, event_id=event_id):
+    if not await store_inbox.accept(store_id=store.id, event_id=event_id, body=body):
         return _answer(200, "duplicate")
-    result = await ingest_store_order(store=store, data=data, event_id=event_id)
-    return _answer(200, "created" if result.created else "duplicate", orderId=str(result.order.id))
+    worker = getattr(request.app.state, "store_inbox", None)
+    if worker is not None:
+        worker.wake()
+    return _answer(202, "accepted")

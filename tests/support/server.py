@@ -41,6 +41,17 @@ class RunningServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
+    async def store_inbox_drained(self, timeout: float = 10) -> None:
+        """Wait until every accepted store webhook has been taken in (none left PENDING)."""
+        from domain import store_inbox
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (pending := await store_inbox.pending_count()) > 0:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{pending} store webhooks still pending")
+            await asyncio.sleep(0.01)
+
     async def wait_for_subscribers(self, count: int, timeout: float = 10) -> None:
         """Wait until ``count`` subscriptions receive events (no race with a mutation)."""
         loop = asyncio.get_running_loop()

@@ -1,0 +1,101 @@
+"""The background worker that takes accepted store webhooks in (``domain.store_inbox``).
+
+The receiver wakes it on this instance; every instance also looks for due rows every
+``poll_interval`` seconds, so rows accepted elsewhere, retried, or left by an instance that died
+(its lease expires) are taken in too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from domain import store_inbox
+from domain.models.orders import InboxState, WebhookReceipt
+from domain.models.stores import Store
+from domain.order_intake import ingest_store_order
+from integrations.stores.protocol import StorePayloadError, parse_order
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    poll_interval: float = 1.0
+    batch: int = 50
+    lease_seconds: float = 60.0
+    max_attempts: int = 5
+    retry_delay: float = 2.0
+
+
+class StoreInboxWorker:
+    def __init__(self, settings: InboxSettings) -> None:
+        self.settings = settings
+        self.owner = f"inbox-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store-inbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+            self._wake.clear()
+            try:
+                while await self.run_due() >= self.settings.batch:
+                    pass  # a full batch: more may be waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("store inbox round failed")
+                await asyncio.sleep(self.settings.poll_interval)
+
+    async def run_due(self) -> int:
+        """Take in every row due now, up to one batch; returns how many were leased."""
+        rows = await store_inbox.claim_due(
+            owner=self.owner, lease_seconds=self.settings.lease_seconds, limit=self.settings.batch
+        )
+        for row in rows:
+            await self.take_in(row)
+        return len(rows)
+
+    async def take_in(self, row: WebhookReceipt) -> InboxState:
+        """One leased row's order taken in; returns the row's state after this run."""
+        store = await Store.get_or_none(id=row.store_id)
+        if store is None:
+            await store_inbox.finish(row, failed=True, error="the store was disconnected")
+            return InboxState.FAILED
+        try:
+            data = parse_order(json.loads(row.payload or ""))
+        except (ValueError, StorePayloadError) as error:  # checked on receipt: a guard only
+            await store_inbox.finish(row, failed=True, error=f"malformed body: {error}")
+            return InboxState.FAILED
+        try:
+            result = await ingest_store_order(store=store, data=data)
+        except Exception as error:
+            log.exception("taking in webhook %s of store %s failed", row.event_id, store.id)
+            reason = str(error) or type(error).__name__
+            if row.attempts >= self.settings.max_attempts:
+                await store_inbox.finish(row, failed=True, error=reason)
+                return InboxState.FAILED
+            delay = self.settings.retry_delay * 2 ** (row.attempts - 1)
+            await store_inbox.retry_later(row, delay=delay, error=reason)
+            return InboxState.PENDING
+        await store_inbox.finish(row, order_id=result.order.id)
+        return InboxState.DONE
