@@ -118,6 +118,9 @@ async def _variant_for(
     )
 
 
+INTAKE_RACES = 3  # intakes lost to a concurrent one creating the same variant, then give up
+
+
 @dataclass(frozen=True)
 class Ingested:
     order: Order
@@ -128,14 +131,18 @@ async def ingest_store_order(*, store: Store, data: StoreOrderData) -> Ingested:
     """Take a store order in, once: a second delivery (same event id, or same store order id)
     changes nothing. Lines whose store variant is connected get their SKU; the order is
     AWAITING_PAYMENT when all are, else UNRECOGNIZED."""
-    try:
-        return await _ingest(store=store, data=data)
-    except IntegrityError:
-        # a concurrent delivery of the same order won the race: it is there now
-        existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
-        if existing is None:
-            raise
-        return Ingested(existing, created=False)
+    for attempt in range(1, INTAKE_RACES + 1):
+        try:
+            return await _ingest(store=store, data=data)
+        except IntegrityError:
+            # a concurrent delivery of the same order won the race: it is there now
+            existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
+            if existing is not None:
+                return Ingested(existing, created=False)
+            if attempt == INTAKE_RACES:
+                raise
+            # or a concurrent intake created the same store product or variant first: go again
+    raise AssertionError("unreachable")
 
 
 async def _ingest(*, store: Store, data: StoreOrderData) -> Ingested:

@@ -120,3 +120,14 @@ async def authenticate(*, secret: str) -> Viewer | None:
         role=token.user.role,
         token_id=token.id,
     )
+
+
+async def still_valid(*, token_id: int) -> bool:
+    """Whether a token that authenticated earlier (a socket's) is still unrevoked, unexpired and
+    its user active: checked again before a long-lived connection starts another operation."""
+    token = (
+        await ApiToken.filter(id=token_id, revoked_at__isnull=True).select_related("user").first()
+    )
+    if token is None or not token.user.is_active:
+        return False
+    return token.expires_at is None or token.expires_at > datetime.now(UTC)

@@ -25,7 +25,7 @@ from domain.models.distribution import (
     WithdrawalStatus,
 )
 from domain.models.orders import Order, OrderStatus
-from domain.models.organisations import OrganisationKind
+from domain.models.organisations import OrganisationKind, Role
 from domain.models.wallets import EntryKind
 from domain.order_status import transition
 from domain.payments import credit, wallet_for
@@ -277,7 +277,8 @@ async def retry_withdrawal(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
 
 
 async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> Withdrawal:
-    """Either side closes a failed withdraw by hand with a note; the order carries on."""
+    """Either side's staff closes a failed withdraw by hand with a note; the order carries on."""
+    viewer.require_role(Role.STAFF)
     note = clean_text(note, field="note", max_length=500)
     async with transaction():
         failed = await _failed_withdrawal(viewer, withdrawal_id)

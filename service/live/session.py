@@ -20,6 +20,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.unset import UnsetType
 
+from domain import tokens
 from resolvers.context import Context
 from service.graphql_view import BAD_TOKEN, GraphQLView
 from service.live.connection import Connection
@@ -148,6 +149,9 @@ class Session:
             errors = [GraphQLError(SUBSCRIPTION_LIMIT).formatted]
             await connection.send(error_frame(message.id, errors))
             return
+        if not connection.revoked and connection.token_id is not None:
+            # the revocation event reaches only sockets with a running subscription
+            connection.revoked = not await tokens.still_valid(token_id=int(connection.token_id))
         if connection.revoked:
             await connection.send(error_frame(message.id, [REVOKED_ERROR]))
             return
