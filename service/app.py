@@ -18,6 +18,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
 from domain.warehouse_tasks import TASKS_TOPIC
 from integrations.bus.broadcast import create_broadcast
+from integrations.bus.channel import events_channel
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
@@ -88,12 +89,16 @@ def create_app(settings: Settings) -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
-            hub = EventHub(broadcast, resync_interval=settings.event_resync_interval)
+            channel = events_channel(settings.database_url)
+            hub = EventHub(
+                broadcast, resync_interval=settings.event_resync_interval, channel=channel
+            )
             publisher = OutboxPublisher(
                 broadcast,
                 poll_interval=settings.event_resync_interval,
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
+                channel=channel,
             )
             tracking = TrackingPusher(
                 poll_interval=min(2.0, settings.tracking_retry_delay),

@@ -45,8 +45,10 @@ class EventHub:
         *,
         resync_interval: float,
         max_queue: int = 10_000,
+        channel: str = EVENTS_CHANNEL,
     ) -> None:
         self._broadcast = broadcast
+        self._channel = channel
         self._resync_interval = resync_interval
         self._max_queue = max_queue
         self._locals: dict[int, set[_Local]] = defaultdict(set)
@@ -100,7 +102,7 @@ class EventHub:
     async def _listen(self) -> None:
         while True:
             try:
-                async with self._broadcast.subscribe(EVENTS_CHANNEL) as subscriber:
+                async with self._broadcast.subscribe(self._channel) as subscriber:
                     self._ready.set()
                     self._notify(None)
                     await self.catch_up()

@@ -33,8 +33,10 @@ class OutboxPublisher:
         poll_interval: float,
         retry_interval: float,
         deliver_locally: Callable[[list[PublishedEvent]], Awaitable[None]] | None = None,
+        channel: str = EVENTS_CHANNEL,
     ):
         self._broadcast = broadcast
+        self._channel = channel
         self._deliver_locally = deliver_locally
         self._poll_interval = poll_interval
         self._retry_interval = retry_interval
@@ -99,7 +101,7 @@ class OutboxPublisher:
         done: list[int] = []
         try:
             for event in events:
-                await self._broadcast.publish(EVENTS_CHANNEL, encode(event))
+                await self._broadcast.publish(self._channel, encode(event))
                 done.append(event.seq)
         except Exception as exc:
             if self.backend_down_since is None:

@@ -1,0 +1,34 @@
+"""Each deployment's events travel on a channel of its own, named after its database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from integrations.bus.channel import EVENTS_CHANNEL, events_channel
+
+
+def test_instances_of_one_database_share_a_channel_however_they_log_in() -> None:
+    a = events_channel("postgres://app:secret@DB.internal:5432/supply")
+    b = events_channel("postgres://reader@db.internal/supply?sslmode=require")
+    assert a == b and a.startswith(f"{EVENTS_CHANNEL}.")
+
+
+def test_other_databases_get_other_channels(tmp_path: Path) -> None:
+    channels = {
+        events_channel("postgres://postgres@127.0.0.1:5432/test"),
+        events_channel("postgres://postgres@127.0.0.1:5432/test_other"),
+        events_channel("postgres://postgres@127.0.0.1:5433/test"),
+        events_channel(f"sqlite://{tmp_path / 'one.sqlite3'}"),
+        events_channel(f"sqlite://{tmp_path / 'two.sqlite3'}"),
+    }
+    assert len(channels) == 5
+
+
+def test_a_relative_sqlite_path_names_the_same_file_as_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path / "db.sqlite3"
+    assert events_channel("sqlite://db.sqlite3") == events_channel(f"sqlite://{absolute}")
