@@ -11,6 +11,19 @@ Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
   transition) as a buyer with 100,000 orders, beside a default Strawberry schema of the same
   shape on in-memory objects.
 - ``webhook_ingest``: signed store-order webhooks (5 % redeliveries), beside ``plain_starlette``.
+- ``live_subscribers``: order status changes pushed to 1,000 and 5,000 graphql-transport-ws
+  subscribers (latency, lost, server CPU per delivery, RSS), beside ``bench/ws_floor.py``, a
+  hand-written WebSocket endpoint sending one pre-serialised frame to every socket.
+- ``hot_paths``: ``payOrders`` (wallet; wallet + cloud-stock reservation) and ``withdrawOrder``
+  on distinct orders, beside an ``order(id:)`` read; the withdraw cascade to WITHDRAWN against
+  the warehouse simulator; every payment and withdraw checked in the database afterwards.
+- ``scale_out``: two instances on one PostgreSQL and Redis: orders-page throughput of A alone
+  and of A + B (clients split), and ``orderStatusChanged`` latency on A for changes made on B
+  beside changes made on A (needs PostgreSQL and REDIS_URL, otherwise skipped).
+- ``repeated_reads``: the orders page requested again and again (answered by the response
+  cache), beside ``plain_starlette``.
+- ``growth``: the orders page's p50 (first, deep and filtered pages) with 1,000,000 orders
+  (``--quick``: 100,000) beside 10,000, on PostgreSQL databases of its own (else skipped).
 
 The server is started the way ``make run`` starts it (``python main.py migrate``, then ``python
 main.py serve`` with HOST, PORT, LOG_LEVEL=WARNING) on a database made for the run: a
@@ -46,13 +59,34 @@ from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import orders_page, plain_starlette, sql_per_request, webhook_ingest
+from bench import (
+    growth,
+    hot_paths,
+    live_subscribers,
+    orders_page,
+    plain_starlette,
+    repeated_reads,
+    scale_out,
+    sql_per_request,
+    webhook_ingest,
+)
 from bench.common import PYTHON, ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
 
 # in the order they run: baselines before what is compared with them
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (plain_starlette, sql_per_request, orders_page, webhook_ingest)
+    m.NAME: m
+    for m in (
+        plain_starlette,
+        sql_per_request,
+        orders_page,
+        webhook_ingest,
+        live_subscribers,
+        hot_paths,
+        repeated_reads,
+        scale_out,
+        growth,
+    )
 }
 FULL_ORDERS, QUICK_ORDERS, FEW_ORDERS = 100_000, 5_000, 500
 MIN_ORDERS = 110  # a full page of 100 after the two manual orders

@@ -2,9 +2,11 @@
 
 Through the domain layer: a supplier with a product of three SKUs and a logistics method; the
 orders buyer (token, store, two manual orders); the webhook buyer (token, store whose product is
-connected to the supplier's SKUs, so webhook orders are recognised). For volume the orders
-buyer's remaining orders are bulk-inserted (``bulk_create``) in the shape the domain gives a
-shipped store order: three lines with SKUs, carrier and tracking number, three timeline entries.
+connected to the supplier's SKUs, so webhook orders are recognised); the live buyer (token,
+``LIVE_ORDERS`` unpaid manual orders that ``live_subscribers`` cancels, one per status change,
+so its subscribers see ``orderStatusChanged``). For volume the orders buyer's remaining orders
+are bulk-inserted (``bulk_create``) in the shape the domain gives a shipped store order: three
+lines with SKUs, carrier and tracking number, three timeline entries.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SIZES = ("S", "M", "L")
 STORE_PRODUCT_ID = "9001"
 STORE_VARIANT_IDS = ("9101", "9102", "9103")
 BATCH = 2_000
+LIVE_ORDERS = 64
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Seeded:
     webhook_store_id: int
     webhook_secret: str
     seconds: float
+    live_token: str = ""
+    live_order_ids: tuple[int, ...] = ()
 
 
 def _viewer(org: Organisation, user: User) -> Viewer:
@@ -173,6 +178,18 @@ async def seed(orders: int) -> Seeded:
             for vid, sku in zip(STORE_VARIANT_IDS, skus, strict=True)
         ],
     )
+
+    # the buyer whose unpaid orders are cancelled while its subscribers watch
+    lv, live_token = await _buyer("Bench live buyer", "live@bench.test")
+    live_order_ids = []
+    for _ in range(LIVE_ORDERS):
+        order = await order_intake.create_manual_order(
+            viewer=lv,
+            lines=[order_intake.ManualLine(skus[0].id, 1)],
+            shipping_address=ADDRESS,
+            logistics_method_id=method.id,
+        )
+        live_order_ids.append(order.id)
     return Seeded(
         orders_buyer_id=bv.organisation_id,
         orders_token=orders_token,
@@ -182,6 +199,8 @@ async def seed(orders: int) -> Seeded:
         webhook_store_id=webhook_store.id,
         webhook_secret=webhook_secret,
         seconds=time.perf_counter() - started,
+        live_token=live_token,
+        live_order_ids=tuple(live_order_ids),
     )
 
 

@@ -1,0 +1,149 @@
+"""The floor of the ASGI WebSocket path for ``live_subscribers``: a hand-written
+graphql-transport-ws endpoint (a plain Starlette ``WebSocketRoute`` under uvicorn) that sends one
+pre-serialised ``next`` frame to every subscribed socket per event. No GraphQL execution, no
+authentication check, no database, no broadcast channel.
+
+- ``WS /graphql`` (subprotocol ``graphql-transport-ws``): ``connection_init`` is answered with
+  ``connection_ack`` (any payload accepted), ``subscribe`` registers the socket under its
+  operation id (whatever the document), ``ping`` gets ``pong``, ``complete`` unregisters.
+- ``POST /emit`` with ``{"orderId": "..."}``: stamps the event with the current time (``at``,
+  ISO 8601 with microseconds, the shape supplygraph's ``orderStatusChanged.at`` has), serialises
+  the ``next`` frame once per operation id in use (the bench uses one id, so once) and sends it
+  to every socket in turn before answering ``{"sent": n, "seconds": s}`` (s: the wall time from
+  the stamp to the last send). The payload has the fields of supplygraph's ``OrderStatusChange``
+  the bench subscribes to, with the reason the bench's mutations give, so the frames have the
+  same size.
+- ``GET /stats``: ``{"subscribers": n}``; ``GET /healthz``.
+
+    HOST=127.0.0.1 PORT=8200 python bench/ws_floor.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+PROTOCOL = "graphql-transport-ws"
+MAX_MESSAGE_BYTES = 1_048_576  # supplygraph's default MAX_BODY_BYTES, its ws_max_size
+
+# operation id -> sockets subscribed under it
+subscribers: dict[str, set[WebSocket]] = defaultdict(set)
+event_ids = itertools.count(1)
+
+
+def _frame(operation_id: str, order_id: str, event_id: int, at: str) -> str:
+    change = {
+        "eventId": str(event_id),
+        "orderId": order_id,
+        "fromStatus": "AWAITING_PAYMENT",
+        "toStatus": "CANCELLED",
+        "reason": "live_subscribers",
+        "at": at,
+    }
+    message = {
+        "id": operation_id,
+        "type": "next",
+        "payload": {"data": {"orderStatusChanged": change}},
+    }
+    return json.dumps(message, separators=(",", ":"))
+
+
+async def graphql_ws(websocket: WebSocket) -> None:
+    """One graphql-transport-ws connection: handshake, then subscriptions until it closes."""
+    if PROTOCOL not in websocket.scope.get("subprotocols", []):
+        await websocket.close(code=4406)
+        return
+    await websocket.accept(subprotocol=PROTOCOL)
+    mine: set[str] = set()
+    acknowledged = False
+    try:
+        while True:
+            message = json.loads(await websocket.receive_text())
+            kind = message.get("type")
+            if kind == "connection_init":
+                if acknowledged:
+                    await websocket.close(code=4429)
+                    return
+                acknowledged = True
+                await websocket.send_text('{"type":"connection_ack"}')
+            elif kind == "ping":
+                await websocket.send_text('{"type":"pong"}')
+            elif kind == "subscribe":
+                if not acknowledged:
+                    await websocket.close(code=4401)
+                    return
+                operation_id = str(message["id"])
+                mine.add(operation_id)
+                subscribers[operation_id].add(websocket)
+            elif kind == "complete":
+                operation_id = str(message.get("id"))
+                mine.discard(operation_id)
+                subscribers[operation_id].discard(websocket)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for operation_id in mine:
+            subscribers[operation_id].discard(websocket)
+
+
+async def emit(request: Request) -> JSONResponse:
+    """One event to every subscribed socket: serialised once per operation id."""
+    body = json.loads(await request.body())
+    started = time.perf_counter()
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    event_id = next(event_ids)
+    sent = 0
+    for operation_id, sockets in list(subscribers.items()):
+        frame = _frame(operation_id, str(body["orderId"]), event_id, at)
+        for websocket in list(sockets):
+            try:
+                await websocket.send_text(frame)
+            except Exception:
+                sockets.discard(websocket)
+            else:
+                sent += 1
+    return JSONResponse({"sent": sent, "seconds": time.perf_counter() - started})
+
+
+async def stats(request: Request) -> JSONResponse:
+    return JSONResponse({"subscribers": sum(len(s) for s in subscribers.values())})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+app = Starlette(
+    routes=[
+        WebSocketRoute("/graphql", graphql_ws),
+        Route("/emit", emit, methods=["POST"]),
+        Route("/stats", stats),
+        Route("/healthz", healthz),
+    ]
+)
+
+
+if __name__ == "__main__":
+    # the uvicorn options of ``python main.py serve`` (service/cli.py) that touch WebSockets
+    uvicorn.run(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8200")),
+        ws_max_size=MAX_MESSAGE_BYTES,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
