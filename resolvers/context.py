@@ -21,9 +21,17 @@ class Context:
     viewer: Viewer | None = None
     auth_problem: str | None = None
     connection_params: dict[str, Any] | None = None
-    loaders: Loaders = field(default_factory=lambda: Loaders(None))
+    _loaders: Loaders | None = field(default=None, repr=False)
 
-    def fresh_loaders(self) -> Loaders:
-        """New loaders for the current viewer (each request, and each subscription event)."""
-        self.loaders = Loaders(self.viewer)
-        return self.loaders
+    @property
+    def loaders(self) -> Loaders:
+        """The DataLoaders of the current viewer, made on first use (an idle WebSocket or a
+        request that loads nothing never pays for them)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.viewer)
+        return self._loaders
+
+    def fresh_loaders(self) -> None:
+        """Forget loaded objects (each request, and each subscription event): the next use
+        makes new loaders for the current viewer, so nothing goes stale."""
+        self._loaders = None
