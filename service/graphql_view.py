@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import OperationType
 from starlette.requests import Request
@@ -262,6 +263,11 @@ class GraphQLView(GraphQL):
     ) -> GraphQLHTTPResponse:
         request.scope.setdefault("state", {})[_ERRORS] = bool(result.errors)
         return await super().process_result(request, result)
+
+    def encode_json(self, data: object) -> bytes:
+        """Responses serialised by orjson (a page of orders is ~50 KB: several times faster than
+        ``json.dumps``). GraphQL has already turned every value into a JSON type."""
+        return orjson.dumps(data)
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
