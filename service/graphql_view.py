@@ -10,6 +10,7 @@ carry ``x-cache: hit`` or ``x-cache: miss``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from domain import tokens
 from domain.access import Viewer
@@ -44,6 +46,7 @@ from service.response_cache import (
 )
 from service.settings import Settings
 
+log = logging.getLogger("supplygraph.graphql")
 BAD_TOKEN = "The token is invalid, expired or revoked."
 # keys of ``scope["state"]`` this view sets for Strawberry's part of a request
 _VIEWER = "supplygraph.viewer"  # authenticated before Strawberry ran (value: Viewer or None)
@@ -105,6 +108,34 @@ class GraphQLView(GraphQL):
         self._operations = OperationIndex(max_tokens=settings.max_query_tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._serve(scope, receive, send)
+            return
+        try:
+            await self._serve(scope, receive, send)
+        except (DBConnectionError, OperationalError, OSError) as error:
+            # the database is unreachable (authentication is the first thing to need it): a
+            # 503 the client can retry, not a bare 500; the exception is logged
+            request_id = scope.get("state", {}).get("request_id")
+            log.error("database unavailable: %s", error, extra={"request_id": request_id})
+            body = {
+                "data": None,
+                "errors": [
+                    {
+                        "message": "The service is unavailable; retry shortly.",
+                        "extensions": {"code": "SERVICE_UNAVAILABLE", "requestId": request_id},
+                    }
+                ],
+            }
+            response = Response(
+                orjson.dumps(body),
+                status_code=503,
+                media_type="application/json",
+                headers={"retry-after": "2", "cache-control": "no-store"},
+            )
+            await response(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self.response_cache
         app = scope.get("app")
         hub = getattr(app.state, "hub", None) if app is not None else None
