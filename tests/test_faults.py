@@ -110,7 +110,7 @@ class WarehouseFault:
     runs: int = 1  # cancel runs recorded on the order
 
 
-UNREACHABLE = ("warehouse unreachable",)  # and it ends "(after TASK_RUNS attempts)"
+UNREACHABLE = ("warehouse unreachable",)  # and it ends "; gave up after TASK_RUNS runs"
 ALL_FAIL = TASK_RUNS * CALLS_PER_RUN
 
 FAULTS = [
@@ -247,7 +247,7 @@ async def test_withdraw_under_a_warehouse_fault_ends_with_a_reason_within_the_de
             assert task.state is TaskState.FAILED
             assert failure and all(part in failure for part in fault.reason), failure
             if fault.reason[:1] == UNREACHABLE:
-                assert failure.endswith(f"(after {TASK_RUNS} attempts)"), failure
+                assert failure.endswith(f"; gave up after {TASK_RUNS} runs"), failure
             assert not any(a["ok"] for a in cancels)
             assert state["status"] == "AWAITING_SHIPPING" and state["refundedAmount"] == "0.00"
             assert balance == "0.00" and refunds(entries) == []

@@ -313,7 +313,7 @@ class WarehouseWorker:
     async def _unreachable(self, task: WarehouseTask, error: str) -> None:
         await warehouse_tasks.record_attempt(task, ok=False, outcome=error)
         if task.attempts >= self.settings.task_attempts:
-            await self._finish(task, ok=False, error=f"{error} (after {task.attempts} attempts)")
+            await self._finish(task, ok=False, error=f"{error}; gave up after {task.attempts} runs")
             return
         delay = self.settings.retry_delay * 2 ** (task.attempts - 1)
         await warehouse_tasks.retry_later(task, delay=delay, error=error)
