@@ -118,6 +118,7 @@ async def _variant_for(
     )
 
 
+MAX_ORDER_LINES = 500  # a manual or stocking order's lines
 INTAKE_RACES = 3  # intakes lost to a concurrent one creating the same variant, then give up
 
 
@@ -255,6 +256,10 @@ async def create_manual_order(
     require_buyer(viewer)
     if not lines:
         raise DomainError(ErrorCode.REQUIRED, "An order needs at least one line.", field="lines")
+    if len(lines) > MAX_ORDER_LINES:
+        raise DomainError(
+            ErrorCode.INVALID, f"At most {MAX_ORDER_LINES} lines per order.", field="lines"
+        )
     for i, line in enumerate(lines):
         positive_int(line.quantity, field=f"lines.{i}.quantity", maximum=100_000)
     address = clean_address(shipping_address)

@@ -11,7 +11,7 @@ from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
 from domain.models.organisations import ApiToken, Role, User
-from domain.validation import clean_text
+from domain.validation import clean_text, utc_datetime
 
 TOKEN_PREFIX = "sg_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -27,10 +27,7 @@ async def issue_token(
     """Create a token for ``user``; returns the row and the secret (never stored, shown once)."""
     name = clean_text(name, field="name", max_length=100)
     if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise DomainError(
-                ErrorCode.INVALID, "Give the expiry with a time zone.", field="expiresAt"
-            )
+        expires_at = utc_datetime(expires_at, field="expiresAt")
         if expires_at <= datetime.now(UTC):
             raise DomainError(
                 ErrorCode.INVALID, "The expiry must be in the future.", field="expiresAt"

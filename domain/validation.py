@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain.errors import DomainError, ErrorCode
@@ -40,15 +41,31 @@ def positive_int(value: int, *, field: str, maximum: int = 1_000_000) -> int:
     return value
 
 
+MAX_AMOUNT = Decimal("1e12")
+
+
 def money(value: Decimal, *, field: str, allow_zero: bool = False) -> Decimal:
     """A non-negative amount with at most two decimals (positive unless ``allow_zero``)."""
     if not value.is_finite() or value < 0 or (value == 0 and not allow_zero):
         raise DomainError(ErrorCode.INVALID, "Must be a positive amount.", field=field)
+    if value >= MAX_AMOUNT:  # before quantize, which cannot represent huge values
+        raise DomainError(ErrorCode.INVALID, "The amount is too large.", field=field)
     if value != value.quantize(CENT):
         raise DomainError(ErrorCode.INVALID, "At most two decimal places.", field=field)
-    if value >= Decimal("1e12"):
-        raise DomainError(ErrorCode.INVALID, "The amount is too large.", field=field)
     return value.quantize(CENT)
+
+
+def utc_datetime(value: datetime, *, field: str, naive_is_utc: bool = False) -> datetime:
+    """``value`` in UTC. A time without zone is refused (or taken as UTC with ``naive_is_utc``);
+    one that leaves the representable years when moved to UTC is refused too."""
+    if value.tzinfo is None:
+        if not naive_is_utc:
+            raise DomainError(ErrorCode.INVALID, "Give the time with a time zone.", field=field)
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise DomainError(ErrorCode.INVALID, "The time is out of range.", field=field) from None
 
 
 def currency(value: str, *, field: str = "currency") -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from domain.errors import DomainError, ErrorCode
 
-_MAX_ID = 2**63 - 1
+# The largest key a table can hold: integer keys are 32-bit (PostgreSQL refuses larger values
+# for them rather than finding nothing). Big-integer tables (orders, lines) are far from it.
+_MAX_ID = 2**31 - 1
 
 
 def parse_id(raw: str, *, field: str) -> int:

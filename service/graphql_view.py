@@ -87,6 +87,22 @@ class _Plan:
     settled: bool  # the cache reflects every commit of this process so far: it may answer
 
 
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether a string in this parsed JSON cannot be encoded as UTF-8 (``"\\ud800"``): the
+    database drivers refuse such text."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 class GraphQLView(GraphQL):
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -208,14 +224,14 @@ class GraphQLView(GraphQL):
             if "variables" in data:
                 try:
                     data["variables"] = json.loads(data["variables"])
-                except ValueError:
+                except (ValueError, RecursionError):
                     return None
         elif request.method == "POST" and "application/json" in request.headers.get(
             "content-type", ""
         ):
             try:
                 data = json.loads(await request.body())
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
         else:
             return None
@@ -294,6 +310,20 @@ class GraphQLView(GraphQL):
     ) -> GraphQLHTTPResponse:
         request.scope.setdefault("state", {})[_ERRORS] = bool(result.errors)
         return await super().process_result(request, result)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body (or GET ``variables``): a JSON object or, for a batch, an array, whose
+        strings are valid Unicode. Anything else is a 400, not an error deep in execution."""
+        try:
+            value = json.loads(data)
+            invalid = _has_lone_surrogate(value)
+        except (UnicodeDecodeError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        if invalid:
+            raise HTTPException(400, "The request body holds invalid Unicode (a lone surrogate).")
+        return value
 
     def encode_json(self, data: object) -> bytes:
         """Responses serialised by orjson (a page of orders is ~50 KB: several times faster than
