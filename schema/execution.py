@@ -33,7 +33,7 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.execution.collect_fields import FieldDetailsList
-from graphql.pyutils import Path, Undefined
+from graphql.pyutils import Path, RefMap, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
@@ -75,6 +75,19 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         self._shortcuts = manager is None or not manager.middlewares
         self._plans = _PLANS.setdefault(self.schema, {})
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """The executor of one subscription event, with caches of its own.
+
+        graphql-core copies the subscription's executor per event and the copies share its
+        memo of sub-field collections, keyed by the identity of lists rebuilt for every event:
+        it would keep a few entries per event for as long as the subscription lives (a
+        multiplexed group can live for days).
+        """
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        executor._stream_usages = RefMap()
+        return executor
 
     def execute_field(
         self,
