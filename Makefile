@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot
+.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -31,6 +31,11 @@ bench: $(STAMP)
 
 bench-plot: $(STAMP)
 	$(BIN)/python bench/plot.py
+
+# SOAK_ARGS: e.g. --duration 120 --subscribers 300 (see bench/soak.py); SOAK_SECONDS works too
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
