@@ -213,6 +213,8 @@ async def open_depute(*, viewer: Viewer, order_id: int, request: DeputeRequest) 
                 f"order {order.number} is {order.status.value}.",
                 field="orderId",
             )
+        # the order row locked first, so two deputes opened at once cannot both pass the check
+        await Order.filter(id=order.id).select_for_update().first()
         if await Depute.exists(order_id=order.id, status=DeputeStatus.OPEN):
             raise DomainError(
                 ErrorCode.ALREADY_EXISTS, "A depute is already open on this order.", field="orderId"

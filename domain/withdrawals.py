@@ -61,7 +61,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
         order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
         if order is None:
             raise not_found("Order", field="orderId")
-        if order.status not in WITHDRAWABLE or order.supplier_id is None:
+        if order.status not in WITHDRAWABLE or order.supplier_id is None or order.shipped_at:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION,
                 f"Order {order.number} is {order.status.value}: only a paid order that has not "

@@ -20,6 +20,7 @@ from tortoise.exceptions import IntegrityError
 from domain.after_sales import apply_return_status
 from domain.db import transaction
 from domain.distribution_orders import apply_outbound_status
+from domain.errors import DomainError, ErrorCode
 from domain.models.distribution import WarehouseCallbackReceipt, WarehouseConnection
 from integrations.warehouses.protocol import (
     HEADER_SIGNATURE,
@@ -102,6 +103,11 @@ async def receive_warehouse_callback(request: Request) -> JSONResponse:
         return _answer(200, "duplicate")
     except _UnknownReference:
         return _answer(404, "unknown", error="no such reference at this connection")
+    except DomainError as error:
+        if error.code is not ErrorCode.CONFLICT:
+            raise
+        # the order changed while this was applied: nothing was written, the sender retries
+        return _answer(409, "conflict", error=error.message)
     tracking = getattr(request.app.state, "tracking", None)
     if tracking is not None:
         tracking.wake()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from domain import after_sales, distribution_orders, warehouse_tasks, withdrawals
+from domain.errors import DomainError
 from domain.models.distribution import (
     AfterSalesOrder,
     TaskKind,
@@ -145,6 +146,11 @@ class WarehouseWorker:
             await self._dispatch(task)
         except Unreachable as error:
             await self._unreachable(task, str(error))
+        except DomainError as error:
+            # the order moved on meanwhile (shipped, delivered, refunded): a domain refusal,
+            # given as the reason rather than as an internal error
+            log.info("warehouse task %s refused: %s", task.id, error.message)
+            await self._give_up(task, error.message)
         except Exception as error:  # a bug must not wedge the task: fail it, visibly
             log.exception("warehouse task %s failed", task.id)
             await self._give_up(task, f"internal error: {type(error).__name__}")
