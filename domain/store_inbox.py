@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import F
 
+from domain.leases import lease_free
 from domain.models.orders import InboxState, WebhookReceipt
 
 
@@ -34,22 +35,18 @@ async def accept(*, store_id: int, event_id: str, body: bytes) -> bool:
     return True
 
 
-def _free(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
 async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WebhookReceipt]:
     """Take the lease of up to ``limit`` due rows, oldest first (three statements)."""
     now = datetime.now(UTC)
     ids = (
-        await WebhookReceipt.filter(_free(now), state=InboxState.PENDING, due_at__lte=now)
+        await WebhookReceipt.filter(lease_free(now), state=InboxState.PENDING, due_at__lte=now)
         .order_by("id")
         .limit(limit)
         .values_list("id", flat=True)
     )
     if not ids:
         return []
-    await WebhookReceipt.filter(_free(now), id__in=list(ids), state=InboxState.PENDING).update(
+    await WebhookReceipt.filter(lease_free(now), id__in=list(ids), state=InboxState.PENDING).update(
         lease_owner=owner,
         lease_until=now + timedelta(seconds=lease_seconds),
         attempts=F("attempts") + 1,

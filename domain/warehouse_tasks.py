@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import F
 
 from domain.db import notify_after_commit
+from domain.leases import lease_free
 from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
 from domain.request_context import request_id_var
 
@@ -45,22 +46,20 @@ async def enqueue(
     )
 
 
-def _free(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
 async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WarehouseTask]:
     """Take the lease of up to ``limit`` due tasks, oldest first."""
     now = datetime.now(UTC)
     candidates = (
-        await WarehouseTask.filter(_free(now), state=TaskState.PENDING, due_at__lte=now)
+        await WarehouseTask.filter(lease_free(now), state=TaskState.PENDING, due_at__lte=now)
         .order_by("id")
         .limit(limit)
         .values_list("id", flat=True)
     )
     claimed: list[int] = []
     for task_id in candidates:
-        taken = await WarehouseTask.filter(_free(now), id=task_id, state=TaskState.PENDING).update(
+        taken = await WarehouseTask.filter(
+            lease_free(now), id=task_id, state=TaskState.PENDING
+        ).update(
             lease_owner=owner,
             lease_until=now + timedelta(seconds=lease_seconds),
             attempts=F("attempts") + 1,
@@ -124,7 +123,7 @@ async def supersede_pending(*, order_id: int, kind: TaskKind, reason: str) -> in
     that has not started). Returns how many were dropped."""
     now = datetime.now(UTC)
     return await WarehouseTask.filter(
-        _free(now), order_id=order_id, kind=kind, state=TaskState.PENDING
+        lease_free(now), order_id=order_id, kind=kind, state=TaskState.PENDING
     ).update(state=TaskState.FAILED, finished_at=now, last_error=reason[:500])
 
 

@@ -7,8 +7,6 @@ The receiver wakes it on this instance; every instance also looks for due rows e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -18,6 +16,7 @@ from domain import store_inbox
 from domain.models.orders import InboxState, WebhookReceipt
 from domain.models.stores import Store
 from domain.order_intake import ingest_store_order
+from integrations.background import WakeableLoop
 from integrations.stores.protocol import StorePayloadError, parse_order
 
 log = logging.getLogger(__name__)
@@ -32,39 +31,17 @@ class InboxSettings:
     retry_delay: float = 2.0
 
 
-class StoreInboxWorker:
+class StoreInboxWorker(WakeableLoop):
+    name = "store inbox"
+
     def __init__(self, settings: InboxSettings) -> None:
+        super().__init__(poll_interval=settings.poll_interval)
         self.settings = settings
         self.owner = f"inbox-{uuid.uuid4().hex[:12]}"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="store-inbox")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
-            self._wake.clear()
-            try:
-                while await self.run_due() >= self.settings.batch:
-                    pass  # a full batch: more may be waiting
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("store inbox round failed")
-                await asyncio.sleep(self.settings.poll_interval)
+    async def round(self) -> None:
+        while await self.run_due() >= self.settings.batch:
+            pass  # a full batch: more may be waiting
 
     async def run_due(self) -> int:
         """Take in every row due now, up to one batch; returns how many were leased."""

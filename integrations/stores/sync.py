@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +15,7 @@ from domain.fulfilment import record_tracking_sync
 from domain.models.orders import Order, TrackingSync
 from domain.models.stores import Store
 from domain.order_intake import ingest_store_order, upsert_store_products
+from integrations.background import WakeableLoop
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError
 
@@ -64,13 +63,15 @@ async def sync_store(
     )
 
 
-class TrackingPusher:
+class TrackingPusher(WakeableLoop):
     """Pushes carrier and tracking numbers of shipped store orders to the stores.
 
     Each push is retried by the client for transient failures; a push that still fails is tried
     again ``base_delay`` x 2^(failures - 1) seconds after the last failure, up to
     ``max_attempts`` in all. The state and the last error are on the order (``trackingSync``).
     """
+
+    name = "tracking pusher"
 
     def __init__(
         self,
@@ -80,37 +81,13 @@ class TrackingPusher:
         max_attempts: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
-        self._poll_interval = poll_interval
+        super().__init__(poll_interval=poll_interval)
         self._base_delay = base_delay
         self._max_attempts = max_attempts
         self._transport = transport
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracking-pusher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-            self._wake.clear()
-            try:
-                await self.push_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("tracking push round failed")
+    async def round(self) -> None:
+        await self.push_due()
 
     async def push_due(self) -> int:
         """Push every order whose tracking is due; returns how many were tried."""
