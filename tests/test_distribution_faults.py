@@ -612,7 +612,13 @@ async def test_reconciliation_catches_up_a_lost_shipped_callback(
     assert state["status"] == "AWAITING_SHIPPING"
 
     await asyncio.sleep(server.settings.warehouse_reconcile_after + 0.1)
-    assert await worker.reconcile() >= 1
+    # records of earlier tests whose warehouses are gone are due too, and a round takes a
+    # batch of the oldest: rounds go on (each moves the records it tried to the back) until
+    # this order has been fetched
+    for _ in range(50):
+        await worker.reconcile()
+        if (await order_state(client, d.supplier.token, order_id))["status"] == "SHIPPED":
+            break
     for token in (d.supplier.token, d.distributor.token):
         state = await order_state(client, token, order_id)
         assert state["status"] == "SHIPPED"
