@@ -403,15 +403,39 @@ def pin_load_generator() -> str:
     return "no CPU pinning (taskset missing or one core)"
 
 
-def pinned(command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(SERVER_CORE), *command] if can_pin() else command
+def pinned(command: list[str], core: int | None = SERVER_CORE) -> list[str]:
+    """``command`` run on ``core`` (``taskset -c``) when cores can be chosen; as it is with
+    ``core=None`` or when they cannot."""
+    return ["taskset", "-c", str(core), *command] if core is not None and can_pin() else command
+
+
+def place(pid: int, core: int) -> bool:
+    """Move a running process, every thread of it, to ``core`` (``taskset -a -p``)."""
+    if not can_pin():
+        return False
+    done = subprocess.run(
+        ["taskset", "-a", "-p", "-c", str(core), str(pid)], capture_output=True, check=False
+    )
+    return done.returncode == 0
 
 
 class ServerProcess:
-    """A server run as a subprocess (its output goes to ``log_path``), stopped with SIGINT."""
+    """A server run as a subprocess (its output goes to ``log_path``) on ``core`` (the server
+    core by default; None: unpinned), ready when ``health_path`` answers 200, stopped with
+    SIGINT."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path):
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        core: int | None = SERVER_CORE,
+        health_path: str = "/healthz",
+    ):
         self.name, self.command, self.env, self.log_path = name, command, env, log_path
+        self.core, self.health_path = core, health_path
         self.host = env.get("HOST", "127.0.0.1")
         self.port = int(env["PORT"])
         self.process: subprocess.Popen[bytes] | None = None
@@ -421,11 +445,15 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            pinned(self.command), cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log
+            pinned(self.command, self.core),
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=self._log,
         )
 
     async def start(self, ready_within: float = 60.0) -> ServerProcess:
-        """Launch it and wait until ``GET /healthz`` answers 200."""
+        """Launch it and wait until ``GET health_path`` answers 200."""
         self.launch()
         assert self.process is not None
         deadline = time.monotonic() + ready_within
@@ -438,7 +466,7 @@ class ServerProcess:
                     )
                 status = 0
                 with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                    status, _ = await probe.send(make_req("GET", "/healthz", {}))
+                    status, _ = await probe.send(make_req("GET", self.health_path, {}))
                 if status == 200:
                     return self
                 if time.monotonic() > deadline:

@@ -47,7 +47,6 @@ import asyncio
 import json
 import math
 import os
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -56,7 +55,6 @@ from urllib.parse import urlparse, urlunparse
 
 from bench.common import (
     PYTHON,
-    ROOT,
     FixedRequest,
     LoadOptions,
     LoadStats,
@@ -70,6 +68,7 @@ from bench.common import (
     progress,
 )
 from bench.context import BenchContext
+from bench.database import admin, asyncpg_url, is_postgres, migrate
 from bench.orders_page import PAGE_SIZE, QUERY
 
 NAME = "growth"
@@ -84,7 +83,6 @@ EVERY_OTHER = 11  # order g is another buyer's when g % 11 == 0: 10 of the buyer
 CHUNK = 50_000  # orders per INSERT statement
 DEEP = 0.9  # the deep page starts after this share of the buyer's orders
 DISTRIBUTOR = "Distributor 07"
-PG_SCHEMES = {"postgres", "postgresql", "asyncpg"}
 
 FILTERED_QUERY = QUERY.replace(
     "$after: String)", "$after: String, $filter: OrderFilterInput)"
@@ -99,35 +97,6 @@ def _label(orders: int) -> str:
 
 
 # --------------------------------------------------------------------------- databases
-
-
-def _pg_url(url: str) -> str:
-    """``url`` for asyncpg (scheme ``postgresql``)."""
-    return urlunparse(urlparse(url)._replace(scheme="postgresql"))
-
-
-async def _admin(source: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_pg_url(source))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _migrate(url: str) -> None:
-    """As ``make run`` does: ``python main.py migrate`` in its own process."""
-    result = subprocess.run(
-        [PYTHON, "main.py", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"migrate failed:\n{result.stderr}")
 
 
 @dataclass
@@ -224,10 +193,10 @@ async def _seed(data: Dataset, source: str) -> None:
     from bench.seed import ADDRESS
 
     started = time.perf_counter()
-    await _admin(source, f'CREATE DATABASE "{data.name}"')
-    _migrate(data.url)
+    await admin(source, f'CREATE DATABASE "{data.name}"')
+    migrate(data.url)
     buyer, supplier, store, method, skus = await _seed_domain(data)
-    conn = await asyncpg.connect(_pg_url(data.url))
+    conn = await asyncpg.connect(asyncpg_url(data.url))
     try:
         await conn.execute("SET synchronous_commit = off")
         others = [
@@ -417,7 +386,7 @@ def _compared(name: str, large: float, small: float) -> Row:
 
 async def run(ctx: BenchContext) -> list[Row]:
     source = os.environ.get("DATABASE_URL", "")
-    if urlparse(source).scheme not in PG_SCHEMES:
+    if not is_postgres(source):
         progress("  growth: skipped, it needs DATABASE_URL=postgres://... (PostgreSQL)")
         return [Row(f"{NAME} (skipped: DATABASE_URL is not PostgreSQL)", math.nan, "-")]
     from domain import secrets
@@ -473,4 +442,4 @@ async def run(ctx: BenchContext) -> list[Row]:
             if data.server is not None:
                 data.server.stop()
         for data in created:
-            await _admin(source, f'DROP DATABASE IF EXISTS "{data.name}" WITH (FORCE)')
+            await admin(source, f'DROP DATABASE IF EXISTS "{data.name}" WITH (FORCE)')

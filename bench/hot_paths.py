@@ -46,21 +46,17 @@ import itertools
 import json
 import math
 import os
-import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     LOADGEN_CORE,
     PYTHON,
-    ROOT,
     LoadOptions,
     LoadStats,
     RawConnection,
@@ -76,11 +72,11 @@ from bench.common import (
     progress,
 )
 from bench.context import BenchContext
-from bench.seed import ADDRESS
-from domain import catalogue, organisations, partnerships, payments, secrets, stock, tokens
+from bench.seed import ADDRESS, buyer_with_token, owner_viewer
+from domain import catalogue, organisations, partnerships, payments, secrets, stock
 from domain.access import Viewer
 from domain.db import tortoise_config, transaction
-from domain.models import Organisation, Sku, StockItem, StockMovement, Wallet
+from domain.models import Sku, StockItem, StockMovement, Wallet
 from domain.models.distribution import (
     PushStatus,
     TaskKind,
@@ -98,7 +94,7 @@ from domain.models.orders import (
     OrderStatus,
     OrderTransition,
 )
-from domain.models.organisations import OrganisationKind, Role, User
+from domain.models.organisations import OrganisationKind
 from domain.models.stock import MovementKind, ReservationState, StockReservation
 from domain.models.wallets import EntryKind, WalletEntry
 from integrations.warehouses.client import WarehouseClient
@@ -139,81 +135,12 @@ EXECUTE_EVERY_TIME = {"bench": "execute every request"}
 # --------------------------------------------------------------------------- servers
 
 
-def can_place() -> bool:
-    """Whether processes can be put on chosen cores: ``taskset`` and at least two CPUs on the
-    machine. (``bench.common.can_pin`` looks at this process's affinity, which the runner has
-    already narrowed to the load generator's core, so it says no once the run has started.)"""
-    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
-
-
-def place(pid: int, core: int) -> bool:
-    """Move a running process, every thread of it, to ``core`` (``taskset -a -p``)."""
-    if not can_place():
-        return False
-    done = subprocess.run(
-        ["taskset", "-a", "-p", "-c", str(core), str(pid)], capture_output=True, check=False
-    )
-    return done.returncode == 0
-
-
-class CoreServer(ServerProcess):
-    """A ``ServerProcess`` on a core of its choosing (``taskset -c core``; unpinned when
-    ``core`` is None or ``can_place`` says no), ready when ``health_path`` answers 200."""
-
-    def __init__(
-        self,
-        name: str,
-        command: list[str],
-        env: dict[str, str],
-        log_path: Path,
-        *,
-        core: int | None,
-        health_path: str = "/healthz",
-    ) -> None:
-        super().__init__(name, command, env, log_path)
-        self.core = core if can_place() else None
-        self.health_path = health_path
-
-    def launch(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("wb")
-        command = self.command
-        if self.core is not None:
-            command = ["taskset", "-c", str(self.core), *command]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log
-        )
-
-    async def start(self, ready_within: float = 60.0) -> CoreServer:
-        """Launch it and wait until ``GET health_path`` answers 200."""
-        self.launch()
-        assert self.process is not None
-        deadline = time.monotonic() + ready_within
-        probe = RawConnection(self.host, self.port)
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
-                    )
-                status = 0
-                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                    status, _ = await probe.send(make_req("GET", self.health_path, {}))
-                if status == 200:
-                    return self
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not answer in {ready_within:g} s")
-                await asyncio.sleep(0.1)
-        finally:
-            await probe.close()
-
-
-def simulator_server(ctx: BenchContext, port: int, *, callback_secret: str) -> CoreServer:
+def simulator_server(ctx: BenchContext, port: int, *, callback_secret: str) -> ServerProcess:
     """The warehouse simulator as its own process (``python -m ...simulator``), on the load
     generator's core: it stands for the outside world, like the clients."""
     command = [PYTHON, "-m", "integrations.warehouses.simulator", "--port", str(port)]
     command += ["--key", WAREHOUSE_KEY, "--secret", callback_secret]
-    return CoreServer(
+    return ServerProcess(
         "warehouse simulator",
         command,
         {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
@@ -237,25 +164,6 @@ async def bench_database(ctx: BenchContext) -> AsyncIterator[None]:
 
 
 # --------------------------------------------------------------------------- seeding
-
-
-def owner_viewer(org: Organisation, user: User) -> Viewer:
-    return Viewer(
-        user_id=user.id,
-        organisation_id=org.id,
-        organisation_kind=org.kind,
-        role=Role.OWNER,
-        token_id=0,
-    )
-
-
-async def buyer_with_token(name: str, email: str) -> tuple[Viewer, str]:
-    """A buyer organisation, its owner and an API token (the secret) for the owner."""
-    org, user = await organisations.create_organisation(
-        name=name, kind=OrganisationKind.BUYER, owner_email=email, owner_name=name
-    )
-    _, secret = await tokens.issue_token(user=user, name="bench")
-    return owner_viewer(org, user), secret
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ import resource
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -482,7 +483,7 @@ def worker_count(subscribers: int) -> int:
 # --------------------------------------------------------------------------- status changes
 
 
-class Changes:
+class Changes(ABC):
     """What makes one status change of a server, named by the orderId its event carries.
 
     Changes may overlap (each is sent when it is due, whether or not the previous one has been
@@ -494,11 +495,13 @@ class Changes:
         self.server = server
         self.idle: list[tuple[RawConnection, float]] = []  # with when it was last used
 
+    @abstractmethod
     def next_key(self) -> str:
-        raise NotImplementedError
+        """The orderId the next change's event will carry."""
 
+    @abstractmethod
     async def change(self, key: str) -> None:
-        raise NotImplementedError
+        """Make the change named ``key`` (its event reaches the subscribers)."""
 
     def summary(self) -> str:
         """What the server said about the changes since the last call, for the progress line."""

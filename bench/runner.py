@@ -47,15 +47,11 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,8 +66,9 @@ from bench import (
     sql_per_request,
     webhook_ingest,
 )
-from bench.common import PYTHON, ROOT, LoadOptions, Row, pin_load_generator, progress
+from bench.common import ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
+from bench.database import admin, migrate, scratch_database
 
 # in the order they run: baselines before what is compared with them
 BENCHMARKS: dict[str, ModuleType] = {
@@ -126,41 +123,6 @@ def _with_requirements(names: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the database
-
-
-def _bench_database(source: str) -> tuple[str, str | None, Path | None]:
-    """(URL for the run, PostgreSQL database to drop after, temporary folder to remove after)."""
-    if urlparse(source).scheme in {"postgres", "postgresql", "asyncpg"}:
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        url = urlunparse(urlparse(source)._replace(scheme="postgres", path=f"/{name}"))
-        return url, name, None
-    folder = Path(tempfile.mkdtemp(prefix="supplygraph-bench-"))
-    return f"sqlite://{folder / 'bench.sqlite3'}", None, folder
-
-
-async def _admin(source: str, sql: str) -> None:
-    import asyncpg
-
-    url = urlunparse(urlparse(source)._replace(scheme="postgresql"))
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _migrate(url: str) -> None:
-    """As ``make run`` does: ``python main.py migrate`` in its own process."""
-    result = subprocess.run(
-        [PYTHON, "main.py", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{result.stderr}")
 
 
 async def _seed(ctx: BenchContext, orders: int) -> None:
@@ -268,12 +230,12 @@ async def main(argv: list[str] | None = None) -> int:
     progress(f"benchmarks: {', '.join(args.selected)}; {pinning}")
     try:
         if uses_db:
-            ctx.database_url, pg_name, folder = _bench_database(source)
+            ctx.database_url, pg_name, folder = scratch_database(source)
             meta["database"] = "PostgreSQL" if pg_name else "SQLite"
             if pg_name:
-                await _admin(source, f'CREATE DATABASE "{pg_name}"')
+                await admin(source, f'CREATE DATABASE "{pg_name}"')
             progress(f"database: {meta['database']} ({ctx.database_url}); migrating")
-            _migrate(ctx.database_url)
+            migrate(ctx.database_url)
             from domain.secrets import generate_key
 
             ctx.secrets_key = generate_key()
@@ -287,7 +249,7 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         ctx.stop_servers()
         if pg_name:
-            await _admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     meta["seconds"] = round(time.perf_counter() - started, 1)

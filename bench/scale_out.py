@@ -61,22 +61,20 @@ from bench.common import (
     make_req,
     measure,
     percentile,
+    place,
     progress,
 )
 from bench.context import BenchContext
 from bench.hot_paths import (
     EXECUTE_EVERY_TIME,
-    CoreServer,
     bench_database,
     bulk_orders,
-    buyer_with_token,
-    can_place,
     graphql_data,
     graphql_req,
-    place,
     supplier_catalogue,
 )
 from bench.orders_page import PAGE_SIZE, check_page, page_request
+from bench.seed import buyer_with_token
 from bench.ws_clients import Subscriber, close_all, open_subscribers
 
 NAME = "scale_out"
@@ -106,9 +104,9 @@ def _unsupported(ctx: BenchContext) -> str | None:
     return None
 
 
-def second_instance(ctx: BenchContext) -> CoreServer:
+def second_instance(ctx: BenchContext) -> ServerProcess:
     env = {**ctx.app_environment(), "HOST": "127.0.0.1", "PORT": str(free_port())}
-    return CoreServer(
+    return ServerProcess(
         "supplygraph B",
         [PYTHON, "main.py", "serve"],
         env,
@@ -365,7 +363,7 @@ async def run(ctx: BenchContext) -> list[Row]:
         assert a.process is not None
         placement = (
             f"A on core {SERVER_CORE}, B on core {LOADGEN_CORE} with the load generator"
-            if can_place() and place(a.process.pid, SERVER_CORE)
+            if place(a.process.pid, SERVER_CORE)
             else "no CPU pinning"
         )
         progress(f"  {NAME}: A at {a.port}, B at {b.port}; {placement}")

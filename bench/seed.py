@@ -62,7 +62,7 @@ class Seeded:
     live_order_ids: tuple[int, ...] = ()
 
 
-def _viewer(org: Organisation, user: User) -> Viewer:
+def owner_viewer(org: Organisation, user: User) -> Viewer:
     return Viewer(
         user_id=user.id,
         organisation_id=org.id,
@@ -72,12 +72,13 @@ def _viewer(org: Organisation, user: User) -> Viewer:
     )
 
 
-async def _buyer(name: str, email: str) -> tuple[Viewer, str]:
+async def buyer_with_token(name: str, email: str) -> tuple[Viewer, str]:
+    """A buyer organisation, its owner and an API token (the secret) for the owner."""
     org, user = await organisations.create_organisation(
         name=name, kind=OrganisationKind.BUYER, owner_email=email, owner_name=name
     )
     _, secret = await tokens.issue_token(user=user, name="bench")
-    return _viewer(org, user), secret
+    return owner_viewer(org, user), secret
 
 
 async def seed(orders: int) -> Seeded:
@@ -88,7 +89,7 @@ async def seed(orders: int) -> Seeded:
         owner_email="supplier@bench.test",
         owner_name="Supplier",
     )
-    sv = _viewer(supplier, supplier_user)
+    sv = owner_viewer(supplier, supplier_user)
     product = await catalogue.create_product(
         viewer=sv,
         title="Bench tee",
@@ -112,7 +113,7 @@ async def seed(orders: int) -> Seeded:
     )
 
     # the buyer whose orders page is read
-    bv, orders_token = await _buyer("Bench buyer", "buyer@bench.test")
+    bv, orders_token = await buyer_with_token("Bench buyer", "buyer@bench.test")
     store, _ = await order_intake.connect_store(
         viewer=bv,
         name="Bench shop",
@@ -139,7 +140,7 @@ async def seed(orders: int) -> Seeded:
     )
 
     # the buyer whose store posts webhooks: its product is connected, so orders are recognised
-    wv, webhook_token = await _buyer("Bench webhook buyer", "webhooks@bench.test")
+    wv, webhook_token = await buyer_with_token("Bench webhook buyer", "webhooks@bench.test")
     webhook_store, webhook_secret = await order_intake.connect_store(
         viewer=wv,
         name="Bench webhook shop",
@@ -180,7 +181,7 @@ async def seed(orders: int) -> Seeded:
     )
 
     # the buyer whose unpaid orders are cancelled while its subscribers watch
-    lv, live_token = await _buyer("Bench live buyer", "live@bench.test")
+    lv, live_token = await buyer_with_token("Bench live buyer", "live@bench.test")
     live_order_ids = []
     for _ in range(LIVE_ORDERS):
         order = await order_intake.create_manual_order(

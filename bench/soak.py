@@ -78,8 +78,8 @@ from bench.common import (
     pin_load_generator,
     progress,
 )
+from bench.database import admin, migrate, scratch_database
 from bench.live_subscribers import check_server_open_files, process_tree, raise_open_files
-from bench.runner import _admin, _bench_database, _migrate
 
 DEFAULT_DURATION = 600.0
 WARM_UP_SHARE = 0.2
@@ -197,8 +197,8 @@ async def seed(database_url: str, secrets_key: str) -> Seeded:
     """Supplier, buyer, wallet and orders through the domain layer, in this process."""
     from tortoise import Tortoise
 
-    from bench.hot_paths import buyer_with_token, supplier_catalogue
-    from bench.seed import ADDRESS
+    from bench.hot_paths import supplier_catalogue
+    from bench.seed import ADDRESS, buyer_with_token
     from domain import order_intake, payments, secrets, tokens
     from domain.db import tortoise_config
     from domain.models.organisations import User
@@ -600,7 +600,7 @@ async def main(argv: list[str] | None = None) -> int:
     needed = args.subscribers + args.clients + FD_MARGIN
     limit = raise_open_files(needed)  # the server, started from here, inherits it
     source = os.environ.get("DATABASE_URL", "")
-    url, pg_name, folder = _bench_database(source)
+    url, pg_name, folder = scratch_database(source)
     logs = Path(tempfile.mkdtemp(prefix="supplygraph-soak-"))
     server: ServerProcess | None = None
     database = "PostgreSQL" if pg_name else "SQLite"
@@ -612,8 +612,8 @@ async def main(argv: list[str] | None = None) -> int:
     )
     try:
         if pg_name:
-            await _admin(source, f'CREATE DATABASE "{pg_name}"')
-        _migrate(url)
+            await admin(source, f'CREATE DATABASE "{pg_name}"')
+        migrate(url)
         from domain.secrets import generate_key
 
         key = generate_key()
@@ -640,7 +640,7 @@ async def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         if pg_name:
-            await _admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     for line in server_log_errors(server.log_path):

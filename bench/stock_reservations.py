@@ -14,19 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tortoise import Tortoise
 
+from bench.database import admin, scratch_database
 from domain import catalogue, organisations, payments, secrets, stock
 from domain.access import Viewer
 from domain.db import tortoise_config
@@ -136,26 +135,6 @@ async def _pay_all(
     return Counter(outcomes), time.perf_counter() - started
 
 
-def _bench_database(url: str) -> tuple[str, str | None]:
-    """(database URL for the run, name of a PostgreSQL database to drop after)."""
-    if url.startswith("postgres"):
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        parsed = urlparse(url)
-        return urlunparse(parsed._replace(path=f"/{name}")), name
-    path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-    return f"sqlite://{path}", None
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=500)
@@ -163,9 +142,9 @@ async def main() -> None:
     parser.add_argument("--pool", type=int, default=20, help="PostgreSQL connections")
     args = parser.parse_args()
     source = os.environ.get("DATABASE_URL", "")
-    url, pg_name = _bench_database(source)
+    url, pg_name, folder = scratch_database(source)
     if pg_name:
-        await _admin(source, f'CREATE DATABASE "{pg_name}"')
+        await admin(source, f'CREATE DATABASE "{pg_name}"')
     try:
         await apply_migrations(url)
         run_url = f"{url}?minsize=1&maxsize={args.pool}" if pg_name else url
@@ -192,7 +171,9 @@ async def main() -> None:
             await Tortoise.close_connections()
     finally:
         if pg_name:
-            await _admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     plain_rate = args.attempts / plain_s
     stock_rate = args.attempts / stock_s
     print(f"{'figure':<44}{'value':>12}")

@@ -20,6 +20,7 @@ authentication check, no database, no broadcast channel.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -68,30 +69,29 @@ async def graphql_ws(websocket: WebSocket) -> None:
     mine: set[str] = set()
     acknowledged = False
     try:
-        while True:
-            message = json.loads(await websocket.receive_text())
-            kind = message.get("type")
-            if kind == "connection_init":
-                if acknowledged:
-                    await websocket.close(code=4429)
-                    return
-                acknowledged = True
-                await websocket.send_text('{"type":"connection_ack"}')
-            elif kind == "ping":
-                await websocket.send_text('{"type":"pong"}')
-            elif kind == "subscribe":
-                if not acknowledged:
-                    await websocket.close(code=4401)
-                    return
-                operation_id = str(message["id"])
-                mine.add(operation_id)
-                subscribers[operation_id].add(websocket)
-            elif kind == "complete":
-                operation_id = str(message.get("id"))
-                mine.discard(operation_id)
-                subscribers[operation_id].discard(websocket)
-    except WebSocketDisconnect:
-        pass
+        with contextlib.suppress(WebSocketDisconnect):  # the client left
+            while True:
+                message = json.loads(await websocket.receive_text())
+                kind = message.get("type")
+                if kind == "connection_init":
+                    if acknowledged:
+                        await websocket.close(code=4429)
+                        return
+                    acknowledged = True
+                    await websocket.send_text('{"type":"connection_ack"}')
+                elif kind == "ping":
+                    await websocket.send_text('{"type":"pong"}')
+                elif kind == "subscribe":
+                    if not acknowledged:
+                        await websocket.close(code=4401)
+                        return
+                    operation_id = str(message["id"])
+                    mine.add(operation_id)
+                    subscribers[operation_id].add(websocket)
+                elif kind == "complete":
+                    operation_id = str(message.get("id"))
+                    mine.discard(operation_id)
+                    subscribers[operation_id].discard(websocket)
     finally:
         for operation_id in mine:
             subscribers[operation_id].discard(websocket)

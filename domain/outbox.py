@@ -46,6 +46,13 @@ async def assign_sequence(limit: int = BATCH) -> int:
     return int(count or 0)
 
 
+async def assign_all() -> None:
+    """Number every event committed so far (in batches of ``BATCH``)."""
+    numbered = BATCH
+    while numbered >= BATCH:  # a full batch: more may be waiting
+        numbered = await assign_sequence()
+
+
 async def _with_audience(rows: Sequence[Event]) -> list[PublishedEvent]:
     audience: dict[int, set[int]] = {row.id: set() for row in rows}
     if rows:
@@ -110,7 +117,7 @@ async def events_for_organisation(
         read_own_writes
         and await Event.filter(audience__organisation_id=organisation_id, seq__isnull=True).exists()
     ):
-        await assign_sequence()
+        await assign_all()
     query = Event.filter(audience__organisation_id=organisation_id, seq__gt=after_seq)
     if types:
         query = query.filter(type__in=list(types))

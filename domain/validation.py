@@ -68,6 +68,11 @@ def utc_datetime(value: datetime, *, field: str, naive_is_utc: bool = False) -> 
         raise DomainError(ErrorCode.INVALID, "The time is out of range.", field=field) from None
 
 
+def filter_time(value: datetime | None, *, field: str) -> datetime | None:
+    """A list filter's time bound in UTC (none: no bound; without zone: taken as UTC)."""
+    return None if value is None else utc_datetime(value, field=field, naive_is_utc=True)
+
+
 def currency(value: str, *, field: str = "currency") -> str:
     code = value.strip().upper()
     if len(code) != 3 or not code.isalpha():

@@ -11,7 +11,7 @@ from domain import after_sales, distribution_orders, partnerships, withdrawals
 from domain.events import EventType as DomainEventType
 from domain.models.distribution import Partnership as PartnershipModel
 from domain.models.distribution import Withdrawal as WithdrawalModel
-from domain.validation import utc_datetime
+from domain.validation import filter_time
 from integrations.warehouses.connection_check import check_connection
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, parse_id, parse_ids
@@ -105,10 +105,8 @@ class DistributionQueries:
                 statuses=f.statuses,
                 platform=f.platform,
                 distributor_name=f.distributor_name,
-                updated_from=f.updated_from
-                and utc_datetime(f.updated_from, field="filter.updatedFrom", naive_is_utc=True),
-                updated_to=f.updated_to
-                and utc_datetime(f.updated_to, field="filter.updatedTo", naive_is_utc=True),
+                updated_from=filter_time(f.updated_from, field="filter.updatedFrom"),
+                updated_to=filter_time(f.updated_to, field="filter.updatedTo"),
             ),
             first=first,
             after=_cursor(after),

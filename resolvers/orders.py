@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from strawberry import Info
 
 from domain import connections, fulfilment, order_intake, order_queries, payments
 from domain.models.orders import Order as OrderModel
-from domain.validation import utc_datetime
+from domain.validation import filter_time
 from resolvers.ids import optional_id, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.order_pages import build_orders
@@ -39,10 +38,6 @@ from schema.types.orders import (
 from schema.types.pagination import PageInfo
 
 
-def _time(value: datetime | None, field: str) -> datetime | None:
-    return None if value is None else utc_datetime(value, field=field, naive_is_utc=True)
-
-
 def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
     if f is None:
         return order_queries.OrderFilter()
@@ -51,10 +46,10 @@ def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
         kinds=f.kinds,
         store_id=optional_id(f.store_id, field="storeId"),
         platform=f.platform,
-        created_from=_time(f.created_from, "filter.createdFrom"),
-        created_to=_time(f.created_to, "filter.createdTo"),
-        updated_from=_time(f.updated_from, "filter.updatedFrom"),
-        updated_to=_time(f.updated_to, "filter.updatedTo"),
+        created_from=filter_time(f.created_from, field="filter.createdFrom"),
+        created_to=filter_time(f.created_to, field="filter.createdTo"),
+        updated_from=filter_time(f.updated_from, field="filter.updatedFrom"),
+        updated_to=filter_time(f.updated_to, field="filter.updatedTo"),
         search=f.search,
         distributor_name=f.distributor_name,
         distribution_only=f.distribution_only,

@@ -123,6 +123,8 @@ def create_app(settings: Settings) -> Starlette:
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             app.state.live = Multiplexer(graphql.schema, hub, app)
+            if graphql.response_cache is not None:
+                graphql.response_cache.follow(hub)  # invalidated by every event the hub hears
             app.state.tracking = tracking
             app.state.settings = settings
             warehouses = WarehouseWorker(_worker_settings(settings))

@@ -158,7 +158,6 @@ class GraphQLView(GraphQL):
         if scope["type"] != "http" or cache is None or hub is None or hub.closed:
             await super().__call__(scope, receive, send)
             return
-        cache.follow(hub)
         request = Request(scope, receive)
         plan = await self._plan(request, cache)
         if plan is None:

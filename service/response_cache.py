@@ -386,8 +386,7 @@ class ResponseCache:
     async def _dispatch_committed(self, hub: EventHub) -> bool:
         upto = self._committed
         try:
-            while await outbox.assign_sequence() >= outbox.BATCH:
-                pass
+            await outbox.assign_all()
             await hub.catch_up()
         except Exception:
             log.exception("response cache could not catch up with the outbox")

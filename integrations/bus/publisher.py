@@ -82,8 +82,7 @@ class OutboxPublisher:
         A backend failure stops this round: what went out is marked, the rest stays in the
         outbox for the next round (``retry_interval`` later).
         """
-        while await outbox.assign_sequence() >= outbox.BATCH:
-            pass
+        await outbox.assign_all()
         sent = 0
         while events := await outbox.unpublished():
             if self._deliver_locally is not None:

@@ -40,8 +40,9 @@ class StoreInboxWorker(WakeableLoop):
         self.owner = f"inbox-{uuid.uuid4().hex[:12]}"
 
     async def round(self) -> None:
-        while await self.run_due() >= self.settings.batch:
-            pass  # a full batch: more may be waiting
+        taken = self.settings.batch
+        while taken >= self.settings.batch:  # a full batch: more may be waiting
+            taken = await self.run_due()
 
     async def run_due(self) -> int:
         """Take in every row due now, up to one batch; returns how many were leased."""
