@@ -1,38 +1,123 @@
 """The store webhook inbox: events accepted at once, orders taken in by a background worker.
 
-``accept`` is all a webhook request does after its checks: one INSERT of the body, whose unique
-(store, event id) makes a redelivery a duplicate. A worker then leases pending rows (a
-conditional UPDATE, as for warehouse tasks, so two instances never take the same row), takes
-each order in through ``order_intake.ingest_store_order`` and marks the row DONE with the
-order's id. Taking in is idempotent (an order is unique per store order id), so a row run twice
-after a crash still makes one order. A row that keeps failing is retried with a doubling delay
-and left FAILED, with the error, after the last attempt.
+``accept`` is all a webhook request does after its checks: an INSERT of the body, whose unique
+(store, event id) makes a redelivery a duplicate. Under load, ``InboxIntake`` commits the bodies
+of concurrent requests together: while one INSERT is in flight the next requests queue, and the
+queue goes in as one statement, each request answered only once its row is committed.
+
+A worker then leases pending rows (a conditional UPDATE, as for warehouse tasks, so two
+instances never take the same row), takes each order in through
+``order_intake.ingest_store_order`` and marks the row DONE with the order's id. Taking in is
+idempotent (an order is unique per store order id), so a row run twice after a crash still
+makes one order. A row that keeps failing is retried with a doubling delay and left FAILED,
+with the error, after the last attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from domain.leases import lease_free
 from domain.models.orders import InboxState, WebhookReceipt
 
+Event = tuple[int, str, str]  # store id, event id, body
+
 
 async def accept(*, store_id: int, event_id: str, body: bytes) -> bool:
     """Queue a checked webhook body; False when this event was accepted before."""
-    try:
-        await WebhookReceipt.create(
-            store_id=store_id,
-            event_id=event_id[:100],
-            payload=body.decode(),
-            state=InboxState.PENDING,
-            due_at=datetime.now(UTC),
-        )
-    except IntegrityError:
-        return False
-    return True
+    return bool(await insert_new([(store_id, event_id[:100], body.decode())]))
+
+
+async def insert_new(events: Sequence[Event]) -> set[tuple[int, str]]:
+    """Insert these events as PENDING in one statement; returns the (store, event id) keys that
+    were new. Redeliveries (keys already present, or repeated within ``events``) are skipped."""
+    unique = list({(store, event): body for store, event, body in events}.items())
+    if not unique:
+        return set()
+    db = WebhookReceipt._meta.db
+    table = WebhookReceipt._meta.db_table
+    now = datetime.now(UTC)
+    pending = InboxState.PENDING.value
+    head = (
+        f'INSERT INTO "{table}" ("store_id","event_id","payload","received_at","due_at",'
+        '"state","attempts")'
+    )
+    tail = ' ON CONFLICT ("store_id","event_id") DO NOTHING RETURNING "store_id","event_id"'
+    if db.capabilities.dialect == "postgres":
+        # one statement text whatever the batch size, so the driver's prepared statement is
+        # reused; wrapped in WITH because the driver returns no rows for a statement that starts
+        # with INSERT
+        sql = f"WITH added AS ({head} SELECT s, e, p, $4, $4, $5, 0 FROM "
+        sql += f'unnest($1::int[], $2::text[], $3::text[]) AS t(s, e, p){tail}) SELECT * FROM added'
+        values: list[object] = [
+            [store for (store, _), _ in unique],
+            [event for (_, event), _ in unique],
+            [body for _, body in unique],
+            now,
+            pending,
+        ]
+    else:
+        sql = head + " VALUES " + ",".join(["(?,?,?,?,?,?,0)"] * len(unique)) + tail
+        values = [
+            v for (store, event), body in unique for v in (store, event, body, now, now, pending)
+        ]
+    _, rows = await db.execute_query(sql, values)
+    return {(row["store_id"], row["event_id"]) for row in rows}
+
+
+def _retrieved(future: asyncio.Future[bool]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class InboxIntake:
+    """Group commit for the webhook receiver: concurrent ``accept`` calls share one INSERT.
+
+    Nothing waits for a timer: the first caller starts a flush, callers arriving while it runs
+    queue, and the flush takes the whole queue (up to ``batch``) as soon as its INSERT returns.
+    Each caller learns whether its event was new once its row is committed; a failed INSERT is
+    raised in every caller of that batch.
+    """
+
+    def __init__(self, *, batch: int = 500) -> None:
+        self.batch = batch
+        self._queue: list[tuple[Event, asyncio.Future[bool]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def accept(self, *, store_id: int, event_id: str, body: bytes) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # an abandoned caller's failure is not reported
+        self._queue.append(((store_id, event_id[:100], body.decode()), future))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        return await asyncio.shield(future)  # a caller that goes away does not cancel the batch
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                taken, self._queue = self._queue[: self.batch], self._queue[self.batch :]
+                try:
+                    new = await insert_new([event for event, _ in taken])
+                except Exception as error:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                seen: set[tuple[int, str]] = set()
+                for (store, event, _), future in taken:
+                    key = (store, event)
+                    first = (
+                        key in new and key not in seen
+                    )  # a repeat within the batch is a duplicate
+                    seen.add(key)
+                    if not future.done():
+                        future.set_result(first)
+        finally:
+            self._flushing = None
 
 
 async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WebhookReceipt]:

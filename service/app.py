@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
+from domain import store_inbox
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
 from domain.warehouse_tasks import TASKS_TOPIC
 from integrations.bus.broadcast import create_broadcast
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> Starlette:
                 )
             )
             app.state.store_inbox = inbox
+            app.state.inbox_intake = store_inbox.InboxIntake()
             await hub.start()
             await publisher.start()
             await tracking.start()

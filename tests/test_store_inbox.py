@@ -181,3 +181,37 @@ async def test_two_workers_take_twenty_webhooks_in_once_each(
     assert all(r.attempts == 1 for r in rows)
     orders = await Order.filter(store_id=int(store["store"]["id"]))
     assert sorted(o.id for o in orders) == sorted(r.order_id for r in rows)
+
+
+async def test_concurrent_accepts_share_inserts_and_each_event_is_new_once(
+    server: RunningServer,
+) -> None:
+    intake = store_inbox.InboxIntake(batch=7)
+    await store_inbox.accept(store_id=999_998, event_id="before", body=b"{}")
+    events = [f"group-{n % 40}" for n in range(100)] + ["before"]  # 60 repeats, one old
+    answers = await asyncio.gather(
+        *(intake.accept(store_id=999_998, event_id=e, body=b"{}") for e in events)
+    )
+    new = [e for e, is_new in zip(events, answers, strict=True) if is_new]
+    assert sorted(new) == sorted({f"group-{n}" for n in range(40)})  # each once, "before" not
+    rows = await WebhookReceipt.filter(store_id=999_998).values_list("event_id", "state")
+    assert len(rows) == 41 and {state for _, state in rows} == {InboxState.PENDING}
+    await WebhookReceipt.filter(store_id=999_998).delete()
+
+
+async def test_a_failed_insert_fails_every_caller_of_its_batch(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(events: Any) -> set[tuple[int, str]]:
+        raise ConnectionRefusedError("database down")
+
+    monkeypatch.setattr(store_inbox, "insert_new", unreachable)
+    intake = store_inbox.InboxIntake()
+    answers = await asyncio.gather(
+        *(intake.accept(store_id=999_997, event_id=f"e{n}", body=b"{}") for n in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(a, ConnectionRefusedError) for a in answers)
+    monkeypatch.undo()
+    assert await intake.accept(store_id=999_997, event_id="e0", body=b"{}")  # nothing was kept
+    await WebhookReceipt.filter(store_id=999_997).delete()
