@@ -440,6 +440,7 @@ class ServerProcess:
         self.port = int(env["PORT"])
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._profiler: subprocess.Popen[bytes] | None = None
 
     def launch(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +452,21 @@ class ServerProcess:
             stdout=self._log,
             stderr=self._log,
         )
+        if os.environ.get("BENCH_PROFILE"):
+            self._profile()
+
+    def _profile(self) -> None:
+        """``BENCH_PROFILE=1``: sample the server with py-spy (``pip install py-spy``) until it
+        stops, as collapsed stacks in ``<log>.profile.txt`` (one line per stack and its count)."""
+        assert self.process is not None
+        out = self.log_path.with_suffix(".profile.txt")
+        spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        command = [spy or "py-spy", "record", "--pid", str(self.process.pid), "--format", "raw"]
+        command += ["--rate", "250", "--nonblocking", "--output", str(out)]
+        self._profiler = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        progress(f"{self.name}: profiling into {out}")
 
     async def start(self, ready_within: float = 60.0) -> ServerProcess:
         """Launch it and wait until ``GET health_path`` answers 200."""
@@ -476,6 +492,11 @@ class ServerProcess:
             await probe.close()
 
     def stop(self) -> None:
+        if self._profiler is not None:
+            self._profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._profiler.wait(timeout=30)
+            self._profiler = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:

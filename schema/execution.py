@@ -16,6 +16,11 @@ most of the server's work, spent on fields that only read an attribute.
   ``prefetched`` dict (see ``schema.types.prefetch``). The value is completed as usual, but the
   resolver and its wrappers are skipped.
 
+Beyond single fields, a value whose whole selection is covered by a *shape*
+(``schema.shapes``: plain attributes and prefetched children all the way down) is completed by
+the shape compiled for that selection, in one call, without graphql-core's per-field
+machinery; anything the shape does not expect sends the value down the normal path.
+
 Nothing applies when graphql-core middleware is installed (a schema extension with a ``resolve``
 hook), so such hooks always see every field.
 """
@@ -38,6 +43,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from schema.shapes import GiveUp, OperationShapes, Shape, ShapeCache
+
 _MISSING = object()
 
 
@@ -51,6 +58,7 @@ _NO_PLAN = _Plan("", None, True)
 _PLANS: weakref.WeakKeyDictionary[GraphQLSchema, dict[tuple[GraphQLObjectType, str], _Plan]] = (
     weakref.WeakKeyDictionary()
 )
+_SHAPES: weakref.WeakKeyDictionary[GraphQLSchema, ShapeCache] = weakref.WeakKeyDictionary()
 
 
 def _make_plan(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: str) -> _Plan:
@@ -75,6 +83,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         self._shortcuts = manager is None or not manager.middlewares
         self._plans = _PLANS.setdefault(self.schema, {})
+        self._operation_shapes: OperationShapes | None = None
+        # (type, id of the field list) → (the list, kept alive so its id stays unique; shape)
+        self._shape_memo: dict[tuple[Any, int], tuple[Any, Shape | None]] = {}
 
     def build_per_event_executor(self, payload: Any) -> Any:
         """The executor of one subscription event, with caches of its own.
@@ -87,7 +98,46 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor = super().build_per_event_executor(payload)
         executor._relevant_sub_fields = {}
         executor._stream_usages = RefMap()
+        executor._shape_memo = {}
         return executor
+
+    def complete_value(
+        self,
+        return_type: Any,
+        field_details_list: FieldDetailsList,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        if self._shortcuts and result is not None and not isinstance(result, Exception):
+            memo_key = (return_type, id(field_details_list))
+            found = self._shape_memo.get(memo_key)
+            if found is None:
+                found = (field_details_list, self._shape(return_type, field_details_list))
+                self._shape_memo[memo_key] = found
+            shape = found[1]
+            if shape is not None:
+                try:
+                    return shape(result)
+                except GiveUp:
+                    pass  # the normal path completes it, and reports what is wrong
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _shape(self, return_type: Any, field_details_list: FieldDetailsList) -> Shape | None:
+        named = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        if is_leaf_type(named):
+            return None  # a single leaf: the normal completion is as cheap
+        if self._operation_shapes is None:
+            cache = _SHAPES.get(self.schema)
+            if cache is None:
+                cache = _SHAPES[self.schema] = ShapeCache(self.schema)
+            self._operation_shapes = cache.for_operation(self.operation, self.fragments)
+        return self._operation_shapes.shape(
+            return_type, field_details_list, self.variable_values
+        )
 
     def execute_field(
         self,
