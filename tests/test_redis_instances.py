@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -149,10 +150,15 @@ async def test_redis_outage_event_reaches_other_instance_when_redis_returns(
             redis.stop()
             data = await b.data(RENAME, {"n": "on B, Redis down"}, token=member.token)
             assert data["renameOrganisation"]["userErrors"] == []
-            with pytest.raises(TimeoutError):
-                await ws.receive(timeout=1.0)  # nothing can carry it to A yet
+            # Usually nothing carries it to A until Redis is back. But A's hub also catches up
+            # from the outbox whenever its broadcast connection reports a possible loss, and
+            # on a loaded machine that report can come after B's commit: the event may then
+            # arrive during the outage. Either way it arrives once.
+            early: dict | None = None
+            with contextlib.suppress(TimeoutError):
+                early = (await ws.next_data(timeout=1.0))["events"]
             redis.restart()
-            event = (await ws.next_data(timeout=20))["events"]
+            event = early or (await ws.next_data(timeout=20))["events"]
             assert event["payload"]["name"] == "on B, Redis down"
             with pytest.raises(TimeoutError):
                 await ws.receive(timeout=0.5)
