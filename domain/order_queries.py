@@ -23,9 +23,10 @@ from domain.models.distribution import (
     WarehouseOrder,
     WithdrawalStatus,
 )
-from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus
+from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus, OrderTransition
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.stores import Store, StorePlatform
+from domain.rows import RowBuilder, builder, fetch, fetch_query
 
 MAX_PAGE = 100
 
@@ -109,7 +110,7 @@ async def list_orders(
     query = _filtered(viewer, filters)
     if after is not None:
         query = query.filter(id__lt=after)
-    rows = await query.order_by("-id").limit(first + 1)
+    rows = await fetch_query(query.order_by("-id").limit(first + 1))
     return rows[:first], len(rows) > first
 
 
@@ -152,27 +153,36 @@ async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
     sql = f'{_lines_with_skus_head(db.query_class)} WHERE "{table}"."order_id" IN ({ids}) '
     sql += f'ORDER BY "{table}"."id"'
     built: dict[tuple[str, int], Any] = {}  # each SKU and product made once, however many lines
+    skus, products = builder(Sku), builder(Product)
 
-    def instance(model: type[Model], prefix: str, row: Any) -> Any:
-        pk = row[f"{prefix}_id"]
+    def instance(model_rows: RowBuilder[Any], prefix: str, row: Any) -> Any:
+        pk = row[f"{prefix}id"]
         if pk is None:
             return None
         key = (prefix, pk)
         if key not in built:
-            columns = {c: row[f"{prefix}_{c}"] for c in model._meta.db_fields}
-            built[key] = model._init_from_db(**columns)
+            built[key] = model_rows.build(row, prefix)
         return built[key]
 
     _, rows = await db.execute_query(sql)
-    line_columns = [(c, f"l_{c}") for c in OrderLine._meta.db_fields]
+    lines = builder(OrderLine)
     return [
-        (
-            OrderLine._init_from_db(**{c: row[key] for c, key in line_columns}),
-            instance(Sku, "s", row),
-            instance(Product, "p", row),
-        )
+        (lines.build(row, "l_"), instance(skus, "s_", row), instance(products, "p_", row))
         for row in rows
     ]
+
+
+async def latest_transitions(order_ids: Sequence[int]) -> list[OrderTransition]:
+    """The newest transition of each of these orders, in one statement."""
+    if not order_ids:
+        return []
+    table = OrderTransition._meta.db_table
+    ids = ",".join(str(int(i)) for i in order_ids)  # integers only: nothing to escape
+    return await fetch(
+        OrderTransition,
+        f'SELECT * FROM "{table}" WHERE "id" IN '
+        f'(SELECT MAX("id") FROM "{table}" WHERE "order_id" IN ({ids}) GROUP BY "order_id")',
+    )
 
 
 async def get_order(*, viewer: Viewer, order_id: int) -> Order | None:

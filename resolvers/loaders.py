@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
-from tortoise.expressions import Subquery
-from tortoise.functions import Max
 from tortoise.models import Model
 
 from domain import order_queries
@@ -30,13 +28,14 @@ from domain.models.distribution import WarehouseAttempt, WarehouseOrder, Withdra
 from domain.models.organisations import Organisation
 from domain.models.stores import ConnectionStatus
 from domain.order_queries import LineWithSku, visible_orders
+from domain.rows import fetch_query
 
 M = TypeVar("M", bound=Model)
 
 
 def _by_id(model: type[M]) -> DataLoader[int, M | None]:
     async def load(ids: Sequence[int]) -> list[M | None]:
-        rows = {row.pk: row for row in await model.filter(id__in=list(ids))}
+        rows = {row.pk: row for row in await fetch_query(model.filter(id__in=list(ids)))}
         return [rows.get(i) for i in ids]
 
     return DataLoader(load_fn=load)
@@ -55,7 +54,9 @@ def _grouped(
 ) -> DataLoader[int, list[M]]:
     async def load(keys: Sequence[int]) -> list[list[M]]:
         groups: dict[int, list[M]] = defaultdict(list)
-        rows = await model.filter(**{f"{column}__in": list(keys)}, **where).order_by(order)
+        rows = await fetch_query(
+            model.filter(**{f"{column}__in": list(keys)}, **where).order_by(order)
+        )
         for row in rows:
             groups[getattr(row, column)].append(row)
         return [groups.get(k, []) for k in keys]
@@ -101,13 +102,7 @@ class Loaders:
 
         async def load_latest(keys: Sequence[int]) -> list[OrderTransition | None]:
             # only the newest entry of each order, not every transition of the page's orders
-            newest = (
-                OrderTransition.filter(order_id__in=list(keys))
-                .group_by("order_id")
-                .annotate(newest=Max("id"))
-                .values("newest")
-            )
-            rows = {t.order_id: t for t in await OrderTransition.filter(id__in=Subquery(newest))}
+            rows = {t.order_id: t for t in await order_queries.latest_transitions(keys)}
             return [rows.get(k) for k in keys]
 
         self.latest_transition: DataLoader[int, OrderTransition | None] = DataLoader(
