@@ -52,7 +52,7 @@ async def insert_new(events: Sequence[Event]) -> set[tuple[int, str]]:
         # reused; wrapped in WITH because the driver returns no rows for a statement that starts
         # with INSERT
         sql = f"WITH added AS ({head} SELECT s, e, p, $4, $4, $5, 0 FROM "
-        sql += f'unnest($1::int[], $2::text[], $3::text[]) AS t(s, e, p){tail}) SELECT * FROM added'
+        sql += f"unnest($1::int[], $2::text[], $3::text[]) AS t(s, e, p){tail}) SELECT * FROM added"
         values: list[object] = [
             [store for (store, _), _ in unique],
             [event for (_, event), _ in unique],
