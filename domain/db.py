@@ -8,16 +8,34 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.transactions import in_transaction
 
 MODELS_MODULE = "domain.models"
 MIGRATIONS_MODULE = "domain.migrations"
 
 
+async def _keep_session(connection: Any) -> None:
+    """What a pooled PostgreSQL connection needs when it goes back to the pool, beyond the
+    rollback of an open transaction that asyncpg always does: nothing. asyncpg's default reset
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) is a round trip after every
+    statement run outside a transaction, and this code leaves no session state behind: its
+    advisory locks are transaction-scoped, it opens no cursors, listens on nothing and sets
+    no session settings."""
+
+
+def _connection(database_url: str) -> str | dict[str, Any]:
+    config = expand_db_url(database_url)
+    if config["engine"] != "tortoise.backends.asyncpg":
+        return database_url
+    config["credentials"]["reset"] = _keep_session
+    return config
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     """Tortoise config for one database holding the ``models`` app and its migrations."""
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],

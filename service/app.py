@@ -29,6 +29,7 @@ from integrations.warehouses.callbacks import receive_warehouse_callback
 from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
 from schema.build import create_schema
+from service import runtime
 from service.graphql_view import GraphQLView
 from service.live import LiveEndpoint, Multiplexer
 from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
@@ -146,6 +147,8 @@ def create_app(settings: Settings) -> Starlette:
             add_commit_listener(publisher.wake)
             add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
             publisher.wake()
+            if settings.gc_tuning:
+                runtime.tune()  # after startup: what exists now lives as long as the process
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield

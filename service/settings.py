@@ -236,6 +236,13 @@ class Settings:
         _positive_float,
         "Replay window of warehouse callbacks: the most their timestamp may differ from now.",
     )
+    gc_tuning: bool = _setting(
+        "GC_TUNING",
+        "true",
+        _bool,
+        "Once started, freeze the startup objects out of garbage collection and collect young "
+        "objects less often (see `service/runtime.py`).",
+    )
     response_cache: bool = _setting(
         "RESPONSE_CACHE",
         "true",

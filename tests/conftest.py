@@ -91,6 +91,8 @@ def base_settings(database_url: str) -> Settings:
             "EVENT_RESYNC_INTERVAL": "1",
             "OUTBOX_RETRY_INTERVAL": "0.2",
             "SECRETS_KEY": generate_key(),
+            # this process starts hundreds of servers; GC tuning is per process (test_runtime)
+            "GC_TUNING": "false",
         }
     )
 
