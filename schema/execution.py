@@ -27,6 +27,7 @@ hook), so such hooks always see every field.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -118,10 +119,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 self._shape_memo[memo_key] = found
             shape = found[1]
             if shape is not None:
-                try:
+                # on GiveUp the normal path below completes the value, and reports what is wrong
+                with contextlib.suppress(GiveUp):
                     return shape(result)
-                except GiveUp:
-                    pass  # the normal path completes it, and reports what is wrong
         return super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
@@ -135,9 +135,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if cache is None:
                 cache = _SHAPES[self.schema] = ShapeCache(self.schema)
             self._operation_shapes = cache.for_operation(self.operation, self.fragments)
-        return self._operation_shapes.shape(
-            return_type, field_details_list, self.variable_values
-        )
+        return self._operation_shapes.shape(return_type, field_details_list, self.variable_values)
 
     def execute_field(
         self,
