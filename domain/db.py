@@ -9,10 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.exceptions import DBConnectionError, OperationalError
 from tortoise.transactions import in_transaction
 
 MODELS_MODULE = "domain.models"
 MIGRATIONS_MODULE = "domain.migrations"
+
+# What a request meets when the database does not answer (refused, dropped, shut down): the
+# HTTP endpoints answer 503, which clients retry, instead of a bare 500.
+DATABASE_UNAVAILABLE = (DBConnectionError, OperationalError, OSError)
 
 
 async def _keep_session(connection: Any) -> None:

@@ -41,6 +41,16 @@ def positive_int(value: int, *, field: str, maximum: int = 1_000_000) -> int:
     return value
 
 
+# The largest key a table can hold: integer keys are 32-bit (PostgreSQL refuses larger values
+# for them rather than finding nothing). Big-integer tables (orders, lines) are far from it.
+MAX_KEY = 2**31 - 1
+
+
+def is_key(value: int) -> bool:
+    """Whether ``value`` can be the primary key of a row (so looking it up is meaningful)."""
+    return 0 < value <= MAX_KEY
+
+
 MAX_AMOUNT = Decimal("1e12")
 
 

@@ -23,6 +23,10 @@ class WakeableLoop(ABC):
     def wake(self) -> None:
         self._wake.set()
 
+    def interval(self) -> float:
+        """Seconds to wait for a wake-up before the next round anyway."""
+        return self._poll_interval
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
@@ -36,7 +40,7 @@ class WakeableLoop(ABC):
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval())
             self._wake.clear()
             try:
                 await self.round()

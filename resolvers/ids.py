@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from domain.errors import DomainError, ErrorCode
-
-# The largest key a table can hold: integer keys are 32-bit (PostgreSQL refuses larger values
-# for them rather than finding nothing). Big-integer tables (orders, lines) are far from it.
-_MAX_ID = 2**31 - 1
+from domain.validation import is_key
 
 
 def parse_id(raw: str, *, field: str) -> int:
@@ -15,7 +12,7 @@ def parse_id(raw: str, *, field: str) -> int:
         value = int(raw)
     except (TypeError, ValueError):
         raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field) from None
-    if not 0 < value <= _MAX_ID:
+    if not is_key(value):
         raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field)
     return value
 

@@ -41,10 +41,8 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path, RefMap, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 
-from schema.shapes import GiveUp, OperationShapes, Shape, ShapeCache
+from schema.shapes import GiveUp, OperationShapes, Shape, ShapeCache, value_access
 
 _MISSING = object()
 
@@ -64,17 +62,15 @@ _SHAPES: weakref.WeakKeyDictionary[GraphQLSchema, ShapeCache] = weakref.WeakKeyD
 
 def _make_plan(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: str) -> _Plan:
     field_def = schema.get_field(parent_type, name)
-    strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if field_def is None or not isinstance(strawberry_field, StrawberryField) or field_def.args:
+    access = value_access(field_def)
+    if field_def is None or access is None:
         return _NO_PLAN
     nullable = not isinstance(field_def.type, GraphQLNonNull)
     named = field_def.type.of_type if isinstance(field_def.type, GraphQLNonNull) else field_def.type
-    if getattr(field_def.resolve, "_is_default", False) and strawberry_field.is_basic_field:
-        if is_leaf_type(named):
-            return _Plan(strawberry_field.python_name, named.coerce_output_value, nullable)
-        return _NO_PLAN
-    if strawberry_field.base_resolver is not None and not strawberry_field.extensions:
-        return _Plan(strawberry_field.python_name, None, nullable)
+    if access.prefetched:
+        return _Plan(access.python_name, None, nullable)
+    if is_leaf_type(named):
+        return _Plan(access.python_name, named.coerce_output_value, nullable)
     return _NO_PLAN
 
 

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import (
     DirectiveNode,
+    GraphQLField,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -53,6 +54,33 @@ Shape = Callable[[Any], Any]
 MAX_DOCUMENTS = 512  # operations whose shapes are kept (least recently used dropped first)
 
 _MISSING = object()
+
+
+class Access(NamedTuple):
+    python_name: str
+    prefetched: bool  # True: read from the source's ``prefetched`` dict, when it is there
+
+
+def value_access(field_def: GraphQLField | None) -> Access | None:
+    """How a field's value can be read without running its resolution, or None.
+
+    - An attribute: a Strawberry field without resolver, extensions or arguments (Strawberry's
+      own resolution of it is ``getattr``).
+    - A prefetched value: a field with a resolver but without extensions or arguments, whose
+      source may carry the value in its ``prefetched`` dict (``schema.types.prefetch``).
+
+    Fields with extensions (permission checks among them) or arguments always run normally.
+    """
+    if field_def is None or field_def.args:
+        return None
+    definition = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryField) or definition.extensions:
+        return None
+    if definition.base_resolver is not None:
+        return Access(definition.python_name, prefetched=True)
+    if getattr(field_def.resolve, "_is_default", False):
+        return Access(definition.python_name, prefetched=False)
+    return None
 
 
 class GiveUp(Exception):
@@ -153,19 +181,11 @@ class OperationShapes:
         self, parent: GraphQLObjectType, name: str, details: Sequence[FieldDetails]
     ) -> tuple[bool, str, Shape] | None:
         field_def = parent.fields.get(name)
-        if field_def is None or field_def.args:
+        access = value_access(field_def)
+        if field_def is None or access is None:
             return None
-        definition = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        if not isinstance(definition, StrawberryField) or definition.extensions:
-            return None
-        if definition.base_resolver is None:
-            if not getattr(field_def.resolve, "_is_default", False):
-                return None
-            prefetched = False
-        else:
-            prefetched = True
         shape = self._compile(field_def.type, details)
-        return None if shape is None else (prefetched, definition.python_name, shape)
+        return None if shape is None else (access.prefetched, access.python_name, shape)
 
 
 class ShapeCache:

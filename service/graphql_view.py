@@ -29,10 +29,10 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
-from tortoise.exceptions import DBConnectionError, OperationalError
 
 from domain import tokens
 from domain.access import Viewer
+from domain.db import DATABASE_UNAVAILABLE
 from resolvers.context import Context
 from service.metrics import Metrics
 from service.observability import new_request_id
@@ -129,7 +129,7 @@ class GraphQLView(GraphQL):
             return
         try:
             await self._serve(scope, receive, send)
-        except (DBConnectionError, OperationalError, OSError) as error:
+        except DATABASE_UNAVAILABLE as error:
             # the database is unreachable (authentication is the first thing to need it): a
             # 503 the client can retry, not a bare 500; the exception is logged
             request_id = scope.get("state", {}).get("request_id")

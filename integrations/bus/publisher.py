@@ -9,20 +9,20 @@ harmless because receivers drop any ``seq`` they have already seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from domain import outbox
 from domain.events import PublishedEvent
+from integrations.background import WakeableLoop
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode
 
 log = logging.getLogger(__name__)
 
 
-class OutboxPublisher:
+class OutboxPublisher(WakeableLoop):
     """``deliver_locally`` (the hub's ``offer``) gets every numbered event before it is
     broadcast, so this process's subscribers are served even while Redis is down."""
 
@@ -37,44 +37,26 @@ class OutboxPublisher:
     ):
         self._broadcast = broadcast
         self._channel = channel
+        super().__init__(poll_interval=poll_interval)
         self._deliver_locally = deliver_locally
-        self._poll_interval = poll_interval
         self._retry_interval = retry_interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.backend_down_since: float | None = None
         self.published = 0
 
-    def wake(self) -> None:
-        """Ask for a flush soon. Safe to call from any coroutine of the event loop."""
-        self._wake.set()
+    name = "outbox publisher"
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-publisher")
+    def interval(self) -> float:
+        return self._retry_interval if self.backend_down_since else self._poll_interval
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         try:  # publish what the last requests committed, if the backend lets us
             await asyncio.wait_for(self.flush(), timeout=2)
         except Exception:
             log.warning("outbox not fully flushed at shutdown; it is published on next start")
 
-    async def _run(self) -> None:
-        while True:
-            interval = self._retry_interval if self.backend_down_since else self._poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox flush failed; retrying in %.1fs", self._retry_interval)
+    async def round(self) -> None:
+        await self.flush()
 
     async def flush(self) -> int:
         """Number what is committed and publish what is unpublished. Returns events published.

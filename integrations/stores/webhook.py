@@ -25,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.exceptions import DBConnectionError, OperationalError
 
 from domain import store_inbox
+from domain.db import DATABASE_UNAVAILABLE
 from domain.models.stores import Store
+from domain.validation import is_key
 from integrations.stores.protocol import StorePayloadError, parse_order, verify
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ async def _webhook_secret(store_id: int) -> str | None:
 async def receive_store_order(request: Request) -> Response:
     try:
         return await _receive(request)
-    except (DBConnectionError, OperationalError, OSError) as error:
+    except DATABASE_UNAVAILABLE as error:
         log.error("store webhook refused, database unavailable: %s", error)
         return _answer(503, "unavailable")
 
@@ -75,7 +76,7 @@ async def _receive(request: Request) -> Response:
         store_id = int(request.path_params["store_id"])
     except ValueError:
         return _answer(401, "unauthorized")
-    secret = await _webhook_secret(store_id) if 0 < store_id < 2**31 else None
+    secret = await _webhook_secret(store_id) if is_key(store_id) else None
     # an unknown store and a bad signature look the same to the caller
     if secret is None or not verify(body, secret, request.headers.get("x-shopify-hmac-sha256")):
         return _answer(401, "unauthorized")
