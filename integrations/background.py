@@ -19,6 +19,7 @@ class WakeableLoop(ABC):
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -28,19 +29,26 @@ class WakeableLoop(ABC):
         return self._poll_interval
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
+            # On Python 3.11 ``wait_for`` drops a cancellation that arrives as its inner wait
+            # completes (a wake-up at the same moment): the flag ends the loop all the same.
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval())
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self.round()
