@@ -82,17 +82,23 @@ class WarehouseWorker:
         self._http: httpx.AsyncClient | None = None  # one pool for every warehouse call
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._run(), name="warehouse-worker"),
             asyncio.create_task(self._reconcile_loop(), name="warehouse-reconciler"),
         ]
 
     async def stop(self) -> None:
+        # ``wait_for`` may drop a cancellation that meets a wake-up (Python 3.11): the flag
+        # ends the task loop all the same (as in ``integrations.background.WakeableLoop``).
+        self._stopping = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -104,9 +110,11 @@ class WarehouseWorker:
             self._http = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 taken = await self.run_due()
