@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from tortoise import connections
+
 from domain.db import notify_after_commit
 from domain.models.events import Event, EventAudience
+
+_PAYLOAD = Event._meta.fields_map["payload"]
 
 
 class EventType(StrEnum):
@@ -73,6 +77,17 @@ class PublishedEvent:
         )
 
 
+_RECORD_SQL = """
+WITH recorded AS (
+    INSERT INTO event (type, subject_type, subject_id, payload, actor_user_id, created_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+    RETURNING id
+)
+INSERT INTO event_audience (event_id, organisation_id)
+SELECT recorded.id, organisation FROM recorded, unnest($7::integer[]) AS organisation
+"""
+
+
 async def record_event(
     *,
     type: EventType,
@@ -81,24 +96,39 @@ async def record_event(
     audience: Iterable[int],
     payload: dict[str, Any] | None = None,
     actor_user_id: int | None = None,
-) -> Event:
+) -> None:
     """Write an event to the outbox, visible to the organisations in ``audience``.
 
     Call it inside the service's ``transaction()``: the event commits or rolls back with the
-    change, and the publisher is woken after commit.
+    change, and the publisher is woken after commit. On PostgreSQL the event and its audience
+    are one statement.
     """
     orgs = sorted(set(audience))
     if not orgs:
         raise ValueError("an event needs at least one organisation in its audience")
-    event = await Event.create(
-        type=type.value,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        payload=payload or {},
-        actor_user_id=actor_user_id,
-    )
-    await EventAudience.bulk_create(
-        [EventAudience(event_id=event.id, organisation_id=org) for org in orgs]
-    )
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query(
+            _RECORD_SQL,
+            [
+                type.value,
+                subject_type,
+                str(subject_id),
+                _PAYLOAD.to_db_value(payload or {}, Event),
+                actor_user_id,
+                datetime.now(UTC),
+                orgs,
+            ],
+        )
+    else:
+        event = await Event.create(
+            type=type.value,
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            payload=payload or {},
+            actor_user_id=actor_user_id,
+        )
+        await EventAudience.bulk_create(
+            [EventAudience(event_id=event.id, organisation_id=org) for org in orgs]
+        )
     notify_after_commit()
-    return event

@@ -3,11 +3,14 @@
 Rows are inserted by ``domain.events.record_event`` with ``seq`` NULL. ``assign_sequence``
 numbers the committed ones in one statement under a lock (an advisory lock on PostgreSQL;
 SQLite has one writer), so ``seq`` follows commit order and never leaves a hole that a later
-commit could fill.
+commit could fill. The publisher numbers and reads what it publishes in one round,
+``claim_unpublished`` (on PostgreSQL the stored function of migration ``0010_outbox_claim``,
+which holds the same numbering statement under the same lock: change them together).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +89,34 @@ async def unpublished(limit: int = BATCH) -> list[PublishedEvent]:
         .limit(limit)
     )
     return await _with_audience(rows)
+
+
+async def claim_unpublished(limit: int = BATCH) -> list[PublishedEvent]:
+    """The publisher's round: number up to ``limit`` committed events, then return up to
+    ``limit`` numbered events not yet published, oldest first.
+
+    On PostgreSQL one statement, ``outbox_claim`` (migration ``0010_outbox_claim``: the same
+    numbering under the same lock as ``assign_sequence``, and the read of ``unpublished``);
+    elsewhere the two steps."""
+    if _dialect() != "postgres":
+        await assign_sequence(limit)
+        return await unpublished(limit)
+    _, rows = await connections.get("default").execute_query(
+        "SELECT * FROM outbox_claim($1)", [int(limit)]
+    )
+    return [
+        PublishedEvent(
+            seq=row["seq"],
+            type=row["type"],
+            subject_type=row["subject_type"],
+            subject_id=row["subject_id"],
+            payload=json.loads(row["payload"]),
+            audience=frozenset(row["audience"]),
+            actor_user_id=row["actor_user_id"],
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
 
 
 async def mark_published(seqs: Iterable[int]) -> None:

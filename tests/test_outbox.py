@@ -106,3 +106,43 @@ async def test_numbering_is_gap_free_under_concurrency(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert await Event.filter(seq__isnull=True).count() == 0
     assert await Event.filter(published_at__isnull=True).count() == 0
+
+
+async def test_claims_number_in_one_sequence_with_assignments(
+    server: RunningServer, make_member: MakeMember
+) -> None:
+    """The publisher's claim (one statement on PostgreSQL) and ``assign_sequence`` share one
+    lock and one numbering: concurrent with writes and with each other they leave no gap and
+    no duplicate, and a claim returns each event with its audience, oldest first."""
+    member = await make_member()
+    other = await make_member()
+    await server.app.state.publisher.flush()
+
+    async def write(i: int) -> None:
+        async with transaction():
+            await record_event(
+                type=EventType.ORGANISATION_UPDATED,
+                subject_type="Claim",
+                subject_id=str(i),
+                audience=[member.organisation_id, other.organisation_id],
+            )
+
+    results = await asyncio.gather(
+        *(write(i) for i in range(40)),
+        *(outbox.claim_unpublished() for _ in range(5)),
+        *(outbox.assign_sequence() for _ in range(5)),
+    )
+    claims = [r for r in results if isinstance(r, list)]
+    claims.append(await outbox.claim_unpublished())
+    for claim in claims:  # each oldest first (claims overlap: nothing is marked published yet)
+        seqs = [e.seq for e in claim]
+        assert seqs == sorted(set(seqs))
+    ours = {e.subject_id: e for claim in claims for e in claim if e.subject_type == "Claim"}
+    assert set(ours) == {str(i) for i in range(40)}
+    assert all(e.audience == {member.organisation_id, other.organisation_id} for e in ours.values())
+    assert all(e.payload == {} and e.created_at.tzinfo is not None for e in ours.values())
+    await server.app.state.publisher.flush()
+    seqs = sorted(await Event.filter(seq__isnull=False).values_list("seq", flat=True))
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert await Event.filter(seq__isnull=True).count() == 0
+    assert await Event.filter(published_at__isnull=True).count() == 0

@@ -64,16 +64,15 @@ class OutboxPublisher(WakeableLoop):
         A backend failure stops this round: what went out is marked, the rest stays in the
         outbox for the next round (``retry_interval`` later).
         """
-        await outbox.assign_all()
         sent = 0
-        while events := await outbox.unpublished():
+        while events := await outbox.claim_unpublished():
             if self._deliver_locally is not None:
                 await self._deliver_locally(events)
             done = await self._publish(events)
             await outbox.mark_published(done)
             sent += len(done)
             if len(done) < len(events) or len(events) < outbox.BATCH:
-                break
+                break  # the backend failed, or nothing more was numbered or waiting
         self.published += sent
         return sent
 
