@@ -30,8 +30,11 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        # a WebSocket has no response headers to add to: its frames go on unwrapped (a result
+        # fanned out to many sockets would pay for the wrapper once per socket)
+        outgoing = send if scope["type"] == "websocket" else send_with_id
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, outgoing)
         finally:
             request_id_var.reset(token)
 

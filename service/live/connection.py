@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, TypeAlias
 
+from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from resolvers.context import Context
@@ -26,10 +27,14 @@ Operation: TypeAlias = "Member | asyncio.Task[None]"
 
 
 class Connection:
-    __slots__ = ("closed", "context", "operations", "revoked", "token_id", "websocket")
+    __slots__ = ("_send", "closed", "context", "operations", "revoked", "token_id", "websocket")
 
-    def __init__(self, websocket: WebSocket, context: Context) -> None:
+    def __init__(self, websocket: WebSocket, context: Context, send: Send) -> None:
+        """``send``: the ASGI send of the socket's scope, which frames go straight to (once the
+        socket is accepted, ``WebSocket.send`` only checks a state this class keeps itself; a
+        fan-out of one result to many sockets pays for every layer once per socket)."""
         self.websocket = websocket
+        self._send = send
         self.context = context
         self.operations: dict[str, Operation] = {}
         self.token_id: str | None = None
@@ -41,7 +46,7 @@ class Connection:
         if self.closed:
             return
         try:
-            await self.websocket.send({"type": "websocket.send", "text": frame})
+            await self._send({"type": "websocket.send", "text": frame})
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True  # the client is gone, or the socket was closed meanwhile
 

@@ -66,5 +66,6 @@ class LiveEndpoint:
             view=self.view,
             multiplexer=multiplexer,
             max_tokens=self._max_tokens,
+            send=send,
         )
         await session.run()

@@ -15,6 +15,7 @@ from contextlib import aclosing
 from datetime import timedelta
 
 from graphql import GraphQLError, GraphQLSyntaxError, OperationType
+from starlette.types import Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
@@ -61,11 +62,12 @@ class Session:
         view: GraphQLView,
         multiplexer: Multiplexer,
         max_tokens: int,
+        send: Send,
     ) -> None:
         self._view = view
         self._multiplexer = multiplexer
         self._max_tokens = max_tokens
-        self._connection = Connection(websocket, context)
+        self._connection = Connection(websocket, context, send)
         self._init_timeout: asyncio.Task[None] | None = None
         self._init_received = False
         self._acknowledged = False
