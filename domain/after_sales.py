@@ -24,6 +24,7 @@ from domain.models.distribution import (
 from domain.models.orders import Order, OrderLine, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.stores import Store, StorePlatform
+from domain.order_access import order_of_buyer
 from domain.partnerships import accepted_partnership, distribution_settings, fulfilling_connection
 from domain.return_events import return_event
 from domain.validation import clean_text, positive_int
@@ -123,9 +124,7 @@ async def create_after_sales_order(
     require_buyer(viewer)
     reason = clean_text(reason, field="reason", max_length=500)
     async with transaction():
-        order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
-        if order is None:
-            raise not_found("Order", field="orderId")
+        order = await order_of_buyer(viewer, order_id)
         if order.status not in RETURNABLE:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION,

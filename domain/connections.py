@@ -19,6 +19,7 @@ from domain.models.stores import (
     StoreVariant,
     VariantMapping,
 )
+from domain.order_access import order_of_buyer
 from domain.order_status import transition
 
 UNPAID = (OrderStatus.UNRECOGNIZED, OrderStatus.AWAITING_PAYMENT)
@@ -215,9 +216,7 @@ async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_
     """An order-level SKU connection: one line of one unpaid order, whatever its variants."""
     require_buyer(viewer)
     async with transaction():
-        order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
-        if order is None:
-            raise not_found("Order", field="orderId")
+        order = await order_of_buyer(viewer, order_id)
         if order.status not in UNPAID:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION,

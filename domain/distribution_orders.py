@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from domain.access import Viewer, require_supplier_staff
 from domain.db import transaction
-from domain.errors import DomainError, ErrorCode, not_found
+from domain.errors import DomainError, ErrorCode
 from domain.events import EventType, record_event
 from domain.models.catalogue import Sku
 from domain.models.distribution import (
@@ -20,6 +20,7 @@ from domain.models.distribution import (
     WithdrawalStatus,
 )
 from domain.models.orders import Order, OrderLine, OrderStatus, TrackingSync
+from domain.order_access import order_of_supplier
 from domain.order_status import audience, transition
 from domain.partnerships import accepted_partnership, distribution_settings, fulfilling_connection
 from domain.payments import charge_orders
@@ -76,9 +77,7 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
         connections: dict[int, WarehouseConnection | None] = {}
         for i, order_id in enumerate(order_ids):
             where = f"orderIds.{i}"
-            order = await Order.get_or_none(id=order_id, supplier_id=viewer.organisation_id)
-            if order is None:
-                raise not_found("Order", field=where)
+            order = await order_of_supplier(viewer, order_id, field=where)
             if order.buyer_id not in connections:  # one lookup per distributor, not per order
                 partnership = await accepted_partnership(
                     supplier_id=viewer.organisation_id, distributor_id=order.buyer_id

@@ -21,26 +21,13 @@ from domain.models.orders import (
     TrackingSync,
 )
 from domain.models.wallets import EntryKind
+from domain.order_access import order_of_buyer, order_of_supplier
 from domain.order_status import audience, check_transition, require_status, transition
 from domain.payments import credit, wallet_for
 from domain.stock import expected_arrival, record_in_transit
 from domain.validation import clean_text, money
 
 DEPUTABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.SHIPPED)
-
-
-async def order_of_supplier(viewer: Viewer, order_id: int, *, field: str = "orderId") -> Order:
-    order = await Order.get_or_none(id=order_id, supplier_id=viewer.organisation_id)
-    if order is None:
-        raise not_found("Order", field=field)
-    return order
-
-
-async def order_of_buyer(viewer: Viewer, order_id: int, *, field: str = "orderId") -> Order:
-    order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
-    if order is None:
-        raise not_found("Order", field=field)
-    return order
 
 
 async def ship_order(*, viewer: Viewer, order_id: int, carrier: str, tracking_number: str) -> Order:

@@ -121,6 +121,11 @@ def builder(model: type[M]) -> RowBuilder[M]:
     return found
 
 
+def placeholder(dialect: str, index: int) -> str:
+    """The ``index``-th (from 1) parameter of a written-out statement in ``dialect``."""
+    return f"${index}" if dialect == "postgres" else "?"
+
+
 async def fetch(model: type[M], sql: str, values: list[Any] | None = None) -> list[M]:
     """Run ``sql`` (selecting every column of ``model``) and build its rows as instances."""
     _, rows = await model._meta.db.execute_query(sql, values)

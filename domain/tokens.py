@@ -11,6 +11,7 @@ from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
 from domain.models.organisations import ApiToken, Organisation, Role, User
+from domain.rows import placeholder
 from domain.validation import clean_text, utc_datetime
 
 TOKEN_PREFIX = "sg_"
@@ -105,13 +106,12 @@ def _authenticate_sql(dialect: str) -> str:
     if sql is None:
         token, user = ApiToken._meta.db_table, User._meta.db_table
         organisation = Organisation._meta.db_table
-        placeholder = "$1" if dialect == "postgres" else "?"
         sql = _AUTHENTICATE_SQL[dialect] = (
             'SELECT t."id", t."user_id", t."organisation_id", t."expires_at", t."last_used_at", '
             'u."is_active", u."role", o."kind" '
             f'FROM "{token}" t JOIN "{user}" u ON u."id" = t."user_id" '
             f'JOIN "{organisation}" o ON o."id" = t."organisation_id" '
-            f'WHERE t."secret_hash" = {placeholder} AND t."revoked_at" IS NULL LIMIT 1'
+            f'WHERE t."secret_hash" = {placeholder(dialect, 1)} AND t."revoked_at" IS NULL LIMIT 1'
         )
     return sql
 

@@ -27,6 +27,7 @@ from domain.models.distribution import (
 from domain.models.orders import Order, OrderStatus
 from domain.models.organisations import OrganisationKind, Role
 from domain.models.wallets import EntryKind
+from domain.order_access import order_of_buyer
 from domain.order_status import transition
 from domain.payments import credit, wallet_for
 from domain.return_events import return_event
@@ -34,6 +35,7 @@ from domain.validation import clean_text
 from domain.warehouse_tasks import enqueue, finish, supersede_pending
 
 WITHDRAWABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.ABNORMAL)
+SHIPPED_FIRST = "the order shipped before the warehouse cancelled it"
 
 
 async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
@@ -58,9 +60,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
     require_buyer(viewer)
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     async with transaction():
-        order = await Order.get_or_none(id=order_id, buyer_id=viewer.organisation_id)
-        if order is None:
-            raise not_found("Order", field="orderId")
+        order = await order_of_buyer(viewer, order_id)
         if order.status not in WITHDRAWABLE or order.supplier_id is None or order.shipped_at:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION,
@@ -181,6 +181,8 @@ async def withdraw_finished(
     async with transaction():
         if not await finish(task, failed=not ok, error=failure):
             return None
+        if ok and await _shipped_meanwhile(task.withdrawal_id):
+            ok, failure = False, SHIPPED_FIRST
         target = WithdrawalStatus.WITHDRAWN if ok else WithdrawalStatus.WITHDRAW_FAILED
         moved = await Withdrawal.filter(
             id=task.withdrawal_id, status=WithdrawalStatus.WITHDRAWING
@@ -203,6 +205,17 @@ async def withdraw_finished(
             await return_event(item, task.actor_user_id)
         await _event(withdrawal, task.actor_user_id)
     return withdrawal
+
+
+async def _shipped_meanwhile(withdrawal_id: int) -> bool:
+    """Whether the order of this withdrawal shipped after the withdraw was requested (a
+    warehouse's SHIPPED can cross the request): a shipped order is never cancelled and
+    refunded, whatever the warehouse answered to the cancel."""
+    order_id = await Withdrawal.filter(id=withdrawal_id).first().values_list("order_id", flat=True)
+    if order_id is None:
+        return False  # a return's withdrawal: nothing shipped is at stake
+    shipped = await Order.filter(id=order_id).first().values_list("shipped_at", flat=True)
+    return shipped is not None
 
 
 async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
