@@ -9,6 +9,8 @@ WITHDRAW_FAILED withdrawal can be retried, turned into an after-sales return, or
 
 from __future__ import annotations
 
+from tortoise.expressions import Subquery
+
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -211,11 +213,9 @@ async def _shipped_meanwhile(withdrawal_id: int) -> bool:
     """Whether the order of this withdrawal shipped after the withdraw was requested (a
     warehouse's SHIPPED can cross the request): a shipped order is never cancelled and
     refunded, whatever the warehouse answered to the cancel."""
-    order_id = await Withdrawal.filter(id=withdrawal_id).first().values_list("order_id", flat=True)
-    if order_id is None:
-        return False  # a return's withdrawal: nothing shipped is at stake
-    shipped = await Order.filter(id=order_id).first().values_list("shipped_at", flat=True)
-    return shipped is not None
+    of_withdrawal = Withdrawal.filter(id=withdrawal_id).values("order_id")
+    # a return's withdrawal has no order: nothing shipped is at stake
+    return await Order.filter(id__in=Subquery(of_withdrawal), shipped_at__isnull=False).exists()
 
 
 async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
