@@ -77,15 +77,49 @@ class PublishedEvent:
         )
 
 
-_RECORD_SQL = """
-WITH recorded AS (
+def recording_sql(first: int, *, only_if: str | None = None) -> str:
+    """PostgreSQL: the common table expressions that insert one event and its audience, with
+    the parameters ``$first`` … ``$first + 6`` of ``recording_parameters``. ``only_if`` names
+    an earlier expression of the statement: the event is inserted once per row it returns, so a
+    change that did not happen records nothing."""
+    p = [f"${i}" for i in range(first, first + 7)]
+    source = f" FROM {only_if}" if only_if else ""
+    return f"""recorded AS (
     INSERT INTO event (type, subject_type, subject_id, payload, actor_user_id, created_at)
-    VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+    SELECT {p[0]}::text, {p[1]}::text, {p[2]}::text, {p[3]}::jsonb, {p[4]}::integer,
+           {p[5]}::timestamptz{source}
     RETURNING id
-)
-INSERT INTO event_audience (event_id, organisation_id)
-SELECT recorded.id, organisation FROM recorded, unnest($7::integer[]) AS organisation
-"""
+), recorded_audience AS (
+    INSERT INTO event_audience (event_id, organisation_id)
+    SELECT recorded.id, organisation FROM recorded, unnest({p[6]}::integer[]) AS organisation
+)"""
+
+
+def recording_parameters(
+    *,
+    type: EventType,
+    subject_type: str,
+    subject_id: int | str,
+    audience: Iterable[int],
+    payload: dict[str, Any] | None = None,
+    actor_user_id: int | None = None,
+) -> list[Any]:
+    """The parameters of ``recording_sql``, in order."""
+    orgs = sorted(set(audience))
+    if not orgs:
+        raise ValueError("an event needs at least one organisation in its audience")
+    return [
+        type.value,
+        subject_type,
+        str(subject_id),
+        _PAYLOAD.to_db_value(payload or {}, Event),
+        actor_user_id,
+        datetime.now(UTC),
+        orgs,
+    ]
+
+
+_RECORD_SQL = f"WITH {recording_sql(1)}\nSELECT 1"
 
 
 async def record_event(
@@ -101,25 +135,19 @@ async def record_event(
 
     Call it inside the service's ``transaction()``: the event commits or rolls back with the
     change, and the publisher is woken after commit. On PostgreSQL the event and its audience
-    are one statement.
+    are one statement (``recording_sql``, which other statements embed).
     """
-    orgs = sorted(set(audience))
-    if not orgs:
-        raise ValueError("an event needs at least one organisation in its audience")
+    params = recording_parameters(
+        type=type,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        audience=audience,
+        payload=payload,
+        actor_user_id=actor_user_id,
+    )
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
-        await connection.execute_query(
-            _RECORD_SQL,
-            [
-                type.value,
-                subject_type,
-                str(subject_id),
-                _PAYLOAD.to_db_value(payload or {}, Event),
-                actor_user_id,
-                datetime.now(UTC),
-                orgs,
-            ],
-        )
+        await connection.execute_query(_RECORD_SQL, params)
     else:
         event = await Event.create(
             type=type.value,
@@ -129,6 +157,6 @@ async def record_event(
             actor_user_id=actor_user_id,
         )
         await EventAudience.bulk_create(
-            [EventAudience(event_id=event.id, organisation_id=org) for org in orgs]
+            [EventAudience(event_id=event.id, organisation_id=org) for org in params[-1]]
         )
     notify_after_commit()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from domain.db import notify_after_commit
 from domain.errors import DomainError, ErrorCode
-from domain.events import EventType, record_event
+from domain.events import EventType, record_event, recording_parameters, recording_sql
 from domain.models.orders import Order, OrderStatus, OrderTransition
 from domain.rows import placeholder
 
@@ -60,27 +62,85 @@ def audience(order: Order) -> list[int]:
 _CAS_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-async def _compare_and_set(order: Order, values: dict[str, Any]) -> bool:
-    """``UPDATE`` the order's ``values`` and bump its ``version`` if the version is still the
-    one ``order`` was read with. Written out (every status change runs it; building it through
-    the ORM cost more than running it), with the columns and conversions ``QuerySet.update``
-    uses."""
-    meta = Order._meta
-    db = meta.db
-    dialect = db.capabilities.dialect
-    columns = tuple(meta.fields_db_projection[name] for name in values)
+def _cas_sql(dialect: str, columns: tuple[str, ...]) -> str:
+    """``UPDATE`` of ``columns`` and ``version`` if the version is still the one read; its
+    parameters are the values, the order's id and that version."""
     sql = _CAS_SQL.get((dialect, columns))
     if sql is None:
         sets = [f'"{column}" = {placeholder(dialect, i)}' for i, column in enumerate(columns, 1)]
         n = len(columns)
         sql = _CAS_SQL[dialect, columns] = (
-            f'UPDATE "{meta.db_table}" SET {", ".join(sets)}, "version" = "version" + 1 '
+            f'UPDATE "{Order._meta.db_table}" SET {", ".join(sets)}, "version" = "version" + 1 '
             f'WHERE "id" = {placeholder(dialect, n + 1)} '
             f'AND "version" = {placeholder(dialect, n + 2)}'
         )
+    return sql
+
+
+_CHANGE_SQL: dict[tuple[str, ...], str] = {}
+
+
+def _change_sql(columns: tuple[str, ...]) -> str:
+    """PostgreSQL: the compare-and-set, the timeline entry and the event in one statement; the
+    entry and the event are inserted only if the update matched. Returns ``updated``."""
+    sql = _CHANGE_SQL.get(columns)
+    if sql is None:
+        n = len(columns) + 2
+        p = [f"${i}" for i in range(n + 1, n + 6)]
+        sql = _CHANGE_SQL[columns] = f"""WITH changed AS (
+    {_cas_sql("postgres", columns)}
+    RETURNING "id"
+), timeline AS (
+    INSERT INTO "{OrderTransition._meta.db_table}"
+        ("order_id", "from_status", "to_status", "actor_user_id", "reason", "created_at")
+    SELECT changed.id, {p[0]}::text, {p[1]}::text, {p[2]}::integer, {p[3]}::text,
+           {p[4]}::timestamptz
+    FROM changed
+), {recording_sql(n + 6, only_if="changed")}
+SELECT count(*) AS updated FROM changed"""
+    return sql
+
+
+async def _change_and_record(
+    order: Order,
+    values: dict[str, Any],
+    *,
+    timeline: OrderTransition,
+    event: dict[str, Any],
+) -> bool:
+    """Set ``values`` on the order if its ``version`` is still the one ``order`` was read with
+    (and bump it), then add the ``timeline`` entry and record the ``event``. False when the
+    order changed meanwhile, and then nothing is written.
+
+    Written out, with the columns and conversions the ORM uses: every status change runs it. On
+    PostgreSQL it is one statement; elsewhere three."""
+    meta = Order._meta
+    db = meta.db
+    dialect = db.capabilities.dialect
+    columns = tuple(meta.fields_db_projection[name] for name in values)
     params = [meta.fields_map[name].to_db_value(value, None) for name, value in values.items()]
-    updated, _ = await db.execute_query(sql, [*params, order.id, order.version])
-    return updated == 1
+    params += [order.id, order.version]
+    if dialect != "postgres":
+        updated, _ = await db.execute_query(_cas_sql(dialect, columns), params)
+        if updated != 1:
+            return False
+        await timeline.save()
+        await record_event(**event)
+        return True
+    fields = OrderTransition._meta.fields_map
+    params += [
+        fields["from_status"].to_db_value(timeline.from_status, None),
+        fields["to_status"].to_db_value(timeline.to_status, None),
+        timeline.actor_user_id,
+        timeline.reason,
+        datetime.now(UTC),
+        *recording_parameters(**event),
+    ]
+    _, rows = await db.execute_query(_change_sql(columns), params)
+    if rows[0]["updated"] != 1:
+        return False
+    notify_after_commit()
+    return True
 
 
 async def transition(
@@ -100,39 +160,39 @@ async def transition(
     """
     check_transition(order, target, field=field)
     values = {**(changes or {}), "status": target}
-    if not await _compare_and_set(order, values):
-        raise DomainError(
-            ErrorCode.CONFLICT,
-            f"Order {order.number} changed meanwhile; reload and retry.",
-            field=field,
-        )
     previous = order.status
-    for key, value in values.items():
-        setattr(order, key, value)
-    order.version += 1
-    await OrderTransition.create(
+    timeline = OrderTransition(
         order_id=order.id,
         from_status=previous,
         to_status=target,
         actor_user_id=actor_user_id,
         reason=reason[:500],
     )
-    if target in _SETTLES_STOCK and order.cloud_warehouse_id is not None:
-        from domain.stock import settle_reservations  # stock imports this module
-
-        await settle_reservations(order, shipped=target is S.SHIPPED, actor_user_id=actor_user_id)
-    await record_event(
-        type=EventType.ORDER_STATUS_CHANGED,
-        subject_type="Order",
-        subject_id=order.id,
-        audience=audience(order),
-        payload={
+    event = {
+        "type": EventType.ORDER_STATUS_CHANGED,
+        "subject_type": "Order",
+        "subject_id": order.id,
+        "audience": audience(order),
+        "payload": {
             "orderId": str(order.id),
             "number": order.number,
             "from": previous.value,
             "to": target.value,
             "reason": reason,
         },
-        actor_user_id=actor_user_id,
-    )
+        "actor_user_id": actor_user_id,
+    }
+    if not await _change_and_record(order, values, timeline=timeline, event=event):
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"Order {order.number} changed meanwhile; reload and retry.",
+            field=field,
+        )
+    for key, value in values.items():
+        setattr(order, key, value)
+    order.version += 1
+    if target in _SETTLES_STOCK and order.cloud_warehouse_id is not None:
+        from domain.stock import settle_reservations  # stock imports this module
+
+        await settle_reservations(order, shipped=target is S.SHIPPED, actor_user_id=actor_user_id)
     return order
