@@ -4,6 +4,10 @@ A wallet belongs to a buyer with one supplier. Its ``balance`` is lowered only b
 conditional update (``balance >= amount``), in the same transaction as the ledger entry, so it
 never goes negative and always equals the ledger's sum, under any concurrency, on SQLite and
 PostgreSQL alike.
+
+LOCK_ORDER: a transaction that moves money and touches an order or stock takes the wallet's row
+first, then stock rows (in ``stock_item_id`` order), then orders. Paying from stock and a refund
+that releases the same stock once took them in opposite orders and deadlocked each other.
 """
 
 from __future__ import annotations
@@ -268,13 +272,6 @@ async def charge_orders(
         stock_warehouse_id=stock_warehouse_id,
         split_when_short=split_when_short,
     )
-    if charges.stock_quantities:
-        await stock.reserve(
-            buyer_id=buyer_id,
-            warehouse_id=stock_warehouse_id or 0,
-            allocation=charges.stock_quantities,
-            actor_user_id=actor_user_id,
-        )
     wallet = await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)
     if wallet.currency != charges.currency:
         raise DomainError(
@@ -282,7 +279,15 @@ async def charge_orders(
             f"The wallet is in {wallet.currency}, the orders in {charges.currency}.",
             field=field,
         )
+    # LOCK_ORDER (above): the wallet first
     await _debit(wallet, charges.total, shortfall_field=field)
+    if charges.stock_quantities:
+        await stock.reserve(
+            buyer_id=buyer_id,
+            warehouse_id=stock_warehouse_id or 0,
+            allocation=charges.stock_quantities,
+            actor_user_id=actor_user_id,
+        )
     now = datetime.now(UTC)
     for charge in charges.orders:
         order = charge.order

@@ -221,15 +221,7 @@ async def _shipped_meanwhile(withdrawal_id: int) -> bool:
 async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
     order = await Order.get(id=withdrawal.order_id)
     refund = order.paid_amount - order.refunded_amount
-    await transition(
-        order,
-        OrderStatus.CANCELLED,
-        actor_user_id=actor_user_id,
-        reason="withdrawn by the distributor"
-        + (f": {withdrawal.reason}" if withdrawal.reason else ""),
-        changes={"refunded_amount": order.paid_amount},
-    )
-    if refund > 0:
+    if refund > 0:  # LOCK_ORDER (domain.payments): the wallet before the order and its stock
         wallet = await wallet_for(buyer_id=order.buyer_id, supplier_id=withdrawal.supplier_id)
         await credit(
             wallet,
@@ -239,6 +231,14 @@ async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) 
             note=f"withdrawn order {order.number}",
             order_id=order.id,
         )
+    await transition(
+        order,
+        OrderStatus.CANCELLED,
+        actor_user_id=actor_user_id,
+        reason="withdrawn by the distributor"
+        + (f": {withdrawal.reason}" if withdrawal.reason else ""),
+        changes={"refunded_amount": order.paid_amount},
+    )
 
 
 async def _failed_withdrawal(viewer: Viewer, withdrawal_id: int) -> Withdrawal:

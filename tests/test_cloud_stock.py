@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from domain.models.stock import StockItem, StockMovement
 from integrations.warehouses.protocol import sign_callback
@@ -423,3 +424,52 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
     kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=int(item["id"]))]
     assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
     await assert_ledger_matches()
+
+
+async def test_paying_from_stock_takes_the_wallet_before_the_stock(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """LOCK_ORDER (``domain.payments``): paying from stock locks the wallet before the stock
+    row, as refunds that release stock do, so the two cannot deadlock each other. With the
+    wallet held elsewhere, a payment waiting for it must not be holding the stock row.
+    PostgreSQL only: SQLite has one writer and no row locks."""
+    if server.settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's")
+    import asyncpg
+
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    await stock_up(client, supplier, buyer, cat, warehouse_id, 3)
+    order_id = await manual_order(client, buyer, cat, 1)
+    [item] = await StockItem.filter(buyer_id=buyer.organisation_id)
+    holder = await asyncpg.connect(server.settings.database_url)
+    probe = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute(
+            "SELECT 1 FROM wallet WHERE buyer_id = $1 FOR UPDATE", buyer.organisation_id
+        )
+        paying = asyncio.create_task(
+            client.data(
+                PAY_FROM_STOCK, {"o": [order_id], "w": warehouse_id, "s": False}, token=buyer.token
+            )
+        )
+        for _ in range(400):  # until the payment waits for the wallet
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            )
+            if waiting or paying.done():
+                break
+            await asyncio.sleep(0.025)
+        assert waiting, "the payment never waited for the wallet"
+        async with probe.transaction():  # the stock row is free meanwhile
+            await probe.execute("SELECT 1 FROM stock_item WHERE id = $1 FOR UPDATE NOWAIT", item.id)
+        await held.commit()
+        paid = (await paying)["payOrders"]
+    finally:
+        await holder.close()
+        await probe.close()
+    assert paid["userErrors"] == []
+    assert paid["orders"][0]["lines"] == [{"quantity": 1, "stockQuantity": 1}]
