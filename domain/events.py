@@ -79,7 +79,7 @@ class PublishedEvent:
 
 def recording_sql(first: int, *, only_if: str | None = None) -> str:
     """PostgreSQL: the common table expressions that insert one event and its audience, with
-    the parameters ``$first`` … ``$first + 6`` of ``recording_parameters``. ``only_if`` names
+    the parameters ``$first`` … ``$first + 6`` of ``NewEvent.parameters``. ``only_if`` names
     an earlier expression of the statement: the event is inserted once per row it returns, so a
     change that did not happen records nothing."""
     p = [f"${i}" for i in range(first, first + 7)]
@@ -95,28 +95,32 @@ def recording_sql(first: int, *, only_if: str | None = None) -> str:
 )"""
 
 
-def recording_parameters(
-    *,
-    type: EventType,
-    subject_type: str,
-    subject_id: int | str,
-    audience: Iterable[int],
-    payload: dict[str, Any] | None = None,
-    actor_user_id: int | None = None,
-) -> list[Any]:
-    """The parameters of ``recording_sql``, in order."""
-    orgs = sorted(set(audience))
-    if not orgs:
-        raise ValueError("an event needs at least one organisation in its audience")
-    return [
-        type.value,
-        subject_type,
-        str(subject_id),
-        _PAYLOAD.to_db_value(payload or {}, Event),
-        actor_user_id,
-        datetime.now(UTC),
-        orgs,
-    ]
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be written: what ``record_event`` records, and what statements that
+    embed ``recording_sql`` take their parameters from."""
+
+    type: EventType
+    subject_type: str
+    subject_id: int | str
+    audience: Iterable[int]
+    payload: dict[str, Any] | None = None
+    actor_user_id: int | None = None
+
+    def parameters(self) -> list[Any]:
+        """The parameters of ``recording_sql``, in order."""
+        orgs = sorted(set(self.audience))
+        if not orgs:
+            raise ValueError("an event needs at least one organisation in its audience")
+        return [
+            self.type.value,
+            self.subject_type,
+            str(self.subject_id),
+            _PAYLOAD.to_db_value(self.payload or {}, Event),
+            self.actor_user_id,
+            datetime.now(UTC),
+            orgs,
+        ]
 
 
 _RECORD_SQL = f"WITH {recording_sql(1)}\nSELECT 1"
@@ -137,26 +141,24 @@ async def record_event(
     change, and the publisher is woken after commit. On PostgreSQL the event and its audience
     are one statement (``recording_sql``, which other statements embed).
     """
-    params = recording_parameters(
-        type=type,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        audience=audience,
-        payload=payload,
-        actor_user_id=actor_user_id,
-    )
+    await record(NewEvent(type, subject_type, subject_id, audience, payload, actor_user_id))
+
+
+async def record(event: NewEvent) -> None:
+    """``record_event`` for an event already described."""
+    params = event.parameters()
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
         await connection.execute_query(_RECORD_SQL, params)
     else:
-        event = await Event.create(
-            type=type.value,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            payload=payload or {},
-            actor_user_id=actor_user_id,
+        row = await Event.create(
+            type=event.type.value,
+            subject_type=event.subject_type,
+            subject_id=str(event.subject_id),
+            payload=event.payload or {},
+            actor_user_id=event.actor_user_id,
         )
         await EventAudience.bulk_create(
-            [EventAudience(event_id=event.id, organisation_id=org) for org in params[-1]]
+            [EventAudience(event_id=row.id, organisation_id=org) for org in params[-1]]
         )
     notify_after_commit()

@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.db import notify_after_commit
 from domain.errors import DomainError, ErrorCode
-from domain.events import EventType, record_event, recording_parameters, recording_sql
+from domain.events import EventType, NewEvent, record, recording_sql
 from domain.models.orders import Order, OrderStatus, OrderTransition
 from domain.rows import placeholder
 
@@ -106,7 +106,7 @@ async def _change_and_record(
     values: dict[str, Any],
     *,
     timeline: OrderTransition,
-    event: dict[str, Any],
+    event: NewEvent,
 ) -> bool:
     """Set ``values`` on the order if its ``version`` is still the one ``order`` was read with
     (and bump it), then add the ``timeline`` entry and record the ``event``. False when the
@@ -125,7 +125,7 @@ async def _change_and_record(
         if updated != 1:
             return False
         await timeline.save()
-        await record_event(**event)
+        await record(event)
         return True
     fields = OrderTransition._meta.fields_map
     params += [
@@ -134,7 +134,7 @@ async def _change_and_record(
         timeline.actor_user_id,
         timeline.reason,
         datetime.now(UTC),
-        *recording_parameters(**event),
+        *event.parameters(),
     ]
     _, rows = await db.execute_query(_change_sql(columns), params)
     if rows[0]["updated"] != 1:
@@ -168,20 +168,20 @@ async def transition(
         actor_user_id=actor_user_id,
         reason=reason[:500],
     )
-    event = {
-        "type": EventType.ORDER_STATUS_CHANGED,
-        "subject_type": "Order",
-        "subject_id": order.id,
-        "audience": audience(order),
-        "payload": {
+    event = NewEvent(
+        type=EventType.ORDER_STATUS_CHANGED,
+        subject_type="Order",
+        subject_id=order.id,
+        audience=audience(order),
+        payload={
             "orderId": str(order.id),
             "number": order.number,
             "from": previous.value,
             "to": target.value,
             "reason": reason,
         },
-        "actor_user_id": actor_user_id,
-    }
+        actor_user_id=actor_user_id,
+    )
     if not await _change_and_record(order, values, timeline=timeline, event=event):
         raise DomainError(
             ErrorCode.CONFLICT,

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -435,7 +436,6 @@ async def test_paying_from_stock_takes_the_wallet_before_the_stock(
     PostgreSQL only: SQLite has one writer and no row locks."""
     if server.settings.is_sqlite:
         pytest.skip("row locks are PostgreSQL's")
-    import asyncpg
 
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     cat = await supplier_catalogue(client, supplier)
