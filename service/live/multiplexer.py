@@ -209,7 +209,7 @@ class Group:
                     first = False
                     if result.errors and result.data is None:
                         self.retire()  # the stream fails: whoever comes next starts afresh
-                    await self._deliver(result_payload(result))
+                    self._deliver(result_payload(result))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -218,12 +218,11 @@ class Group:
             self._multiplexer.discard(self)
             await self._end_members()
 
-    async def _deliver(self, payload: str) -> None:
-        """Send one serialised result to every member, each frame built around the same text."""
-        members = self.members
-        for member in tuple(members):
-            if member in members:  # a send that waited may have let a member leave
-                await member.connection.send(member.prefix + payload + "}")
+    def _deliver(self, payload: str) -> None:
+        """Hand one serialised result to every member, each frame built around the same text;
+        a member whose client reads slowly holds up no one (``Connection.push``)."""
+        for member in self.members:
+            member.connection.push(member.prefix + payload + "}")
 
     async def _refuse(self, errors: Sequence[GraphQLError]) -> None:
         """The document was refused before execution: the same answer for every member (they

@@ -94,6 +94,7 @@ class Session:
         finally:
             self._init_timeout.cancel()
             await self._end_operations()
+            connection.stop_writing()
 
     async def _close_without_init(self) -> None:
         timeout: timedelta = self._view.connection_init_wait_timeout
