@@ -18,6 +18,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from domain import store_inbox
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
 from domain.warehouse_tasks import TASKS_TOPIC
+from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.channel import events_channel
 from integrations.bus.hub import EventHub
@@ -104,6 +105,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.configure_secrets()
+        outbound.tls_context()  # once, before anything is served (about 20 ms of CPU)
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()

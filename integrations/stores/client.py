@@ -15,6 +15,7 @@ import httpx
 
 from domain.store_data import StoreOrderData, StoreProductData
 from integrations.http_retry import is_transient, send_with_retries
+from integrations.outbound import new_client
 from integrations.stores.protocol import (
     API_PREFIX,
     HEADER_ACCESS_TOKEN,
@@ -59,7 +60,7 @@ class StoreClient:
         self._token = access_token
         self._retries = retries
         self._backoff = backoff
-        self._http = httpx.AsyncClient(
+        self._http = new_client(
             base_url=base_url.rstrip("/"),
             headers={HEADER_ACCESS_TOKEN: access_token, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from integrations.http_retry import is_transient, send_with_retries
+from integrations.outbound import new_client
 from integrations.warehouses.protocol import (
     HEADER_API_KEY,
     HEADER_IDEMPOTENCY_KEY,
@@ -109,7 +110,7 @@ class WarehouseClient:
         self._headers = {HEADER_API_KEY: api_key, "Accept": "application/json"}
         self._timeout = httpx.Timeout(timeout)
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(transport=transport)
+        self._http = http or new_client(transport=transport)
 
     async def __aenter__(self) -> Self:
         return self

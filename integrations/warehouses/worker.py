@@ -31,6 +31,7 @@ from domain.models.distribution import (
     WarehouseTask,
 )
 from domain.request_context import request_id_var
+from integrations.outbound import new_client
 from integrations.warehouses.client import (
     WarehouseApiError,
     WarehouseClient,
@@ -167,7 +168,7 @@ class WarehouseWorker:
         """A client of this connection on the worker's shared pool (making an
         ``httpx.AsyncClient`` per call costs about 20 ms of CPU)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(transport=self._transport)
+            self._http = new_client(transport=self._transport)
         return WarehouseClient(
             base_url=connection.api_url,
             api_key=connection.api_key,
