@@ -89,6 +89,20 @@ def compared(
     )
 
 
+def at_most(name: str, value: float, unit: str, baseline: float | None, max_ratio: float) -> Row:
+    """A row met when value / baseline is at most ``max_ratio``."""
+    ratio = value / baseline if baseline else None
+    return Row(
+        name,
+        value,
+        unit,
+        baseline,
+        ratio,
+        target=f"ratio <= {max_ratio:g}",
+        met=ratio is not None and ratio <= max_ratio,
+    )
+
+
 def load_rows(name: str, stats: LoadStats, baseline: LoadStats | None) -> list[Row]:
     """The latency rows of a load run (the throughput row, with its target, is the caller's)."""
     return [

@@ -94,6 +94,7 @@ from bench.common import (
     Req,
     Row,
     ServerProcess,
+    at_most,
     compared,
     free_port,
     make_req,
@@ -855,20 +856,6 @@ async def phase(target: Target, scenario: Scenario, log: IO[bytes]) -> Outcome:
 
 
 # --------------------------------------------------------------------------- rows
-
-
-def at_most(name: str, value: float, unit: str, baseline: float | None, max_ratio: float) -> Row:
-    """A row met when value / baseline is at most ``max_ratio``."""
-    ratio = value / baseline if baseline else None
-    return Row(
-        name,
-        value,
-        unit,
-        baseline,
-        ratio,
-        target=f"ratio <= {max_ratio:g}",
-        met=ratio is not None and ratio <= max_ratio,
-    )
 
 
 def rows_of(scenario: Scenario, app: Outcome, floor: Outcome) -> list[Row]:

@@ -14,6 +14,9 @@ Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
 - ``live_subscribers``: order status changes pushed to 1,000 and 5,000 graphql-transport-ws
   subscribers (latency, lost, server CPU per delivery, RSS), beside ``bench/ws_floor.py``, a
   hand-written WebSocket endpoint sending one pre-serialised frame to every socket.
+- ``live_mix``: a dashboard's mix of 18 subscriptions through the whole distribution flow
+  (requests and background work), commit-to-client p50/p99 by event source, beside one
+  subscription through the same flow (``bench/live_mix.py``).
 - ``hot_paths``: ``payOrders`` (wallet; wallet + cloud-stock reservation) and ``withdrawOrder``
   on distinct orders, beside an ``order(id:)`` read; the withdraw cascade to WITHDRAWN against
   the warehouse simulator; every payment and withdraw checked in the database afterwards.
@@ -58,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (
     growth,
     hot_paths,
+    live_mix,
     live_subscribers,
     orders_page,
     plain_starlette,
@@ -79,6 +83,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         orders_page,
         webhook_ingest,
         live_subscribers,
+        live_mix,
         hot_paths,
         repeated_reads,
         scale_out,

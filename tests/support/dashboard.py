@@ -1,6 +1,6 @@
 """A live dashboard as its users open one: several subscriptions per organisation, of different
 fields and filters, each on its own socket or several on one, over graphql-transport-ws and the
-legacy graphql-ws, every frame timestamped on arrival.
+legacy graphql-ws, every frame timestamped as it is parsed off its socket.
 
 After a flow, ``Dashboard.verify`` compares what each subscription received with what it should
 have received, read from the outbox (every numbered event visible to its organisation after the
@@ -14,6 +14,7 @@ warehouse callbacks, the store inbox, the tracking pusher, reconciliation).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import DATA_OPCODES, Frame
 
 from domain import outbox
 from domain.events import PublishedEvent
@@ -63,6 +66,20 @@ class Panel:
     legacy: bool = False  # graphql-ws (subscriptions-transport-ws) instead of transport-ws
 
 
+class _Stamped(ClientConnection):
+    """A client connection that notes when each message's last frame is parsed off the socket
+    (in order), so that a client reading several sockets does not count its own turns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stamps: collections.deque[float] = collections.deque()
+
+    def process_event(self, event: Any) -> None:  # websockets' per-frame hook
+        if isinstance(event, Frame) and event.opcode in DATA_OPCODES and event.fin:
+            self.stamps.append(time.time())
+        super().process_event(event)
+
+
 @dataclass
 class Arrival:
     seq: int
@@ -72,7 +89,7 @@ class Arrival:
 class _Socket:
     """One WebSocket: its panels by operation id and what arrived, timestamped."""
 
-    def __init__(self, ws: Any, legacy: bool) -> None:
+    def __init__(self, ws: _Stamped, legacy: bool) -> None:
         self.ws = ws
         self.legacy = legacy
         self.panels: dict[str, Panel] = {}
@@ -84,12 +101,15 @@ class _Socket:
     @classmethod
     async def open(cls, url: str, member: Member, *, legacy: bool) -> _Socket:
         protocol = "graphql-ws" if legacy else "graphql-transport-ws"
-        ws = await websockets.connect(url, subprotocols=[protocol])
+        ws = await websockets.connect(
+            url, subprotocols=[protocol], compression=None, create_connection=_Stamped
+        )
         socket = cls(ws, legacy)
         init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {member.token}"}}
         await ws.send(json.dumps(init))
         while True:  # graphql-ws may send keep-alives around the acknowledgement
             ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            ws.stamps.popleft()
             if ack["type"] == "connection_ack":
                 break
             assert ack["type"] == "ka", ack
@@ -107,7 +127,7 @@ class _Socket:
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self.ws:
-                at = time.time()
+                at = self.ws.stamps.popleft()
                 message = json.loads(raw)
                 kind = message.get("type")
                 if kind in ("ka", "pong"):
@@ -163,6 +183,11 @@ class Report:
                 f"{source or 'all':>8}: {len(values):4} deliveries, p50 "
                 f"{statistics.median(values):7.1f} ms, p99 {p99:7.1f} ms, max {values[-1]:7.1f} ms"
             )
+        slowest = sorted(self.deliveries, key=lambda d: -d.latency_ms)[:3]
+        lines.append(
+            "slowest: "
+            + "; ".join(f"{d.panel} {d.type} ({d.source}) {d.latency_ms:.1f} ms" for d in slowest)
+        )
         return "\n".join(lines)
 
 

@@ -55,14 +55,19 @@ WITHDRAWALS = (
 RETURNS = "subscription { returnStatusChanged { eventId status pushStatus withdrawalStatus } }"
 STATUSES = "subscription($s: [OrderStatus!]) { orderStatusChanged(statuses: $s) { eventId orderId toStatus } }"
 TYPES = "subscription($t: [EventType!]) { events(types: $t) { id type } }"
+RESUMED = "subscription($a: ID) { events(afterEventId: $a) { id type subjectId } }"
+WITH_ORDER = "subscription { orderStatusChanged { eventId toStatus order { id status } } }"
 
 
 def panels(supplier: Member, distributor: Member, stranger: Member) -> list[Panel]:
-    """The dashboard: 6 subscriptions of the supplier on 5 sockets, 5 of the distributor on 4,
+    """The dashboard: 10 subscriptions of the supplier on 6 sockets, 6 of the distributor on 4,
     2 of an unrelated buyer that must receive nothing of theirs."""
     return [
         Panel("supplier.events", supplier, "s1", ALL, lambda e: True),
         Panel("supplier.events-again", supplier, "s6", ALL, lambda e: True),
+        # a panel that resumed from its last event id: a replay, then live
+        Panel("supplier.events-resumed", supplier, "s6", RESUMED, lambda e: True, {"a": "0"}),
+        Panel("supplier.statuses-with-orders", supplier, "s1", WITH_ORDER, status_change()),
         Panel("supplier.withdrawals", supplier, "s2", WITHDRAWALS, withdrawal_of()),
         Panel("supplier.returns", supplier, "s3", RETURNS, of_type("RETURN_STATUS_CHANGED")),
         Panel(
@@ -91,6 +96,7 @@ def panels(supplier: Member, distributor: Member, stranger: Member) -> list[Pane
         ),
         Panel("supplier.statuses.legacy", supplier, "s5", STATUSES, status_change(), legacy=True),
         Panel("distributor.events", distributor, "d1", ALL, lambda e: True),
+        Panel("distributor.statuses-with-orders", distributor, "d2", WITH_ORDER, status_change()),
         Panel("distributor.withdrawals", distributor, "d2", WITHDRAWALS, withdrawal_of()),
         Panel(
             "distributor.returns.legacy",
@@ -281,22 +287,30 @@ async def _flow(
             token=d.distributor.token,
         )
     )["storeProducts"]
-    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
+    product_id, variant = next(
+        (p["id"], v["id"])
+        for p in products
+        for v in p["variants"]
+        if v["externalId"] == str(red["id"])
+    )
     connected = await connect_variant(
-        client(), d.distributor, products[0]["id"], d.catalogue, variant, "TEE-R-M"
+        client(), d.distributor, product_id, d.catalogue, variant, "TEE-R-M"
     )
     assert connected["userErrors"] == []
     await gap()
     made = await shop.order(red["id"], deliver_to=f"{instances[-1].url}{store['webhookUrlPath']}")
     assert made["webhook_status"] == 202
-    store_order = await eventually(
+    number = made["order"]["name"]  # the shop may hold earlier orders: this one, by number
+    found = await eventually(
         lambda: client().data(
-            "{ orders(filter: {platform: BIGSHOP}) { edges { node { id } } } }",
+            "{ orders(filter: {platform: BIGSHOP}) { edges { node { id storeOrderNumber } } } }",
             token=d.distributor.token,
         ),
-        lambda data: len(data["orders"]["edges"]) == 1,
+        lambda data: any(e["node"]["storeOrderNumber"] == number for e in data["orders"]["edges"]),
     )
-    store_order_id = store_order["orders"]["edges"][0]["node"]["id"]
+    store_order_id = next(
+        e["node"]["id"] for e in found["orders"]["edges"] if e["node"]["storeOrderNumber"] == number
+    )
     await gap()
 
     # a paid order pushed (the worker's outcome a warehouse delay later), then withdrawn successfully
@@ -335,8 +349,9 @@ async def _flow(
         lambda s: s["distribution"]["pushStatus"] == "PUSHED",
     )
     await gap()
+    pushed_before = len(await shop.fulfillments())
     await sim.advance(store_order_id, "SHIPPED", carrier="UPS", tracking_number="1Z99")
-    await eventually(shop.fulfillments, lambda f: len(f) == 1)
+    await eventually(shop.fulfillments, lambda f: len(f) > pushed_before)
     await gap()
 
     # a second order: picking has begun, so its withdraw is refused after the warehouse answers
