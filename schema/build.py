@@ -35,6 +35,7 @@ from resolvers.organisations import OrganisationMutations, OrganisationQueries
 from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
 from resolvers.stores import StoreMutations, StoreQueries
 from schema.execution import FastExecutionContext
+from schema.extension_runner import LeanExtensionsRunner
 
 log = logging.getLogger("supplygraph.graphql")
 
@@ -114,6 +115,12 @@ def _code_of(error: GraphQLError) -> str:
 
 
 class SupplygraphSchema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> LeanExtensionsRunner:
+        """Extension hooks at the cost of what they do (``schema/extension_runner.py``)."""
+        return LeanExtensionsRunner(execution_context, extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
