@@ -73,34 +73,23 @@ def compared(
     baseline: float | None,
     *,
     min_ratio: float | None = None,
+    max_ratio: float | None = None,
 ) -> Row:
-    """A row with its ratio to ``baseline``; met when the ratio reaches ``min_ratio``."""
+    """A row with its ratio to ``baseline``; with a bound, met when the ratio reaches
+    ``min_ratio`` or stays within ``max_ratio``."""
     ratio = value / baseline if baseline else None
-    if min_ratio is None:
+    if min_ratio is not None:
+        target, met = f"ratio >= {min_ratio:g}", ratio is not None and ratio >= min_ratio
+    elif max_ratio is not None:
+        target, met = f"ratio <= {max_ratio:g}", ratio is not None and ratio <= max_ratio
+    else:
         return Row(name, value, unit, baseline, ratio)
-    return Row(
-        name,
-        value,
-        unit,
-        baseline,
-        ratio,
-        target=f"ratio >= {min_ratio:g}",
-        met=ratio is not None and ratio >= min_ratio,
-    )
+    return Row(name, value, unit, baseline, ratio, target=target, met=met)
 
 
 def at_most(name: str, value: float, unit: str, baseline: float | None, max_ratio: float) -> Row:
     """A row met when value / baseline is at most ``max_ratio``."""
-    ratio = value / baseline if baseline else None
-    return Row(
-        name,
-        value,
-        unit,
-        baseline,
-        ratio,
-        target=f"ratio <= {max_ratio:g}",
-        met=ratio is not None and ratio <= max_ratio,
-    )
+    return compared(name, value, unit, baseline, max_ratio=max_ratio)
 
 
 def load_rows(name: str, stats: LoadStats, baseline: LoadStats | None) -> list[Row]:
