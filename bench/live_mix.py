@@ -7,7 +7,7 @@ warehouse callbacks, tracking pushed to the store, reconciliation, an auto-pushe
 withdraw is refused) runs against supplygraph served as ``make run`` serves it, with the
 warehouse and store simulators in this process (the outside world, like the clients). Two
 phases, each on a freshly started server, each ``ROUNDS`` runs of the flow with new
-organisations (``--quick``: ``QUICK_ROUNDS``):
+organisations (``--quick``: ``QUICK_ROUNDS``; ``BENCH_LIVE_MIX_ROUNDS`` overrides both):
 
 - ``single``: the supplier's event stream alone (``single_panel``), the baseline;
 - ``mixed``: the whole dashboard (``panels``: 18 subscriptions on 12 sockets, graphql-transport-ws
@@ -24,6 +24,7 @@ order: target 0).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -142,7 +143,7 @@ def keep_series(ctx: BenchContext, name: str, role: str, report: Report) -> None
 
 
 async def run(ctx: BenchContext) -> list[Row]:
-    rounds = QUICK_ROUNDS if ctx.quick else ROUNDS
+    rounds = int(os.environ.get("BENCH_LIVE_MIX_ROUNDS") or (QUICK_ROUNDS if ctx.quick else ROUNDS))
     async with bench_database(ctx):
         single = await phase(ctx, "single", single_panel, rounds)
         mixed = await phase(ctx, "mixed", panels, rounds)

@@ -53,3 +53,34 @@ def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None
     for scenario in SCENARIOS:
         for name in (f"live_subscribers.{scenario}", f"live_subscribers.{scenario}.floor"):
             assert len(series[name]["samples"]) == 20 * 3, name
+
+
+@pytest.mark.slow
+def test_live_mix_one_round_delivers_every_event_to_every_panel(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/runner.py",
+            "--quick",
+            "--only",
+            "live_mix",
+            "--orders",
+            "110",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_LIVE_MIX_ROUNDS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {row["name"]: row for row in json.loads((tmp_path / "latest.json").read_text())}
+    for source in ("request", "worker"):
+        for figure in ("p50", "p99"):
+            row = rows[f"live_mix.{source}.{figure}"]
+            assert row["unit"] == "ms" and row["value"] > 0 and row["baseline"] > 0, row
+        assert rows[f"live_mix.{source}.p99"]["target"] == "ratio <= 1.3"
+    assert rows["live_mix.wrong"]["value"] == 0 and rows["live_mix.wrong"]["met"] is True
+    assert rows["live_mix.deliveries"]["value"] > rows["live_mix.deliveries"]["baseline"] > 0

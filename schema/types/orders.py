@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import Info
 
+from domain import order_queries
 from domain.models import distribution as dm
 from domain.models import orders as m
 from domain.models import wallets as w
@@ -611,5 +612,8 @@ class OrderStatusChange:
 
     @strawberry.field
     async def order(self, info: Info) -> Order | None:
-        row = await info.context.loaders.orders.load(int(self.order_id))
+        # One event, one order: read at once. Through a DataLoader the read would start only
+        # after every other subscription had served this event (its batch waits a loop turn).
+        viewer = info.context.viewer
+        row = viewer and await order_queries.get_order(viewer=viewer, order_id=int(self.order_id))
         return Order.from_model(row) if row else None
