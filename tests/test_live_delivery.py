@@ -22,14 +22,10 @@ process, with the dashboard and the requests split between them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -42,7 +38,7 @@ from tests.support.dashboard import Dashboard, Panel, of_type
 from tests.support.distribution import FAST_WAREHOUSE, WarehouseSim, warehouse_simulator
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.live_flow import ALL, Instance, Pace, run_flow, settle
-from tests.support.server import RunningServer, free_port, serve
+from tests.support.server import RunningServer, app_process, serve
 from tests.support.services import postgres_url, redis_url, require_postgres, require_redis
 from tests.test_store_integration import Sim
 
@@ -62,53 +58,24 @@ SETTINGS = {
 }
 
 
-@contextlib.asynccontextmanager
-async def second_instance(
+def second_instance(
     database_url: str, redis_url: str, secrets_key: str
-) -> AsyncIterator[Instance]:
-    """``main.py serve`` as deployed (its own process, GC tuning, uvicorn's defaults)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "PUBLIC_URL": url,
-        "LOG_FORMAT": "text",
-        "SECRETS_KEY": secrets_key,
-        "EVENT_RESYNC_INTERVAL": str(NO_SAFETY_POLL),
-        "WAREHOUSE_TIMEOUT": str(SETTINGS["warehouse_timeout"]),
-        "WAREHOUSE_RETRIES": "1",
-        "WAREHOUSE_TASK_ATTEMPTS": "2",
-        "WAREHOUSE_RETRY_DELAY": "0.2",
-        "WAREHOUSE_RECONCILE_AFTER": str(SETTINGS["warehouse_reconcile_after"]),
-        "TRACKING_RETRY_DELAY": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+) -> AbstractAsyncContextManager[str]:
+    """Another instance, ``main.py serve`` as deployed, with the test's settings."""
+    return app_process(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRETS_KEY": secrets_key,
+            "EVENT_RESYNC_INTERVAL": str(NO_SAFETY_POLL),
+            "WAREHOUSE_TIMEOUT": str(SETTINGS["warehouse_timeout"]),
+            "WAREHOUSE_RETRIES": "1",
+            "WAREHOUSE_TASK_ATTEMPTS": "2",
+            "WAREHOUSE_RETRY_DELAY": "0.2",
+            "WAREHOUSE_RECONCILE_AFTER": str(SETTINGS["warehouse_reconcile_after"]),
+            "TRACKING_RETRY_DELAY": "1",
+        }
     )
-    try:
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient() as http:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the second instance did not start")
-                await asyncio.sleep(0.2)
-        yield Instance(url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # --------------------------------------------------------------------------- the tests
@@ -187,7 +154,7 @@ async def test_every_panel_gets_its_events_at_once_across_two_fresh_instances(
     server = await make_server(redis_url=redis, **SETTINGS)
     async with second_instance(database_url, redis, server.settings.secrets_key) as other:
         await _dashboard_through_the_flow(
-            [Instance(server.url, running=server), other],
+            [Instance(server.url, running=server), Instance(other)],
             server,
             make_member,
             sim,

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
-import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import MakeMember
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
-from tests.support.redis_server import redis_server, redis_server_available
-from tests.support.server import RunningServer, free_port
+from tests.support.redis_server import RedisServer, redis_server, redis_server_available
+from tests.support.server import RunningServer, app_process
 from tests.support.services import require_postgres, require_redis, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,40 +20,14 @@ RENAME = "mutation($n: String!) { renameOrganisation(input: {name: $n}) { userEr
 NO_SAFETY_POLL = 300.0  # so that only the broadcast can deliver within the test
 
 
-async def _start_subprocess_instance(
-    database_url: str, redis_url: str
-) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
-        "EVENT_RESYNC_INTERVAL": str(NO_SAFETY_POLL),
-        "LOG_FORMAT": "text",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def _second_instance(database_url: str, redis_url: str) -> AbstractAsyncContextManager[str]:
+    return app_process(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "EVENT_RESYNC_INTERVAL": str(NO_SAFETY_POLL),
+        }
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as http:
-        while True:
-            try:
-                if (await http.get(f"{base}/readyz")).status_code == 200:
-                    return process, base
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(
-                    f"second instance did not start: {process.stderr.read().decode()}"
-                )
-            await asyncio.sleep(0.2)
 
 
 async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
@@ -66,8 +36,13 @@ async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
     redis_url = require_redis("redis: two instances")
     require_postgres("redis: two instances")
     a: RunningServer = await make_server(redis_url=redis_url, event_resync_interval=NO_SAFETY_POLL)
-    process, b_url = await _start_subprocess_instance(database_url, redis_url)
-    b = GraphQLHttp(b_url)
+    async with _second_instance(database_url, redis_url) as b_url:
+        await _mutations_on_b_reach_a(a, GraphQLHttp(b_url), make_member)
+
+
+async def _mutations_on_b_reach_a(
+    a: RunningServer, b: GraphQLHttp, make_member: MakeMember
+) -> None:
     try:
         member = await make_member()
         ws = await GraphQLWebSocket.connect(a.ws_url, token=member.token)
@@ -83,8 +58,6 @@ async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
         await ws.close()
     finally:
         await b.close()
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def test_redis_outage_loses_nothing_locally(make_server, make_member: MakeMember) -> None:
@@ -139,35 +112,39 @@ async def test_redis_outage_event_reaches_other_instance_when_redis_returns(
         a: RunningServer = await make_server(
             redis_url=redis.url, event_resync_interval=NO_SAFETY_POLL, outbox_retry_interval=0.2
         )
-        process, b_url = await _start_subprocess_instance(database_url, redis.url)
-        b = GraphQLHttp(b_url)
-        member = await make_member()
-        ws = await GraphQLWebSocket.connect(a.ws_url, token=member.token)
-        try:
-            await ws.acknowledged()
-            await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
-            await a.wait_for_subscribers(1)
-            redis.stop()
-            data = await b.data(RENAME, {"n": "on B, Redis down"}, token=member.token)
-            assert data["renameOrganisation"]["userErrors"] == []
-            # Usually nothing carries it to A until Redis is back. But A's hub also catches up
-            # from the outbox whenever its broadcast connection reports a possible loss, and
-            # on a loaded machine that report can come after B's commit: the event may then
-            # arrive during the outage. Either way it arrives once.
-            early: dict | None = None
-            with contextlib.suppress(TimeoutError):
-                early = (await ws.next_data(timeout=1.0))["events"]
-            redis.restart()
-            event = early or (await ws.next_data(timeout=20))["events"]
-            assert event["payload"]["name"] == "on B, Redis down"
-            with pytest.raises(TimeoutError):
-                await ws.receive(timeout=0.5)
-        finally:
-            await ws.close()
-            await b.close()
-            process.terminate()
-            process.wait(timeout=20)
+        async with _second_instance(database_url, redis.url) as b_url:
+            await _outage_on_b_reaches_a(a, GraphQLHttp(b_url), redis, make_member)
             await a.stop()
+
+
+async def _outage_on_b_reaches_a(
+    a: RunningServer, b: GraphQLHttp, redis: RedisServer, make_member: MakeMember
+) -> None:
+    """A subscriber on A; Redis stops, B commits a change; A hears of it once Redis is back."""
+    member = await make_member()
+    ws = await GraphQLWebSocket.connect(a.ws_url, token=member.token)
+    try:
+        await ws.acknowledged()
+        await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
+        await a.wait_for_subscribers(1)
+        redis.stop()
+        data = await b.data(RENAME, {"n": "on B, Redis down"}, token=member.token)
+        assert data["renameOrganisation"]["userErrors"] == []
+        # Usually nothing carries it to A until Redis is back. But A's hub also catches up
+        # from the outbox whenever its broadcast connection reports a possible loss, and
+        # on a loaded machine that report can come after B's commit: the event may then
+        # arrive during the outage. Either way it arrives once.
+        early: dict | None = None
+        with contextlib.suppress(TimeoutError):
+            early = (await ws.next_data(timeout=1.0))["events"]
+        redis.restart()
+        event = early or (await ws.next_data(timeout=20))["events"]
+        assert event["payload"]["name"] == "on B, Redis down"
+        with pytest.raises(TimeoutError):
+            await ws.receive(timeout=0.5)
+    finally:
+        await ws.close()
+        await b.close()
 
 
 async def test_service_starts_while_redis_is_down_and_catches_up(
