@@ -20,7 +20,8 @@ RENAME = "mutation($n: String!) { renameOrganisation(input: {name: $n}) { userEr
 NO_SAFETY_POLL = 300.0  # so that only the broadcast can deliver within the test
 
 
-def _second_instance(database_url: str, redis_url: str) -> AbstractAsyncContextManager[str]:
+def second_instance(database_url: str, redis_url: str) -> AbstractAsyncContextManager[str]:
+    """Another instance on the same database and Redis, safety poll out of the way."""
     return app_process(
         {
             "DATABASE_URL": database_url,
@@ -36,7 +37,7 @@ async def test_subscriber_on_one_instance_sees_a_mutation_on_another(
     redis_url = require_redis("redis: two instances")
     require_postgres("redis: two instances")
     a: RunningServer = await make_server(redis_url=redis_url, event_resync_interval=NO_SAFETY_POLL)
-    async with _second_instance(database_url, redis_url) as b_url:
+    async with second_instance(database_url, redis_url) as b_url:
         await _mutations_on_b_reach_a(a, GraphQLHttp(b_url), make_member)
 
 
@@ -112,7 +113,7 @@ async def test_redis_outage_event_reaches_other_instance_when_redis_returns(
         a: RunningServer = await make_server(
             redis_url=redis.url, event_resync_interval=NO_SAFETY_POLL, outbox_retry_interval=0.2
         )
-        async with _second_instance(database_url, redis.url) as b_url:
+        async with second_instance(database_url, redis.url) as b_url:
             await _outage_on_b_reaches_a(a, GraphQLHttp(b_url), redis, make_member)
             await a.stop()
 

@@ -30,7 +30,7 @@ from tests.support.server import RunningServer
 from tests.support.services import require_postgres, require_redis
 from tests.test_metrics import sample
 from tests.test_order_flow import ok, supplier_catalogue
-from tests.test_redis_instances import _start_subprocess_instance
+from tests.test_redis_instances import second_instance
 
 PAGE = """query Page($first: Int!) { orders(first: $first) { edges { node { id status } } } }"""
 ORG_NAME = "query Org { me { organisation { id name } } }"
@@ -352,42 +352,40 @@ async def test_a_change_on_another_instance_invalidates_through_redis(
     redis_url = require_redis("redis: response cache across instances")
     require_postgres("redis: response cache across instances")
     a: RunningServer = await make_server(redis_url=redis_url, event_resync_interval=300.0)
-    process, b_url = await _start_subprocess_instance(database_url, redis_url)
-    on_a, on_b = GraphQLHttp(a.url), GraphQLHttp(b_url)
-    try:
-        member = await make_member()
-        second = await ok(
-            on_b,
-            'mutation { createApiToken(input: {name: "a"}) { secret token { id } userErrors { code } } }',
-            token=member.token,
-        )
-        await _until(lambda r: r.headers["x-cache"] == "hit", on_a, ORG_NAME, second["secret"])
+    async with second_instance(database_url, redis_url) as b_url:
+        on_a, on_b = GraphQLHttp(a.url), GraphQLHttp(b_url)
+        try:
+            member = await make_member()
+            second = await ok(
+                on_b,
+                'mutation { createApiToken(input: {name: "a"}) { secret token { id } userErrors { code } } }',
+                token=member.token,
+            )
+            await _until(lambda r: r.headers["x-cache"] == "hit", on_a, ORG_NAME, second["secret"])
 
-        await ok(on_b, RENAME, {"n": "changed on B"}, token=member.token)
-        seen = await _until(
-            lambda r: r.json()["data"]["me"]["organisation"]["name"] == "changed on B",
-            on_a,
-            ORG_NAME,
-            second["secret"],
-        )
-        assert seen.headers["x-cache"] == "miss"
+            await ok(on_b, RENAME, {"n": "changed on B"}, token=member.token)
+            seen = await _until(
+                lambda r: r.json()["data"]["me"]["organisation"]["name"] == "changed on B",
+                on_a,
+                ORG_NAME,
+                second["secret"],
+            )
+            assert seen.headers["x-cache"] == "miss"
 
-        # a token revoked through B stops working on A, where it was just authenticated, when
-        # the revocation arrives (well before TokenCache would look it up again)
-        await ok(
-            on_b,
-            "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { userErrors { code } } }",
-            {"id": second["token"]["id"]},
-            token=member.token,
-        )
-        await _until(
-            lambda r: "errors" in r.json(), on_a, ORG_NAME, second["secret"], TOKEN_TTL / 2
-        )
-    finally:
-        await on_a.close()
-        await on_b.close()
-        process.terminate()
-        process.wait(timeout=20)
+            # a token revoked through B stops working on A, where it was just authenticated, when
+            # the revocation arrives (well before TokenCache would look it up again)
+            await ok(
+                on_b,
+                "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { userErrors { code } } }",
+                {"id": second["token"]["id"]},
+                token=member.token,
+            )
+            await _until(
+                lambda r: "errors" in r.json(), on_a, ORG_NAME, second["secret"], TOKEN_TTL / 2
+            )
+        finally:
+            await on_a.close()
+            await on_b.close()
 
 
 async def _until(
