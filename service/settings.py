@@ -279,7 +279,8 @@ class Settings:
         "SECRETS_KEY",
         "",
         _secrets_key,
-        "Key that seals stored credentials (`python main.py generate-key`); empty: the key file.",
+        "Key that seals stored credentials (`.venv/bin/python main.py generate-key`); "
+        "empty: the key file.",
     )
     secrets_key_file: str = _setting(
         "SECRETS_KEY_FILE",
