@@ -15,28 +15,26 @@ SCENARIOS = ("a20", "b20")  # both scenarios, 20 subscribers each
 FIGURES = ("cpu_per_delivery", "p50", "p99", "max", "lost", "rss_per_1000", "rss_after_close")
 
 
-@pytest.mark.slow
-def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None:
+def quick_bench(tmp_path: Path, only: str, **env: str) -> dict[str, dict]:
+    """``bench/runner.py --quick --only ONLY`` at a tiny size; its rows by name."""
+    command = [sys.executable, "bench/runner.py", "--quick", "--only", only, "--orders", "110"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "bench/runner.py",
-            "--quick",
-            "--only",
-            "live_subscribers",
-            "--orders",
-            "110",
-            "--results-dir",
-            str(tmp_path),
-        ],
+        [*command, "--results-dir", str(tmp_path)],
         cwd=ROOT,
-        env={**os.environ, "BENCH_LIVE_SUBSCRIBERS": "20", "BENCH_LIVE_CHANGES": "3"},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = {row["name"]: row for row in json.loads((tmp_path / "latest.json").read_text())}
+    return {row["name"]: row for row in json.loads((tmp_path / "latest.json").read_text())}
+
+
+@pytest.mark.slow
+def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None:
+    rows = quick_bench(
+        tmp_path, "live_subscribers", BENCH_LIVE_SUBSCRIBERS="20", BENCH_LIVE_CHANGES="3"
+    )
     assert set(rows) == {f"live_subscribers.{s}.{f}" for s in SCENARIOS for f in FIGURES}
     for scenario in SCENARIOS:
         name = f"live_subscribers.{scenario}"
@@ -57,26 +55,7 @@ def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_live_mix_one_round_delivers_every_event_to_every_panel(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/runner.py",
-            "--quick",
-            "--only",
-            "live_mix",
-            "--orders",
-            "110",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "BENCH_LIVE_MIX_ROUNDS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = {row["name"]: row for row in json.loads((tmp_path / "latest.json").read_text())}
+    rows = quick_bench(tmp_path, "live_mix", BENCH_LIVE_MIX_ROUNDS="1")
     for source in ("request", "worker"):
         for figure in ("p50", "p99"):
             row = rows[f"live_mix.{source}.{figure}"]

@@ -18,7 +18,6 @@ import collections
 import contextlib
 import itertools
 import json
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import DATA_OPCODES, Frame
 
+from bench.common import percentile
 from domain import outbox
 from domain.events import PublishedEvent
 from tests.conftest import Member
@@ -178,10 +178,10 @@ class Report:
             values = self.latencies(source)
             if not values:
                 continue
-            p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
             lines.append(
                 f"{source or 'all':>8}: {len(values):4} deliveries, p50 "
-                f"{statistics.median(values):7.1f} ms, p99 {p99:7.1f} ms, max {values[-1]:7.1f} ms"
+                f"{percentile(values, 50):7.1f} ms, p99 {percentile(values, 99):7.1f} ms, "
+                f"max {values[-1]:7.1f} ms"
             )
         slowest = sorted(self.deliveries, key=lambda d: -d.latency_ms)[:3]
         lines.append(

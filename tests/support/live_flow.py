@@ -252,6 +252,27 @@ async def _flow(
         await settle(hub, pace.settle_timeout)
         await asyncio.sleep(pace.gap)
 
+    async def pushed(order_id: str) -> None:
+        """Push, and wait for the worker's outcome."""
+        await push(client(), d, order_id)
+        await eventually(
+            lambda: order_state(client(), supplier.token, order_id),
+            lambda s: s["distribution"]["pushStatus"] == "PUSHED",
+        )
+
+    async def withdrawn(order_id: str, outcome: str) -> None:
+        """Withdraw as the distributor, and wait for the worker's ``outcome``."""
+        await ok(
+            client(),
+            "mutation($o: ID!) { withdrawOrder(orderId: $o) { withdrawal { id } userErrors { code } } }",
+            {"o": order_id},
+            token=d.distributor.token,
+        )
+        await eventually(
+            lambda: order_state(client(), supplier.token, order_id),
+            lambda s: s["distribution"]["withdrawalStatus"] == outcome,
+        )
+
     d = await partnered(client(), make_member, sim, supplier=supplier)
     assert d.distributor is not None
     await gap()
@@ -316,22 +337,9 @@ async def _flow(
     # a paid order pushed (the worker's outcome a warehouse delay later), then withdrawn successfully
     first_order = await paid_order(client(), d)
     await gap()
-    await push(client(), d, first_order)
-    await eventually(
-        lambda: order_state(client(), supplier.token, first_order),
-        lambda s: s["distribution"]["pushStatus"] == "PUSHED",
-    )
+    await pushed(first_order)
     await gap()
-    await ok(
-        client(),
-        "mutation($o: ID!) { withdrawOrder(orderId: $o) { withdrawal { id } userErrors { code } } }",
-        {"o": first_order},
-        token=d.distributor.token,
-    )
-    await eventually(
-        lambda: order_state(client(), supplier.token, first_order),
-        lambda s: s["distribution"]["withdrawalStatus"] == "WITHDRAWN",
-    )
+    await withdrawn(first_order, "WITHDRAWN")
     await gap()
 
     # the store order paid and pushed, shipped by callback: tracking goes to the store
@@ -343,11 +351,7 @@ async def _flow(
         token=d.distributor.token,
     )
     await gap()
-    await push(client(), d, store_order_id)
-    await eventually(
-        lambda: order_state(client(), supplier.token, store_order_id),
-        lambda s: s["distribution"]["pushStatus"] == "PUSHED",
-    )
+    await pushed(store_order_id)
     await gap()
     pushed_before = len(await shop.fulfillments())
     await sim.advance(store_order_id, "SHIPPED", carrier="UPS", tracking_number="1Z99")
@@ -357,23 +361,10 @@ async def _flow(
     # a second order: picking has begun, so its withdraw is refused after the warehouse answers
     second_order = await paid_order(client(), d)
     await gap()
-    await push(client(), d, second_order)
-    await eventually(
-        lambda: order_state(client(), supplier.token, second_order),
-        lambda s: s["distribution"]["pushStatus"] == "PUSHED",
-    )
+    await pushed(second_order)
     await sim.advance(second_order, "PICKING")
     await gap()
-    await ok(
-        client(),
-        "mutation($o: ID!) { withdrawOrder(orderId: $o) { withdrawal { id } userErrors { code } } }",
-        {"o": second_order},
-        token=d.distributor.token,
-    )
-    await eventually(
-        lambda: order_state(client(), supplier.token, second_order),
-        lambda s: s["distribution"]["withdrawalStatus"] == "WITHDRAW_FAILED",
-    )
+    await withdrawn(second_order, "WITHDRAW_FAILED")
     await gap()
     # shipped without a callback: reconciliation finds it
     await sim.advance(second_order, "SHIPPED", carrier="DHL", tracking_number="T2", deliver=False)
