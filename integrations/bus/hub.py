@@ -35,6 +35,9 @@ class SubscriptionEnded(Exception):
 @dataclass(eq=False)
 class _Local:
     organisation_id: int
+    # The event types the stream reads (None: all). Others are not queued, so a stream whose
+    # filter matches rarely is not woken for every event of its organisation.
+    types: frozenset[str] | None = None
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
 
 
@@ -62,6 +65,11 @@ class EventHub:
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._locals.values())
+
+    @property
+    def queued(self) -> int:
+        """Events handed to local streams and not yet taken by them."""
+        return sum(sub.queue.qsize() for subs in self._locals.values() for sub in subs)
 
     def on_dispatch(self, listener: DispatchListener) -> None:
         """Call ``listener(event)`` for every event dispatched, in ``seq`` order, and
@@ -160,6 +168,8 @@ class EventHub:
         self.last_seq = event.seq
         for organisation_id in event.audience:
             for sub in self._locals.get(organisation_id, ()):
+                if sub.types is not None and event.type not in sub.types:
+                    continue
                 if sub.queue.qsize() >= self._max_queue:
                     # A consumer too slow to keep up: drop its backlog, it re-reads the outbox.
                     while not sub.queue.empty():
@@ -182,9 +192,12 @@ class EventHub:
         """
         if self.closed:
             return
-        local = _Local(organisation_id)
-        self._locals[organisation_id].add(local)
         wanted = set(types) if types else None
+        queued = wanted
+        if wanted is not None and token_id is not None:
+            queued = {*wanted, EventType.API_TOKEN_REVOKED.value}
+        local = _Local(organisation_id, None if queued is None else frozenset(queued))
+        self._locals[organisation_id].add(local)
         last = self.last_seq if after_seq is None else after_seq
         replay = after_seq is not None
         try:
