@@ -18,6 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -153,6 +154,7 @@ def create_schema(
     max_depth: int = 12,
     max_tokens: int = 3000,
     max_aliases: int = 30,
+    max_batch_operations: int = 10,
     extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> SupplygraphSchema:
     """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app.
@@ -176,4 +178,5 @@ def create_schema(
         subscription=Subscription,
         extensions=list(extensions),
         execution_context_class=FastExecutionContext,
+        config=StrawberryConfig(batching_config={"max_operations": max_batch_operations}),
     )

@@ -4,7 +4,9 @@ HTTP requests pass through ``GraphQLView.__call__``: it authenticates the bearer
 a repeated query from the response cache (``service/response_cache.py``) without entering
 Strawberry, and otherwise runs Strawberry as usual, storing a query's error-free answer and
 invalidating the caller's organisation after a mutation. Responses that went through the cache
-carry ``x-cache: hit`` or ``x-cache: miss``.
+carry ``x-cache: hit`` or ``x-cache: miss``. Media types, statuses and error bodies follow
+GraphQL over HTTP (``service/graphql_http.py``); a JSON array of operations is a batch, run one
+operation after the other, each as if it came alone.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
@@ -34,6 +36,13 @@ from domain import tokens
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
 from resolvers.context import Context
+from service.graphql_http import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    error_response,
+    is_request_error,
+    response_media_type,
+)
 from service.metrics import Metrics
 from service.observability import new_request_id
 from service.response_cache import (
@@ -51,12 +60,15 @@ BAD_TOKEN = "The token is invalid, expired or revoked."
 # keys of ``scope["state"]`` this view sets for Strawberry's part of a request
 _VIEWER = "supplygraph.viewer"  # authenticated before Strawberry ran (value: Viewer or None)
 _ERRORS = "supplygraph.errors"  # whether the executed result had errors
+_REQUEST_ERROR = "supplygraph.request_error"  # a single operation that did not execute
 _STREAMING_ACCEPT = ("multipart/mixed", "text/event-stream")
-_HIT_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-    (b"x-cache", b"hit"),
-]
+_HIT_HEADERS = [(b"cache-control", b"no-store"), (b"x-cache", b"hit")]
+_BATCH_ITEM_KEYS = {
+    "query": (str, "a string"),
+    "operationName": (str, "a string"),
+    "variables": (dict, "an object"),
+    "extensions": (dict, "an object"),
+}
 
 
 def _bearer(value: object) -> str | None:
@@ -103,6 +115,15 @@ def _has_lone_surrogate(value: object) -> bool:
     return False
 
 
+def _check_batch_item(item: object) -> None:
+    """One operation of a batch: an object whose members have the types a single request's do."""
+    if not isinstance(item, dict):
+        raise HTTPException(400, "Each operation of a batch must be a JSON object.")
+    for key, (kind, name) in _BATCH_ITEM_KEYS.items():
+        if item.get(key) is not None and not isinstance(item[key], kind):
+            raise HTTPException(400, f"The `{key}` of each operation of a batch must be {name}.")
+
+
 class GraphQLView(GraphQL):
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -134,20 +155,13 @@ class GraphQLView(GraphQL):
             # 503 the client can retry, not a bare 500; the exception is logged
             request_id = scope.get("state", {}).get("request_id")
             log.error("database unavailable: %s", error, extra={"request_id": request_id})
-            body = {
-                "data": None,
-                "errors": [
-                    {
-                        "message": "The service is unavailable; retry shortly.",
-                        "extensions": {"code": "SERVICE_UNAVAILABLE", "requestId": request_id},
-                    }
-                ],
-            }
-            response = Response(
-                orjson.dumps(body),
-                status_code=503,
-                media_type="application/json",
-                headers={"retry-after": "2", "cache-control": "no-store"},
+            response = error_response(
+                503,
+                "The service is unavailable; retry shortly.",
+                self._media_type(Request(scope)),
+                headers={"retry-after": "2"},
+                code="SERVICE_UNAVAILABLE",
+                requestId=request_id,
             )
             await response(scope, receive, send)
 
@@ -155,10 +169,14 @@ class GraphQLView(GraphQL):
         cache = self.response_cache
         app = scope.get("app")
         hub = getattr(app.state, "hub", None) if app is not None else None
-        if scope["type"] != "http" or cache is None or hub is None or hub.closed:
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
+        if cache is None or hub is None or hub.closed:
+            response = await self._execute(request)
+            await response(scope, receive, send)
+            return
         plan = await self._plan(request, cache)
         if plan is None:
             response = await self._execute(request)
@@ -172,11 +190,16 @@ class GraphQLView(GraphQL):
             metrics: Metrics | None = getattr(app.state, "metrics", None)
             body = cache.get(plan.key) if plan.settled else None
             if body is not None:
+                media_type = self._media_type(request).encode()
                 await send(
                     {
                         "type": "http.response.start",
                         "status": 200,
-                        "headers": [*_HIT_HEADERS, (b"content-length", b"%d" % len(body))],
+                        "headers": [
+                            (b"content-type", media_type),
+                            *_HIT_HEADERS,
+                            (b"content-length", b"%d" % len(body)),
+                        ],
                     }
                 )
                 await send({"type": "http.response.body", "body": body})
@@ -197,11 +220,68 @@ class GraphQLView(GraphQL):
         await response(scope, receive, send)
 
     async def _execute(self, request: Request) -> Response:
-        """Strawberry's handling of an HTTP request (``GraphQL.__call__``), as a response."""
+        """Strawberry's handling of an HTTP request (``GraphQL.__call__``), as a response in
+        the media type the client accepts, a refused request as a GraphQL error."""
+        media_type = self._media_type(request)
         try:
-            return await self.run(request)
+            response = await self.run(request)
         except HTTPException as e:
-            return PlainTextResponse(e.reason, status_code=e.status_code)
+            headers = {"allow": "GET, POST"} if e.status_code == 405 else None
+            return error_response(e.status_code, e.reason, media_type, headers)
+        state = request.scope.get("state", {})
+        if response.headers.get("content-type", "").startswith(JSON):
+            response.headers["content-type"] = media_type
+            if media_type == GRAPHQL_RESPONSE_JSON and state.get(_REQUEST_ERROR):
+                response.status_code = 400
+        return response
+
+    @staticmethod
+    def _media_type(request: Request) -> str:
+        return response_media_type(request.headers.get("accept"))
+
+    async def execute_operation(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: Any,
+        sub_response: Response,
+    ) -> Any:
+        """A single operation as Strawberry runs it; a batch one operation after the other,
+        each with fresh loaders (a query after a mutation sees what it changed), a refused
+        one answered by its own errors, and each mutation invalidating the response cache as a
+        single one does."""
+        if not isinstance(request_data, list):
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        results: list[ExecutionResult] = []
+        for data in request_data:
+            context.fresh_loaders()
+            try:
+                result = await self.execute_single(
+                    request=request,
+                    request_adapter=request_adapter,
+                    sub_response=sub_response,
+                    context=context,
+                    root_value=root_value,
+                    request_data=data,
+                )
+            except HTTPException as e:
+                error = GraphQLError(e.reason, extensions={"code": "BAD_REQUEST"})
+                result = ExecutionResult(data=None, errors=[error])
+            results.append(result)
+            self._after_batched(context, data)
+        return results
+
+    def _after_batched(self, context: Context, data: GraphQLRequestData) -> None:
+        cache, viewer = self.response_cache, context.viewer
+        if cache is None or viewer is None or not isinstance(data.query, str):
+            return
+        operation = self._operations.get(data.query, data.operation_name)
+        if operation is not None and operation.kind is OperationType.MUTATION:
+            cache.after_mutation(viewer.organisation_id)
 
     async def _plan(self, request: Request, cache: ResponseCache) -> _Plan | None:
         """The cache's view of a request: None unless it is a single query or mutation over
@@ -307,8 +387,15 @@ class GraphQLView(GraphQL):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        request.scope.setdefault("state", {})[_ERRORS] = bool(result.errors)
-        return await super().process_result(request, result)
+        """The result as Strawberry shapes it, without ``data`` when nothing was executed."""
+        state = request.scope.setdefault("state", {})
+        state[_ERRORS] = bool(result.errors)
+        response = await super().process_result(request, result)
+        request_error = is_request_error(result.data, result.errors)
+        state[_REQUEST_ERROR] = request_error
+        if request_error:
+            response.pop("data", None)
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         """A request body (or GET ``variables``): a JSON object or, for a batch, an array, whose
@@ -322,6 +409,11 @@ class GraphQLView(GraphQL):
             raise HTTPException(400, "The request body must be a JSON object.")
         if invalid:
             raise HTTPException(400, "The request body holds invalid Unicode (a lone surrogate).")
+        if isinstance(value, list):
+            if not value:
+                raise HTTPException(400, "A batch must hold at least one operation.")
+            for item in value:
+                _check_batch_item(item)
         return value
 
     def encode_json(self, data: object) -> bytes:

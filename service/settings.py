@@ -132,6 +132,13 @@ class Settings:
     max_aliases: int = _setting(
         "MAX_ALIASES", "30", _positive_int, "Most field aliases in one document."
     )
+    max_batch_operations: int = _setting(
+        "MAX_BATCH_OPERATIONS",
+        "10",
+        _positive_int,
+        "Most operations in one batched HTTP request (a JSON array, as Apollo's "
+        "`BatchHttpLink` sends); each is authorised and limited as a single one.",
+    )
     max_body_bytes: int = _setting(
         "MAX_BODY_BYTES",
         "1048576",
