@@ -114,7 +114,7 @@ class DistributionQueries:
         edges = [AfterSalesEdge(cursor=str(r.id), node=AfterSalesOrder.from_model(r)) for r in rows]
         return AfterSalesConnection(
             edges=edges,
-            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo.of(edges, has_next_page=more, after=after),
         )
 
     @strawberry.field(permission_classes=[IsAuthenticated])

@@ -61,9 +61,7 @@ class EventQueries:
         edges = [EventEdge(cursor=str(e.seq), node=Event.from_published(e)) for e in page]
         return EventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.of(edges, has_next_page=len(rows) > first, after=after),
         )
 
 

@@ -87,7 +87,7 @@ class OrderQueries:
         edges = [OrderEdge(cursor=node.id, node=node) for node in nodes]
         return OrderConnection(
             edges=edges,
-            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo.of(edges, has_next_page=more, after=after),
         )
 
     @strawberry.field(permission_classes=[IsAuthenticated])

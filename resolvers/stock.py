@@ -87,7 +87,7 @@ class StockQueries:
         ]
         return StockMovementConnection(
             edges=edges,
-            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo.of(edges, has_next_page=more, after=after),
         )
 
 

@@ -16,7 +16,7 @@ from tests.test_order_flow import ok, supplier_catalogue
 PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $after) {
   edges { cursor node { id number status lines { quantity sku { code product { title } } }
           store { name } logisticsMethod { name } latestTransition { toStatus at } deputes { id } } }
-  pageInfo { hasNextPage endCursor } } }"""
+  pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
 
 
 # the page of the performance target (issue: lines, SKU, product, store, shipment, timeline)
@@ -106,6 +106,10 @@ async def test_keyset_pages_cover_every_order_once_and_counts_match(
     while True:
         page = (await client.data(PAGE, {"n": 3, "after": after}, token=buyer.token))["orders"]
         seen += [int(e["node"]["id"]) for e in page["edges"]]
+        info = page["pageInfo"]
+        assert info["hasPreviousPage"] is (after is not None)
+        assert info["startCursor"] == page["edges"][0]["cursor"]
+        assert info["endCursor"] == page["edges"][-1]["cursor"]
         if not page["pageInfo"]["hasNextPage"]:
             break
         after = page["pageInfo"]["endCursor"]
