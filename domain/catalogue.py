@@ -15,6 +15,7 @@ from domain.access import Viewer, require_supplier_staff
 from domain.connections import mark_stale
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
+from domain.events import EventType, record_event
 from domain.models.catalogue import (
     FreightRule,
     LogisticsMethod,
@@ -49,6 +50,24 @@ class FreightRuleSpec:
     first_price: Decimal
     step_grams: int
     step_price: Decimal
+
+
+async def _product_event(
+    viewer: Viewer, product_id: int, change: str, *, sku_id: int | None = None
+) -> None:
+    """Every change to a product, its SKUs or their price tiers (buyers see them all: the
+    response cache drops what read the catalogue, ``domain.shared_data``)."""
+    payload: dict[str, object] = {"productId": str(product_id), "change": change}
+    if sku_id is not None:
+        payload["skuId"] = str(sku_id)
+    await record_event(
+        type=EventType.PRODUCT_UPDATED,
+        subject_type="Product",
+        subject_id=product_id,
+        audience=[viewer.organisation_id],
+        payload=payload,
+        actor_user_id=viewer.user_id,
+    )
 
 
 def normalise_attributes(attributes: object, *, field: str) -> dict[str, str]:
@@ -129,6 +148,7 @@ async def create_product(
                     for t in spec.tiers
                 ]
             )
+        await _product_event(viewer, product.id, "CREATED")
     return product
 
 
@@ -171,6 +191,7 @@ async def update_sku(
         if not changes:
             return sku
         await Sku.filter(id=sku.id).update(**changes, version=F("version") + 1)
+        await _product_event(viewer, sku.product_id, "SKU_UPDATED", sku_id=sku.id)
         if reasons:
             await mark_stale(sku_ids=[sku.id], reason="; ".join(reasons), actor=viewer)
         await sku.refresh_from_db()
@@ -198,6 +219,7 @@ async def discontinue_product(*, viewer: Viewer, product_id: int) -> Product:
             reason=f"Product {product.title!r} was discontinued",
             actor=viewer,
         )
+        await _product_event(viewer, product.id, "DISCONTINUED")
     return product
 
 
@@ -234,6 +256,14 @@ async def create_logistics_method(
         for rule in cleaned:
             rule.method_id = method.id
         await FreightRule.bulk_create(cleaned)
+        await record_event(
+            type=EventType.LOGISTICS_METHOD_UPDATED,
+            subject_type="LogisticsMethod",
+            subject_id=method.id,
+            audience=[viewer.organisation_id],
+            payload={"logisticsMethodId": str(method.id), "change": "CREATED"},
+            actor_user_id=viewer.user_id,
+        )
     return method
 
 

@@ -20,7 +20,7 @@ from domain.models.stores import (
     VariantMapping,
 )
 from domain.order_access import order_of_buyer
-from domain.order_status import transition
+from domain.order_status import audience, transition
 
 UNPAID = (OrderStatus.UNRECOGNIZED, OrderStatus.AWAITING_PAYMENT)
 
@@ -138,7 +138,23 @@ async def connect_product(
             buyer_id=viewer.organisation_id,
             actor_user_id=viewer.user_id,
         )
+        await _connection_event(connection, actor_user_id=viewer.user_id)
     return connection
+
+
+async def _connection_event(connection: ProductConnection, *, actor_user_id: int) -> None:
+    await record_event(
+        type=EventType.PRODUCT_CONNECTION_UPDATED,
+        subject_type="ProductConnection",
+        subject_id=connection.id,
+        audience=[connection.buyer_id, connection.supplier_id],
+        payload={
+            "connectionId": str(connection.id),
+            "storeProductId": str(connection.store_product_id),
+            "status": connection.status.value,
+        },
+        actor_user_id=actor_user_id,
+    )
 
 
 async def disconnect_product(*, viewer: Viewer, connection_id: int) -> ProductConnection:
@@ -156,6 +172,7 @@ async def disconnect_product(*, viewer: Viewer, connection_id: int) -> ProductCo
             )
         connection.status = ConnectionStatus.DISCONNECTED
         await connection.save(update_fields=["status", "updated_at"])
+        await _connection_event(connection, actor_user_id=viewer.user_id)
     return connection
 
 
@@ -191,25 +208,42 @@ async def recognise_orders(
     return recognised
 
 
-async def complete_if_mapped(order: Order, *, actor_user_id: int | None) -> bool:
-    """Move an UNRECOGNIZED order whose lines all have SKUs to AWAITING_PAYMENT."""
+async def complete_if_mapped(
+    order: Order, *, actor_user_id: int | None, previous_supplier_id: int | None = None
+) -> bool:
+    """After lines of ``order`` were connected (its supplier, currency and method set on the
+    object): move an UNRECOGNIZED order whose lines all have SKUs to AWAITING_PAYMENT, else
+    save those columns. ``previous_supplier_id``: the supplier the order had before, which
+    no longer sees it if that changed."""
     changes = {
         "supplier_id": order.supplier_id,
         "currency": order.currency,
         "logistics_method_id": order.logistics_method_id,
     }
     unmapped = await OrderLine.filter(order_id=order.id, sku_id__isnull=True).exists()
-    if unmapped or order.status is not OrderStatus.UNRECOGNIZED:
+    completed = not unmapped and order.status is OrderStatus.UNRECOGNIZED
+    if completed:
+        await transition(
+            order,
+            OrderStatus.AWAITING_PAYMENT,
+            actor_user_id=actor_user_id,
+            reason="every line is connected to a supplier SKU",
+            changes=changes,
+        )
+    else:
         await Order.filter(id=order.id).update(**changes)
-        return False
-    await transition(
-        order,
-        OrderStatus.AWAITING_PAYMENT,
-        actor_user_id=actor_user_id,
-        reason="every line is connected to a supplier SKU",
-        changes=changes,
-    )
-    return True
+    told = [] if completed else audience(order)  # a completion's status change told them
+    left = [previous_supplier_id] if previous_supplier_id not in (None, order.supplier_id) else []
+    if told or left:
+        await record_event(
+            type=EventType.ORDER_UPDATED,
+            subject_type="Order",
+            subject_id=order.id,
+            audience=[*told, *left],
+            payload={"orderId": str(order.id), "number": order.number, "change": "LINES"},
+            actor_user_id=actor_user_id,
+        )
+    return completed
 
 
 async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_id: int) -> Order:
@@ -242,13 +276,16 @@ async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_
                 ErrorCode.INVALID, "All lines of an order come from one supplier.", field="skuId"
             )
         await OrderLine.filter(id=line.id).update(sku_id=sku.id, source=LineSource.ORDER_SKU)
+        previous_supplier_id = order.supplier_id
         order.supplier_id = sku.supplier_id
         order.currency = sku.currency
         if order.logistics_method_id is not None and not await LogisticsMethod.exists(
             id=order.logistics_method_id, supplier_id=sku.supplier_id
         ):
             order.logistics_method_id = None
-        await complete_if_mapped(order, actor_user_id=viewer.user_id)
+        await complete_if_mapped(
+            order, actor_user_id=viewer.user_id, previous_supplier_id=previous_supplier_id
+        )
         await order.refresh_from_db()
     return order
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,6 +16,7 @@ from domain.db import notify_after_commit
 from domain.models.events import Event, EventAudience
 
 _PAYLOAD = Event._meta.fields_map["payload"]
+_collected: ContextVar[list[EventType] | None] = ContextVar("collected_events", default=None)
 
 
 class EventType(StrEnum):
@@ -36,6 +39,16 @@ class EventType(StrEnum):
     RETURN_STATUS_CHANGED = "RETURN_STATUS_CHANGED"
     INVENTORY_CHANGED = "INVENTORY_CHANGED"
     STOCK_LOW = "STOCK_LOW"
+    PRODUCT_UPDATED = "PRODUCT_UPDATED"
+    LOGISTICS_METHOD_UPDATED = "LOGISTICS_METHOD_UPDATED"
+    STORE_UPDATED = "STORE_UPDATED"
+    PRODUCT_CONNECTION_UPDATED = "PRODUCT_CONNECTION_UPDATED"
+    ORDER_UPDATED = "ORDER_UPDATED"
+    THIRD_PARTY_WAREHOUSE_UPDATED = "THIRD_PARTY_WAREHOUSE_UPDATED"
+    DISTRIBUTION_SETTINGS_UPDATED = "DISTRIBUTION_SETTINGS_UPDATED"
+    CLOUD_WAREHOUSE_UPDATED = "CLOUD_WAREHOUSE_UPDATED"
+    STOCK_THRESHOLD_CHANGED = "STOCK_THRESHOLD_CHANGED"
+    WAREHOUSE_ATTEMPT_RECORDED = "WAREHOUSE_ATTEMPT_RECORDED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,27 @@ async def record_event(
     await record(NewEvent(type, subject_type, subject_id, audience, payload, actor_user_id))
 
 
+@contextmanager
+def collecting() -> Iterator[list[EventType]]:
+    """The types of the events recorded in this context while the block runs (those of tasks it
+    starts too), in order, whether or not their transaction then commits: what a command
+    recorded. Background work running in other tasks is not included."""
+    types: list[EventType] = []
+    token = _collected.set(types)
+    try:
+        yield types
+    finally:
+        _collected.reset(token)
+
+
+def noted(event: NewEvent) -> None:
+    """Tell ``collecting`` about an event written: ``record`` does, and so must a statement
+    that embeds ``recording_sql``."""
+    types = _collected.get()
+    if types is not None:
+        types.append(event.type)
+
+
 async def record(event: NewEvent) -> None:
     """``record_event`` for an event already described."""
     params = event.parameters()
@@ -161,4 +195,5 @@ async def record(event: NewEvent) -> None:
         await EventAudience.bulk_create(
             [EventAudience(event_id=row.id, organisation_id=org) for org in params[-1]]
         )
+    noted(event)
     notify_after_commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 
@@ -64,18 +65,43 @@ async def connect_store(
         if webhook_secret
         else secrets.token_urlsafe(32)
     )
-    store = await Store.create(
-        buyer_id=viewer.organisation_id,
-        name=name,
-        platform=platform,
-        api_url=api_url.rstrip("/"),
-        access_token=access_token,
-        webhook_secret=secret,
-    )
+    async with transaction():
+        store = await Store.create(
+            buyer_id=viewer.organisation_id,
+            name=name,
+            platform=platform,
+            api_url=api_url.rstrip("/"),
+            access_token=access_token,
+            webhook_secret=secret,
+        )
+        await _store_event(store, "CONNECTED", actor_user_id=viewer.user_id)
     return store, secret
 
 
-async def upsert_store_products(*, store: Store, products: list[StoreProductData]) -> int:
+async def _store_event(store: Store, change: str, *, actor_user_id: int | None) -> None:
+    """A store, its products or its sync time changed (the suppliers of its orders see the
+    store on them: the response cache drops what read stores, ``domain.shared_data``)."""
+    await record_event(
+        type=EventType.STORE_UPDATED,
+        subject_type="Store",
+        subject_id=store.id,
+        audience=[store.buyer_id],
+        payload={"storeId": str(store.id), "change": change},
+        actor_user_id=actor_user_id,
+    )
+
+
+async def record_sync(store: Store, *, actor_user_id: int | None) -> None:
+    """A sync of ``store`` ended (well or not): its ``last_synced_at`` and where it got to."""
+    store.last_synced_at = datetime.now(UTC)
+    async with transaction():
+        await store.save(update_fields=["last_order_external_id", "last_synced_at"])
+        await _store_event(store, "SYNCED", actor_user_id=actor_user_id)
+
+
+async def upsert_store_products(
+    *, store: Store, products: list[StoreProductData], actor_user_id: int | None = None
+) -> int:
     """Create or update the store's products and variants; returns how many variants."""
     count = 0
     async with transaction():
@@ -97,6 +123,8 @@ async def upsert_store_products(*, store: Store, products: list[StoreProductData
                     },
                 )
                 count += 1
+        if products:
+            await _store_event(store, "PRODUCTS_SYNCED", actor_user_id=actor_user_id)
     return count
 
 

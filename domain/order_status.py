@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.db import notify_after_commit
 from domain.errors import DomainError, ErrorCode
-from domain.events import EventType, NewEvent, record, recording_sql
+from domain.events import EventType, NewEvent, noted, record, recording_sql
 from domain.models.orders import Order, OrderStatus, OrderTransition
 from domain.rows import placeholder
 
@@ -139,6 +139,7 @@ async def _change_and_record(
     _, rows = await db.execute_query(_change_sql(columns), params)
     if rows[0]["updated"] != 1:
         return False
+    noted(event)
     notify_after_commit()
     return True
 

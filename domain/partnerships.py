@@ -149,10 +149,13 @@ async def add_distribution_warehouse(
     require_buyer(viewer)
     name = clean_text(name, field="name", max_length=200)
     cleaned = clean_address(address, field="address")
-    partnership = await partnership_of(viewer, partnership_id)
-    return await DistributionWarehouse.create(
-        partnership_id=partnership.id, name=name, address=cleaned
-    )
+    async with transaction():
+        partnership = await partnership_of(viewer, partnership_id)
+        warehouse = await DistributionWarehouse.create(
+            partnership_id=partnership.id, name=name, address=cleaned
+        )
+        await _partnership_event(partnership, viewer.user_id)
+    return warehouse
 
 
 async def list_distribution_warehouses(
@@ -221,15 +224,30 @@ async def authorise_warehouse(
         raise DomainError(ErrorCode.INVALID, "An http(s) address.", field="apiUrl")
     api_key = clean_text(api_key, field="apiKey", max_length=500)
     secret = secrets.token_urlsafe(32)
-    connection = await WarehouseConnection.create(
-        supplier_id=viewer.organisation_id,
-        provider=provider,
-        name=name,
-        api_url=api_url.rstrip("/"),
-        api_key=api_key,
-        callback_secret=secret,
-    )
+    async with transaction():
+        connection = await WarehouseConnection.create(
+            supplier_id=viewer.organisation_id,
+            provider=provider,
+            name=name,
+            api_url=api_url.rstrip("/"),
+            api_key=api_key,
+            callback_secret=secret,
+        )
+        await _connection_event(connection, "AUTHORISED", actor_user_id=viewer.user_id)
     return NewConnection(connection=connection, callback_secret=secret)
+
+
+async def _connection_event(
+    connection: WarehouseConnection, change: str, *, actor_user_id: int | None
+) -> None:
+    await record_event(
+        type=EventType.THIRD_PARTY_WAREHOUSE_UPDATED,
+        subject_type="ThirdPartyWarehouse",
+        subject_id=connection.id,
+        audience=[connection.supplier_id],
+        payload={"thirdPartyWarehouseId": str(connection.id), "change": change},
+        actor_user_id=actor_user_id,
+    )
 
 
 async def connection_of(
@@ -250,20 +268,24 @@ async def list_connections(*, viewer: Viewer) -> list[WarehouseConnection]:
 
 
 async def record_connection_test(
-    connection: WarehouseConnection, *, ok: bool, message: str
+    connection: WarehouseConnection, *, ok: bool, message: str, actor_user_id: int | None
 ) -> WarehouseConnection:
     connection.last_test_ok = ok
     connection.last_test_message = message[:500]
     connection.last_tested_at = datetime.now(UTC)
-    await connection.save(update_fields=["last_test_ok", "last_test_message", "last_tested_at"])
+    async with transaction():
+        await connection.save(update_fields=["last_test_ok", "last_test_message", "last_tested_at"])
+        await _connection_event(connection, "TESTED", actor_user_id=actor_user_id)
     return connection
 
 
 async def revoke_connection(*, viewer: Viewer, connection_id: int) -> WarehouseConnection:
     viewer.require_role(Role.ADMIN)
-    connection = await connection_of(viewer, connection_id)
-    connection.is_active = False
-    await connection.save(update_fields=["is_active"])
+    async with transaction():
+        connection = await connection_of(viewer, connection_id)
+        connection.is_active = False
+        await connection.save(update_fields=["is_active"])
+        await _connection_event(connection, "REVOKED", actor_user_id=viewer.user_id)
     return connection
 
 
@@ -286,10 +308,22 @@ async def update_distribution_settings(
 ) -> DistributionSettings:
     require_supplier_staff(viewer)
     viewer.require_role(Role.ADMIN)
-    settings = await distribution_settings(viewer.organisation_id)
-    if charge_on_push is not None:
-        settings.charge_on_push = charge_on_push
-    if auto_push_returns is not None:
-        settings.auto_push_returns = auto_push_returns
-    await settings.save()
+    async with transaction():
+        settings = await distribution_settings(viewer.organisation_id)
+        if charge_on_push is not None:
+            settings.charge_on_push = charge_on_push
+        if auto_push_returns is not None:
+            settings.auto_push_returns = auto_push_returns
+        await settings.save()
+        await record_event(
+            type=EventType.DISTRIBUTION_SETTINGS_UPDATED,
+            subject_type="DistributionSettings",
+            subject_id=viewer.organisation_id,
+            audience=[viewer.organisation_id],
+            payload={
+                "chargeOnPush": settings.charge_on_push,
+                "autoPushReturns": settings.auto_push_returns,
+            },
+            actor_user_id=viewer.user_id,
+        )
     return settings

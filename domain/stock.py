@@ -49,9 +49,18 @@ async def create_cloud_warehouse(
     name = clean_text(name, field="name", max_length=200)
     cleaned = clean_address(address, field="address")
     secret = token_urlsafe(32)
-    warehouse = await CloudWarehouse.create(
-        supplier_id=viewer.organisation_id, name=name, address=cleaned, callback_secret=secret
-    )
+    async with transaction():
+        warehouse = await CloudWarehouse.create(
+            supplier_id=viewer.organisation_id, name=name, address=cleaned, callback_secret=secret
+        )
+        await record_event(
+            type=EventType.CLOUD_WAREHOUSE_UPDATED,
+            subject_type="CloudWarehouse",
+            subject_id=warehouse.id,
+            audience=[viewer.organisation_id],
+            payload={"warehouseId": str(warehouse.id), "change": "CREATED"},
+            actor_user_id=viewer.user_id,
+        )
     return warehouse, secret
 
 
@@ -498,7 +507,16 @@ async def set_low_stock_threshold(
     require_buyer(viewer)
     if threshold is not None and not 0 <= threshold <= 1_000_000:
         raise DomainError(ErrorCode.INVALID, "0 to 1,000,000, or null.", field="threshold")
-    item = await item_of_buyer(viewer, stock_item_id)
-    item.low_stock_threshold = threshold
-    await item.save(update_fields=["low_stock_threshold", "updated_at"])
+    async with transaction():
+        item = await item_of_buyer(viewer, stock_item_id)
+        item.low_stock_threshold = threshold
+        await item.save(update_fields=["low_stock_threshold", "updated_at"])
+        await record_event(
+            type=EventType.STOCK_THRESHOLD_CHANGED,
+            subject_type="StockItem",
+            subject_id=item.id,
+            audience=[item.buyer_id],
+            payload={"stockItemId": str(item.id), "threshold": threshold},
+            actor_user_id=viewer.user_id,
+        )
     return item

@@ -14,9 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import F
 
-from domain.db import notify_after_commit
+from domain.db import notify_after_commit, transaction
+from domain.events import EventType, record_event
 from domain.leases import lease_free
-from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
+from domain.models.distribution import (
+    AfterSalesOrder,
+    TaskKind,
+    TaskState,
+    WarehouseAttempt,
+    WarehouseTask,
+)
+from domain.models.orders import Order
 from domain.request_context import request_id_var
 
 TASKS_TOPIC = "warehouse_tasks"  # commit listeners woken when a task was queued
@@ -108,14 +116,36 @@ async def retry_later(
 
 
 async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None:
-    await WarehouseAttempt.create(
-        task_id=task.id,
-        kind=task.kind,
-        order_id=task.order_id,
-        after_sales_id=task.after_sales_id,
-        ok=ok,
-        outcome=outcome[:500],
-    )
+    """One call made to the warehouse for ``task`` and how it went (the ``warehouseAttempts``
+    of its order or return), told to both sides of that order or return."""
+    async with transaction():
+        await WarehouseAttempt.create(
+            task_id=task.id,
+            kind=task.kind,
+            order_id=task.order_id,
+            after_sales_id=task.after_sales_id,
+            ok=ok,
+            outcome=outcome[:500],
+        )
+        if task.order_id is not None:
+            subject_type, subject_id = "Order", task.order_id
+            sides = await Order.filter(id=task.order_id).values_list("buyer_id", "supplier_id")
+        elif task.after_sales_id is not None:
+            subject_type, subject_id = "AfterSalesOrder", task.after_sales_id
+            sides = await AfterSalesOrder.filter(id=task.after_sales_id).values_list(
+                "distributor_id", "supplier_id"
+            )
+        else:
+            return
+        audience = {org for row in sides for org in row if org is not None}
+        if audience:
+            await record_event(
+                type=EventType.WAREHOUSE_ATTEMPT_RECORDED,
+                subject_type=subject_type,
+                subject_id=subject_id,
+                audience=audience,
+                payload={"taskKind": task.kind.value, "ok": ok, "outcome": outcome[:500]},
+            )
 
 
 async def supersede_pending(*, order_id: int, kind: TaskKind, reason: str) -> int:

@@ -1,5 +1,5 @@
-"""An in-process cache of GraphQL query responses, invalidated by the events of the organisations
-they belong to.
+"""An in-process cache of GraphQL query responses, invalidated by the events that change what
+they show.
 
 Dashboards reload the same pages; ``GraphQLView`` answers a repeated query from here with the
 bytes of the earlier response, without executing it again.
@@ -15,7 +15,9 @@ JSON), plus the token id when the document selects a field of ``TOKEN_SCOPED_FIE
 is always part of it because some answers depend on the user (``me``, and ``apiTokens`` for
 non-admins); the token is not, except for ``me { tokenId }``. The bearer secret is never part of
 the key: every request is authenticated before the cache is consulted, so a revoked or expired
-token is refused even when its page is cached.
+token is refused even when its page is cached. The key also carries what the document reads
+of data other organisations change (``Reads``, from ``service/invalidation.py``), a function
+of the document, so it only labels the entry.
 
 **Authentication.** Looking the token up in the database would cost more than answering from
 the cache, so ``TokenCache`` keeps the viewer of a bearer secret (by its SHA-256) for at most
@@ -30,39 +32,42 @@ change that records no event (a user deactivated in the database) takes up to ``
 seconds. Re-authenticating at least every ``TOKEN_TTL`` seconds also keeps
 ``ApiToken.lastUsedAt`` at its one-minute resolution.
 
-**Invalidation.** Every state change that records an event names its audience, the
-organisations that may see it (``domain/events.py``). The process's ``EventHub`` receives every
-event of every instance and calls ``on_event``, which moves the generation of each organisation
-of the audience forward; an entry is served only while its organisation's generation has not
-moved since the entry was *started* (its generation is read before the query executes, so a
-result computed across a change is dropped rather than stored). When the broadcast may have
-dropped events (a RESYNC after a Redis reconnect, a restart of the hub's listener) the whole
-cache is cleared. A mutation answered by this process moves the caller's organisation forward
-before its response is sent. And a read that arrives after a commit of this process (a mutation
-over HTTP or WebSocket, a webhook, background work) is served from the cache only once the hub
-has dispatched that commit's events: a commit listener counts such commits, and the first
-reader after one numbers the committed events and has the hub catch up from the outbox if the
-publisher has not got there yet (``ResponseCache.settle``). So a read that follows a write
-through the same instance always sees it.
+**Invalidation.** Every state change records an event in its transaction, naming its
+audience, the organisations that may see it (``domain/events.py``); ``service/invalidation.py``
+lists, for every mutation, the events it records, and a test holds the code to that list. The
+process's ``EventHub`` receives every event of every instance and calls ``on_event``, which
+moves the generation of each organisation of the audience forward, and, for an event that
+changes data organisations outside its audience see (``domain.shared_data``: a product, a
+logistics method, a cloud warehouse, a store, an organisation's name), the generation of that
+kind of shared data. An entry is served only while neither its organisation's generation nor
+that of any kind of shared data its document reads (``Reads``: from the root fields and the
+field names it selects, ``service/invalidation.py``) has moved since the entry was *started*
+(its generation is read before the query executes, so a result computed across a change is
+dropped rather than stored). So a supplier's ``createProduct`` drops every buyer's cached
+``products`` and every cached page that selects a SKU or product, and nothing else of theirs.
+When the broadcast may have dropped events (a RESYNC after a Redis reconnect, a restart of the
+hub's listener) the whole cache is cleared. A mutation answered by this process moves the
+caller's organisation forward before its response is sent. And a read that arrives after a
+commit of this process (a mutation over HTTP or WebSocket, a webhook, background work) is
+served from the cache only once the hub has dispatched that commit's events: a commit listener
+counts such commits, and the first reader after one numbers the committed events and has the
+hub catch up from the outbox if the publisher has not got there yet (``ResponseCache.settle``).
+So a read that follows a write through the same instance always sees it, whoever wrote.
 
-**How stale can it be.** A cached page reflects every event of its organisation up to the
-moment this process's hub dispatched it:
+**How stale can it be.** Never older than a change whose event this process's hub has
+dispatched:
 
 - a change made through this process: invalidated for every read that starts after the
   change committed (see ``settle``);
 - a change made through another instance: invalidated when its event arrives over Redis, the
   same latency as a subscription's notification (normally a millisecond or two after commit);
   if the message is lost (Redis down or reconnecting), when the hub next reads the outbox
-  (within ``EVENT_RESYNC_INTERVAL`` seconds), as for subscriptions;
-- a change that records no event (today for example catalogue edits, store connections and
-  store products, warehouse and stock settings): at most ``RESPONSE_CACHE_TTL`` seconds, the
-  age after which an entry is never served, except that an HTTP mutation invalidates its own
-  organisation on this instance at once.
+  (within ``EVENT_RESYNC_INTERVAL`` seconds), as for subscriptions.
 
 A read that runs while a change commits may be answered either way, as without the cache.
-
-``ApiToken.lastUsedAt`` is also written without an event (at one-minute resolution), so a cached
-``apiTokens`` page may show it up to the TTL late.
+``RESPONSE_CACHE_TTL`` only bounds how long an entry keeps its memory: no change waits for it.
+``ApiToken.lastUsedAt`` is written by authentication without an event, so a document selecting
+it (``UNCACHED_FIELDS``) is never cached.
 
 Each process has its own cache (``WORKERS > 1`` means one per worker), bounded by entries and by
 bytes, least recently used first.
@@ -85,9 +90,13 @@ from typing import TYPE_CHECKING, Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
+    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     Visitor,
     parse,
     visit,
@@ -98,6 +107,8 @@ from domain.access import Viewer
 from domain.db import add_commit_listener
 from domain.events import EventType, PublishedEvent
 from domain.models.organisations import ApiToken
+from domain.shared_data import SharedData, changed_by
+from service import invalidation
 
 if TYPE_CHECKING:
     from integrations.bus.hub import EventHub
@@ -114,7 +125,8 @@ LARGEST_ENTRY_SHARE = 8  # one entry may take at most 1/8 of the byte budget
 TOKEN_TTL = 5.0
 TOKENS_KEPT = 10_000
 
-Key = tuple[int, str, int, int | None, str, str | None, str]
+Reads = frozenset[SharedData] | None  # what a document reads that others change; None: uncached
+Key = tuple[int, str, int, int | None, str, str | None, str, Reads]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +136,7 @@ class Operation:
     kind: OperationType
     name: str | None
     token_scoped: bool
+    reads: Reads = frozenset()
 
 
 class _FieldNames(Visitor):
@@ -154,11 +167,36 @@ def analyse(document: str, operation_name: str | None, *, max_tokens: int) -> Op
         chosen = named[0]
     fields = _FieldNames()
     visit(parsed, fields)
+    fragments = {
+        d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)
+    }
     return Operation(
         chosen.operation,
         chosen.name.value if chosen.name else None,
         not fields.names.isdisjoint(TOKEN_SCOPED_FIELDS),
+        invalidation.reads(_root_fields(chosen.selection_set, fragments, set()), fields.names),
     )
+
+
+def _root_fields(
+    selections: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    spread: set[str],
+) -> list[str]:
+    """The names of the fields an operation selects at its root, through fragments."""
+    names: list[str] = []
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            names.append(selection.name.value)
+        elif isinstance(selection, InlineFragmentNode):
+            names += _root_fields(selection.selection_set, fragments, spread)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in spread:
+                spread.add(name)
+                names += _root_fields(fragment.selection_set, fragments, spread)
+    return names
 
 
 class OperationIndex:
@@ -202,6 +240,7 @@ def request_key(
         document,
         operation_name,
         canonical,
+        operation.reads,
     )
 
 
@@ -293,6 +332,7 @@ class Ticket:
 @dataclass(slots=True)
 class _Entry:
     organisation_id: int
+    reads: frozenset[SharedData]
     generation: int
     expires: float
     body: bytes
@@ -318,6 +358,8 @@ class ResponseCache:
         self._bytes = 0
         self._generation = 0  # moves forward on every invalidation
         self._organisations: dict[int, int] = {}  # generation of each organisation's last change
+        self._shared: dict[SharedData, int] = {}  # generation of each kind's last change
+        self._shared_last = 0  # generation of the last change to any kind
         self._cleared = 0  # generation of the last clear
         self._hub: EventHub | None = None
         self.tokens = TokenCache(clock=clock)
@@ -344,14 +386,17 @@ class ResponseCache:
         self._hub = hub
 
     def on_event(self, event: PublishedEvent | None) -> None:
-        """The hub's listener: an event invalidates its audience (and a revocation its token),
-        None everything."""
+        """The hub's listener: an event invalidates its audience, and every entry that read the
+        shared data it changes (and a revocation forgets its token); None everything."""
         if event is None:
             self.clear()
             self.tokens.clear()
             return
         for organisation_id in event.audience:
             self.invalidate_organisation(organisation_id)
+        shared = changed_by(event.type)
+        if shared is not None:
+            self.invalidate_shared(shared)
         if event.type == EventType.API_TOKEN_REVOKED:
             self.tokens.forget_token(int(event.subject_id))
 
@@ -400,16 +445,24 @@ class ResponseCache:
         self._generation += 1
         self._organisations[organisation_id] = self._generation
 
+    def invalidate_shared(self, shared: SharedData) -> None:
+        """Every entry that read ``shared``, whichever organisation's."""
+        self._generation += 1
+        self._shared[shared] = self._shared_last = self._generation
+
     def clear(self) -> None:
         self._generation += 1
         self._cleared = self._generation
         self._entries.clear()
         self._bytes = 0
 
-    def _current(self, organisation_id: int, generation: int) -> bool:
-        return generation >= self._cleared and generation >= self._organisations.get(
-            organisation_id, 0
-        )
+    def _current(self, organisation_id: int, reads: frozenset[SharedData], generation: int) -> bool:
+        if generation < self._cleared or generation < self._organisations.get(organisation_id, 0):
+            return False
+        if generation >= self._shared_last:
+            return True
+        shared = self._shared
+        return all(generation >= shared.get(kind, 0) for kind in reads)
 
     # ------------------------------------------------------------------ entries
 
@@ -418,7 +471,7 @@ class ResponseCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if not self._current(entry.organisation_id, entry.generation) or (
+        if not self._current(entry.organisation_id, entry.reads, entry.generation) or (
             self._clock() >= entry.expires
         ):
             self._drop(key)
@@ -430,10 +483,11 @@ class ResponseCache:
         return Ticket(self._generation, self._clock())
 
     def put(self, key: Key, ticket: Ticket, body: bytes) -> bool:
-        """Store ``body`` computed since ``ticket``, unless its organisation changed meanwhile
-        (the body may predate the change) or it is too large. True if stored."""
-        organisation_id = key[0]
-        if not self._current(organisation_id, ticket.generation):
+        """Store ``body`` computed since ``ticket``, unless its organisation or shared data it
+        read changed meanwhile (the body may predate the change), its document must not be
+        cached, or it is too large. True if stored."""
+        organisation_id, reads = key[0], key[7]
+        if reads is None or not self._current(organisation_id, reads, ticket.generation):
             return False
         size = len(body) + len(key[4]) + len(key[5] or "") + len(key[6]) + ENTRY_OVERHEAD
         if size > self.max_bytes // LARGEST_ENTRY_SHARE:
@@ -441,7 +495,7 @@ class ResponseCache:
         if key in self._entries:
             self._drop(key)
         self._entries[key] = _Entry(
-            organisation_id, ticket.generation, ticket.started + self.ttl, body, size
+            organisation_id, reads, ticket.generation, ticket.started + self.ttl, body, size
         )
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
@@ -461,6 +515,7 @@ __all__ = [
     "Key",
     "Operation",
     "OperationIndex",
+    "Reads",
     "ResponseCache",
     "Ticket",
     "TokenCache",

@@ -14,7 +14,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.fulfilment import record_tracking_sync
 from domain.models.orders import Order, TrackingSync
 from domain.models.stores import Store
-from domain.order_intake import ingest_store_order, upsert_store_products
+from domain.order_intake import ingest_store_order, record_sync, upsert_store_products
 from integrations.background import WakeableLoop
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError
@@ -44,7 +44,7 @@ async def sync_store(
     try:
         async with client_for(store, transport) as client:
             products = await upsert_store_products(
-                store=store, products=await client.list_products()
+                store=store, products=await client.list_products(), actor_user_id=viewer.user_id
             )
             async for data in client.iter_all_orders(since_id=store.last_order_external_id):
                 result = await ingest_store_order(store=store, data=data)
@@ -56,8 +56,7 @@ async def sync_store(
             ErrorCode.UPSTREAM_FAILED, f"The store answered: {error}", field="storeId"
         ) from error
     finally:
-        store.last_synced_at = datetime.now(UTC)
-        await store.save(update_fields=["last_order_external_id", "last_synced_at"])
+        await record_sync(store, actor_user_id=viewer.user_id)
     return SyncResult(
         store=store, products_synced=products, orders_seen=seen, orders_created=created
     )

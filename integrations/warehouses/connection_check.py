@@ -29,5 +29,9 @@ async def check_connection(
         ) as client:
             name = await client.ping()
     except WarehouseApiError as error:
-        return await record_connection_test(connection, ok=False, message=error.message)
-    return await record_connection_test(connection, ok=True, message=f"connected to {name}")
+        return await record_connection_test(
+            connection, ok=False, message=error.message, actor_user_id=viewer.user_id
+        )
+    return await record_connection_test(
+        connection, ok=True, message=f"connected to {name}", actor_user_id=viewer.user_id
+    )
