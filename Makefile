@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot soak
+.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot soak vendor-graphiql
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -58,6 +58,11 @@ schema: $(STAMP)
 seed: $(STAMP)
 	$(BIN)/python main.py migrate
 	$(BIN)/python main.py seed-demo
+
+# GraphiQL's browser bundles (service/static/graphiql/), fetched with npm at the versions pinned in
+# service/static/vendor.py; commit what it writes.
+vendor-graphiql: $(STAMP)
+	$(BIN)/python service/static/vendor.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache supplygraph.sqlite3*

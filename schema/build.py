@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import strawberry
@@ -37,6 +37,7 @@ from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
 from resolvers.stores import StoreMutations, StoreQueries
 from schema.execution import FastExecutionContext
 from schema.extension_runner import LeanExtensionsRunner
+from schema.trusted_documents import trusted_documents_only
 
 log = logging.getLogger("supplygraph.graphql")
 
@@ -155,6 +156,7 @@ def create_schema(
     max_tokens: int = 3000,
     max_aliases: int = 30,
     max_batch_operations: int = 10,
+    trusted_digests: Collection[str] | None = None,
     extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> SupplygraphSchema:
     """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app.
@@ -164,6 +166,8 @@ def create_schema(
     never hit.
     """
     limits = [depth_limit(max_depth, None, None), alias_limit(max_aliases)]
+    if trusted_digests is not None:
+        limits.insert(0, trusted_documents_only(trusted_digests))
     extensions: Sequence[Callable[[], SchemaExtension]] = [
         *extra_extensions,
         ErrorPolicy,

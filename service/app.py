@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,10 +32,19 @@ from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
 from schema.build import create_schema
 from service import runtime
+from service.cors import cors_middleware
+from service.graphiql import asset_routes
 from service.graphql_view import GraphQLView
 from service.live import LiveEndpoint, Multiplexer
 from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from service.persisted_documents import (
+    DocumentStore,
+    MemoryDocuments,
+    PersistedDocuments,
+    RedisDocuments,
+    load_manifest,
+)
 from service.settings import Settings
 
 log = logging.getLogger("supplygraph")
@@ -93,15 +103,29 @@ def _worker_settings(settings: Settings) -> WorkerSettings:
     )
 
 
+def _persisted_documents(settings: Settings) -> PersistedDocuments:
+    store: DocumentStore | None = None
+    if settings.persisted_queries and settings.redis_url:
+        store = RedisDocuments(settings.redis_url, ttl=settings.persisted_query_ttl)
+    elif settings.persisted_queries:
+        store = MemoryDocuments(settings.persisted_query_entries)
+    trusted = None
+    if settings.trusted_documents:
+        trusted = load_manifest(Path(settings.trusted_documents))
+    return PersistedDocuments(store, trusted)
+
+
 def create_app(settings: Settings) -> Starlette:
+    documents = _persisted_documents(settings)
     schema = create_schema(
         max_depth=settings.max_query_depth,
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_aliases,
         max_batch_operations=settings.max_batch_operations,
+        trusted_digests=documents.trusted_digests,
         extra_extensions=[OperationMetrics],
     )
-    graphql = GraphQLView(schema, settings)
+    graphql = GraphQLView(schema, settings, documents)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -165,6 +189,8 @@ def create_app(settings: Settings) -> Starlette:
                 await hub.stop()  # ends open subscriptions cleanly
                 await publisher.stop()
                 await broadcast.disconnect()
+                if isinstance(documents.store, RedisDocuments):
+                    await documents.store.close()
 
     app = Starlette(
         debug=False,
@@ -185,10 +211,12 @@ def create_app(settings: Settings) -> Starlette:
                 methods=["POST"],
             ),
             WebSocketRoute("/graphql", LiveEndpoint(graphql, settings)),
+            *asset_routes(settings),
         ],
         middleware=[
             Middleware(HttpMetricsMiddleware),
             Middleware(RequestIdMiddleware),
+            *cors_middleware(settings),  # outside the body limit: a 413 is readable too
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

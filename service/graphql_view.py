@@ -11,6 +11,7 @@ operation after the other, each as if it came alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from domain import tokens
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
 from resolvers.context import Context
+from service.graphiql import page_response as graphiql_page
 from service.graphql_http import (
     GRAPHQL_RESPONSE_JSON,
     JSON,
@@ -45,6 +47,12 @@ from service.graphql_http import (
 )
 from service.metrics import Metrics
 from service.observability import new_request_id
+from service.persisted_documents import (
+    DocumentRef,
+    MemoryDocuments,
+    PersistedDocumentError,
+    PersistedDocuments,
+)
 from service.response_cache import (
     MAX_DOCUMENT_CHARS,
     Key,
@@ -61,7 +69,10 @@ BAD_TOKEN = "The token is invalid, expired or revoked."
 _VIEWER = "supplygraph.viewer"  # authenticated before Strawberry ran (value: Viewer or None)
 _ERRORS = "supplygraph.errors"  # whether the executed result had errors
 _REQUEST_ERROR = "supplygraph.request_error"  # a single operation that did not execute
+_DOCUMENTS = "supplygraph.documents"  # persisted documents this request resolved, by hash
 _STREAMING_ACCEPT = ("multipart/mixed", "text/event-stream")
+# extensions a request may carry and still be answered from the response cache
+_CACHEABLE_EXTENSIONS = frozenset({"clientLibrary", "persistedQuery", "documentId"})
 _HIT_HEADERS = [(b"cache-control", b"no-store"), (b"x-cache", b"hit")]
 _BATCH_ITEM_KEYS = {
     "query": (str, "a string"),
@@ -115,6 +126,27 @@ def _has_lone_surrogate(value: object) -> bool:
     return False
 
 
+def _document_request(data: GraphQLRequestData) -> DocumentRef:
+    """The members of a parsed operation that name its document (a ``documentId`` or
+    ``doc_id`` travels in ``extensions``: ``_keep_document_id``)."""
+    extensions = data.extensions or {}
+    return DocumentRef(data.query, data.extensions, extensions.get("documentId"))
+
+
+def _keep_document_id(operation: dict[str, Any]) -> dict[str, Any]:
+    """Strawberry keeps only ``query``, ``variables``, ``operationName`` and ``extensions`` of
+    an operation: a persisted document's ``documentId`` (Relay: ``doc_id``) goes along in
+    ``extensions``."""
+    document_id = operation.pop("documentId", operation.pop("doc_id", None))
+    if document_id is not None:
+        extensions = operation.get("extensions")
+        if extensions is None:
+            operation["extensions"] = extensions = {}
+        if isinstance(extensions, dict):
+            extensions["documentId"] = document_id
+    return operation
+
+
 def _check_batch_item(item: object) -> None:
     """One operation of a batch: an object whose members have the types a single request's do."""
     if not isinstance(item, dict):
@@ -125,7 +157,9 @@ def _check_batch_item(item: object) -> None:
 
 
 class GraphQLView(GraphQL):
-    def __init__(self, schema: Any, settings: Settings) -> None:
+    def __init__(
+        self, schema: Any, settings: Settings, documents: PersistedDocuments | None = None
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.debug else None,
@@ -143,6 +177,10 @@ class GraphQLView(GraphQL):
                 ttl=settings.response_cache_ttl,
             )
         self._operations = OperationIndex(max_tokens=settings.max_query_tokens)
+        if documents is None:
+            store = MemoryDocuments(settings.persisted_query_entries)
+            documents = PersistedDocuments(store if settings.persisted_queries else None, None)
+        self.documents = documents
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -275,6 +313,44 @@ class GraphQLView(GraphQL):
             self._after_batched(context, data)
         return results
 
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """One operation, its document first resolved from its id if it names one (a failure
+        is answered as a request error with its code)."""
+        try:
+            document = await self._resolve(request, _document_request(request_data))
+        except PersistedDocumentError as e:
+            error = GraphQLError(e.message, extensions={"code": e.code})
+            return ExecutionResult(data=None, errors=[error])
+        if document is not request_data.query:
+            request_data = dataclasses.replace(request_data, query=document)
+        return await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
+
+    async def _resolve(self, request: Request, operation: DocumentRef) -> str | None:
+        """``PersistedDocuments.resolve``, once per request and document id (the response
+        cache's look at a request resolves it before Strawberry runs it)."""
+        if not operation.names_a_document:
+            return operation.query if isinstance(operation.query, str) else None
+        resolved = request.scope.setdefault("state", {}).setdefault(_DOCUMENTS, {})
+        key = repr((operation.query, operation.extensions, operation.document_id))
+        if key not in resolved:
+            resolved[key] = await self.documents.resolve(operation)
+        return resolved[key]
+
     def _after_batched(self, context: Context, data: GraphQLRequestData) -> None:
         cache, viewer = self.response_cache, context.viewer
         if cache is None or viewer is None or not isinstance(data.query, str):
@@ -316,15 +392,29 @@ class GraphQLView(GraphQL):
             return None
         if not isinstance(data, dict):
             return None
-        document = data.get("query")
         name = data.get("operationName")
         variables = data.get("variables")
+        extensions = data.get("extensions")
+        if isinstance(extensions, str):  # GET: JSON in the query string
+            try:
+                extensions = json.loads(extensions)
+            except (ValueError, RecursionError):
+                return None
+        if extensions is not None and (
+            not isinstance(extensions, dict) or not extensions.keys() <= _CACHEABLE_EXTENSIONS
+        ):
+            return None
+        try:
+            document = await self._resolve(
+                request, DocumentRef.of({**data, "extensions": extensions})
+            )
+        except PersistedDocumentError:
+            return None  # answered by the execution path
         if (
             not isinstance(document, str)
             or len(document) > MAX_DOCUMENT_CHARS
             or not isinstance(name, str | None)
             or not isinstance(variables, dict | None)
-            or data.get("extensions")
         ):
             return None
         operation = self._operations.get(document, name)
@@ -414,12 +504,28 @@ class GraphQLView(GraphQL):
                 raise HTTPException(400, "A batch must hold at least one operation.")
             for item in value:
                 _check_batch_item(item)
+                _keep_document_id(item)
+        else:
+            _keep_document_id(value)
         return value
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """A browser's GET without a document, unless it names a persisted one."""
+        params = request.query_params
+        named = any(params.get(key) for key in ("extensions", "documentId", "doc_id"))
+        return not named and super().should_render_graphql_ide(request)
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        return _keep_document_id(super().parse_query_params(params))
 
     def encode_json(self, data: object) -> bytes:
         """Responses serialised by orjson (a page of orders is ~50 KB: several times faster than
         ``json.dumps``). GraphQL has already turned every value into a JSON type."""
         return orjson.dumps(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL (``DEBUG=true``), its assets served by this app (``service/graphiql.py``)."""
+        return graphiql_page()
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)

@@ -95,6 +95,20 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _trusted_documents(raw: str) -> str:
+    if raw and not Path(raw).is_file():
+        raise ValueError(f"no such file: {raw}")
+    return raw
+
+
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    """Origins as browsers send them (``https://Example.com:443/`` is ``https://example.com``),
+    so that the CORS middleware's exact comparison matches."""
+    from strawberry.http.websocket_origin import normalize_allowed_origins
+
+    return tuple(sorted(normalize_allowed_origins(_origins(raw))))
+
+
 def _secrets_key(raw: str) -> str:
     return check_key(raw) if raw else ""
 
@@ -157,6 +171,15 @@ class Settings:
         _origins,
         "Comma-separated browser origins allowed to open a WebSocket from another site "
         "(`*` for any). Same-origin and non-browser clients are always allowed.",
+    )
+    cors_allowed_origins: tuple[str, ...] = _setting(
+        "CORS_ALLOWED_ORIGINS",
+        "",
+        _cors_origins,
+        "Comma-separated browser origins (`https://app.example.com`; `*` for any) whose pages "
+        "may call the API over HTTP (CORS, without cookies); empty: no CORS headers. WebSockets "
+        "are not covered by CORS: a page that subscribes needs its origin in "
+        "WS_ALLOWED_ORIGINS too.",
     )
     event_resync_interval: float = _setting(
         "EVENT_RESYNC_INTERVAL",
@@ -254,8 +277,8 @@ class Settings:
         "RESPONSE_CACHE",
         "true",
         _bool,
-        "Keep the answers to repeated GraphQL queries in memory until an event of the caller's "
-        "organisation (see `service/response_cache.py`).",
+        "Keep the answers to repeated GraphQL queries in memory until an event changes what "
+        "they show (see `service/response_cache.py`).",
     )
     response_cache_entries: int = _setting(
         "RESPONSE_CACHE_ENTRIES",
@@ -273,8 +296,34 @@ class Settings:
         "RESPONSE_CACHE_TTL",
         "30",
         _positive_float,
-        "Seconds a cached response is served at most: the bound on staleness for changes that "
-        "record no event.",
+        "Seconds a cached response is kept at most, a bound on memory: every change reaches "
+        "the cache through its event.",
+    )
+    persisted_queries: bool = _setting(
+        "PERSISTED_QUERIES",
+        "true",
+        _bool,
+        "Automatic persisted queries (Apollo's protocol): documents kept by their SHA-256 in "
+        "Redis when `REDIS_URL` is set, else in memory.",
+    )
+    persisted_query_entries: int = _setting(
+        "PERSISTED_QUERY_ENTRIES",
+        "10000",
+        _positive_int,
+        "Most persisted documents kept in memory (without Redis), the most recent.",
+    )
+    persisted_query_ttl: int = _setting(
+        "PERSISTED_QUERY_TTL",
+        "86400",
+        _positive_int,
+        "Seconds a persisted document is kept in Redis after it was last registered.",
+    )
+    trusted_documents: str = _setting(
+        "TRUSTED_DOCUMENTS",
+        "",
+        _trusted_documents,
+        "Path of a manifest of trusted documents (Apollo's `persisted-query-manifest.json` or "
+        "Relay's id-to-text JSON); when set, any other document is refused.",
     )
     metrics_token: str = _setting(
         "METRICS_TOKEN",

@@ -21,6 +21,7 @@ import pytest
 
 from domain.secrets import generate_key
 from service.settings import Settings
+from tests.support.browser import chromium
 from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer, start_server
 from tests.support.services import IN_CI, SKIPPED_SUITES, answers, postgres_url
@@ -189,6 +190,14 @@ async def ws_connect(
     yield connect
     for ws in sockets:
         await ws.close()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium for this run (``tests/support/browser.py``): a skip, or a failure
+    under CI=true, where it or Playwright is missing."""
+    async with chromium() as launched:
+        yield launched
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

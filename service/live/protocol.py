@@ -72,9 +72,16 @@ class Pong:
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     id: str
-    query: str
+    query: str  # empty until resolved when the document is named by an id (``names_a_document``)
     variables: dict[str, Any] | None
     operation_name: str | None
+    extensions: dict[str, Any] | None = None
+    document_id: str | None = None
+
+    @property
+    def names_a_document(self) -> bool:
+        """Whether the document is named by an id (a persisted query or document)."""
+        return self.document_id is not None or "persistedQuery" in (self.extensions or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +110,23 @@ def _operation_id(message: Mapping[str, Any]) -> str:
 def _subscribe(message: Mapping[str, Any]) -> Subscribe:
     op_id = _operation_id(message)
     payload = message.get("payload")
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+    if not isinstance(payload, dict):
         raise ProtocolViolation(CloseCode.BAD_REQUEST, _FAILED_TO_PARSE)
     operation_name = payload.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise ProtocolViolation(CloseCode.BAD_REQUEST, _FAILED_TO_PARSE)
     variables = _optional_dict(payload.get("variables"), _FAILED_TO_PARSE)
-    _optional_dict(payload.get("extensions"), _FAILED_TO_PARSE)
-    return Subscribe(op_id, payload["query"], variables, operation_name)
+    extensions = _optional_dict(payload.get("extensions"), _FAILED_TO_PARSE)
+    document_id = payload.get("documentId", payload.get("doc_id"))
+    if document_id is not None and not isinstance(document_id, str):
+        raise ProtocolViolation(CloseCode.BAD_REQUEST, _FAILED_TO_PARSE)
+    subscribe = Subscribe(
+        op_id, payload.get("query") or "", variables, operation_name, extensions, document_id
+    )
+    query = payload.get("query")
+    if not (isinstance(query, str) or (query is None and subscribe.names_a_document)):
+        raise ProtocolViolation(CloseCode.BAD_REQUEST, _FAILED_TO_PARSE)
+    return subscribe
 
 
 def parse_message(text: str) -> ClientMessage:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from contextlib import aclosing
 from datetime import timedelta
@@ -44,6 +45,7 @@ from service.live.protocol import (
     parse_message,
     result_payload,
 )
+from service.persisted_documents import DocumentRef, PersistedDocumentError
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,15 @@ class Session:
         if connection.revoked:
             await connection.send(error_frame(message.id, [REVOKED_ERROR]))
             return
+        if message.names_a_document:
+            ref = DocumentRef(message.query or None, message.extensions, message.document_id)
+            try:
+                query = await self._view.documents.resolve(ref)
+            except PersistedDocumentError as e:
+                error = {"message": e.message, "extensions": {"code": e.code}}
+                await connection.send(error_frame(message.id, [error]))
+                return
+            message = dataclasses.replace(message, query=query or "")
         try:
             kind = operation_type(
                 message.query, message.operation_name, max_tokens=self._max_tokens
