@@ -14,7 +14,10 @@ import websockets
 class GraphQLHttp:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
+        # idle connections are dropped before uvicorn's 5 s keep-alive ends them: reusing one
+        # the server is closing at that moment fails with "Server disconnected"
+        limits = httpx.Limits(keepalive_expiry=2)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits)
 
     async def post(
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
