@@ -10,6 +10,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.events import EventType, NewEvent, noted, record, recording_sql
 from domain.models.orders import Order, OrderStatus, OrderTransition
 from domain.rows import placeholder
+from domain.stock_ledger import settle_reservations
 
 S = OrderStatus
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -193,7 +194,5 @@ async def transition(
         setattr(order, key, value)
     order.version += 1
     if target in _SETTLES_STOCK and order.cloud_warehouse_id is not None:
-        from domain.stock import settle_reservations  # stock imports this module
-
         await settle_reservations(order, shipped=target is S.SHIPPED, actor_user_id=actor_user_id)
     return order

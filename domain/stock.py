@@ -11,11 +11,8 @@ ascending id order, so on PostgreSQL two payments lock rows in the same order an
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from secrets import token_urlsafe
-
-from tortoise.expressions import F
 
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
@@ -27,12 +24,13 @@ from domain.models.organisations import Role
 from domain.models.stock import (
     CloudWarehouse,
     MovementKind,
-    ReservationState,
     StockItem,
     StockMovement,
     StockReservation,
 )
 from domain.order_intake import ManualLine, clean_address, create_manual_order
+from domain.order_status import transition
+from domain.stock_ledger import Delta, apply_change, stock_item
 from domain.validation import clean_text
 
 MAX_PAGE = 100
@@ -103,105 +101,6 @@ async def create_stocking_order(
     )
 
 
-# -- the one way a figure changes ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Delta:
-    on_hand: int = 0
-    reserved: int = 0
-    in_transit: int = 0
-
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
-
-
-async def _item(buyer_id: int, warehouse_id: int, sku_id: int) -> StockItem:
-    item, _ = await StockItem.get_or_create(
-        buyer_id=buyer_id, warehouse_id=warehouse_id, sku_id=sku_id
-    )
-    return item
-
-
-async def _apply(
-    item_id: int,
-    delta: Delta,
-    *,
-    kind: MovementKind,
-    order_id: int | None,
-    actor_user_id: int | None,
-    reason: str = "",
-    field: str = "orderIds",
-) -> StockItem:
-    """Change one stock item by ``delta`` unless a figure would go negative (then
-    INSUFFICIENT_STOCK), write the ledger row and the events. Inside the caller's transaction."""
-    guards: dict[str, int] = {}
-    for column, change in (
-        ("on_hand", delta.on_hand),
-        ("reserved", delta.reserved),
-        ("in_transit", delta.in_transit),
-        ("available", delta.available),
-    ):
-        if change < 0:
-            guards[f"{column}__gte"] = -change
-    updated = await StockItem.filter(id=item_id, **guards).update(
-        on_hand=F("on_hand") + delta.on_hand,
-        reserved=F("reserved") + delta.reserved,
-        available=F("available") + delta.available,
-        in_transit=F("in_transit") + delta.in_transit,
-    )
-    item = await StockItem.get(id=item_id)
-    if updated != 1:
-        sku = await Sku.get(id=item.sku_id)
-        raise DomainError(
-            ErrorCode.INSUFFICIENT_STOCK,
-            f"SKU {sku.code}: {item.available} available in the cloud warehouse.",
-            field=field,
-        )
-    await StockMovement.create(
-        stock_item_id=item.id,
-        kind=kind,
-        on_hand_delta=delta.on_hand,
-        reserved_delta=delta.reserved,
-        in_transit_delta=delta.in_transit,
-        order_id=order_id,
-        actor_user_id=actor_user_id,
-        reason=reason[:300],
-    )
-    payload = {
-        "stockItemId": str(item.id),
-        "skuId": str(item.sku_id),
-        "warehouseId": str(item.warehouse_id),
-        "onHand": item.on_hand,
-        "reserved": item.reserved,
-        "available": item.available,
-        "inTransit": item.in_transit,
-        "movement": kind.value,
-        "orderId": str(order_id) if order_id else None,
-    }
-    await record_event(
-        type=EventType.INVENTORY_CHANGED,
-        subject_type="StockItem",
-        subject_id=item.id,
-        audience=[item.buyer_id],
-        payload=payload,
-        actor_user_id=actor_user_id,
-    )
-    threshold = item.low_stock_threshold
-    before = item.available - delta.available
-    if threshold is not None and item.available < threshold <= before:
-        await record_event(
-            type=EventType.STOCK_LOW,
-            subject_type="StockItem",
-            subject_id=item.id,
-            audience=[item.buyer_id],
-            payload={**payload, "threshold": threshold},
-            actor_user_id=actor_user_id,
-        )
-    return item
-
-
 # -- stocking orders -----------------------------------------------------------------------------
 
 
@@ -216,8 +115,8 @@ async def record_in_transit(order: Order, *, actor_user_id: int | None) -> None:
     """A CLOUD_WAREHOUSE order shipped: its units are in transit to the buyer's stock."""
     assert order.cloud_warehouse_id is not None
     for line in await OrderLine.filter(order_id=order.id, sku_id__isnull=False).order_by("id"):
-        item = await _item(order.buyer_id, order.cloud_warehouse_id, line.sku_id or 0)
-        await _apply(
+        item = await stock_item(order.buyer_id, order.cloud_warehouse_id, line.sku_id or 0)
+        await apply_change(
             item.id,
             Delta(in_transit=line.quantity),
             kind=MovementKind.IN_TRANSIT,
@@ -273,8 +172,6 @@ async def receive_from_warehouse(
 async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int | None) -> Order:
     """Put what arrived (units per line; lines not named: all) on hand, in the caller's
     transaction."""
-    from domain.order_status import transition  # the state machine settles stock through here
-
     if order.status is not OrderStatus.SHIPPED or order.stock_received_at is not None:
         raise DomainError(
             ErrorCode.ILLEGAL_TRANSITION,
@@ -302,8 +199,8 @@ async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int
     skus = {s.id: s for s in await Sku.filter(id__in=[ln.sku_id for ln in lines.values()])}
     for line in lines.values():
         got = received.get(line.id, line.quantity)
-        item = await _item(order.buyer_id, order.cloud_warehouse_id or 0, line.sku_id or 0)
-        await _apply(
+        item = await stock_item(order.buyer_id, order.cloud_warehouse_id or 0, line.sku_id or 0)
+        await apply_change(
             item.id,
             Delta(on_hand=got, in_transit=-got),
             kind=MovementKind.RECEIVED,
@@ -315,7 +212,7 @@ async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int
             missing = line.quantity - got
             code = skus[line.sku_id or 0].code
             short.append(f"{code}: {got} of {line.quantity} arrived ({missing} short)")
-            await _apply(
+            await apply_change(
                 item.id,
                 Delta(in_transit=-missing),
                 kind=MovementKind.SHORTFALL,
@@ -421,7 +318,7 @@ async def reserve(
         per_item[items[lines[line_id].sku_id or 0].id].append((lines[line_id], quantity))
     for item_id in sorted(per_item):
         for line, quantity in per_item[item_id]:
-            await _apply(
+            await apply_change(
                 item_id,
                 Delta(reserved=quantity),
                 kind=MovementKind.RESERVED,
@@ -439,30 +336,6 @@ async def reserve(
             await OrderLine.filter(id=line.id).update(stock_quantity=quantity)
     order_ids = {line.order_id for line in lines.values()}
     await Order.filter(id__in=list(order_ids)).update(cloud_warehouse_id=warehouse_id)
-
-
-async def settle_reservations(order: Order, *, shipped: bool, actor_user_id: int | None) -> None:
-    """The order shipped (its held units leave the warehouse) or ended unshipped (they are
-    released). Called by the order state machine on SHIPPED, CANCELLED and REFUNDED."""
-    held = await StockReservation.filter(order_id=order.id, state=ReservationState.HELD).order_by(
-        "stock_item_id"
-    )
-    for reservation in held:
-        moved = await StockReservation.filter(
-            id=reservation.id, state=ReservationState.HELD
-        ).update(state=ReservationState.CONSUMED if shipped else ReservationState.RELEASED)
-        if moved != 1:
-            continue
-        q = reservation.quantity
-        why = "shipped" if shipped else order.status.value.lower()
-        await _apply(
-            reservation.stock_item_id,
-            Delta(on_hand=-q, reserved=-q) if shipped else Delta(reserved=-q),
-            kind=MovementKind.SHIPPED if shipped else MovementKind.RELEASED,
-            order_id=order.id,
-            actor_user_id=actor_user_id,
-            reason=f"order {order.number} {why}",
-        )
 
 
 # -- reading -------------------------------------------------------------------------------------
