@@ -5,7 +5,9 @@
   orders page of supplygraph (``orders(first, after)`` → edges of orders with 5 scalars, 3
   lines each with ``quantity`` and ``sku { code product { title } }``, ``store { name }``,
   ``logisticsMethod { name }`` and ``latestTransition { toStatus at }``), resolved from Python
-  objects built once at start-up: no database, no authentication, no loaders.
+  objects built once at start-up: no database, no authentication, no loaders. Ids and cursors
+  have supplygraph's forms: ``id`` a global id (``gid://supplygraph/Order/<key>``), a cursor
+  the order's key.
 - ``GET|POST /json``: a bare Starlette endpoint; a POST parses its JSON body and answers a small
   JSON object, like the store webhook does without its work.
 - ``GET /healthz``.
@@ -29,6 +31,7 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 ORDERS_KEPT = 100  # the largest page supplygraph serves
+ORDER_GID = "gid://supplygraph/Order/"  # supplygraph's global ids (schema/global_ids.py)
 
 
 @strawberry.enum
@@ -109,7 +112,7 @@ def _orders() -> list[Order]:
     shipped = datetime(2025, 1, 1, tzinfo=UTC)
     return [
         Order(
-            id=strawberry.ID(str(100_000 - i)),
+            id=strawberry.ID(f"{ORDER_GID}{100_000 - i}"),
             number=f"BN{100_000 - i:010d}",
             status=OrderStatus.SHIPPED,
             carrier="UPS",
@@ -128,17 +131,24 @@ def _orders() -> list[Order]:
 ORDERS = _orders()
 
 
+def _cursor(order: Order) -> str:
+    """The order's key, as supplygraph's cursors are."""
+    return order.id.rsplit("/", 1)[1]
+
+
 @strawberry.type
 class Query:
     @strawberry.field
     def orders(self, first: int = 50, after: str | None = None) -> OrderConnection:
-        start = 0 if after is None else next(i for i, o in enumerate(ORDERS) if o.id == after) + 1
+        start = (
+            0 if after is None else next(i for i, o in enumerate(ORDERS) if _cursor(o) == after) + 1
+        )
         page = ORDERS[start : start + first]
         return OrderConnection(
-            edges=[OrderEdge(cursor=str(o.id), node=o) for o in page],
+            edges=[OrderEdge(cursor=_cursor(o), node=o) for o in page],
             page_info=PageInfo(
                 has_next_page=start + first < len(ORDERS),
-                end_cursor=str(page[-1].id) if page else None,
+                end_cursor=_cursor(page[-1]) if page else None,
             ),
         )
 

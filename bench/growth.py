@@ -70,6 +70,7 @@ from bench.common import (
 from bench.context import BenchContext
 from bench.database import admin, asyncpg_url, is_postgres, migrate
 from bench.orders_page import PAGE_SIZE, QUERY
+from schema.global_ids import key_of
 
 NAME = "growth"
 REQUIRES: tuple[str, ...] = ()
@@ -329,7 +330,7 @@ async def _check(data: Dataset) -> None:
     ).encode()
     headers = {"content-type": "application/json", "authorization": f"Bearer {data.buyer_token}"}
     second = await _ask(data.server, FixedRequest(make_req("POST", "/graphql", headers, body)))
-    if int(second[0]["node"]["id"]) != data.second_page_first_id:
+    if key_of(second[0]["node"]["id"]) != data.second_page_first_id:
         raise RuntimeError(f"{data.label}: the second page does not follow the first")
 
 

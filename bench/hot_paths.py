@@ -100,6 +100,7 @@ from domain.models.wallets import EntryKind, WalletEntry
 from integrations.warehouses.client import WarehouseClient
 from integrations.warehouses.protocol import OutboundItem, Recipient
 from integrations.warehouses.worker import callback_url
+from schema.global_ids import gid
 
 NAME = "hot_paths"
 REQUIRES: tuple[str, ...] = ()
@@ -548,7 +549,7 @@ class OrderReads:
 
     def __init__(self, token: str, order_ids: Sequence[int]) -> None:
         self.requests = itertools.cycle(
-            [graphql_req(token, READ, {"o": str(oid)}, uncached=True) for oid in order_ids]
+            [graphql_req(token, READ, {"o": gid("Order", oid)}, uncached=True) for oid in order_ids]
         )
 
     def next_request(self) -> Req:
@@ -850,7 +851,7 @@ async def payments_run(
 ) -> tuple[list[Row], list[Row]]:
     """Plain payments, then payments from stock: (figures, checks)."""
     pay = DistinctOrders(
-        payer.pay_ids, lambda oid: graphql_req(payer.token, PAY, {"o": [str(oid)]}), _paid
+        payer.pay_ids, lambda oid: graphql_req(payer.token, PAY, {"o": [gid("Order", oid)]}), _paid
     )
     stats = await _run_writes(ctx, server, "pay", pay)
     rows = _write_rows(f"{NAME}.pay", stats, baseline)
@@ -861,10 +862,12 @@ async def payments_run(
         wallet_id=payer.wallet_id,
         charged=UNIT_PRICE + FREIGHT,
     )
-    warehouse = str(payer.warehouse_id)
+    warehouse = gid("CloudWarehouse", payer.warehouse_id)
     from_stock = DistinctOrders(
         payer.stock_ids,
-        lambda oid: graphql_req(payer.token, PAY_FROM_STOCK, {"o": [str(oid)], "w": warehouse}),
+        lambda oid: graphql_req(
+            payer.token, PAY_FROM_STOCK, {"o": [gid("Order", oid)], "w": warehouse}
+        ),
         _paid,
     )
     stats = await _run_writes(ctx, server, "pay_from_stock", from_stock)
@@ -893,7 +896,7 @@ async def withdraw_run(
     """Withdraw requests, then the wait for every one to reach WITHDRAWN: (figures, check)."""
     withdraw = DistinctOrders(
         distributor.order_ids,
-        lambda oid: graphql_req(distributor.token, WITHDRAW, {"o": str(oid)}),
+        lambda oid: graphql_req(distributor.token, WITHDRAW, {"o": gid("Order", oid)}),
         _withdrawing,
     )
     stats = await _run_writes(ctx, server, "withdraw", withdraw)

@@ -101,6 +101,7 @@ from bench.common import (
     percentile,
     progress,
 )
+from schema.global_ids import gid
 
 if TYPE_CHECKING:
     from bench.context import BenchContext
@@ -528,13 +529,14 @@ class Changes(ABC):
 
 
 class Cancellations(Changes):
-    """supplygraph: ``cancelOrders`` on the next of the live buyer's unpaid seeded orders."""
+    """supplygraph: ``cancelOrders`` on the next of the live buyer's unpaid seeded orders (keys
+    are their global ids, which the mutation takes and the events carry)."""
 
     def __init__(self, server: ServerProcess, token: str, order_ids: Sequence[int]) -> None:
         super().__init__(server)
         self.token = token
         self.total = len(order_ids)
-        self.keys = iter([str(i) for i in order_ids])
+        self.keys = iter([gid("Order", i) for i in order_ids])
 
     def next_key(self) -> str:
         key = next(self.keys, None)
@@ -555,11 +557,11 @@ class Cancellations(Changes):
 
 
 class FloorEvents(Changes):
-    """The floor: ``POST /emit`` with a made-up orderId."""
+    """The floor: ``POST /emit`` with a made-up orderId (a global id, as supplygraph's are)."""
 
     def __init__(self, server: ServerProcess) -> None:
         super().__init__(server)
-        self.keys = (str(n) for n in itertools.count(1))
+        self.keys = (gid("Order", n) for n in itertools.count(1))
         self.send_seconds: list[float] = []
 
     def next_key(self) -> str:

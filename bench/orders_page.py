@@ -30,6 +30,7 @@ USES_DATABASE = True
 MIN_RATIO = 1.0
 PAGE_SIZE = 50
 LINES_PER_ORDER = 3
+ORDER_GID = "gid://supplygraph/Order/"  # an order's id on the API: its global id
 
 QUERY = """query OrdersPage($first: Int!, $after: String) {
   orders(first: $first, after: $after) {
@@ -59,7 +60,8 @@ def page_request(token: str, first: int = PAGE_SIZE) -> FixedRequest:
 
 
 async def check_page(server: ServerProcess, workload: FixedRequest, expected: int) -> None:
-    """One request, checked in full: ``expected`` orders, each with every field filled."""
+    """One request, checked in full: ``expected`` orders, each with every field filled and
+    its id an Order global id (the baseline's answer has the shape of supplygraph's)."""
     conn = RawConnection(server.host, server.port)
     try:
         status, body = await conn.send(workload.req)
@@ -75,7 +77,8 @@ async def check_page(server: ServerProcess, workload: FixedRequest, expected: in
         node = edge["node"]
         lines = node["lines"]
         if (
-            len(lines) != LINES_PER_ORDER
+            not node["id"].startswith(ORDER_GID)
+            or len(lines) != LINES_PER_ORDER
             or not all(ln["sku"]["code"] and ln["sku"]["product"]["title"] for ln in lines)
             or not (node["store"]["name"] and node["logisticsMethod"]["name"])
             or not (node["carrier"] and node["trackingNumber"])

@@ -76,6 +76,7 @@ from bench.hot_paths import (
 from bench.orders_page import PAGE_SIZE, check_page, page_request
 from bench.seed import buyer_with_token
 from bench.ws_clients import Subscriber, close_all, open_subscribers
+from schema.global_ids import gid
 
 NAME = "scale_out"
 REQUIRES: tuple[str, ...] = ()
@@ -209,7 +210,7 @@ class Delivery:
 
 
 def _order_ids(subscriber: Subscriber) -> Iterator[tuple[str, float, str]]:
-    """(order id, receipt time, the event's ``at``) of every result so far."""
+    """(order global id, receipt time, the event's ``at``) of every result so far."""
     for arrival in subscriber.arrivals:
         change = arrival.data.get("orderStatusChanged") or {}
         yield str(change.get("orderId")), arrival.at, str(change.get("at"))
@@ -220,7 +221,7 @@ def _reached(subscribers: list[Subscriber], order_ids: set[str]) -> int:
 
 
 async def _cancel(conn: RawConnection, token: str, order_id: int) -> None:
-    status, body = await conn.send(graphql_req(token, CANCEL, {"o": [str(order_id)]}))
+    status, body = await conn.send(graphql_req(token, CANCEL, {"o": [gid("Order", order_id)]}))
     data = graphql_data(body) if status == 200 else None
     answer = (data or {}).get("cancelOrders") or {}
     if answer.get("userErrors") != [] or [o["status"] for o in answer["orders"]] != ["CANCELLED"]:
@@ -232,11 +233,11 @@ async def _probe(
 ) -> int:
     """Probe changes until one reached every socket; returns how many were made."""
     for made in range(1, PROBES + 1):
-        order_id = str(next(orders))
-        await _cancel(conn, token, int(order_id))
+        order_id = next(orders)
+        await _cancel(conn, token, order_id)
         deadline = time.monotonic() + PROBE_WAIT
         while time.monotonic() < deadline:
-            if _reached(subscribers, {order_id}) == len(subscribers):
+            if _reached(subscribers, {gid("Order", order_id)}) == len(subscribers):
                 return made
             await asyncio.sleep(0.02)
     raise RuntimeError(f"after {PROBES} probe changes not every subscriber had one")
@@ -254,13 +255,13 @@ async def deliver(
     conn = RawConnection(mutate_on.host, mutate_on.port)
     try:
         probes = await _probe(subscribers, conn, token, orders)
-        measured: set[str] = set()
+        measured: set[str] = set()  # global ids, as the events carry them
         start = time.perf_counter()
         for i in range(CHANGES):
             await asyncio.sleep(max(0.0, start + i * INTERVAL - time.perf_counter()))
             order_id = next(orders)
             await _cancel(conn, token, order_id)
-            measured.add(str(order_id))
+            measured.add(gid("Order", order_id))
     finally:
         await conn.close()
     expected = len(subscribers) * CHANGES

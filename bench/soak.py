@@ -80,6 +80,7 @@ from bench.common import (
 )
 from bench.database import admin, migrate, scratch_database
 from bench.live_subscribers import check_server_open_files, process_tree, raise_open_files
+from schema.global_ids import gid
 
 DEFAULT_DURATION = 600.0
 WARM_UP_SHARE = 0.2
@@ -294,7 +295,7 @@ class Client:
         self.unpaid: list[str] = []
         self.paid: list[str] = []
         self.shipped: list[str] = []
-        self.seen: list[str] = [str(i) for i in data.order_ids]
+        self.seen: list[str] = [gid("Order", i) for i in data.order_ids]  # as the API names them
         self.renames = itertools.count(1)
 
     async def call(
@@ -370,8 +371,8 @@ class Client:
         match step:
             case "create":
                 variables = {
-                    "k": str(self.data.sku_id),
-                    "m": str(self.data.method_id),
+                    "k": gid("Sku", self.data.sku_id),
+                    "m": gid("LogisticsMethod", self.data.method_id),
                     "q": self.rng.randint(1, 3),
                 }
                 data = await self.call("mutation", CREATE, variables, buyer)
@@ -385,7 +386,11 @@ class Client:
                 if quote is None:
                     return
                 total = quote["freightQuote"]["total"]
-                variables = {"b": str(self.data.buyer_id), "a": total, "c": self.data.currency}
+                variables = {
+                    "b": gid("Organisation", self.data.buyer_id),
+                    "a": total,
+                    "c": self.data.currency,
+                }
                 if await self.call("mutation", TOP_UP, variables, supplier) is None:
                     return
                 if await self.call("mutation", PAY, {"o": [order_id]}, buyer) is not None:

@@ -6,13 +6,15 @@ authentication check, no database, no broadcast channel.
 - ``WS /graphql`` (subprotocol ``graphql-transport-ws``): ``connection_init`` is answered with
   ``connection_ack`` (any payload accepted), ``subscribe`` registers the socket under its
   operation id (whatever the document), ``ping`` gets ``pong``, ``complete`` unregisters.
-- ``POST /emit`` with ``{"orderId": "..."}``: stamps the event with the current time (``at``,
-  ISO 8601 with microseconds, the shape supplygraph's ``orderStatusChanged.at`` has), serialises
-  the ``next`` frame once per operation id in use (the bench uses one id, so once) and sends it
-  to every socket in turn before answering ``{"sent": n, "seconds": s}`` (s: the wall time from
-  the stamp to the last send). The payload has the fields of supplygraph's ``OrderStatusChange``
-  the bench subscribes to, with the reason the bench's mutations give, so the frames have the
-  same size.
+- ``POST /emit`` with ``{"orderId": "gid://supplygraph/Order/<n>"}``: stamps the event with the
+  current time (``at``, ISO 8601 with microseconds, the shape supplygraph's
+  ``orderStatusChanged.at`` has), serialises the ``next`` frame once per operation id in use (the
+  bench uses one id, so once) and sends it to every socket in turn before answering
+  ``{"sent": n, "seconds": s}`` (s: the wall time from the stamp to the last send). The payload
+  has the fields of supplygraph's ``OrderStatusChange`` the bench subscribes to, with the reason
+  the bench's mutations give and ids in supplygraph's global-id form (``eventId``
+  ``gid://supplygraph/Event/<n>``, ``orderId`` the posted one), so the frames have the same
+  size.
 - ``GET /stats``: ``{"subscribers": n}``; ``GET /healthz``.
 
     HOST=127.0.0.1 PORT=8200 python bench/ws_floor.py
@@ -41,11 +43,12 @@ MAX_MESSAGE_BYTES = 1_048_576  # supplygraph's default MAX_BODY_BYTES, its ws_ma
 # operation id -> sockets subscribed under it
 subscribers: dict[str, set[WebSocket]] = defaultdict(set)
 event_ids = itertools.count(1)
+EVENT_GID = "gid://supplygraph/Event/"  # supplygraph's global ids (schema/global_ids.py)
 
 
 def _frame(operation_id: str, order_id: str, event_id: int, at: str) -> str:
     change = {
-        "eventId": str(event_id),
+        "eventId": f"{EVENT_GID}{event_id}",
         "orderId": order_id,
         "fromStatus": "AWAITING_PAYMENT",
         "toStatus": "CANCELLED",

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tortoise.expressions import Subquery
-from tortoise.queryset import QuerySet
 
+from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
@@ -22,7 +22,7 @@ from domain.models.distribution import (
     WarehouseTask,
 )
 from domain.models.orders import Order, OrderLine, OrderStatus
-from domain.models.organisations import Organisation, OrganisationKind
+from domain.models.organisations import Organisation
 from domain.models.stores import Store, StorePlatform
 from domain.order_access import order_of_buyer
 from domain.partnerships import accepted_partnership, distribution_settings, fulfilling_connection
@@ -280,10 +280,7 @@ class ReturnFilter:
     updated_to: datetime | None = None
 
 
-def _visible(viewer: Viewer) -> QuerySet[AfterSalesOrder]:
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        return AfterSalesOrder.filter(supplier_id=viewer.organisation_id)
-    return AfterSalesOrder.filter(distributor_id=viewer.organisation_id)
+_visible = visibility.after_sales_orders
 
 
 async def list_returns(

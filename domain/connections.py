@@ -165,10 +165,10 @@ async def disconnect_product(*, viewer: Viewer, connection_id: int) -> ProductCo
             id=connection_id, buyer_id=viewer.organisation_id
         )
         if connection is None:
-            raise not_found("Connection", field="connectionId")
+            raise not_found("Product link", field="productLinkId")
         if connection.status is ConnectionStatus.DISCONNECTED:
             raise DomainError(
-                ErrorCode.ILLEGAL_TRANSITION, "Already disconnected.", field="connectionId"
+                ErrorCode.ILLEGAL_TRANSITION, "Already disconnected.", field="productLinkId"
             )
         connection.status = ConnectionStatus.DISCONNECTED
         await connection.save(update_fields=["status", "updated_at"])

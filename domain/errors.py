@@ -9,6 +9,7 @@ class ErrorCode(StrEnum):
     """Machine-readable reasons a command was refused. Part of the public API."""
 
     INVALID = "INVALID"  # a value is malformed or out of range
+    BAD_USER_INPUT = "BAD_USER_INPUT"  # an id that is not a gid:// id, or names another type
     REQUIRED = "REQUIRED"  # a value is missing or blank
     TOO_LONG = "TOO_LONG"  # a string exceeds its maximum length
     NOT_FOUND = "NOT_FOUND"  # no such object, or not visible to the caller

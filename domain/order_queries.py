@@ -13,6 +13,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from domain import visibility
 from domain.access import Viewer
 from domain.errors import DomainError, ErrorCode
 from domain.models.catalogue import Product, Sku
@@ -48,11 +49,7 @@ class OrderFilter:
     withdrawal_statuses: list[WithdrawalStatus] | None = None
 
 
-def visible_orders(viewer: Viewer) -> QuerySet[Order]:
-    """Every order query starts here: the caller's side of the order, nothing else."""
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        return Order.filter(supplier_id=viewer.organisation_id)
-    return Order.filter(buyer_id=viewer.organisation_id)
+visible_orders = visibility.orders
 
 
 def _filtered(viewer: Viewer, f: OrderFilter) -> QuerySet[Order]:

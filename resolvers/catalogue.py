@@ -30,7 +30,8 @@ class CatalogueQueries:
     )
     async def products(self, info: Info, supplier_id: strawberry.ID | None = None) -> list[Product]:
         rows = await catalogue.list_products(
-            viewer=viewer_of(info), supplier_id=optional_id(supplier_id, field="supplierId")
+            viewer=viewer_of(info),
+            supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
         )
         return [Product.from_model(p) for p in rows]
 
@@ -39,7 +40,8 @@ class CatalogueQueries:
         self, info: Info, supplier_id: strawberry.ID | None = None
     ) -> list[LogisticsMethod]:
         rows = await catalogue.list_logistics_methods(
-            viewer=viewer_of(info), supplier_id=optional_id(supplier_id, field="supplierId")
+            viewer=viewer_of(info),
+            supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
         )
         return [LogisticsMethod.from_model(m) for m in rows]
 
@@ -78,7 +80,7 @@ class CatalogueMutations:
         async def command() -> dict:
             sku = await catalogue.update_sku(
                 viewer=viewer_of(info),
-                sku_id=parse_id(input.sku_id, field="skuId"),
+                sku_id=parse_id(input.sku_id, "Sku", field="skuId"),
                 unit_price=input.unit_price,
                 weight_grams=input.weight_grams,
                 attributes=input.attributes,
@@ -92,7 +94,8 @@ class CatalogueMutations:
     async def discontinue_product(self, info: Info, product_id: strawberry.ID) -> ProductPayload:
         async def command() -> dict:
             product = await catalogue.discontinue_product(
-                viewer=viewer_of(info), product_id=parse_id(product_id, field="productId")
+                viewer=viewer_of(info),
+                product_id=parse_id(product_id, "Product", field="productId"),
             )
             return {"product": Product.from_model(product)}
 

@@ -14,10 +14,11 @@ from domain.models.distribution import Withdrawal as WithdrawalModel
 from domain.validation import filter_time
 from integrations.warehouses.connection_check import check_connection
 from resolvers.events import event_stream
-from resolvers.ids import optional_id, parse_id, parse_ids
+from resolvers.ids import optional_id, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.orders import order_types
 from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.global_ids import gid
 from schema.types.distribution import (
     AddDistributionWarehouseInput,
     AfterSalesConnection,
@@ -50,7 +51,7 @@ from schema.types.pagination import PageInfo
 
 
 def _cursor(after: str | None) -> int | None:
-    return optional_id(after, field="after")
+    return parse_cursor(after)
 
 
 @strawberry.type
@@ -68,7 +69,8 @@ class DistributionQueries:
         self, info: Info, partnership_id: strawberry.ID
     ) -> list[DistributionWarehouse]:
         rows = await partnerships.list_distribution_warehouses(
-            viewer=viewer_of(info), partnership_id=parse_id(partnership_id, field="partnershipId")
+            viewer=viewer_of(info),
+            partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
         )
         return [DistributionWarehouse.from_model(w) for w in rows]
 
@@ -120,7 +122,7 @@ class DistributionQueries:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def after_sales_order(self, info: Info, id: strawberry.ID) -> AfterSalesOrder | None:
         row = await after_sales.get_return(
-            viewer=viewer_of(info), after_sales_id=parse_id(id, field="id")
+            viewer=viewer_of(info), after_sales_id=parse_id(id, "AfterSalesOrder", field="id")
         )
         return AfterSalesOrder.from_model(row) if row else None
 
@@ -136,8 +138,8 @@ class DistributionQueries:
     ) -> list[Withdrawal]:
         rows = await withdrawals.list_withdrawals(
             viewer=viewer_of(info),
-            order_id=optional_id(order_id, field="orderId"),
-            after_sales_id=optional_id(after_sales_id, field="afterSalesId"),
+            order_id=optional_id(order_id, "Order", field="orderId"),
+            after_sales_id=optional_id(after_sales_id, "AfterSalesOrder", field="afterSalesId"),
         )
         return [Withdrawal.from_model(w) for w in rows]
 
@@ -163,7 +165,7 @@ class DistributionMutations:
             return _partnership(
                 await partnerships.apply_for_partnership(
                     viewer=viewer_of(info),
-                    supplier_id=parse_id(supplier_id, field="supplierId"),
+                    supplier_id=parse_id(supplier_id, "Organisation", field="supplierId"),
                     message=message,
                 )
             )
@@ -181,7 +183,7 @@ class DistributionMutations:
             return _partnership(
                 await partnerships.decide_partnership(
                     viewer=viewer_of(info),
-                    partnership_id=parse_id(partnership_id, field="partnershipId"),
+                    partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
                     accept=accept,
                     note=note,
                 )
@@ -199,7 +201,7 @@ class DistributionMutations:
         async def command() -> dict:
             warehouse = await partnerships.add_distribution_warehouse(
                 viewer=viewer_of(info),
-                partnership_id=parse_id(input.partnership_id, field="partnershipId"),
+                partnership_id=parse_id(input.partnership_id, "Partnership", field="partnershipId"),
                 name=input.name,
                 address=vars(input.address),
             )
@@ -223,10 +225,14 @@ class DistributionMutations:
             return _partnership(
                 await partnerships.select_distribution_warehouse(
                     viewer=viewer_of(info),
-                    partnership_id=parse_id(partnership_id, field="partnershipId"),
-                    warehouse_id=parse_id(warehouse_id, field="warehouseId"),
+                    partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
+                    warehouse_id=parse_id(
+                        warehouse_id, "DistributionWarehouse", field="warehouseId"
+                    ),
                     connection_id=optional_id(
-                        third_party_warehouse_id, field="thirdPartyWarehouseId"
+                        third_party_warehouse_id,
+                        "ThirdPartyWarehouse",
+                        field="thirdPartyWarehouseId",
                     ),
                 )
             )
@@ -267,7 +273,7 @@ class DistributionMutations:
         async def command() -> dict:
             connection = await check_connection(
                 viewer=viewer_of(info),
-                connection_id=parse_id(id, field="id"),
+                connection_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
                 call_timeout=info.context.request.app.state.settings.warehouse_timeout,
             )
             return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
@@ -280,7 +286,8 @@ class DistributionMutations:
     ) -> ThirdPartyWarehousePayload:
         async def command() -> dict:
             connection = await partnerships.revoke_connection(
-                viewer=viewer_of(info), connection_id=parse_id(id, field="id")
+                viewer=viewer_of(info),
+                connection_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
             )
             return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
 
@@ -311,7 +318,7 @@ class DistributionMutations:
     async def push_orders(self, info: Info, order_ids: list[strawberry.ID]) -> OrdersPayload:
         async def command() -> dict:
             rows = await distribution_orders.push_orders(
-                viewer=viewer_of(info), order_ids=parse_ids(order_ids, field="orderIds")
+                viewer=viewer_of(info), order_ids=parse_ids(order_ids, "Order", field="orderIds")
             )
             return {"orders": order_types(rows)}
 
@@ -330,7 +337,7 @@ class DistributionMutations:
             return _withdrawal(
                 await withdrawals.withdraw_order(
                     viewer=viewer_of(info),
-                    order_id=parse_id(order_id, field="orderId"),
+                    order_id=parse_id(order_id, "Order", field="orderId"),
                     reason=reason,
                 )
             )
@@ -348,7 +355,9 @@ class DistributionMutations:
             return _withdrawal(
                 await withdrawals.withdraw_after_sales(
                     viewer=viewer_of(info),
-                    after_sales_id=parse_id(after_sales_id, field="afterSalesId"),
+                    after_sales_id=parse_id(
+                        after_sales_id, "AfterSalesOrder", field="afterSalesId"
+                    ),
                     reason=reason,
                 )
             )
@@ -364,7 +373,7 @@ class DistributionMutations:
             return _withdrawal(
                 await withdrawals.retry_withdrawal(
                     viewer=viewer_of(info),
-                    withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                    withdrawal_id=parse_id(withdrawal_id, "Withdrawal", field="withdrawalId"),
                 )
             )
 
@@ -381,7 +390,7 @@ class DistributionMutations:
             return _withdrawal(
                 await withdrawals.close_withdrawal(
                     viewer=viewer_of(info),
-                    withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                    withdrawal_id=parse_id(withdrawal_id, "Withdrawal", field="withdrawalId"),
                     note=note,
                 )
             )
@@ -399,7 +408,7 @@ class DistributionMutations:
         async def command() -> dict:
             created = await after_sales.convert_withdrawal(
                 viewer=viewer_of(info),
-                withdrawal_id=parse_id(withdrawal_id, field="withdrawalId"),
+                withdrawal_id=parse_id(withdrawal_id, "Withdrawal", field="withdrawalId"),
                 reason=reason,
             )
             return {"after_sales_order": AfterSalesOrder.from_model(created)}
@@ -416,10 +425,10 @@ class DistributionMutations:
         async def command() -> dict:
             created = await after_sales.create_after_sales_order(
                 viewer=viewer_of(info),
-                order_id=parse_id(input.order_id, field="orderId"),
+                order_id=parse_id(input.order_id, "Order", field="orderId"),
                 items=[
                     after_sales.ReturnItem(
-                        line_id=parse_id(it.line_id, field=f"items.{i}.lineId"),
+                        line_id=parse_id(it.line_id, "OrderLine", field=f"items.{i}.lineId"),
                         quantity=it.quantity,
                         reason=it.reason,
                     )
@@ -442,7 +451,9 @@ class DistributionMutations:
         async def command() -> dict:
             rows = await after_sales.push_returns(
                 viewer=viewer_of(info),
-                after_sales_ids=parse_ids(after_sales_ids, field="afterSalesIds"),
+                after_sales_ids=parse_ids(
+                    after_sales_ids, "AfterSalesOrder", field="afterSalesIds"
+                ),
             )
             return {"after_sales_orders": [AfterSalesOrder.from_model(r) for r in rows]}
 
@@ -463,7 +474,9 @@ class DistributionSubscriptions:
         order_ids: list[strawberry.ID] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[WithdrawalChange, None]:
-        wanted = {str(i) for i in order_ids} if order_ids else None
+        wanted = (
+            {str(i) for i in parse_ids(order_ids, "Order", field="orderIds")} if order_ids else None
+        )
         async for event in event_stream(
             info, [DomainEventType.WITHDRAWAL_STATUS_CHANGED.value], after_event_id
         ):
@@ -471,10 +484,12 @@ class DistributionSubscriptions:
             if wanted is not None and p.get("orderId") not in wanted:
                 continue
             yield WithdrawalChange(
-                event_id=strawberry.ID(str(event.seq)),
-                withdrawal_id=strawberry.ID(p["withdrawalId"]),
-                order_id=strawberry.ID(p["orderId"]) if p.get("orderId") else None,
-                after_sales_id=strawberry.ID(p["afterSalesId"]) if p.get("afterSalesId") else None,
+                event_id=gid("Event", event.seq),
+                withdrawal_id=gid("Withdrawal", p["withdrawalId"]),
+                order_id=gid("Order", p["orderId"]) if p.get("orderId") else None,
+                after_sales_id=gid("AfterSalesOrder", p["afterSalesId"])
+                if p.get("afterSalesId")
+                else None,
                 status=WithdrawalStatus(p["status"]),
                 reason=p.get("reason") or "",
                 at=event.created_at,
@@ -493,8 +508,8 @@ class DistributionSubscriptions:
         ):
             p = event.payload
             yield ReturnChange(
-                event_id=strawberry.ID(str(event.seq)),
-                after_sales_id=strawberry.ID(p["afterSalesId"]),
+                event_id=gid("Event", event.seq),
+                after_sales_id=gid("AfterSalesOrder", p["afterSalesId"]),
                 number=p["number"],
                 status=AfterSalesStatus(p["status"]),
                 push_status=PushStatus(p["pushStatus"]),

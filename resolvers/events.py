@@ -8,11 +8,14 @@ import strawberry
 from strawberry import Info
 
 from domain import outbox, quotes
+from domain.errors import DomainError
 from domain.events import EventType as DomainEventType
 from domain.events import PublishedEvent
 from integrations.bus.hub import SubscriptionEnded
 from resolvers.errors import PublicError, bad_input
+from resolvers.ids import parse_id, parse_ids
 from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.global_ids import gid
 from schema.types.enums import EventType
 from schema.types.events import Event, EventConnection, EventEdge
 from schema.types.orders import OrderStatus, OrderStatusChange, Quote, QuoteStatus, QuoteUpdate
@@ -32,6 +35,17 @@ def _cursor(raw: str | None, *, name: str) -> int:
     if not 0 <= value < 2**63:
         raise bad_input(f"`{name}` must be an event id.")
     return value
+
+
+def _event_id(raw: str) -> int:
+    """``afterEventId``: the id of an event (``gid://supplygraph/Event/<n>``); ``…/Event/0``
+    replays from the first event."""
+    if raw == gid("Event", 0):
+        return 0
+    try:
+        return parse_id(raw, "Event", field="afterEventId")
+    except DomainError as error:
+        raise bad_input(f"`afterEventId` must be an event id: {error.message}") from None
 
 
 @strawberry.type
@@ -100,7 +114,9 @@ class OrderSubscriptions:
         statuses: list[OrderStatus] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[OrderStatusChange, None]:
-        wanted_orders = {str(i) for i in order_ids} if order_ids else None
+        wanted_orders = (
+            {str(i) for i in parse_ids(order_ids, "Order", field="orderIds")} if order_ids else None
+        )
         wanted_statuses = {s.value for s in statuses} if statuses else None
         async for event in event_stream(
             info, [DomainEventType.ORDER_STATUS_CHANGED.value], after_event_id
@@ -112,8 +128,8 @@ class OrderSubscriptions:
                 continue
             info.context.fresh_loaders()
             yield OrderStatusChange(
-                event_id=strawberry.ID(str(event.seq)),
-                order_id=strawberry.ID(payload["orderId"]),
+                event_id=gid("Event", event.seq),
+                order_id=gid("Order", payload["orderId"]),
                 from_status=OrderStatus(payload["from"]) if payload.get("from") else None,
                 to_status=OrderStatus(payload["to"]),
                 reason=payload.get("reason", ""),
@@ -134,8 +150,8 @@ class OrderSubscriptions:
             )
             if quote is not None:
                 yield QuoteUpdate(
-                    event_id=strawberry.ID(str(event.seq)),
-                    quote_id=strawberry.ID(str(quote.id)),
+                    event_id=gid("Event", event.seq),
+                    quote_id=gid("Quote", quote.id),
                     status=QuoteStatus(event.payload["status"]),
                     at=event.created_at,
                     quote=Quote.from_model(quote),
@@ -148,7 +164,7 @@ async def event_stream(
     """The caller's events of ``types`` (replay after ``afterEventId``, then live): what every
     typed subscription filters and maps."""
     viewer = viewer_of(info)
-    after = _cursor(after_event_id, name="afterEventId") if after_event_id else None
+    after = _event_id(after_event_id) if after_event_id else None
     stream = info.context.hub.stream(
         organisation_id=viewer.organisation_id,
         token_id=viewer.token_id,

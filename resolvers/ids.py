@@ -1,25 +1,34 @@
-"""Parsing the IDs clients send."""
+"""Parsing the ids clients send: global ids of the type each argument names."""
 
 from __future__ import annotations
 
 from domain.errors import DomainError, ErrorCode
 from domain.validation import is_key
+from schema.global_ids import parse
 
 
-def parse_id(raw: str, *, field: str) -> int:
-    """A positive integer id, or a NOT_FOUND error naming ``field`` (ids are opaque to clients)."""
+def parse_id(raw: str, type_name: str | tuple[str, ...], *, field: str) -> int:
+    """The key of ``raw``, a global id of ``type_name``; otherwise a ``BAD_USER_INPUT`` error
+    naming ``field`` (a malformed id, or the id of another type)."""
+    return parse(raw, type_name, field=field)
+
+
+def optional_id(raw: str | None, type_name: str, *, field: str) -> int | None:
+    return None if raw is None else parse_id(raw, type_name, field=field)
+
+
+def parse_ids(raws: list[str], type_name: str, *, field: str) -> list[int]:
+    return [parse_id(raw, type_name, field=f"{field}.{i}") for i, raw in enumerate(raws)]
+
+
+def parse_cursor(raw: str | None, *, field: str = "after") -> int | None:
+    """A page cursor this API handed out (opaque to clients), or a ``BAD_USER_INPUT`` error."""
+    if raw is None:
+        return None
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field) from None
+        value = 0
     if not is_key(value):
-        raise DomainError(ErrorCode.NOT_FOUND, "No object has this id.", field=field)
+        raise DomainError(ErrorCode.BAD_USER_INPUT, "Not a cursor from this list.", field=field)
     return value
-
-
-def optional_id(raw: str | None, *, field: str) -> int | None:
-    return None if raw is None else parse_id(raw, field=field)
-
-
-def parse_ids(raws: list[str], *, field: str) -> list[int]:
-    return [parse_id(raw, field=f"{field}.{i}") for i, raw in enumerate(raws)]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from domain.models import orders as m
 from resolvers.loaders import Loaders
 from resolvers.selection import Tree
+from schema.global_ids import key_of
 from schema.types.catalogue import LogisticsMethod, Product, Sku
 from schema.types.orders import Order, OrderLine, OrderTransition
 from schema.types.stores import Store
@@ -36,7 +37,7 @@ async def build_orders(rows: Sequence[m.Order], *, loaders: Loaders, wanted: Tre
 
 
 async def _lines(orders: list[Order], loaders: Loaders, wanted: Tree) -> None:
-    ids = [int(o.id) for o in orders]
+    ids = [key_of(o.id) for o in orders]
     sku_wanted = wanted.get("sku")
     if sku_wanted is None:
         groups = await loaders.lines_by_order.load_many(ids)
@@ -64,23 +65,23 @@ async def _lines(orders: list[Order], loaders: Loaders, wanted: Tree) -> None:
 
 
 async def _stores(orders: list[Order], loaders: Loaders) -> None:
-    ids = sorted({int(o.store_id) for o in orders if o.store_id is not None})
+    ids = sorted({key_of(o.store_id) for o in orders if o.store_id is not None})
     rows = dict(zip(ids, await loaders.stores.load_many(ids), strict=True))
     for order in orders:
-        row = rows.get(int(order.store_id)) if order.store_id is not None else None
+        row = rows.get(key_of(order.store_id)) if order.store_id is not None else None
         order.prefetched["store"] = Store.from_model(row) if row else None
 
 
 async def _methods(orders: list[Order], loaders: Loaders) -> None:
-    ids = sorted({int(o.logistics_method_id) for o in orders if o.logistics_method_id})
+    ids = sorted({key_of(o.logistics_method_id) for o in orders if o.logistics_method_id})
     rows = dict(zip(ids, await loaders.methods.load_many(ids), strict=True))
     for order in orders:
         method_id = order.logistics_method_id
-        row = rows.get(int(method_id)) if method_id is not None else None
+        row = rows.get(key_of(method_id)) if method_id is not None else None
         order.prefetched["logistics_method"] = LogisticsMethod.from_model(row) if row else None
 
 
 async def _latest_transitions(orders: list[Order], loaders: Loaders) -> None:
-    rows = await loaders.latest_transition.load_many([int(o.id) for o in orders])
+    rows = await loaders.latest_transition.load_many([key_of(o.id) for o in orders])
     for order, row in zip(orders, rows, strict=True):
         order.prefetched["latest_transition"] = OrderTransition.from_model(row) if row else None

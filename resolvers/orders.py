@@ -12,11 +12,12 @@ from strawberry import Info
 from domain import connections, fulfilment, order_intake, order_queries, payments
 from domain.models.orders import Order as OrderModel
 from domain.validation import filter_time
-from resolvers.ids import optional_id, parse_id, parse_ids
+from resolvers.ids import optional_id, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.order_pages import build_orders
 from resolvers.permissions import IsAuthenticated, viewer_of
 from resolvers.selection import selected
+from schema.global_ids import key_of
 from schema.types.orders import (
     CreateManualOrderInput,
     Depute,
@@ -44,7 +45,7 @@ def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
     return order_queries.OrderFilter(
         statuses=f.statuses,
         kinds=f.kinds,
-        store_id=optional_id(f.store_id, field="storeId"),
+        store_id=optional_id(f.store_id, "Store", field="storeId"),
         platform=f.platform,
         created_from=filter_time(f.created_from, field="filter.createdFrom"),
         created_to=filter_time(f.created_to, field="filter.createdTo"),
@@ -79,12 +80,12 @@ class OrderQueries:
             viewer=viewer_of(info),
             filters=_filters(filter),
             first=first,
-            after=optional_id(after, field="after"),
+            after=parse_cursor(after),
         )
         nodes = await build_orders(
             rows, loaders=info.context.loaders, wanted=selected(info, "edges", "node")
         )
-        edges = [OrderEdge(cursor=node.id, node=node) for node in nodes]
+        edges = [OrderEdge(cursor=str(key_of(node.id)), node=node) for node in nodes]
         return OrderConnection(
             edges=edges,
             page_info=PageInfo.of(edges, has_next_page=more, after=after),
@@ -93,7 +94,7 @@ class OrderQueries:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         row = await order_queries.get_order(
-            viewer=viewer_of(info), order_id=parse_id(id, field="id")
+            viewer=viewer_of(info), order_id=parse_id(id, "Order", field="id")
         )
         return Order.from_model(row) if row else None
 
@@ -114,8 +115,10 @@ class OrderQueries:
     ) -> FreightQuote:
         charges = await payments.freight_quote(
             viewer=viewer_of(info),
-            order_ids=parse_ids(order_ids, field="orderIds"),
-            logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
+            order_ids=parse_ids(order_ids, "Order", field="orderIds"),
+            logistics_method_id=optional_id(
+                logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
+            ),
         )
         return FreightQuote.from_charges(charges)
 
@@ -129,7 +132,7 @@ class OrderQueries:
     @strawberry.field(permission_classes=[IsAuthenticated], description="Newest first.")
     async def wallet_entries(self, info: Info, wallet_id: strawberry.ID) -> list[WalletEntry]:
         rows = await payments.wallet_entries(
-            viewer=viewer_of(info), wallet_id=parse_id(wallet_id, field="walletId")
+            viewer=viewer_of(info), wallet_id=parse_id(wallet_id, "Wallet", field="walletId")
         )
         return [WalletEntry.from_model(e) for e in rows]
 
@@ -146,13 +149,13 @@ class OrderMutations:
                 viewer=viewer_of(info),
                 lines=[
                     order_intake.ManualLine(
-                        parse_id(ln.sku_id, field=f"lines.{i}.skuId"), ln.quantity
+                        parse_id(ln.sku_id, "Sku", field=f"lines.{i}.skuId"), ln.quantity
                     )
                     for i, ln in enumerate(input.lines)
                 ],
                 shipping_address=vars(input.shipping_address),
                 logistics_method_id=optional_id(
-                    input.logistics_method_id, field="logisticsMethodId"
+                    input.logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
                 ),
             )
             return {"order": Order.from_model(order)}
@@ -169,9 +172,9 @@ class OrderMutations:
         async def command() -> dict:
             order = await connections.connect_order_sku(
                 viewer=viewer_of(info),
-                order_id=parse_id(order_id, field="orderId"),
-                line_id=parse_id(line_id, field="lineId"),
-                sku_id=parse_id(sku_id, field="skuId"),
+                order_id=parse_id(order_id, "Order", field="orderId"),
+                line_id=parse_id(line_id, "OrderLine", field="lineId"),
+                sku_id=parse_id(sku_id, "Sku", field="skuId"),
             )
             return {"order": Order.from_model(order)}
 
@@ -187,7 +190,7 @@ class OrderMutations:
         async def command() -> dict:
             orders = await fulfilment.cancel_orders(
                 viewer=viewer_of(info),
-                order_ids=parse_ids(order_ids, field="orderIds"),
+                order_ids=parse_ids(order_ids, "Order", field="orderIds"),
                 reason=reason,
             )
             return {"orders": order_types(orders)}
@@ -221,9 +224,13 @@ class OrderMutations:
         async def command() -> dict:
             charges = await payments.pay_orders(
                 viewer=viewer_of(info),
-                order_ids=parse_ids(order_ids, field="orderIds"),
-                logistics_method_id=optional_id(logistics_method_id, field="logisticsMethodId"),
-                stock_warehouse_id=optional_id(stock_warehouse_id, field="stockWarehouseId"),
+                order_ids=parse_ids(order_ids, "Order", field="orderIds"),
+                logistics_method_id=optional_id(
+                    logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
+                ),
+                stock_warehouse_id=optional_id(
+                    stock_warehouse_id, "CloudWarehouse", field="stockWarehouseId"
+                ),
                 split_when_short=split_when_short,
             )
             return {
@@ -242,7 +249,7 @@ class OrderMutations:
         async def command() -> dict:
             wallet = await payments.top_up(
                 viewer=viewer_of(info),
-                buyer_id=parse_id(buyer_id, field="buyerId"),
+                buyer_id=parse_id(buyer_id, "Organisation", field="buyerId"),
                 amount=amount,
                 currency=currency,
                 note=note,
@@ -261,7 +268,7 @@ class OrderMutations:
         async def command() -> dict:
             order = await fulfilment.ship_order(
                 viewer=viewer_of(info),
-                order_id=parse_id(order_id, field="orderId"),
+                order_id=parse_id(order_id, "Order", field="orderId"),
                 carrier=carrier,
                 tracking_number=tracking_number,
             )
@@ -300,7 +307,7 @@ class OrderMutations:
         async def command() -> dict:
             depute = await fulfilment.open_depute(
                 viewer=viewer_of(info),
-                order_id=parse_id(input.order_id, field="orderId"),
+                order_id=parse_id(input.order_id, "Order", field="orderId"),
                 request=fulfilment.DeputeRequest(
                     type=input.type,
                     reason=input.reason,
@@ -324,7 +331,7 @@ class OrderMutations:
         async def command() -> dict:
             depute = await fulfilment.refund_depute(
                 viewer=viewer_of(info),
-                depute_id=parse_id(depute_id, field="deputeId"),
+                depute_id=parse_id(depute_id, "Depute", field="deputeId"),
                 amount=amount,
                 note=note,
             )
@@ -342,7 +349,7 @@ class OrderMutations:
         async def command() -> dict:
             depute = await fulfilment.resolve_depute(
                 viewer=viewer_of(info),
-                depute_id=parse_id(depute_id, field="deputeId"),
+                depute_id=parse_id(depute_id, "Depute", field="deputeId"),
                 reship=reship,
                 note=note,
             )
@@ -356,7 +363,7 @@ async def _order_command(
 ) -> OrderPayload:
     async def command() -> dict:
         order = await action(
-            viewer=viewer_of(info), order_id=parse_id(order_id, field="orderId"), **kwargs
+            viewer=viewer_of(info), order_id=parse_id(order_id, "Order", field="orderId"), **kwargs
         )
         return {"order": Order.from_model(order)}
 

@@ -9,6 +9,7 @@ from domain import organisations, tokens
 from resolvers.ids import parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.global_ids import gid
 from schema.types.organisations import (
     AddUserInput,
     AddUserPayload,
@@ -36,7 +37,7 @@ class OrganisationQueries:
         return Me(
             user=User.from_model(user),
             organisation=Organisation.from_model(organisation),
-            token_id=strawberry.ID(str(viewer.token_id)),
+            token_id=gid("ApiToken", viewer.token_id),
         )
 
     @strawberry.field(
@@ -102,7 +103,7 @@ class OrganisationMutations:
     ) -> RevokeApiTokenPayload:
         async def command() -> dict:
             token = await tokens.revoke_token(
-                viewer=viewer_of(info), token_id=parse_id(input.id, field="id")
+                viewer=viewer_of(info), token_id=parse_id(input.id, "ApiToken", field="id")
             )
             return {"token": ApiToken.from_model(token)}
 

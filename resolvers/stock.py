@@ -13,9 +13,10 @@ from domain.events import EventType as DomainEventType
 from domain.models.stock import StockItem as StockItemModel
 from domain.order_intake import ManualLine
 from resolvers.events import event_stream
-from resolvers.ids import optional_id, parse_id
+from resolvers.ids import optional_id, parse_cursor, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
+from schema.global_ids import gid
 from schema.types.orders import Order, OrderPayload
 from schema.types.pagination import PageInfo
 from schema.types.stock import (
@@ -44,7 +45,7 @@ class StockQueries:
         self, info: Info, supplier_id: strawberry.ID | None = None
     ) -> list[CloudWarehouse]:
         rows = await stock.list_cloud_warehouses(
-            supplier_id=optional_id(supplier_id, field="supplierId")
+            supplier_id=optional_id(supplier_id, "Organisation", field="supplierId")
         )
         return [CloudWarehouse.from_model(w) for w in rows]
 
@@ -60,8 +61,8 @@ class StockQueries:
     ) -> list[StockItem]:
         rows = await stock.inventory(
             viewer=viewer_of(info),
-            warehouse_id=optional_id(warehouse_id, field="warehouseId"),
-            sku_id=optional_id(sku_id, field="skuId"),
+            warehouse_id=optional_id(warehouse_id, "CloudWarehouse", field="warehouseId"),
+            sku_id=optional_id(sku_id, "Sku", field="skuId"),
         )
         return [StockItem.from_model(i) for i in rows]
 
@@ -78,9 +79,9 @@ class StockQueries:
     ) -> StockMovementConnection:
         rows, more = await stock.movements(
             viewer=viewer_of(info),
-            stock_item_id=parse_id(stock_item_id, field="stockItemId"),
+            stock_item_id=parse_id(stock_item_id, "StockItem", field="stockItemId"),
             first=first,
-            after=optional_id(after, field="after"),
+            after=parse_cursor(after),
         )
         edges = [
             StockMovementEdge(cursor=str(r.id), node=StockMovement.from_model(r)) for r in rows
@@ -96,7 +97,7 @@ class StockMutations:
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
         description="Supplier staff. The callback secret (for the warehouse's signed receipts "
-        "at /webhooks/cloud-warehouses/{id}/receipts) is returned only here.",
+        "at the warehouse's `callbackUrlPath`) is returned only here.",
     )
     async def create_cloud_warehouse(
         self, info: Info, input: CreateCloudWarehouseInput
@@ -120,13 +121,13 @@ class StockMutations:
         async def command() -> dict:
             order = await stock.create_stocking_order(
                 viewer=viewer_of(info),
-                warehouse_id=parse_id(input.warehouse_id, field="warehouseId"),
+                warehouse_id=parse_id(input.warehouse_id, "CloudWarehouse", field="warehouseId"),
                 lines=[
-                    ManualLine(parse_id(ln.sku_id, field=f"lines.{i}.skuId"), ln.quantity)
+                    ManualLine(parse_id(ln.sku_id, "Sku", field=f"lines.{i}.skuId"), ln.quantity)
                     for i, ln in enumerate(input.lines)
                 ],
                 logistics_method_id=optional_id(
-                    input.logistics_method_id, field="logisticsMethodId"
+                    input.logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
                 ),
             )
             return {"order": Order.from_model(order)}
@@ -147,9 +148,9 @@ class StockMutations:
         async def command() -> dict:
             order = await stock.receive_stock(
                 viewer=viewer_of(info),
-                order_id=parse_id(order_id, field="orderId"),
+                order_id=parse_id(order_id, "Order", field="orderId"),
                 received={
-                    parse_id(ln.line_id, field=f"lines.{i}.lineId"): ln.quantity
+                    parse_id(ln.line_id, "OrderLine", field=f"lines.{i}.lineId"): ln.quantity
                     for i, ln in enumerate(lines or [])
                 },
             )
@@ -168,7 +169,7 @@ class StockMutations:
         async def command() -> dict:
             item = await stock.set_low_stock_threshold(
                 viewer=viewer_of(info),
-                stock_item_id=parse_id(stock_item_id, field="stockItemId"),
+                stock_item_id=parse_id(stock_item_id, "StockItem", field="stockItemId"),
                 threshold=threshold,
             )
             return {"item": StockItem.from_model(item)}
@@ -206,9 +207,9 @@ class StockSubscriptions:
         ):
             p = event.payload
             yield InventoryChange(
-                event_id=strawberry.ID(str(event.seq)),
+                event_id=gid("Event", event.seq),
                 movement=MovementKind(p["movement"]),
-                order_id=strawberry.ID(p["orderId"]) if p.get("orderId") else None,
+                order_id=gid("Order", p["orderId"]) if p.get("orderId") else None,
                 at=event.created_at,
                 item=_item_from_payload(p, event.created_at),
             )

@@ -12,11 +12,11 @@ from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.orders import AnswerQuoteInput, Quote, QuotePayload, RequestQuoteInput
 from schema.types.stores import (
-    ConnectionPayload,
     ConnectProductInput,
     ConnectStoreInput,
     ConnectStorePayload,
-    ProductConnection,
+    ProductLink,
+    ProductLinkPayload,
     Store,
     StoreProduct,
     SyncStorePayload,
@@ -32,7 +32,7 @@ class StoreQueries:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def store_products(self, info: Info, store_id: strawberry.ID) -> list[StoreProduct]:
         rows = await connections.list_store_products(
-            viewer=viewer_of(info), store_id=parse_id(store_id, field="storeId")
+            viewer=viewer_of(info), store_id=parse_id(store_id, "Store", field="storeId")
         )
         return [StoreProduct.from_model(p) for p in rows]
 
@@ -75,7 +75,7 @@ class StoreMutations:
     async def sync_store_orders(self, info: Info, store_id: strawberry.ID) -> SyncStorePayload:
         async def command() -> dict:
             result = await sync_store(
-                viewer=viewer_of(info), store_id=parse_id(store_id, field="storeId")
+                viewer=viewer_of(info), store_id=parse_id(store_id, "Store", field="storeId")
             )
             return {
                 "store": Store.from_model(result.store),
@@ -91,39 +91,46 @@ class StoreMutations:
         description="Buyer. Connect a store product to a supplier product, one SKU per variant; "
         "UNRECOGNIZED orders it completes move to AWAITING_PAYMENT.",
     )
-    async def connect_product(self, info: Info, input: ConnectProductInput) -> ConnectionPayload:
+    async def connect_product(self, info: Info, input: ConnectProductInput) -> ProductLinkPayload:
         async def command() -> dict:
             connection = await connections.connect_product(
                 viewer=viewer_of(info),
-                store_product_id=parse_id(input.store_product_id, field="storeProductId"),
-                product_id=parse_id(input.product_id, field="productId"),
-                logistics_method_id=parse_id(input.logistics_method_id, field="logisticsMethodId"),
+                store_product_id=parse_id(
+                    input.store_product_id, "StoreProduct", field="storeProductId"
+                ),
+                product_id=parse_id(input.product_id, "Product", field="productId"),
+                logistics_method_id=parse_id(
+                    input.logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
+                ),
                 links=[
                     connections.VariantLink(
-                        parse_id(v.store_variant_id, field=f"variants.{i}.storeVariantId"),
-                        parse_id(v.sku_id, field=f"variants.{i}.skuId"),
+                        parse_id(
+                            v.store_variant_id, "StoreVariant", field=f"variants.{i}.storeVariantId"
+                        ),
+                        parse_id(v.sku_id, "Sku", field=f"variants.{i}.skuId"),
                     )
                     for i, v in enumerate(input.variants)
                 ],
             )
-            return {"connection": ProductConnection.from_model(connection)}
+            return {"product_link": ProductLink.from_model(connection)}
 
-        return await run_command(ConnectionPayload, command, in_input=True)
+        return await run_command(ProductLinkPayload, command, in_input=True)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
         description="Buyer. Future orders are no longer mapped through it.",
     )
     async def disconnect_product(
-        self, info: Info, connection_id: strawberry.ID
-    ) -> ConnectionPayload:
+        self, info: Info, product_link_id: strawberry.ID
+    ) -> ProductLinkPayload:
         async def command() -> dict:
             connection = await connections.disconnect_product(
-                viewer=viewer_of(info), connection_id=parse_id(connection_id, field="connectionId")
+                viewer=viewer_of(info),
+                connection_id=parse_id(product_link_id, "ProductLink", field="productLinkId"),
             )
-            return {"connection": ProductConnection.from_model(connection)}
+            return {"product_link": ProductLink.from_model(connection)}
 
-        return await run_command(ConnectionPayload, command)
+        return await run_command(ProductLinkPayload, command)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
@@ -133,8 +140,10 @@ class StoreMutations:
         async def command() -> dict:
             quote = await quotes.request_quote(
                 viewer=viewer_of(info),
-                supplier_id=parse_id(input.supplier_id, field="supplierId"),
-                store_product_id=parse_id(input.store_product_id, field="storeProductId"),
+                supplier_id=parse_id(input.supplier_id, "Organisation", field="supplierId"),
+                store_product_id=parse_id(
+                    input.store_product_id, "StoreProduct", field="storeProductId"
+                ),
                 note=input.note,
                 target_price=input.target_price,
                 links=input.links,
@@ -151,10 +160,12 @@ class StoreMutations:
         async def command() -> dict:
             quote = await quotes.answer_quote(
                 viewer=viewer_of(info),
-                quote_id=parse_id(input.quote_id, field="quoteId"),
-                product_id=parse_id(input.product_id, field="productId"),
+                quote_id=parse_id(input.quote_id, "Quote", field="quoteId"),
+                product_id=parse_id(input.product_id, "Product", field="productId"),
                 prices=[
-                    quotes.SkuPrice(parse_id(p.sku_id, field=f"prices.{i}.skuId"), p.unit_price)
+                    quotes.SkuPrice(
+                        parse_id(p.sku_id, "Sku", field=f"prices.{i}.skuId"), p.unit_price
+                    )
                     for i, p in enumerate(input.prices)
                 ],
                 message=input.message,
@@ -175,7 +186,9 @@ class StoreMutations:
 async def _decide(info: Info, quote_id: str, *, accept: bool) -> QuotePayload:
     async def command() -> dict:
         quote = await quotes.decide_quote(
-            viewer=viewer_of(info), quote_id=parse_id(quote_id, field="quoteId"), accept=accept
+            viewer=viewer_of(info),
+            quote_id=parse_id(quote_id, "Quote", field="quoteId"),
+            accept=accept,
         )
         return {"quote": Quote.from_model(quote)}
 

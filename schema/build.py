@@ -31,6 +31,7 @@ from resolvers.distribution import (
 )
 from resolvers.errors import PublicError
 from resolvers.events import EventQueries, EventSubscriptions, OrderSubscriptions
+from resolvers.nodes import NodeQueries
 from resolvers.orders import OrderMutations, OrderQueries
 from resolvers.organisations import OrganisationMutations, OrganisationQueries
 from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
@@ -44,6 +45,7 @@ log = logging.getLogger("supplygraph.graphql")
 Query = merge_types(
     "Query",
     (
+        NodeQueries,
         OrganisationQueries,
         EventQueries,
         CatalogueQueries,

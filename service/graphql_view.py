@@ -37,6 +37,7 @@ from domain import tokens
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
 from resolvers.context import Context
+from schema.global_ids import gid
 from service.graphiql import page_response as graphiql_page
 from service.graphql_http import (
     GRAPHQL_RESPONSE_JSON,
@@ -466,7 +467,7 @@ class GraphQLView(GraphQL):
         if context.viewer is None:
             raise ConnectionRejectionError({"message": context.auth_problem or BAD_TOKEN})
         context.fresh_loaders()
-        return {"organisationId": str(context.viewer.organisation_id)}
+        return {"organisationId": gid("Organisation", context.viewer.organisation_id)}
 
     async def _authenticate(self, context: Context, secret: str | None) -> None:
         viewer = await tokens.authenticate(secret=secret) if secret else None

@@ -30,6 +30,9 @@ _NAMES = frozenset({SharedData.ORGANISATION_NAMES})
 QUERY_FIELDS: Mapping[str, frozenset[SharedData]] = MappingProxyType(
     {
         "me": _NONE,
+        # any object by id: a product, method, cloud warehouse, store or organisation too
+        "node": frozenset(SharedData),
+        "nodes": frozenset(SharedData),
         "users": _NONE,
         "apiTokens": _NONE,
         "events": _NONE,

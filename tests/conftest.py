@@ -20,6 +20,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 
 from domain.secrets import generate_key
+from schema.global_ids import gid
 from service.settings import Settings
 from tests.support.browser import chromium
 from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
@@ -138,6 +139,19 @@ class Member:
     email: str
     token: str
     token_id: int
+
+    @property
+    def gid(self) -> str:
+        """The organisation's global id, as the API names it."""
+        return gid("Organisation", self.organisation_id)
+
+    @property
+    def user_gid(self) -> str:
+        return gid("User", self.user_id)
+
+    @property
+    def token_gid(self) -> str:
+        return gid("ApiToken", self.token_id)
 
 
 MakeMember = Callable[..., Awaitable[Member]]

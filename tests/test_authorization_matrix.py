@@ -37,7 +37,9 @@ import websockets
 
 from domain.models.events import Event
 from integrations.stores.simulator import create_store_simulator
+from resolvers.nodes import MAX_NODES, NODE_TYPES
 from schema.build import create_schema
+from schema.global_ids import gid, key_of
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.authz import (
     INPUT_CODES,
@@ -58,6 +60,7 @@ from tests.support.authz import (
     qualified,
     root_fields,
     run_over_socket,
+    walk,
 )
 from tests.support.distribution import (
     FAST_WAREHOUSE,
@@ -78,6 +81,7 @@ STORE_TOKEN, STORE_SECRET = "authz-store-token", "authz-store-secret"
 # -- who may use what ------------------------------------------------------------------------------
 
 B, S, BOTH = "buyer", "supplier", "both"
+LOOKUPS = frozenset({"Query.node", "Query.nodes"})
 STATE = "(the pair's state)"  # a finding about the state snapshot, not one field
 
 ACCESS: dict[str, Access] = {
@@ -93,6 +97,8 @@ ACCESS: dict[str, Access] = {
     "Query.quotes": Access(BOTH),
     "Query.orders": Access(BOTH),
     "Query.order": Access(BOTH),
+    "Query.node": Access(BOTH),
+    "Query.nodes": Access(BOTH),
     "Query.orderCounts": Access(BOTH),
     "Query.freightQuote": Access(B, "STAFF"),
     "Query.wallets": Access(BOTH),
@@ -246,6 +252,26 @@ def arguments(w: World) -> Arguments:
     return {
         # objects of the pair, per field
         "order.id": order("store"),
+        "node.id": order("store"),
+        "nodes.ids": [
+            order("store"),
+            Ref("OrderLine", w.lines["fulfilled"]),
+            Ref("AfterSalesOrder", w.after_sales["push"]),
+            Ref("Withdrawal", w.withdrawals["retry"]),
+            Ref("Depute", w.deputes["refund"]),
+            Ref("Quote", w.quotes["requested"]),
+            Ref("Store", w.store),
+            Ref("StoreProduct", w.store_product),
+            Ref("StoreVariant", w.variants["Mug Red"]),
+            Ref("ProductLink", w.connection),
+            Ref("Wallet", w.wallet),
+            Ref("StockItem", w.stock_item),
+            Ref("Partnership", w.partnership),
+            Ref("DistributionWarehouse", w.distribution_warehouse),
+            Ref("ThirdPartyWarehouse", w.third_party["main"]),
+            Ref("ApiToken", w.spare_token),
+            Ref("Organisation", w.a.gid),
+        ],
         "afterSalesOrder.id": Ref("AfterSalesOrder", w.after_sales["push"]),
         "testThirdPartyWarehouse.id": Ref("ThirdPartyWarehouse", w.third_party["main"]),
         "revokeThirdPartyWarehouse.id": Ref("ThirdPartyWarehouse", w.third_party["spare"]),
@@ -288,12 +314,12 @@ def arguments(w: World) -> Arguments:
         "storeProductId": Ref("StoreProduct", w.store_product),
         "ConnectProductInput.storeProductId": Ref("StoreProduct", w.second_product),
         "storeVariantId": Ref("StoreVariant", w.variants["Mug Red"]),
-        "connectionId": Ref("ProductConnection", w.connection),
+        "productLinkId": Ref("ProductLink", w.connection),
         "walletId": Ref("Wallet", w.wallet),
         "stockItemId": Ref("StockItem", w.stock_item),
         "partnershipId": Ref("Partnership", w.partnership),
         "decidePartnership.partnershipId": Ref("Partnership", w.pending_partnership),
-        "buyerId": Ref("Organisation", str(w.a.organisation_id)),
+        "buyerId": Ref("Organisation", w.a.gid),
         # optional arguments worth sending
         "withdrawals.orderId": order("close_failed"),
         "orderStatusChanged.orderIds": [
@@ -311,10 +337,10 @@ def arguments(w: World) -> Arguments:
                 "inventoryChanged",
             )
         },
-        "applyForPartnership.supplierId": str(w.u.organisation_id),
-        "products.supplierId": str(w.s.organisation_id),
-        "logisticsMethods.supplierId": str(w.s.organisation_id),
-        "cloudWarehouses.supplierId": str(w.s.organisation_id),
+        "applyForPartnership.supplierId": w.u.gid,
+        "products.supplierId": w.s.gid,
+        "logisticsMethods.supplierId": w.s.gid,
+        "cloudWarehouses.supplierId": w.s.gid,
         "inventory.warehouseId": w.cloud_warehouse,
         "inventory.skuId": red,
         "createManualOrder.input.logisticsMethodId": w.catalogue["method"],
@@ -322,7 +348,7 @@ def arguments(w: World) -> Arguments:
         "updateSku.input.weightGrams": 200,
         "setLowStockThreshold.threshold": 3,
         # public things referred to
-        "supplierId": str(w.s.organisation_id),
+        "supplierId": w.s.gid,
         "productId": w.catalogue["product"],
         "skuId": red,
         "logisticsMethodId": w.catalogue["method"],
@@ -394,14 +420,14 @@ async def build_world(
     applied = await ok(
         client,
         "mutation($s: ID!) { applyForPartnership(supplierId: $s) { partnership { id } userErrors { code message } } }",
-        {"s": str(s.organisation_id)},
+        {"s": s.gid},
         token=a.token,
     )
     partnership = applied["partnership"]["id"]
     pending = await ok(
         client,
         "mutation($s: ID!) { applyForPartnership(supplierId: $s) { partnership { id } userErrors { code message } } }",
-        {"s": str(s.organisation_id)},
+        {"s": s.gid},
         token=c.token,
     )
     accepted = await ok(
@@ -490,9 +516,7 @@ async def build_world(
       prices: [{skuId: $k, unitPrice: "4.80"}]}) { quote { id } userErrors { code message } } }"""
     quotes = {}
     for name in ("requested", "accept", "decline"):
-        made = await ok(
-            client, request, {"s": str(s.organisation_id), "p": product["id"]}, token=a.token
-        )
+        made = await ok(client, request, {"s": s.gid, "p": product["id"]}, token=a.token)
         quotes[name] = made["quote"]["id"]
         if name != "requested":
             await ok(
@@ -506,7 +530,7 @@ async def build_world(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "1000.00", currency: "USD") { userErrors { code } } }',
-        {"b": str(a.organisation_id)},
+        {"b": a.gid},
         token=s.token,
     )
     manual = """mutation($k: ID!, $m: ID!, $q: Int!) { createManualOrder(input: {lines: [{skuId: $k, quantity: $q}],
@@ -650,7 +674,7 @@ async def build_world(
     [wallet] = [
         w
         for w in (await client.data("{ wallets { id supplierId } }", token=a.token))["wallets"]
-        if w["supplierId"] == str(s.organisation_id)
+        if w["supplierId"] == s.gid
     ]
     spare_token = await ok(
         client,
@@ -673,7 +697,7 @@ async def build_world(
         store_product=product["id"],
         variants=variants,
         second_product=second["id"],
-        connection=connected["connection"]["id"],
+        connection=connected["productLink"]["id"],
         quotes=quotes,
         orders=orders,
         lines=lines,
@@ -691,7 +715,7 @@ async def build_world(
         stock_item=item["id"],
         wallet=wallet["id"],
         spare_token=spare_token["token"]["id"],
-        first_event=str(int(first) - 1),
+        first_event=gid("Event", key_of(first) - 1),
         store_url=shop.url,
         warehouse_url=wh.url,
     )
@@ -708,7 +732,7 @@ A_VIEW = (
     abnormalReason logisticsMethodId lines { id skuId quantity } deputes { id status }
     distribution { pushStatus withdrawalStatus } } } } }""",
     "{ afterSalesOrders(first: 100) { edges { node { id status pushStatus withdrawalStatus } } } }",
-    """query($s: ID!, $p: ID!, $w: ID!, $i: ID!) { storeProducts(storeId: $s) { id connection { id status } }
+    """query($s: ID!, $p: ID!, $w: ID!, $i: ID!) { storeProducts(storeId: $s) { id productLink { id status } }
     distributionWarehouses(partnershipId: $p) { id name thirdPartyWarehouseId }
     walletEntries(walletId: $w) { id amount } stockMovements(stockItemId: $i) { edges { node { id } } } }""",
 )
@@ -730,11 +754,9 @@ async def pair_state(client: GraphQLHttp, w: World) -> dict[str, Any]:
             {f"A.{k}": v for k, v in (await client.data(document, a_vars, token=w.a.token)).items()}
         )
     for document in S_VIEW:
-        data = await client.data(document, {"s": str(w.s.organisation_id)}, token=w.s.token)
+        data = await client.data(document, {"s": w.s.gid}, token=w.s.token)
         state.update({f"S.{k}": v for k, v in data.items()})
-    state["A.wallets"] = [
-        x for x in state["A.wallets"] if x["supplierId"] == str(w.s.organisation_id)
-    ]
+    state["A.wallets"] = [x for x in state["A.wallets"] if x["supplierId"] == w.s.gid]
     return state
 
 
@@ -752,6 +774,34 @@ def differences(before: Any, after: Any, path: str = "") -> list[str]:
     if before != after:
         return [f"{path}: {json.dumps(before)[:160]} -> {json.dumps(after)[:160]}"]
     return []
+
+
+def identities(body: Any) -> set[tuple[str, str]]:
+    """(``__typename``, ``id``) of every object in a response that has both."""
+    found: set[tuple[str, str]] = set()
+    for _key, holder, _value in walk(body):
+        if isinstance(holder.get("__typename"), str) and isinstance(holder.get("id"), str):
+            found.add((holder["__typename"], holder["id"]))
+    return found
+
+
+async def every_object_resolves_as_a_node(
+    client: GraphQLHttp, actor: Actor, objects: set[tuple[str, str]]
+) -> None:
+    """``nodes(ids:)`` gives each object back to the caller that read it, as the same type."""
+    wanted = sorted(objects)
+    for start in range(0, len(wanted), MAX_NODES):
+        chunk = wanted[start : start + MAX_NODES]
+        data = await client.data(
+            "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }",
+            {"ids": [object_id for _, object_id in chunk]},
+            token=actor.token,
+        )
+        got = [(n["__typename"], n["id"]) if n else None for n in data["nodes"]]
+        assert got == chunk, (
+            actor.label,
+            [(w, g) for w, g in zip(chunk, got, strict=True) if w != g],
+        )
 
 
 # -- callers and verdicts ----------------------------------------------------------------------------
@@ -845,7 +895,8 @@ def judge(
     """(leaks, other problems) of one response."""
     leaks: list[str] = []
     problems: list[str] = []
-    seen = find_leaks(outcome.body, secrets.without(op.refs))
+    # what a lookup by id answers is never an echo of its argument
+    seen = find_leaks(outcome.body, secrets if op.name in LOOKUPS else secrets.without(op.refs))
     if seen:
         leaks.append("sees " + ", ".join(seen[:10]))
     codes = outcome.codes
@@ -985,8 +1036,8 @@ class Listener:
             )
             if isinstance(value, dict):
                 event_id = value.get("eventId", value.get("id"))
-                if event_id is not None and int(event_id) > after:
-                    ids.append(int(event_id))
+                if event_id is not None and key_of(event_id) > after:
+                    ids.append(key_of(event_id))
         return ids
 
 
@@ -1152,6 +1203,8 @@ async def test_authorisation_matrix(
         else:
             body = await client.post(op.document, op.variables, token=actor.token)
         outcome = Outcome(body, op.field)
+        if actor.category == "right" and kind == "query":
+            seen_objects[actor.label].update(identities(body))
         matrix.record(op.name, actor.label, summary(outcome))
         leaks, problems = judge(
             actor, op, ACCESS[op.name], outcome, await secrets_of(actor), pair_view
@@ -1165,6 +1218,8 @@ async def test_authorisation_matrix(
             matrix.leaks.append(Finding(STATE, label, "changed " + change, ""))
         return after
 
+    seen_objects: dict[str, set[tuple[str, str]]] = defaultdict(set)
+
     # 1. every query: the right roles first (so a cache holds their pages), then the others
     pair_view = await secrets_of(buyer_b)
     for name in queries:
@@ -1173,6 +1228,12 @@ async def test_authorisation_matrix(
     for actor in (anonymous, revoked_http, revoked_idle, revoked_sub, buyer_b, supplier_t):
         for name in queries:
             await run(actor, "query", name, pair_view)
+
+    # every object the right roles read comes back through `nodes(ids:)`, of every node type
+    for actor in right.values():
+        await every_object_resolves_as_a_node(client, actor, seen_objects[actor.label])
+    covered = {typename for objects in seen_objects.values() for typename, _ in objects}
+    assert covered == set(NODE_TYPES), f"node types no query reached: {set(NODE_TYPES) - covered}"
 
     # 2. every mutation as every caller that must change nothing, the pair's state after each
     state = await pair_state(client, w)

@@ -320,7 +320,7 @@ async def _tour(
         quote = await run(
             'mutation($s: ID!, $p: ID!) { requestQuote(input: {supplierId: $s, storeProductId: $p, note: "blue"}) { quote { id } userErrors { code } } }',
             buyer.token,
-            s=str(supplier.organisation_id),
+            s=supplier.gid,
             p=store_product["id"],
         )
         await run(
@@ -347,7 +347,7 @@ async def _tour(
     connection = await run(
         """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
           storeProductId: $sp, productId: $p, logisticsMethodId: $m,
-          variants: [{storeVariantId: $v, skuId: $k}]}) { connection { id } userErrors { code } } }""",
+          variants: [{storeVariantId: $v, skuId: $k}]}) { productLink { id } userErrors { code } } }""",
         buyer.token,
         sp=store_product["id"],
         p=catalogue["product"],
@@ -356,9 +356,9 @@ async def _tour(
         k=catalogue["skus"]["TEE-B-L"],
     )
     await run(
-        "mutation($c: ID!) { disconnectProduct(connectionId: $c) { userErrors { code } } }",
+        "mutation($c: ID!) { disconnectProduct(productLinkId: $c) { userErrors { code } } }",
         buyer.token,
-        c=connection["connection"]["id"],
+        c=connection["productLink"]["id"],
     )
 
     # distribution set-up (apply, decide, authorise and select ran in ``partnered``)
@@ -381,7 +381,7 @@ async def _tour(
     await run(
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "500.00", currency: "USD") { userErrors { code } } }',
         supplier.token,
-        b=str(buyer.organisation_id),
+        b=buyer.gid,
     )
 
     async def paid() -> str:

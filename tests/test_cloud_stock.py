@@ -19,6 +19,7 @@ import pytest
 
 from domain.models.stock import StockItem, StockMovement
 from integrations.warehouses.protocol import sign_callback
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -51,7 +52,7 @@ async def top_up(client: GraphQLHttp, supplier: Member, buyer: Member, amount: s
     await ok(
         client,
         'mutation($b: ID!, $a: Decimal!) { topUpWallet(buyerId: $b, amount: $a, currency: "USD") { userErrors { code } } }',
-        {"b": str(buyer.organisation_id), "a": amount},
+        {"b": buyer.gid, "a": amount},
         token=supplier.token,
     )
 
@@ -226,7 +227,7 @@ async def test_partial_receipt_records_the_shortfall_and_holds_the_order(
     assert "TEE-R-M: 7 of 10 arrived (3 short)" in stocked["received"]["abnormalReason"]
     [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
     assert (item["onHand"], item["available"], item["inTransit"]) == (7, 7, 0)
-    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=int(item["id"]))]
+    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=key_of(item["id"]))]
     assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
     # receiving twice is refused; markDelivered cannot skip the receipt on another order
     again = (
@@ -387,7 +388,7 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     cat = await supplier_catalogue(client, supplier)
     warehouse_id, secret = await warehouse_and_secret(client, supplier)
-    url = f"{server.url}/webhooks/cloud-warehouses/{warehouse_id}/receipts"
+    url = f"{server.url}/webhooks/cloud-warehouses/{key_of(warehouse_id)}/receipts"
 
     async def post(body: dict, *, key: str = secret, age: int = 0) -> httpx.Response:
         raw = json.dumps(body).encode()
@@ -402,7 +403,7 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
     async def report(order_id: str) -> None:
         body = {
             "event_id": "evt-1",
-            "reference": order_id,
+            "reference": str(key_of(order_id)),
             "items": [{"sku": "TEE-R-M", "received_quantity": 8}],
         }
         forged = await post(body, key="not-the-secret")
@@ -422,7 +423,7 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
     assert stocked["received"]["status"] == "ABNORMAL"
     [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
     assert (item["onHand"], item["inTransit"]) == (8, 0)
-    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=int(item["id"]))]
+    kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=key_of(item["id"]))]
     assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
     await assert_ledger_matches()
 

@@ -374,7 +374,7 @@ async def test_returns_pushed_by_hand_and_automatically_then_stocked_in_and_with
         lambda s: s["afterSalesOrder"]["pushStatus"] == "PUSHED",
     )
     assert state["afterSalesOrder"]["status"] == "AWAITING_STOCK_IN"
-    received = await sim.receive(f"R{by_hand['id']}")
+    received = await sim.receive(by_hand["id"])
     assert received["callback_status"] == 200
     state = await client.data(read, {"r": by_hand["id"]}, token=d.distributor.token)
     assert state["afterSalesOrder"]["status"] == "STOCKED_IN"
@@ -451,7 +451,7 @@ async def test_after_sales_withdraw_refused_once_received(
         lambda s: s["afterSalesOrder"]["pushStatus"] == "PUSHED",
     )
     # the parcel arrives but the callback is lost; the distributor withdraws
-    await sim.receive(f"R{created['id']}", deliver=False)
+    await sim.receive(created["id"], deliver=False)
     await ok(
         client,
         "mutation($r: ID!) { withdrawAfterSalesOrder(afterSalesId: $r) { withdrawal { status } userErrors { code } } }",

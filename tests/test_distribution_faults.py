@@ -37,6 +37,7 @@ from integrations.warehouses.protocol import (
     sign_callback,
 )
 from integrations.warehouses.worker import WarehouseWorker
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
     FAST_WAREHOUSE,
@@ -49,6 +50,7 @@ from tests.support.distribution import (
     paid_order,
     partnered,
     push,
+    warehouse_reference,
     warehouse_simulator,
 )
 from tests.support.graphql_client import GraphQLHttp
@@ -163,7 +165,7 @@ def refunds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def tasks_of(order_id: str, kind: TaskKind) -> list[WarehouseTask]:
-    return await WarehouseTask.filter(order_id=int(order_id), kind=kind).order_by("id")
+    return await WarehouseTask.filter(order_id=key_of(order_id), kind=kind).order_by("id")
 
 
 async def api_calls(sim: WarehouseSim, path_end: str) -> list[dict[str, Any]]:
@@ -228,12 +230,14 @@ async def test_withdraw_timing_out_or_losing_answers_fails_and_the_retry_cancels
     failure = state["withdrawals"][0]["failure"]
     assert "warehouse unreachable" in failure and "Timeout" in failure, failure
     assert [a["ok"] for a in attempts(state, "CANCEL_ORDER")] == [False] * TASK_RUNS
-    calls = await api_calls(sim, f"/{slow}/cancel")
+    calls = await api_calls(sim, f"/{warehouse_reference(slow)}/cancel")
     assert len(calls) == TASK_RUNS * CALLS_PER_RUN
     assert len({c["idempotency_key"] for c in calls}) == 1
     await sim.faults(reset=True)
     await asyncio.sleep(0.7)  # let the last slow call end at the simulator
-    assert all(c["status"] is None for c in await api_calls(sim, f"/{slow}/cancel"))
+    assert all(
+        c["status"] is None for c in await api_calls(sim, f"/{warehouse_reference(slow)}/cancel")
+    )
     assert (await sim.effects())["outbound_cancelled"] == 0
 
     await ok(client, RETRY, {"w": first["withdrawal"]["id"]}, token=d.distributor.token)
@@ -248,7 +252,7 @@ async def test_withdraw_timing_out_or_losing_answers_fails_and_the_retry_cancels
     second = await withdraw(client, d.distributor.token, forgetful)
     state = await both_sides(client, d, forgetful, withdrawal_is("WITHDRAW_FAILED"))
     assert "warehouse unreachable" in state["withdrawals"][0]["failure"]
-    calls = await api_calls(sim, f"/{forgetful}/cancel")
+    calls = await api_calls(sim, f"/{warehouse_reference(forgetful)}/cancel")
     assert [(c["fault"], c["replayed"]) for c in calls] == [("fail_after", False)] + [
         ("fail_after", True)
     ] * (TASK_RUNS * CALLS_PER_RUN - 1)
@@ -256,7 +260,7 @@ async def test_withdraw_timing_out_or_losing_answers_fails_and_the_retry_cancels
     await ok(client, RETRY, {"w": second["withdrawal"]["id"]}, token=d.distributor.token)
     state = await both_sides(client, d, forgetful, withdrawal_is("WITHDRAWN"))
     assert state["status"] == "CANCELLED" and state["refundedAmount"] == "8.00"
-    last = (await api_calls(sim, f"/{forgetful}/cancel"))[-1]
+    last = (await api_calls(sim, f"/{warehouse_reference(forgetful)}/cancel"))[-1]
     assert (last["status"], last["replayed"], last["fault"]) == (200, False, None)
     assert (await sim.effects())["outbound_cancelled"] == 2
 
@@ -348,7 +352,7 @@ async def test_a_task_leased_by_a_dead_worker_is_taken_over_when_the_lease_expir
     )
     async with httpx.AsyncClient(base_url=sim.url) as warehouse:
         sent = await warehouse.post(
-            f"{PATH_OUTBOUND_ORDERS}/{order_id}/cancel",
+            f"{PATH_OUTBOUND_ORDERS}/{warehouse_reference(order_id)}/cancel",
             json={},
             headers={HEADER_API_KEY: WAREHOUSE_KEY, HEADER_IDEMPOTENCY_KEY: f"sg-task-{task.id}"},
         )
@@ -500,12 +504,12 @@ async def test_callbacks_forged_stale_unknown_or_malformed_are_refused_and_repla
     d = await partnered(client, make_member, sim)
     order_id = await pushed_order(client, d)
     assert d.connection_id is not None
-    connection = await WarehouseConnection.get(id=int(d.connection_id))
+    connection = await WarehouseConnection.get(id=key_of(d.connection_id))
     secret = connection.callback_secret
     url = f"{server.url}/webhooks/warehouses/{connection.id}"
     before = await order_state(client, d.supplier.token, order_id)
     tolerance = int(server.settings.warehouse_callback_tolerance)
-    shipped = outbound_callback(order_id)
+    shipped = outbound_callback(warehouse_reference(order_id))
 
     async def refused(response: httpx.Response, status: int, reason: str | None = None) -> None:
         assert response.status_code == status, response.text
@@ -555,7 +559,9 @@ async def test_callbacks_forged_stale_unknown_or_malformed_are_refused_and_repla
         again = await sim.redeliver(event_id, fresh_timestamp=fresh)
         assert again.json()["callback_status"] == 200
     # same event id, other content: still a duplicate, nothing changes
-    replay = outbound_callback(order_id, event_id=event_id, tracking_number="1Z-OTHER")
+    replay = outbound_callback(
+        warehouse_reference(order_id), event_id=event_id, tracking_number="1Z-OTHER"
+    )
     answer = await post_callback(url, replay, secret=secret)
     assert (answer.status_code, answer.json()) == (200, {"status": "duplicate"})
     assert (
@@ -581,11 +587,11 @@ async def test_a_callback_for_another_connections_order_is_unknown(
     order_id = await pushed_order(client, mine)
     other = await partnered(client, make_member, sim)  # another supplier, its own connection
     assert other.connection_id is not None
-    connection = await WarehouseConnection.get(id=int(other.connection_id))
+    connection = await WarehouseConnection.get(id=key_of(other.connection_id))
     before = await order_state(client, mine.supplier.token, order_id)
     answer = await post_callback(
         f"{server.url}/webhooks/warehouses/{connection.id}",
-        outbound_callback(order_id),
+        outbound_callback(warehouse_reference(order_id)),
         secret=connection.callback_secret,
     )
     assert answer.status_code == 404 and answer.json()["status"] == "unknown"
@@ -629,7 +635,7 @@ async def test_reconciliation_catches_up_a_lost_shipped_callback(
     due = await distribution_orders.due_for_reconciliation(
         older_than=datetime.now(UTC), limit=100_000
     )
-    assert int(order_id) not in {record.order_id for record in due}
+    assert key_of(order_id) not in {record.order_id for record in due}
 
 
 async def test_reconciliation_is_not_starved_by_orders_whose_warehouse_is_down(
@@ -676,12 +682,12 @@ async def test_bad_withdraws_and_pushes_are_refused_with_typed_errors_and_change
         call: Callable[[], Any], order_id: str, expected: list[dict[str, Any]]
     ) -> None:
         before = await order_state(client, d.supplier.token, order_id)
-        tasks = await WarehouseTask.filter(order_id=int(order_id)).count()
+        tasks = await WarehouseTask.filter(order_id=key_of(order_id)).count()
         errors = await call()
         assert [{k: e[k] for k in ("code", "field")} for e in errors] == expected, errors
         assert all(e["message"] for e in errors)
         assert await order_state(client, d.supplier.token, order_id) == before
-        assert await WarehouseTask.filter(order_id=int(order_id)).count() == tasks
+        assert await WarehouseTask.filter(order_id=key_of(order_id)).count() == tasks
 
     def withdrawing(token: str, order_id: str) -> Callable[[], Any]:
         async def call() -> list[dict[str, Any]]:

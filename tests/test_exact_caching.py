@@ -59,7 +59,7 @@ async def product_created(client: GraphQLHttp, make_member: MakeMember) -> Scena
     return Scenario(
         buyer,
         "query($s: ID!) { products(supplierId: $s) { title } }",
-        {"s": str(supplier.organisation_id)},
+        {"s": supplier.gid},
         lambda c: _mutate(c, SOCKS, {}, supplier.token),
         lambda data: "Socks" in [p["title"] for p in data["products"]],
     )
@@ -82,7 +82,7 @@ async def price_changed(client: GraphQLHttp, make_member: MakeMember) -> Scenari
         buyer,
         """query($s: ID!, $o: ID!) { products(supplierId: $s) { skus { code unitPrice } }
           order(id: $o) { lines { sku { unitPrice } } } }""",
-        {"s": str(supplier.organisation_id), "o": made["order"]["id"]},
+        {"s": supplier.gid, "o": made["order"]["id"]},
         lambda c: _mutate(
             c,
             'mutation($k: ID!) { updateSku(input: {skuId: $k, unitPrice: "7.50"}) { userErrors { code } } }',
@@ -139,7 +139,7 @@ async def cloud_warehouse_created(client: GraphQLHttp, make_member: MakeMember) 
     return Scenario(
         buyer,
         "query($s: ID!) { cloudWarehouses(supplierId: $s) { id } }",
-        {"s": str(supplier.organisation_id)},
+        {"s": supplier.gid},
         lambda c: warehouse(c, supplier),
         lambda data: len(data["cloudWarehouses"]) == 2,
     )
@@ -151,7 +151,7 @@ async def logistics_method_created(client: GraphQLHttp, make_member: MakeMember)
     return Scenario(
         buyer,
         "query($s: ID!) { logisticsMethods(supplierId: $s) { name rules { countryCode } } }",
-        {"s": str(supplier.organisation_id)},
+        {"s": supplier.gid},
         lambda c: _mutate(c, SEA, {}, supplier.token),
         lambda data: {"name": "Sea", "rules": [{"countryCode": "FR"}]} in data["logisticsMethods"],
     )
@@ -162,7 +162,7 @@ async def partnership_decided(client: GraphQLHttp, make_member: MakeMember) -> S
     applied = await ok(
         client,
         "mutation($s: ID!) { applyForPartnership(supplierId: $s) { partnership { id } userErrors { code } } }",
-        {"s": str(supplier.organisation_id)},
+        {"s": supplier.gid},
         token=distributor.token,
     )
     return Scenario(

@@ -42,6 +42,7 @@ from tests.support.distribution import (
     paid_order,
     partnered,
     push,
+    warehouse_reference,
     warehouse_simulator,
 )
 from tests.support.faults import (
@@ -758,7 +759,10 @@ async def test_sigkill_mid_withdraw_and_mid_push_resumes_on_restart_and_acts_onc
         await catch()
         answered = await withdraw(first, distributor.token, withdrawn)
         assert answered["withdrawal"]["status"] == "WITHDRAWING"
-        await _wait(lambda: in_flight(f"/{withdrawn}/cancel", 1, "outbound_cancelled"), "a cancel")
+        await _wait(
+            lambda: in_flight(f"/{warehouse_reference(withdrawn)}/cancel", 1, "outbound_cancelled"),
+            "a cancel",
+        )
         processes[-1].kill()
         killed_at = time.monotonic()
         await let_go()
@@ -783,7 +787,7 @@ async def test_sigkill_mid_withdraw_and_mid_push_resumes_on_restart_and_acts_onc
 
         await asyncio.sleep(SLOW_WAREHOUSE + 0.5 if not acted else 0.2)  # abandoned calls end
         effects = await sim.effects()
-        cancels = await api_calls(sim, f"/{withdrawn}/cancel")
+        cancels = await api_calls(sim, f"/{warehouse_reference(withdrawn)}/cancel")
         posts = (await api_calls(sim, PATH_OUTBOUND_ORDERS))[1:]  # (the first pushed `withdrawn`)
         balance, entries = await distributor_wallet(third, d)
         state = await order_state(third, distributor.token, withdrawn)

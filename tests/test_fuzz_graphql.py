@@ -570,7 +570,7 @@ async def seed_world(client: GraphQLHttp, make_member: MakeMember) -> World:
         """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
           { wallet { id } userErrors { code } } }""",
         supplier.token,
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
     )
     sku = product["product"]["skus"][0]["id"]
     order = await _payload(
@@ -587,11 +587,11 @@ async def seed_world(client: GraphQLHttp, make_member: MakeMember) -> World:
         buyer.token,
     )
     ids = {
-        str(supplier.organisation_id),
-        str(buyer.organisation_id),
-        str(supplier.user_id),
-        str(buyer.user_id),
-        str(staff.user_id),
+        supplier.gid,
+        buyer.gid,
+        supplier.user_gid,
+        buyer.user_gid,
+        staff.user_gid,
         spare_token["token"]["id"],
         product["product"]["id"],
         sku,

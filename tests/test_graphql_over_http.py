@@ -53,7 +53,7 @@ async def test_the_media_type_follows_accept(client: GraphQLHttp, make_member: M
         response = await post(client, {"query": ME}, token=member.token, accept=accept)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(expected), (accept, response.headers)
-        assert response.json()["data"]["me"]["tokenId"] == str(member.token_id)
+        assert response.json()["data"]["me"]["tokenId"] == member.token_gid
     # the response cache answers in the same media type
     again = await post(client, {"query": ME}, token=member.token)
     assert again.headers.get("x-cache") == "hit"
@@ -154,7 +154,7 @@ async def test_a_batch_is_authorised_operation_by_operation(
         assert codes(result) == ["UNAUTHENTICATED"]
     member = await make_member()
     mine = await post(client, [{"query": ME}], token=member.token)
-    assert mine.json()[0]["data"]["me"]["tokenId"] == str(member.token_id)
+    assert mine.json()[0]["data"]["me"]["tokenId"] == member.token_gid
 
 
 async def test_apollo_batch_http_link(server: RunningServer, make_member: MakeMember) -> None:
@@ -164,7 +164,7 @@ async def test_apollo_batch_http_link(server: RunningServer, make_member: MakeMe
     first = run["requests"][0]
     assert isinstance(first["body"], list) and len(first["body"]) == 2  # two queries, one request
     assert all(r["status"] == 200 for r in run["requests"])
-    assert run["me"]["me"]["tokenId"] == str(member.token_id)
+    assert run["me"]["me"]["tokenId"] == member.token_gid
     assert "edges" in run["events"]["events"]
     assert run["renamed"]["renameOrganisation"]["organisation"]["name"] == "Via Apollo"
     assert run["again"]["me"]["organisation"]["name"] == "Via Apollo"

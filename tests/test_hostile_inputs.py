@@ -25,6 +25,7 @@ import httpx
 import pytest
 import websockets
 
+from schema.global_ids import gid
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp
 from tests.support.server import RunningServer
@@ -135,7 +136,7 @@ async def world(client: GraphQLHttp, make_member: MakeMember) -> World:
         """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
           { userErrors { code } } }""",
         supplier.token,
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
     )
     sku = product["product"]["skus"][0]["id"]
     order = await _ok(
@@ -484,29 +485,42 @@ async def test_manual_order_with_20000_lines_is_refused(client: GraphQLHttp, wor
 
 
 ID_USES = [
-    ("query($v: ID!) { order(id: $v) { id } }", "buyer"),
-    ("query($v: ID!) { storeProducts(storeId: $v) { id } }", "buyer"),
-    ("query($v: ID) { products(supplierId: $v) { id } }", "buyer"),
-    ("query($v: ID!) { walletEntries(walletId: $v) { id } }", "buyer"),
-    ("query($v: ID!) { distributionWarehouses(partnershipId: $v) { id } }", "buyer"),
-    ("query($v: ID!) { freightQuote(orderIds: [$v]) { total } }", "buyer"),
+    ("query($v: ID!) { order(id: $v) { id } }", "buyer", "Order"),
+    ("query($v: ID!) { node(id: $v) { id } }", "buyer", "Order"),
+    ("query($v: ID!) { storeProducts(storeId: $v) { id } }", "buyer", "Store"),
+    ("query($v: ID) { products(supplierId: $v) { id } }", "buyer", "Organisation"),
+    ("query($v: ID!) { walletEntries(walletId: $v) { id } }", "buyer", "Wallet"),
+    (
+        "query($v: ID!) { distributionWarehouses(partnershipId: $v) { id } }",
+        "buyer",
+        "Partnership",
+    ),
+    ("query($v: ID!) { freightQuote(orderIds: [$v]) { total } }", "buyer", "Order"),
     (
         "mutation($v: ID!) { revokeApiToken(input: {id: $v}) { userErrors { code field } } }",
         "buyer",
+        "ApiToken",
     ),
-    ("mutation($v: ID!) { cancelOrders(orderIds: [$v]) { userErrors { code field } } }", "buyer"),
+    (
+        "mutation($v: ID!) { cancelOrders(orderIds: [$v]) { userErrors { code field } } }",
+        "buyer",
+        "Order",
+    ),
     (
         "mutation($v: ID!) { applyForPartnership(supplierId: $v) { userErrors { code field } } }",
         "buyer",
+        "Organisation",
     ),
     (
         "mutation($v: ID!) { discontinueProduct(productId: $v) { userErrors { code field } } }",
         "supplier",
+        "Product",
     ),
     (
         'mutation($v: ID!) { topUpWallet(buyerId: $v, amount: "1.00", currency: "USD") '
         "{ userErrors { code field } } }",
         "supplier",
+        "Organisation",
     ),
 ]
 
@@ -514,14 +528,14 @@ ID_USES = [
 async def test_id_beyond_32_bits_is_not_found_not_an_internal_error(
     client: GraphQLHttp, world: World
 ) -> None:
-    """Ids are accepted up to 2**63 - 1 (``resolvers/ids.py``); an id that no row can have
+    """Id keys are accepted up to 2**63 - 1 (``schema/global_ids.py``); an id that no row can have
     must be NOT_FOUND (or null, or an empty list) whatever the database's key type: on
     PostgreSQL, whose ``integer`` keys are 32 bits, asyncpg refuses to encode it."""
     before = await snapshot()
     wrong: dict[str, str] = {}
-    for document, who in ID_USES:
+    for document, who, type_name in ID_USES:
         token = world.supplier.token if who == "supplier" else world.buyer.token
-        for value in (str(2**31), str(2**63 - 1)):
+        for value in (gid(type_name, 2**31), gid(type_name, 2**63 - 1)):
             response = await post(client, document, {"v": value}, token=token)
             try:
                 assert response.status_code == 200, response.status_code

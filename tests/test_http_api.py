@@ -24,7 +24,7 @@ async def test_query_over_post_and_get(client: GraphQLHttp, make_member: MakeMem
     data = await client.data(ME, token=member.token)
     assert data["me"]["user"]["email"] == member.email
     assert data["me"]["organisation"] == {
-        "id": str(member.organisation_id),
+        "id": member.gid,
         "name": f"Org {member.email}",
         "kind": "SUPPLIER",
     }
@@ -140,7 +140,7 @@ async def test_other_organisations_data_is_invisible(
     )
 
     tokens = await client.data("{ apiTokens { id } users { email } }", token=alice.token)
-    assert str(bob.token_id) not in {t["id"] for t in tokens["apiTokens"]}
+    assert bob.token_gid not in {t["id"] for t in tokens["apiTokens"]}
     assert [u["email"] for u in tokens["users"]] == [alice.email]
     events = await client.data(
         "{ events(first: 200) { edges { node { payload } } } }", token=alice.token
@@ -150,7 +150,7 @@ async def test_other_organisations_data_is_invisible(
     # touching Bob's token from Alice's organisation: not found, and Bob's token still works
     refused = await client.data(
         "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { token { id } userErrors { code field } } }",
-        {"id": str(bob.token_id)},
+        {"id": bob.token_gid},
         token=alice.token,
     )
     assert refused["revokeApiToken"] == {
@@ -174,9 +174,9 @@ async def test_roles_are_enforced(client: GraphQLHttp, make_member: MakeMember) 
     # staff see only their own tokens; the owner sees all of the organisation's
     assert {
         t["id"] for t in (await client.data("{ apiTokens { id } }", token=staff.token))["apiTokens"]
-    } == {str(staff.token_id)}
+    } == {staff.token_gid}
     owner_view = await client.data("{ apiTokens { id } }", token=owner.token)
-    assert {str(owner.token_id), str(staff.token_id)} <= {t["id"] for t in owner_view["apiTokens"]}
+    assert {owner.token_gid, staff.token_gid} <= {t["id"] for t in owner_view["apiTokens"]}
     # an admin cannot create an owner; an owner can
     admin = await make_member(role="ADMIN", organisation_id=owner.organisation_id)
     add_owner = 'mutation($e: String!) { addUser(input: {email: $e, name: "N", role: OWNER}) { user { role } userErrors { code } } }'
@@ -210,8 +210,18 @@ async def test_bad_input_gets_typed_errors_and_changes_nothing(
             "INVALID",
             "input.expiresAt",
         ),
-        ('revokeApiToken(input: {id: "abc"})', "NOT_FOUND", "input.id"),
-        ('revokeApiToken(input: {id: "99999999999999999999999"})', "NOT_FOUND", "input.id"),
+        ('revokeApiToken(input: {id: "abc"})', "BAD_USER_INPUT", "input.id"),
+        ('revokeApiToken(input: {id: "99999999999999999999999"})', "BAD_USER_INPUT", "input.id"),
+        (
+            'revokeApiToken(input: {id: "gid://supplygraph/Order/1"})',
+            "BAD_USER_INPUT",
+            "input.id",
+        ),
+        (
+            'revokeApiToken(input: {id: "gid://supplygraph/ApiToken/999999"})',
+            "NOT_FOUND",
+            "input.id",
+        ),
     ]
     for call, code, field in cases:
         data = await client.data(

@@ -58,6 +58,7 @@ from domain.models.orders import Depute, DeputeStatus, Order, OrderStatus, Order
 from domain.models.stock import ReservationState, StockItem, StockMovement, StockReservation
 from domain.models.wallets import EntryKind, Wallet, WalletEntry
 from domain.order_status import ALLOWED
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
     FAST_WAREHOUSE,
@@ -291,7 +292,7 @@ async def run_op(load: Load, op: Op) -> str:
             return await load.send(CANCEL, {"o": ids}, buyer)
         case "top_up":
             amount = Decimal(5 + int(op.chance * 55)).quantize(CENTS)
-            variables = {"b": str(d.distributor.organisation_id), "a": str(amount)}
+            variables = {"b": d.distributor.gid, "a": str(amount)}
             return await load.send(TOP_UP, variables, supplier)
         case "ship":
             return await load.send(SHIP, {"o": oid}, supplier)
@@ -388,7 +389,7 @@ class Snapshot:
 
 
 async def snapshot(load: Load) -> Snapshot:
-    index = {int(oid): i for i, (oid, _) in enumerate(load.orders)}
+    index = {key_of(oid): i for i, (oid, _) in enumerate(load.orders)}
     ids = list(index)
     status = {index[o.id]: o.status for o in await Order.filter(id__in=ids)}
     records = await WarehouseOrder.filter(order_id__in=ids)
@@ -490,7 +491,7 @@ async def set_up(
         applied = await ok(
             client,
             "mutation($s: ID!) { applyForPartnership(supplierId: $s) { partnership { id } userErrors { code field message } } }",
-            {"s": str(supplier.organisation_id)},
+            {"s": supplier.gid},
             token=distributor.token,
         )
         partnership_id = applied["partnership"]["id"]
@@ -523,7 +524,7 @@ async def set_up(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "25.00", currency: "USD") { userErrors { code } } }',
-        {"b": str(distributions[-1].distributor.organisation_id)},
+        {"b": distributions[-1].distributor.gid},
         token=supplier.token,
     )
     plan = [i for i in range(DISTRIBUTORS) for _ in range(ORDERS_PER_DISTRIBUTOR)]
@@ -720,7 +721,7 @@ async def test_invariants_hold_under_concurrent_load(
     started = time.perf_counter()
     load = await set_up(client, make_member, warehouse_sim, rng)
     load.seed = seed
-    order_ids = [int(oid) for oid, _ in load.orders]
+    order_ids = [key_of(oid) for oid, _ in load.orders]
     set_up_seconds = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -15,6 +15,7 @@ from starlette.routing import WebSocketRoute
 
 from domain import outbox
 from domain.models.events import Event
+from schema.global_ids import gid, key_of
 from service.live import LiveEndpoint, Multiplexer
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
@@ -93,7 +94,7 @@ async def test_sockets_with_the_same_subscription_share_one_group(
 
     await asyncio.gather(*(rename(client, member.token, f"Shared {i}") for i in range(10)))
     received = [await events(ws, 10) for ws in sockets]
-    ids = [int(e["id"]) for e in received[0]]
+    ids = [key_of(e["id"]) for e in received[0]]
     assert ids == sorted(ids) and len(set(ids)) == 10
     assert all(r == received[0] for r in received)
     for ws in sockets:
@@ -122,7 +123,7 @@ async def test_variables_visibility_and_organisations_make_separate_groups(
     for ws in (alice_updates, alice_all, staff_updates):
         [event] = await events(ws, 1)
         assert event["payload"]["name"] == "Alice secret plans"
-        assert event["subjectId"] == str(alice.organisation_id)
+        assert event["subjectId"] == alice.gid
     [event] = await events(bob_updates, 1)
     assert event["payload"]["name"] == "Bob Co"
     for ws in (alice_updates, alice_all, staff_updates, bob_updates):
@@ -236,7 +237,7 @@ async def test_replaying_subscribers_get_groups_of_their_own(
     await rename(client, member.token, "two")
     await settled(server)
     live_only = await subscribed_socket(ws_connect, member.token, UPDATES)
-    replay = {"after": "0", **UPDATES}
+    replay = {"after": gid("Event", 0), **UPDATES}
     first = await subscribed_socket(ws_connect, member.token, replay)
     await server.wait_for_subscribers(2)
     assert [e["payload"]["name"] for e in await events(first, 2)] == ["one", "two"]
@@ -263,7 +264,7 @@ async def test_queries_and_mutations_over_the_socket_run_once(
     assert await ws.receive() == {
         "id": op,
         "type": "next",
-        "payload": {"data": {"me": {"tokenId": str(member.token_id)}}},
+        "payload": {"data": {"me": {"tokenId": member.token_gid}}},
     }
     assert await ws.receive() == {"id": op, "type": "complete"}
     op = await ws.subscribe(RENAME, {"n": "Over the socket"})
@@ -370,7 +371,7 @@ async def test_ping_is_answered_before_and_after_init(
         ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert ack == {
             "type": "connection_ack",
-            "payload": {"organisationId": str(member.organisation_id)},
+            "payload": {"organisationId": member.gid},
         }
         await send_json(ws, {"type": "ping", "payload": {"at": 1}})
         assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from domain.models.distribution import WarehouseTask
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import paid_order, partnered
 from tests.support.graphql_client import GraphQLHttp
@@ -76,5 +77,5 @@ async def test_background_work_carries_the_request_id(
         headers={"authorization": f"Bearer {d.distributor.token}", "x-request-id": "req-abc-123"},
     )
     assert response.json()["data"]["withdrawOrder"]["userErrors"] == []
-    [task] = await WarehouseTask.filter(order_id=int(order_id))
+    [task] = await WarehouseTask.filter(order_id=key_of(order_id))
     assert task.request_id == "req-abc-123"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from integrations.stores.simulator import create_store_simulator
+from schema.global_ids import gid
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer, serve
@@ -86,7 +87,7 @@ async def connect_variant(
     data = await client.data(
         """mutation($sp: ID!, $p: ID!, $m: ID!, $v: ID!, $k: ID!) { connectProduct(input: {
         storeProductId: $sp, productId: $p, logisticsMethodId: $m, variants: [{storeVariantId: $v, skuId: $k}]})
-        { connection { id status } userErrors { code field message } } }""",
+        { productLink { id status } userErrors { code field message } } }""",
         {
             "sp": store_product_id,
             "p": cat["product"],
@@ -164,7 +165,7 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "10.00", currency: "USD") { wallet { balance } userErrors { code } } }',
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
         token=supplier.token,
     )
     refused = (
@@ -182,7 +183,7 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "20.00", currency: "USD") { wallet { balance } userErrors { code } } }',
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
         token=supplier.token,
     )
     paid = await ok(
@@ -304,7 +305,7 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     quote = await ok(
         client,
         'mutation($s: ID!, $p: ID!) { requestQuote(input: {supplierId: $s, storeProductId: $p, note: "need blue L", targetPrice: "5.50"}) { quote { id status } userErrors { code field } } }',
-        {"s": str(supplier.organisation_id), "p": products[0]["id"]},
+        {"s": supplier.gid, "p": products[0]["id"]},
         token=buyer.token,
     )
     assert quote["quote"]["status"] == "REQUESTED"
@@ -351,7 +352,7 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
         token=supplier.token,
     )
     await ok(
@@ -459,7 +460,7 @@ async def test_wallet_never_goes_negative_under_concurrent_payments(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "32.00", currency: "USD") { userErrors { code } } }',
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
         token=supplier.token,
     )
     results = await asyncio.gather(
@@ -506,7 +507,7 @@ async def test_status_subscription_and_mapping_drift(
     await ok(
         client,
         'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "8.00", currency: "USD") { userErrors { code } } }',
-        {"b": str(buyer.organisation_id)},
+        {"b": buyer.gid},
         token=supplier.token,
     )
     await ok(
@@ -565,11 +566,11 @@ async def test_status_subscription_and_mapping_drift(
     )
     connection = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { connection { status staleReason } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { productLink { status staleReason } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"][0]["connection"]
+    )["storeProducts"][0]["productLink"]
     assert connection["status"] == "STALE" and "Crimson" in connection["staleReason"]
     stale = (
         await client.data(
@@ -605,9 +606,9 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
         "order": None,
         "userErrors": [{"code": "NOT_FOUND", "field": "orderId"}],
     }
-    unknown = (await client.data(connect, {**variables, "k": "999999"}, token=buyer.token))[
-        "connectOrderSku"
-    ]
+    unknown = (
+        await client.data(connect, {**variables, "k": gid("Sku", 999999)}, token=buyer.token)
+    )["connectOrderSku"]
     assert unknown["userErrors"] == [{"code": "NOT_FOUND", "field": "skuId"}]
     # an inactive SKU is refused
     await ok(
@@ -650,7 +651,7 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
     mismatch = (
         await client.data(
             'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "5.00", currency: "EUR") { userErrors { code } } }',
-            {"b": str(buyer.organisation_id)},
+            {"b": buyer.gid},
             token=supplier.token,
         )
     )["topUpWallet"]["userErrors"]
@@ -658,7 +659,7 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
     negative = (
         await client.data(
             'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "-5.00", currency: "USD") { userErrors { code field } } }',
-            {"b": str(buyer.organisation_id)},
+            {"b": buyer.gid},
             token=supplier.token,
         )
     )["topUpWallet"]["userErrors"]

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from domain.request_context import request_id_var
+from schema.global_ids import key_of
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -105,7 +106,7 @@ async def test_keyset_pages_cover_every_order_once_and_counts_match(
     seen, after = [], None
     while True:
         page = (await client.data(PAGE, {"n": 3, "after": after}, token=buyer.token))["orders"]
-        seen += [int(e["node"]["id"]) for e in page["edges"]]
+        seen += [key_of(e["node"]["id"]) for e in page["edges"]]
         info = page["pageInfo"]
         assert info["hasPreviousPage"] is (after is not None)
         assert info["startCursor"] == page["edges"][0]["cursor"]

@@ -11,6 +11,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.models.events import Event, EventAudience
 from domain.models.orders import Order, OrderStatus, OrderTransition
 from domain.order_status import transition
+from schema.global_ids import key_of
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -27,7 +28,7 @@ async def _order(client: GraphQLHttp, make_member: MakeMember) -> Order:
     made = await ok(
         client, CREATE, {"k": cat["skus"]["TEE-R-M"], "m": cat["method"]}, token=buyer.token
     )
-    return await Order.get(id=int(made["order"]["id"]))
+    return await Order.get(id=key_of(made["order"]["id"]))
 
 
 async def _written(order: Order) -> tuple[list[OrderTransition], list[Event]]:

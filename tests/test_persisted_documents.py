@@ -63,7 +63,7 @@ async def test_automatic_persisted_queries_over_post_and_get(
         assert strict.status_code == 400
         # hash and document: checked, run and kept
         sent = await post(http, {"query": ME, "extensions": persisted(ME)}, member.token)
-        assert sent.json()["data"]["me"]["tokenId"] == str(member.token_id)
+        assert sent.json()["data"]["me"]["tokenId"] == member.token_gid
         # from now on the hash alone, over POST and GET (and the response cache answers GET)
         by_hash = await post(http, {"extensions": persisted(ME)}, member.token)
         assert by_hash.json() == sent.json()
@@ -182,7 +182,7 @@ async def test_trusted_documents_mode_runs_only_what_the_manifest_lists(
         ):
             answer = await post(http, body, member.token, GRAPHQL_RESPONSE)
             assert answer.status_code == 200, (body, answer.text)
-            assert answer.json()["data"]["me"]["tokenId"] == str(member.token_id)
+            assert answer.json()["data"]["me"]["tokenId"] == member.token_gid
         renamed = await post(
             http, {"doc_id": "rename-1", "variables": {"n": "Trusted"}}, member.token
         )
@@ -236,4 +236,4 @@ async def test_apollo_persisted_query_link(server: RunningServer, make_member: M
     assert all("persistedQuery" in r["extensions"] for r in requests)
     assert requests[-1]["cache"] == "hit"  # hashed GETs are answered from the response cache
     for answer in ("first", "second", "third"):
-        assert run[answer]["me"]["tokenId"] == str(member.token_id)
+        assert run[answer]["me"]["tokenId"] == member.token_gid

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from schema.global_ids import gid
 from tests.conftest import MakeMember
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import RedisServer, redis_server, redis_server_available
@@ -166,7 +167,7 @@ async def test_service_starts_while_redis_is_down_and_catches_up(
             ws = await GraphQLWebSocket.connect(server.ws_url, token=member.token)
             await ws.acknowledged()
             await ws.subscribe(
-                EVENTS_SUBSCRIPTION, {"after": "0", "types": ["ORGANISATION_UPDATED"]}
+                EVENTS_SUBSCRIPTION, {"after": gid("Event", 0), "types": ["ORGANISATION_UPDATED"]}
             )
             assert (await ws.next_data())["events"]["payload"]["name"] == "while down"  # replay
             redis.restart()

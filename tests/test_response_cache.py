@@ -191,7 +191,7 @@ async def test_one_callers_page_is_never_served_to_another(
         response = await send(client, ORG_NAME, token=member.token)
         assert response.headers["x-cache"] == "hit"
         organisation = response.json()["data"]["me"]["organisation"]
-        assert organisation == {"id": str(member.organisation_id), "name": f"Org {member.email}"}
+        assert organisation == {"id": member.gid, "name": f"Org {member.email}"}
 
     # the same organisation and role, another user: answers that depend on the user differ
     me = "{ me { user { email } } }"
@@ -207,7 +207,7 @@ async def test_one_callers_page_is_never_served_to_another(
     tokens = "{ apiTokens { id } }"
     await send(client, tokens, token=alice.token)
     listed = (await send(client, tokens, token=staff.token)).json()["data"]["apiTokens"]
-    assert listed == [{"id": str(staff.token_id)}]
+    assert listed == [{"id": staff.token_gid}]
 
 
 async def test_me_token_id_is_the_requests_own_token(
@@ -220,7 +220,7 @@ async def test_me_token_id_is_the_requests_own_token(
         token=member.token,
     )
     query = "{ me { user { email } tokenId } }"
-    for token, token_id in ((member.token, str(member.token_id)), (created["secret"], None)):
+    for token, token_id in ((member.token, member.token_gid), (created["secret"], None)):
         token_id = token_id or created["token"]["id"]
         for _ in range(2):
             assert (await send(client, query, token=token)).json()["data"]["me"][

@@ -12,6 +12,7 @@ from tortoise import connections
 
 from domain import secrets
 from domain.models.stores import Store
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -47,7 +48,7 @@ async def connected_order(
     connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
     assert connected["userErrors"] == [], connected
     store["red"] = red
-    store["connection"] = connected["connection"]
+    store["connection"] = connected["productLink"]
     made = await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
     assert made["webhook_status"] == 202
     await server.store_inbox_drained()
@@ -77,7 +78,7 @@ async def test_tracking_push_is_retried_after_store_failures_and_lands_once(
         await ok(
             client,
             'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": str(buyer.organisation_id)},
+            {"b": buyer.gid},
             token=supplier.token,
         )
         await ok(
@@ -135,7 +136,7 @@ async def test_tracking_push_gives_up_after_max_attempts_with_the_error_visible(
         await ok(
             client,
             'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": str(buyer.organisation_id)},
+            {"b": buyer.gid},
             token=supplier.token,
         )
         await ok(
@@ -203,7 +204,7 @@ async def test_quote_updated_reaches_buyer_and_supplier_and_no_one_else(
     quote = await ok(
         client,
         'mutation($s: ID!, $p: ID!) { requestQuote(input: {supplierId: $s, storeProductId: $p, note: "x"}) { quote { id } userErrors { code } } }',
-        {"s": str(supplier.organisation_id), "p": product["id"]},
+        {"s": supplier.gid, "p": product["id"]},
         token=buyer.token,
     )
     quote_id = quote["quote"]["id"]
@@ -247,17 +248,17 @@ async def test_disconnect_product_applies_to_future_orders_only(
     _, store, first = await connected_order(client, server, supplier, buyer, sim)
     connection_id = store["connection"]["id"]
     other = await make_member("BUYER")
-    mutation = "mutation($c: ID!) { disconnectProduct(connectionId: $c) { connection { id status } userErrors { code field } } }"
+    mutation = "mutation($c: ID!) { disconnectProduct(productLinkId: $c) { productLink { id status } userErrors { code field } } }"
     foreign = (await client.data(mutation, {"c": connection_id}, token=other.token))[
         "disconnectProduct"
     ]
-    assert foreign["userErrors"] == [{"code": "NOT_FOUND", "field": "connectionId"}]
+    assert foreign["userErrors"] == [{"code": "NOT_FOUND", "field": "productLinkId"}]
     done = await ok(client, mutation, {"c": connection_id}, token=buyer.token)
-    assert done["connection"]["status"] == "DISCONNECTED"
+    assert done["productLink"]["status"] == "DISCONNECTED"
     again = (await client.data(mutation, {"c": connection_id}, token=buyer.token))[
         "disconnectProduct"
     ]
-    assert again["userErrors"] == [{"code": "ILLEGAL_TRANSITION", "field": "connectionId"}]
+    assert again["userErrors"] == [{"code": "ILLEGAL_TRANSITION", "field": "productLinkId"}]
 
     second = await sim.order(
         store["red"]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}"
@@ -276,12 +277,12 @@ async def test_store_credentials_are_sealed_in_the_database(
     store = await connect_store(client, buyer, sim)
     rows = await connections.get("default").execute_query_dict(
         "SELECT access_token, webhook_secret FROM store WHERE id = "
-        + str(int(store["store"]["id"]))
+        + str(key_of(store["store"]["id"]))
     )
     [row] = rows
     assert row["access_token"].startswith("sealed:v1:") and "sim-token" not in row["access_token"]
     assert row["webhook_secret"].startswith("sealed:v1:")
-    loaded = await Store.get(id=int(store["store"]["id"]))
+    loaded = await Store.get(id=key_of(store["store"]["id"]))
     assert (loaded.access_token, loaded.webhook_secret) == ("sim-token", "sim-webhook-secret")
     # the API never returns them after connectStore
     fields = (

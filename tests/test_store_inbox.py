@@ -12,6 +12,7 @@ from domain import store_inbox
 from domain.models.orders import InboxState, Order, WebhookReceipt
 from integrations.stores import inbox as inbox_module
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -46,7 +47,7 @@ async def _delivered(server: RunningServer, sim: Sim, store: dict) -> tuple[dict
     )
     assert made["webhook_status"] == 202
     await server.store_inbox_drained()
-    return made, await _row(store_id=int(store["store"]["id"]))
+    return made, await _row(store_id=key_of(store["store"]["id"]))
 
 
 async def test_a_row_run_again_after_a_crash_makes_no_second_order(
@@ -69,7 +70,7 @@ async def test_a_row_run_again_after_a_crash_makes_no_second_order(
     assert again.attempts == 2
     assert (
         await Order.filter(
-            store_id=int(store["store"]["id"]), store_order_id=str(made["order"]["id"])
+            store_id=key_of(store["store"]["id"]), store_order_id=str(made["order"]["id"])
         ).count()
         == 1
     )
@@ -127,7 +128,7 @@ async def test_a_failure_is_retried_and_then_left_failed_with_the_error(
         assert row.last_error is None
         assert (
             await Order.filter(
-                store_id=int(store["store"]["id"]), store_order_id=str(made["order"]["id"])
+                store_id=key_of(store["store"]["id"]), store_order_id=str(made["order"]["id"])
             ).count()
             == 1
         )
@@ -140,13 +141,13 @@ async def test_a_failure_is_retried_and_then_left_failed_with_the_error(
         made = await sim.order(
             tee["variants"][0]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}"
         )
-        row = await _row(store_id=int(store["store"]["id"]))
+        row = await _row(store_id=key_of(store["store"]["id"]))
         failed = await _settled(row.id)
         assert failed.state == InboxState.FAILED and failed.attempts == 3
         assert failed.last_error == "still broken"
         assert (
             await Order.filter(
-                store_id=int(store["store"]["id"]), store_order_id=str(made["order"]["id"])
+                store_id=key_of(store["store"]["id"]), store_order_id=str(made["order"]["id"])
             ).count()
             == 0
         )
@@ -175,11 +176,11 @@ async def test_two_workers_take_twenty_webhooks_in_once_each(
         await server.store_inbox_drained()
     finally:
         await other.stop()
-    rows = await WebhookReceipt.filter(store_id=int(store["store"]["id"]))
+    rows = await WebhookReceipt.filter(store_id=key_of(store["store"]["id"]))
     assert len(rows) == 20
     assert {r.state for r in rows} == {InboxState.DONE}
     assert all(r.attempts == 1 for r in rows)
-    orders = await Order.filter(store_id=int(store["store"]["id"]))
+    orders = await Order.filter(store_id=key_of(store["store"]["id"]))
     assert sorted(o.id for o in orders) == sorted(r.order_id for r in rows)
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 import websockets
 
+from schema.global_ids import gid, key_of
 from tests.conftest import MakeMember
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer
@@ -38,14 +39,14 @@ async def test_subscriber_receives_the_event_of_a_mutation(
     member = await make_member()
     ws: GraphQLWebSocket = await ws_connect(member.token)
     ack = await ws.acknowledged()
-    assert ack["payload"] == {"organisationId": str(member.organisation_id)}
+    assert ack["payload"] == {"organisationId": member.gid}
     await ws.subscribe(EVENTS_SUBSCRIPTION, {"types": ["ORGANISATION_UPDATED"]})
     await server.wait_for_subscribers(1)
 
     await rename(client, member.token, "Live Co")
     event = (await ws.next_data())["events"]
     assert event["type"] == "ORGANISATION_UPDATED"
-    assert event["subjectId"] == str(member.organisation_id)
+    assert event["subjectId"] == member.gid
     assert event["payload"]["name"] == "Live Co"
 
 
@@ -56,7 +57,7 @@ async def test_events_arrive_in_order_without_duplicates(
     ws = await subscribed(server, ws_connect, member.token, types=["ORGANISATION_UPDATED"])
     # concurrent mutations: ids still reach the subscriber strictly increasing
     await asyncio.gather(*(rename(client, member.token, f"Name {i}") for i in range(20)))
-    ids = [int((await ws.next_data())["events"]["id"]) for _ in range(20)]
+    ids = [key_of((await ws.next_data())["events"]["id"]) for _ in range(20)]
     assert ids == sorted(ids) and len(set(ids)) == 20
     with pytest.raises(TimeoutError):
         await ws.receive(timeout=0.5)
@@ -91,7 +92,9 @@ async def test_subscribers_see_only_their_organisations_events(
     await alice_ws.acknowledged()
     await bob_ws.acknowledged()
     await alice_ws.subscribe(EVENTS_SUBSCRIPTION)
-    await bob_ws.subscribe(EVENTS_SUBSCRIPTION, {"after": "0"})  # even replaying everything
+    await bob_ws.subscribe(
+        EVENTS_SUBSCRIPTION, {"after": gid("Event", 0)}
+    )  # even replaying everything
     await server.wait_for_subscribers(2)
 
     await rename(client, alice.token, "Alice secret plans")
@@ -104,9 +107,7 @@ async def test_subscribers_see_only_their_organisations_events(
         if event["payload"].get("name") == "Bob Co":
             break
     assert "Alice" not in json.dumps(seen_by_bob)
-    assert {e["subjectId"] for e in seen_by_bob if e["subjectType"] == "Organisation"} == {
-        str(bob.organisation_id)
-    }
+    assert {e["subjectId"] for e in seen_by_bob if e["subjectType"] == "Organisation"} == {bob.gid}
     with pytest.raises(TimeoutError):
         await alice_ws.receive(timeout=0.5)
 
@@ -138,7 +139,7 @@ async def test_reconnect_with_last_id_replays_without_gap_or_duplicate(
 
     names = [e["payload"]["name"] for e in first + received]
     assert names == ["one", "two", "three", "four", "five", "six", "seven"]
-    ids = [int(e["id"]) for e in first + received]
+    ids = [key_of(e["id"]) for e in first + received]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     with pytest.raises(TimeoutError):
         await again.receive(timeout=0.5)

@@ -10,7 +10,9 @@ from strawberry import Info
 from strawberry.scalars import JSON
 
 from domain.models import catalogue as m
+from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
+from schema.types.node import Node
 from schema.types.prefetch import MaybeAwaitable, Prefetched, prefetched_slot
 
 ProductStatus = strawberry.enum(m.ProductStatus)
@@ -23,8 +25,7 @@ class PriceTier:
 
 
 @strawberry.type
-class Product:
-    id: strawberry.ID
+class Product(Node):
     supplier_id: strawberry.ID
     title: str
     description: str
@@ -34,8 +35,8 @@ class Product:
     @classmethod
     def from_model(cls, p: m.Product) -> Product:
         return cls(
-            id=strawberry.ID(str(p.id)),
-            supplier_id=strawberry.ID(str(p.supplier_id)),
+            id=gid("Product", p.id),
+            supplier_id=gid("Organisation", p.supplier_id),
             title=p.title,
             description=p.description,
             status=p.status,
@@ -45,13 +46,13 @@ class Product:
     @strawberry.field
     async def skus(self, info: Info) -> list[Sku]:
         return [
-            Sku.from_model(s) for s in await info.context.loaders.skus_by_product.load(int(self.id))
+            Sku.from_model(s)
+            for s in await info.context.loaders.skus_by_product.load(key_of(self.id))
         ]
 
 
 @strawberry.type
-class Sku:
-    id: strawberry.ID
+class Sku(Node):
     code: str
     attributes: JSON
     weight_grams: int
@@ -64,19 +65,19 @@ class Sku:
     @classmethod
     def from_model(cls, s: m.Sku) -> Sku:
         return cls(
-            id=strawberry.ID(str(s.id)),
+            id=gid("Sku", s.id),
             code=s.code,
             attributes=s.attributes,
             weight_grams=s.weight_grams,
             unit_price=s.unit_price,
             currency=s.currency,
             is_active=s.is_active,
-            product_id=strawberry.ID(str(s.product_id)),
+            product_id=gid("Product", s.product_id),
         )
 
     @strawberry.field(description="Cheaper unit prices from a quantity on.")
     async def tiers(self, info: Info) -> list[PriceTier]:
-        rows = await info.context.loaders.tiers_by_sku.load(int(self.id))
+        rows = await info.context.loaders.tiers_by_sku.load(key_of(self.id))
         return [PriceTier(min_quantity=t.min_quantity, unit_price=t.unit_price) for t in rows]
 
     @strawberry.field(graphql_type=Product | None)
@@ -86,7 +87,7 @@ class Sku:
         return self._load_product(info)
 
     async def _load_product(self, info: Info) -> Product | None:
-        row = await info.context.loaders.products.load(int(self.product_id))
+        row = await info.context.loaders.products.load(key_of(self.product_id))
         return Product.from_model(row) if row else None
 
 
@@ -100,8 +101,7 @@ class FreightRule:
 
 
 @strawberry.type
-class LogisticsMethod:
-    id: strawberry.ID
+class LogisticsMethod(Node):
     supplier_id: strawberry.ID
     name: str
     min_days: int
@@ -110,8 +110,8 @@ class LogisticsMethod:
     @classmethod
     def from_model(cls, lm: m.LogisticsMethod) -> LogisticsMethod:
         return cls(
-            id=strawberry.ID(str(lm.id)),
-            supplier_id=strawberry.ID(str(lm.supplier_id)),
+            id=gid("LogisticsMethod", lm.id),
+            supplier_id=gid("Organisation", lm.supplier_id),
             name=lm.name,
             min_days=lm.min_days,
             max_days=lm.max_days,
@@ -119,7 +119,7 @@ class LogisticsMethod:
 
     @strawberry.field(description="Freight per destination country (`*`: anywhere else).")
     async def rules(self, info: Info) -> list[FreightRule]:
-        rows = await info.context.loaders.rules_by_method.load(int(self.id))
+        rows = await info.context.loaders.rules_by_method.load(key_of(self.id))
         return [
             FreightRule(
                 country_code=r.country_code,

@@ -9,7 +9,9 @@ import strawberry
 from strawberry import Info
 
 from domain.models import distribution as m
+from schema.global_ids import gid, key_of, optional_gid
 from schema.types.errors import UserError
+from schema.types.node import Node
 from schema.types.orders import AddressInput
 from schema.types.orders import PushStatusFilter as PushStatus
 from schema.types.orders import WithdrawalStatusFilter as WithdrawalStatus
@@ -25,18 +27,13 @@ AfterSalesStatus = strawberry.enum(m.AfterSalesStatus)
 WarehouseTaskKind = strawberry.enum(m.TaskKind)
 
 
-def _id(value: int | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
-
-
 async def _org_name(info: Info, organisation_id: str) -> str:
-    row = await info.context.loaders.organisations.load(int(organisation_id))
+    row = await info.context.loaders.organisations.load(key_of(organisation_id))
     return row.name if row else ""
 
 
 @strawberry.type
-class Partnership:
-    id: strawberry.ID
+class Partnership(Node):
     supplier_id: strawberry.ID
     distributor_id: strawberry.ID
     status: PartnershipStatus
@@ -59,21 +56,20 @@ class Partnership:
     @classmethod
     def from_model(cls, p: m.Partnership) -> Partnership:
         return cls(
-            id=strawberry.ID(str(p.id)),
-            supplier_id=strawberry.ID(str(p.supplier_id)),
-            distributor_id=strawberry.ID(str(p.distributor_id)),
+            id=gid("Partnership", p.id),
+            supplier_id=gid("Organisation", p.supplier_id),
+            distributor_id=gid("Organisation", p.distributor_id),
             status=p.status,
             message=p.message,
             decision_note=p.decision_note,
-            warehouse_id=_id(p.warehouse_id),
+            warehouse_id=optional_gid("DistributionWarehouse", p.warehouse_id),
             decided_at=p.decided_at,
             created_at=p.created_at,
         )
 
 
 @strawberry.type
-class DistributionWarehouse:
-    id: strawberry.ID
+class DistributionWarehouse(Node):
     partnership_id: strawberry.ID
     name: str
     created_by_system: bool
@@ -85,11 +81,11 @@ class DistributionWarehouse:
     @classmethod
     def from_model(cls, w: m.DistributionWarehouse) -> DistributionWarehouse:
         return cls(
-            id=strawberry.ID(str(w.id)),
-            partnership_id=strawberry.ID(str(w.partnership_id)),
+            id=gid("DistributionWarehouse", w.id),
+            partnership_id=gid("Partnership", w.partnership_id),
             name=w.name,
             created_by_system=w.created_by_system,
-            third_party_warehouse_id=_id(w.connection_id),
+            third_party_warehouse_id=optional_gid("ThirdPartyWarehouse", w.connection_id),
             created_at=w.created_at,
         )
 
@@ -97,8 +93,7 @@ class DistributionWarehouse:
 @strawberry.type(
     description="A supplier's authorised third-party warehouse. Credentials are never returned."
 )
-class ThirdPartyWarehouse:
-    id: strawberry.ID
+class ThirdPartyWarehouse(Node):
     provider: str
     name: str
     api_url: str
@@ -110,12 +105,12 @@ class ThirdPartyWarehouse:
 
     @strawberry.field(description="Where the warehouse posts its signed status callbacks.")
     def callback_url_path(self) -> str:
-        return f"/webhooks/warehouses/{self.id}"
+        return f"/webhooks/warehouses/{key_of(self.id)}"
 
     @classmethod
     def from_model(cls, c: m.WarehouseConnection) -> ThirdPartyWarehouse:
         return cls(
-            id=strawberry.ID(str(c.id)),
+            id=gid("ThirdPartyWarehouse", c.id),
             provider=c.provider,
             name=c.name,
             api_url=c.api_url,
@@ -127,8 +122,8 @@ class ThirdPartyWarehouse:
         )
 
 
-@strawberry.type
-class DistributionSettings:
+@strawberry.type(description="A supplier's distribution settings; its id is keyed by the supplier.")
+class DistributionSettings(Node):
     charge_on_push: bool = strawberry.field(
         description="Charge the distributor's wallet when an unpaid order is pushed."
     )
@@ -138,7 +133,11 @@ class DistributionSettings:
 
     @classmethod
     def from_model(cls, s: m.DistributionSettings) -> DistributionSettings:
-        return cls(charge_on_push=s.charge_on_push, auto_push_returns=s.auto_push_returns)
+        return cls(
+            id=gid("DistributionSettings", s.supplier_id),
+            charge_on_push=s.charge_on_push,
+            auto_push_returns=s.auto_push_returns,
+        )
 
 
 @strawberry.type(description="An order's state at the third-party warehouse.")
@@ -156,7 +155,7 @@ class OrderDistribution:
         return cls(
             push_status=r.push_status,
             push_error=r.push_error,
-            third_party_warehouse_id=_id(r.connection_id),
+            third_party_warehouse_id=optional_gid("ThirdPartyWarehouse", r.connection_id),
             warehouse_order_id=r.warehouse_order_id,
             warehouse_status=r.warehouse_status,
             pushed_at=r.pushed_at,
@@ -165,8 +164,7 @@ class OrderDistribution:
 
 
 @strawberry.type(description="One withdraw request and its outcome.")
-class Withdrawal:
-    id: strawberry.ID
+class Withdrawal(Node):
     order_id: strawberry.ID | None
     after_sales_id: strawberry.ID | None
     distributor_id: strawberry.ID
@@ -182,11 +180,11 @@ class Withdrawal:
     @classmethod
     def from_model(cls, w: m.Withdrawal) -> Withdrawal:
         return cls(
-            id=strawberry.ID(str(w.id)),
-            order_id=_id(w.order_id),
-            after_sales_id=_id(w.after_sales_id),
-            distributor_id=strawberry.ID(str(w.distributor_id)),
-            supplier_id=strawberry.ID(str(w.supplier_id)),
+            id=gid("Withdrawal", w.id),
+            order_id=optional_gid("Order", w.order_id),
+            after_sales_id=optional_gid("AfterSalesOrder", w.after_sales_id),
+            distributor_id=gid("Organisation", w.distributor_id),
+            supplier_id=gid("Organisation", w.supplier_id),
             status=w.status,
             reason=w.reason,
             failure=w.failure,
@@ -198,8 +196,7 @@ class Withdrawal:
 
 
 @strawberry.type(description="One call made to a third-party warehouse, and what came back.")
-class WarehouseAttempt:
-    id: strawberry.ID
+class WarehouseAttempt(Node):
     kind: WarehouseTaskKind
     ok: bool
     outcome: str
@@ -208,7 +205,11 @@ class WarehouseAttempt:
     @classmethod
     def from_model(cls, a: m.WarehouseAttempt) -> WarehouseAttempt:
         return cls(
-            id=strawberry.ID(str(a.id)), kind=a.kind, ok=a.ok, outcome=a.outcome, at=a.created_at
+            id=gid("WarehouseAttempt", a.id),
+            kind=a.kind,
+            ok=a.ok,
+            outcome=a.outcome,
+            at=a.created_at,
         )
 
 
@@ -224,8 +225,7 @@ class ReturnLine:
 
 
 @strawberry.type(description="An after-sales (return stock-in) order of a distributor.")
-class AfterSalesOrder:
-    id: strawberry.ID
+class AfterSalesOrder(Node):
     number: str
     order_id: strawberry.ID
     distributor_id: strawberry.ID
@@ -250,33 +250,33 @@ class AfterSalesOrder:
     ) -> Annotated[Order, strawberry.lazy("schema.types.orders")] | None:
         from schema.types.orders import Order
 
-        row = await info.context.loaders.orders.load(int(self.order_id))
+        row = await info.context.loaders.orders.load(key_of(self.order_id))
         return Order.from_model(row) if row else None
 
     @strawberry.field
     async def withdrawals(self, info: Info) -> list[Withdrawal]:
-        rows = await info.context.loaders.withdrawals_by_return.load(int(self.id))
+        rows = await info.context.loaders.withdrawals_by_return.load(key_of(self.id))
         return [Withdrawal.from_model(w) for w in rows]
 
     @strawberry.field
     async def warehouse_attempts(self, info: Info) -> list[WarehouseAttempt]:
-        rows = await info.context.loaders.attempts_by_return.load(int(self.id))
+        rows = await info.context.loaders.attempts_by_return.load(key_of(self.id))
         return [WarehouseAttempt.from_model(a) for a in rows]
 
     @classmethod
     def from_model(cls, r: m.AfterSalesOrder) -> AfterSalesOrder:
         return cls(
-            id=strawberry.ID(str(r.id)),
+            id=gid("AfterSalesOrder", r.id),
             number=r.number,
-            order_id=strawberry.ID(str(r.order_id)),
-            distributor_id=strawberry.ID(str(r.distributor_id)),
-            supplier_id=strawberry.ID(str(r.supplier_id)),
+            order_id=gid("Order", r.order_id),
+            distributor_id=gid("Organisation", r.distributor_id),
+            supplier_id=gid("Organisation", r.supplier_id),
             status=r.status,
             reason=r.reason,
             items=[
                 ReturnLine(
-                    line_id=strawberry.ID(str(it["lineId"])),
-                    sku_id=strawberry.ID(str(it["skuId"])),
+                    line_id=gid("OrderLine", it["lineId"]),
+                    sku_id=gid("Sku", it["skuId"]),
                     sku_code=it["sku"],
                     title=it.get("title", ""),
                     quantity=int(it["quantity"]),

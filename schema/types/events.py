@@ -8,15 +8,15 @@ import strawberry
 from strawberry.scalars import JSON
 
 from domain.events import PublishedEvent
+from domain.models.events import Event as EventModel
+from schema.global_ids import gid, payload_for_clients, subject_type_for_clients
 from schema.types.enums import EventType
+from schema.types.node import Node
 from schema.types.pagination import PageInfo
 
 
 @strawberry.type(description="Something that happened, visible to the caller's organisation.")
-class Event:
-    id: strawberry.ID = strawberry.field(
-        description="Increases with every event; resume a subscription with `afterEventId`."
-    )
+class Event(Node):
     type: EventType
     subject_type: str = strawberry.field(description="The kind of object it is about.")
     subject_id: strawberry.ID
@@ -25,14 +25,31 @@ class Event:
     occurred_at: datetime
 
     @classmethod
+    def from_model(cls, e: EventModel) -> Event:
+        """A stored event (published: it has its ``seq``)."""
+        assert e.seq is not None
+        return cls.from_published(
+            PublishedEvent(
+                seq=e.seq,
+                type=e.type,
+                subject_type=e.subject_type,
+                subject_id=e.subject_id,
+                payload=e.payload,
+                audience=frozenset(),
+                actor_user_id=e.actor_user_id,
+                created_at=e.created_at,
+            )
+        )
+
+    @classmethod
     def from_published(cls, e: PublishedEvent) -> Event:
         return cls(
-            id=strawberry.ID(str(e.seq)),
+            id=gid("Event", e.seq),
             type=EventType(e.type),
-            subject_type=e.subject_type,
-            subject_id=strawberry.ID(e.subject_id),
-            payload=e.payload,
-            actor_user_id=strawberry.ID(str(e.actor_user_id)) if e.actor_user_id else None,
+            subject_type=subject_type_for_clients(e.subject_type),
+            subject_id=gid(e.subject_type, e.subject_id),
+            payload=payload_for_clients(e.payload),
+            actor_user_id=gid("User", e.actor_user_id) if e.actor_user_id else None,
             occurred_at=e.created_at,
         )
 

@@ -14,8 +14,10 @@ from domain.models import distribution as dm
 from domain.models import orders as m
 from domain.models import wallets as w
 from domain.payments import Charges
+from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError
+from schema.types.node import Node
 from schema.types.pagination import PageInfo
 from schema.types.prefetch import MaybeAwaitable, Prefetched, prefetched_slot
 from schema.types.stores import Store, StorePlatform
@@ -40,10 +42,6 @@ WithdrawalStatusFilter = strawberry.enum(dm.WithdrawalStatus, name="WithdrawalSt
 WalletEntryKind = strawberry.enum(w.EntryKind)
 
 
-def _id(value: int | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
-
-
 @strawberry.type
 class Address:
     name: str
@@ -57,8 +55,7 @@ class Address:
 
 
 @strawberry.type
-class OrderLine:
-    id: strawberry.ID
+class OrderLine(Node):
     title: str
     quantity: int
     source: LineSource
@@ -73,13 +70,13 @@ class OrderLine:
     @classmethod
     def from_model(cls, ln: m.OrderLine) -> OrderLine:
         return cls(
-            id=strawberry.ID(str(ln.id)),
+            id=gid("OrderLine", ln.id),
             title=ln.title,
             quantity=ln.quantity,
             source=ln.source,
             unit_price=ln.unit_price,
-            store_variant_id=_id(ln.store_variant_id),
-            sku_id=_id(ln.sku_id),
+            store_variant_id=optional_gid("StoreVariant", ln.store_variant_id),
+            sku_id=optional_gid("Sku", ln.sku_id),
             stock_quantity=ln.stock_quantity,
         )
 
@@ -92,7 +89,7 @@ class OrderLine:
     async def _load_sku(self, info: Info) -> Sku | None:
         if self.sku_id is None:
             return None
-        row = await info.context.loaders.skus.load(int(self.sku_id))
+        row = await info.context.loaders.skus.load(key_of(self.sku_id))
         return Sku.from_model(row) if row else None
 
 
@@ -109,15 +106,14 @@ class OrderTransition:
         return cls(
             from_status=t.from_status,
             to_status=t.to_status,
-            actor_user_id=_id(t.actor_user_id),
+            actor_user_id=optional_gid("User", t.actor_user_id),
             reason=t.reason,
             at=t.created_at,
         )
 
 
 @strawberry.type
-class Depute:
-    id: strawberry.ID
+class Depute(Node):
     order_id: strawberry.ID
     type: DeputeType
     reason: str
@@ -133,8 +129,8 @@ class Depute:
     @classmethod
     def from_model(cls, d: m.Depute) -> Depute:
         return cls(
-            id=strawberry.ID(str(d.id)),
-            order_id=strawberry.ID(str(d.order_id)),
+            id=gid("Depute", d.id),
+            order_id=gid("Order", d.order_id),
             type=d.type,
             reason=d.reason,
             description=d.description,
@@ -149,8 +145,7 @@ class Depute:
 
 
 @strawberry.type
-class Order:
-    id: strawberry.ID
+class Order(Node):
     number: str
     kind: OrderKind
     status: OrderStatus
@@ -208,19 +203,19 @@ class Order:
             )
         }
         return cls(
-            id=strawberry.ID(str(o.id)),
+            id=gid("Order", o.id),
             number=o.number,
             kind=o.kind,
             status=o.status,
-            buyer_id=strawberry.ID(str(o.buyer_id)),
-            supplier_id=_id(o.supplier_id),
-            store_id=_id(o.store_id),
+            buyer_id=gid("Organisation", o.buyer_id),
+            supplier_id=optional_gid("Organisation", o.supplier_id),
+            store_id=optional_gid("Store", o.store_id),
             store_order_id=o.store_order_id,
             store_order_number=o.store_order_number,
             currency=o.currency,
             customer_name=o.customer_name,
             shipping_address=Address(**address),
-            logistics_method_id=_id(o.logistics_method_id),
+            logistics_method_id=optional_gid("LogisticsMethod", o.logistics_method_id),
             goods_amount=o.goods_amount,
             freight_amount=o.freight_amount,
             paid_amount=o.paid_amount,
@@ -233,7 +228,7 @@ class Order:
             abnormal_reason=o.abnormal_reason,
             paid_at=o.paid_at,
             shipped_at=o.shipped_at,
-            cloud_warehouse_id=_id(o.cloud_warehouse_id),
+            cloud_warehouse_id=optional_gid("CloudWarehouse", o.cloud_warehouse_id),
             expected_arrival_at=o.expected_arrival_at,
             stock_received_at=o.stock_received_at,
             created_at=o.created_at,
@@ -247,7 +242,7 @@ class Order:
         return self._load_lines(info)
 
     async def _load_lines(self, info: Info) -> list[OrderLine]:
-        rows = await info.context.loaders.lines_by_order.load(int(self.id))
+        rows = await info.context.loaders.lines_by_order.load(key_of(self.id))
         return [OrderLine.from_model(ln) for ln in rows]
 
     @strawberry.field(graphql_type=Store | None)
@@ -259,7 +254,7 @@ class Order:
     async def _load_store(self, info: Info) -> Store | None:
         if self.store_id is None:
             return None
-        row = await info.context.loaders.stores.load(int(self.store_id))
+        row = await info.context.loaders.stores.load(key_of(self.store_id))
         return Store.from_model(row) if row else None
 
     @strawberry.field(graphql_type=LogisticsMethod | None)
@@ -271,12 +266,12 @@ class Order:
     async def _load_logistics_method(self, info: Info) -> LogisticsMethod | None:
         if self.logistics_method_id is None:
             return None
-        row = await info.context.loaders.methods.load(int(self.logistics_method_id))
+        row = await info.context.loaders.methods.load(key_of(self.logistics_method_id))
         return LogisticsMethod.from_model(row) if row else None
 
     @strawberry.field(description="Every status change, oldest first.")
     async def timeline(self, info: Info) -> list[OrderTransition]:
-        rows = await info.context.loaders.transitions_by_order.load(int(self.id))
+        rows = await info.context.loaders.transitions_by_order.load(key_of(self.id))
         return [OrderTransition.from_model(t) for t in rows]
 
     @strawberry.field(graphql_type=OrderTransition | None)
@@ -286,12 +281,12 @@ class Order:
         return self._load_latest_transition(info)
 
     async def _load_latest_transition(self, info: Info) -> OrderTransition | None:
-        row = await info.context.loaders.latest_transition.load(int(self.id))
+        row = await info.context.loaders.latest_transition.load(key_of(self.id))
         return OrderTransition.from_model(row) if row else None
 
     @strawberry.field
     async def buyer_name(self, info: Info) -> str:
-        row = await info.context.loaders.organisations.load(int(self.buyer_id))
+        row = await info.context.loaders.organisations.load(key_of(self.buyer_id))
         return row.name if row else ""
 
     @strawberry.field(description="Its state at a third-party warehouse (distribution orders).")
@@ -300,7 +295,7 @@ class Order:
     ) -> Annotated[OrderDistribution, strawberry.lazy("schema.types.distribution")] | None:
         from schema.types.distribution import OrderDistribution
 
-        row = await info.context.loaders.warehouse_orders.load(int(self.id))
+        row = await info.context.loaders.warehouse_orders.load(key_of(self.id))
         return OrderDistribution.from_model(row) if row else None
 
     @strawberry.field(description="Every withdraw request of this order, oldest first.")
@@ -309,7 +304,7 @@ class Order:
     ) -> list[Annotated[Withdrawal, strawberry.lazy("schema.types.distribution")]]:
         from schema.types.distribution import Withdrawal
 
-        rows = await info.context.loaders.withdrawals_by_order.load(int(self.id))
+        rows = await info.context.loaders.withdrawals_by_order.load(key_of(self.id))
         return [Withdrawal.from_model(w) for w in rows]
 
     @strawberry.field(description="Every call made to a third-party warehouse for this order.")
@@ -318,12 +313,12 @@ class Order:
     ) -> list[Annotated[WarehouseAttempt, strawberry.lazy("schema.types.distribution")]]:
         from schema.types.distribution import WarehouseAttempt
 
-        rows = await info.context.loaders.attempts_by_order.load(int(self.id))
+        rows = await info.context.loaders.attempts_by_order.load(key_of(self.id))
         return [WarehouseAttempt.from_model(a) for a in rows]
 
     @strawberry.field
     async def deputes(self, info: Info) -> list[Depute]:
-        rows = await info.context.loaders.deputes_by_order.load(int(self.id))
+        rows = await info.context.loaders.deputes_by_order.load(key_of(self.id))
         return [Depute.from_model(d) for d in rows]
 
 
@@ -393,7 +388,7 @@ class FreightQuote:
             total=c.total,
             orders=[
                 OrderCharge(
-                    order_id=strawberry.ID(str(o.order.id)),
+                    order_id=gid("Order", o.order.id),
                     goods=o.goods,
                     freight=o.freight,
                     total=o.total,
@@ -404,8 +399,7 @@ class FreightQuote:
 
 
 @strawberry.type
-class Quote:
-    id: strawberry.ID
+class Quote(Node):
     buyer_id: strawberry.ID
     supplier_id: strawberry.ID
     store_product_id: strawberry.ID
@@ -422,15 +416,15 @@ class Quote:
     @classmethod
     def from_model(cls, q: m.Quote) -> Quote:
         return cls(
-            id=strawberry.ID(str(q.id)),
-            buyer_id=strawberry.ID(str(q.buyer_id)),
-            supplier_id=strawberry.ID(str(q.supplier_id)),
-            store_product_id=strawberry.ID(str(q.store_product_id)),
+            id=gid("Quote", q.id),
+            buyer_id=gid("Organisation", q.buyer_id),
+            supplier_id=gid("Organisation", q.supplier_id),
+            store_product_id=gid("StoreProduct", q.store_product_id),
             note=q.note,
             target_price=q.target_price,
             links=list(q.links),
             status=q.status,
-            product_id=_id(q.product_id),
+            product_id=optional_gid("Product", q.product_id),
             message=q.message,
             created_at=q.created_at,
             updated_at=q.updated_at,
@@ -440,7 +434,7 @@ class Quote:
     @strawberry.field
     def sku_prices(self) -> list[QuotedPrice]:
         return [
-            QuotedPrice(sku_id=strawberry.ID(p["skuId"]), unit_price=Decimal(p["unitPrice"]))
+            QuotedPrice(sku_id=gid("Sku", p["skuId"]), unit_price=Decimal(p["unitPrice"]))
             for p in self._sku_prices
         ]
 
@@ -452,8 +446,7 @@ class QuotedPrice:
 
 
 @strawberry.type
-class Wallet:
-    id: strawberry.ID
+class Wallet(Node):
     buyer_id: strawberry.ID
     supplier_id: strawberry.ID
     currency: str
@@ -462,17 +455,16 @@ class Wallet:
     @classmethod
     def from_model(cls, wl: w.Wallet) -> Wallet:
         return cls(
-            id=strawberry.ID(str(wl.id)),
-            buyer_id=strawberry.ID(str(wl.buyer_id)),
-            supplier_id=strawberry.ID(str(wl.supplier_id)),
+            id=gid("Wallet", wl.id),
+            buyer_id=gid("Organisation", wl.buyer_id),
+            supplier_id=gid("Organisation", wl.supplier_id),
             currency=wl.currency,
             balance=wl.balance,
         )
 
 
 @strawberry.type
-class WalletEntry:
-    id: strawberry.ID
+class WalletEntry(Node):
     kind: WalletEntryKind
     amount: Decimal
     order_id: strawberry.ID | None
@@ -482,10 +474,10 @@ class WalletEntry:
     @classmethod
     def from_model(cls, e: w.WalletEntry) -> WalletEntry:
         return cls(
-            id=strawberry.ID(str(e.id)),
+            id=gid("WalletEntry", e.id),
             kind=e.kind,
             amount=e.amount,
-            order_id=_id(e.order_id),
+            order_id=optional_gid("Order", e.order_id),
             note=e.note,
             created_at=e.created_at,
         )
@@ -615,5 +607,7 @@ class OrderStatusChange:
         # One event, one order: read at once. Through a DataLoader the read would start only
         # after every other subscription had served this event (its batch waits a loop turn).
         viewer = info.context.viewer
-        row = viewer and await order_queries.get_order(viewer=viewer, order_id=int(self.order_id))
+        row = viewer and await order_queries.get_order(
+            viewer=viewer, order_id=key_of(self.order_id)
+        )
         return Order.from_model(row) if row else None

@@ -9,25 +9,25 @@ import strawberry
 from domain.models.organisations import ApiToken as ApiTokenModel
 from domain.models.organisations import Organisation as OrganisationModel
 from domain.models.organisations import User as UserModel
+from schema.global_ids import gid
 from schema.types.enums import OrganisationKind, Role
 from schema.types.errors import UserError
+from schema.types.node import Node
 
 
 @strawberry.type
-class Organisation:
-    id: strawberry.ID
+class Organisation(Node):
     name: str
     kind: OrganisationKind
     created_at: datetime
 
     @classmethod
     def from_model(cls, m: OrganisationModel) -> Organisation:
-        return cls(id=strawberry.ID(str(m.id)), name=m.name, kind=m.kind, created_at=m.created_at)
+        return cls(id=gid("Organisation", m.id), name=m.name, kind=m.kind, created_at=m.created_at)
 
 
 @strawberry.type
-class User:
-    id: strawberry.ID
+class User(Node):
     email: str
     name: str
     role: Role
@@ -37,7 +37,7 @@ class User:
     @classmethod
     def from_model(cls, m: UserModel) -> User:
         return cls(
-            id=strawberry.ID(str(m.id)),
+            id=gid("User", m.id),
             email=m.email,
             name=m.name,
             role=m.role,
@@ -47,8 +47,7 @@ class User:
 
 
 @strawberry.type(description="An API token. Its secret is only ever shown when it is created.")
-class ApiToken:
-    id: strawberry.ID
+class ApiToken(Node):
     name: str
     prefix: str = strawberry.field(description="The secret's first characters, to recognise it.")
     user_id: strawberry.ID
@@ -60,10 +59,10 @@ class ApiToken:
     @classmethod
     def from_model(cls, m: ApiTokenModel) -> ApiToken:
         return cls(
-            id=strawberry.ID(str(m.id)),
+            id=gid("ApiToken", m.id),
             name=m.name,
             prefix=m.prefix,
-            user_id=strawberry.ID(str(m.user_id)),
+            user_id=gid("User", m.user_id),
             created_at=m.created_at,
             expires_at=m.expires_at,
             last_used_at=m.last_used_at,
@@ -119,7 +118,7 @@ class CreateApiTokenPayload:
 
 @strawberry.input
 class RevokeApiTokenInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The token's global id.")
 
 
 @strawberry.type

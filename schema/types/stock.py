@@ -8,8 +8,10 @@ import strawberry
 from strawberry import Info
 
 from domain.models import stock as m
+from schema.global_ids import gid, key_of
 from schema.types.catalogue import Sku
 from schema.types.errors import UserError
+from schema.types.node import Node
 from schema.types.orders import AddressInput, ManualOrderLineInput
 from schema.types.pagination import PageInfo
 
@@ -17,18 +19,21 @@ MovementKind = strawberry.enum(m.MovementKind)
 
 
 @strawberry.type(description="A supplier's warehouse where buyers keep stock.")
-class CloudWarehouse:
-    id: strawberry.ID
+class CloudWarehouse(Node):
     supplier_id: strawberry.ID
     name: str
     country_code: str
     city: str
 
+    @strawberry.field(description="Where the warehouse posts its signed receipts.")
+    def callback_url_path(self) -> str:
+        return f"/webhooks/cloud-warehouses/{key_of(self.id)}/receipts"
+
     @classmethod
     def from_model(cls, w: m.CloudWarehouse) -> CloudWarehouse:
         return cls(
-            id=strawberry.ID(str(w.id)),
-            supplier_id=strawberry.ID(str(w.supplier_id)),
+            id=gid("CloudWarehouse", w.id),
+            supplier_id=gid("Organisation", w.supplier_id),
             name=w.name,
             country_code=w.address.get("country_code", ""),
             city=w.address.get("city", ""),
@@ -39,8 +44,7 @@ class CloudWarehouse:
     description="A buyer's stock of one SKU in one cloud warehouse. `available` = `onHand` - "
     "`reserved`; every figure equals the sum of the item's movements."
 )
-class StockItem:
-    id: strawberry.ID
+class StockItem(Node):
     warehouse_id: strawberry.ID
     sku_id: strawberry.ID
     on_hand: int
@@ -52,15 +56,15 @@ class StockItem:
 
     @strawberry.field
     async def sku(self, info: Info) -> Sku | None:
-        row = await info.context.loaders.skus.load(int(self.sku_id))
+        row = await info.context.loaders.skus.load(key_of(self.sku_id))
         return Sku.from_model(row) if row else None
 
     @classmethod
     def from_model(cls, i: m.StockItem) -> StockItem:
         return cls(
-            id=strawberry.ID(str(i.id)),
-            warehouse_id=strawberry.ID(str(i.warehouse_id)),
-            sku_id=strawberry.ID(str(i.sku_id)),
+            id=gid("StockItem", i.id),
+            warehouse_id=gid("CloudWarehouse", i.warehouse_id),
+            sku_id=gid("Sku", i.sku_id),
             on_hand=i.on_hand,
             reserved=i.reserved,
             available=i.available,
@@ -71,8 +75,7 @@ class StockItem:
 
 
 @strawberry.type(description="One change of a stock item: the ledger.")
-class StockMovement:
-    id: strawberry.ID
+class StockMovement(Node):
     kind: MovementKind
     on_hand_delta: int
     reserved_delta: int
@@ -85,13 +88,13 @@ class StockMovement:
     @classmethod
     def from_model(cls, mv: m.StockMovement) -> StockMovement:
         return cls(
-            id=strawberry.ID(str(mv.id)),
+            id=gid("StockMovement", mv.id),
             kind=mv.kind,
             on_hand_delta=mv.on_hand_delta,
             reserved_delta=mv.reserved_delta,
             in_transit_delta=mv.in_transit_delta,
-            order_id=strawberry.ID(str(mv.order_id)) if mv.order_id else None,
-            actor_user_id=strawberry.ID(str(mv.actor_user_id)) if mv.actor_user_id else None,
+            order_id=gid("Order", mv.order_id) if mv.order_id else None,
+            actor_user_id=gid("User", mv.actor_user_id) if mv.actor_user_id else None,
             reason=mv.reason,
             at=mv.created_at,
         )

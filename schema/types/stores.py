@@ -9,15 +9,16 @@ from strawberry import Info
 from strawberry.scalars import JSON
 
 from domain.models import stores as m
+from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
+from schema.types.node import Node
 
 StorePlatform = strawberry.enum(m.StorePlatform)
-ConnectionStatus = strawberry.enum(m.ConnectionStatus)
+ProductLinkStatus = strawberry.enum(m.ConnectionStatus, name="ProductLinkStatus")
 
 
 @strawberry.type(description="A connected store. Its credentials are never returned.")
-class Store:
-    id: strawberry.ID
+class Store(Node):
     name: str
     platform: StorePlatform
     api_url: str
@@ -27,7 +28,7 @@ class Store:
     @classmethod
     def from_model(cls, s: m.Store) -> Store:
         return cls(
-            id=strawberry.ID(str(s.id)),
+            id=gid("Store", s.id),
             name=s.name,
             platform=s.platform,
             api_url=s.api_url,
@@ -37,8 +38,7 @@ class Store:
 
 
 @strawberry.type
-class StoreVariant:
-    id: strawberry.ID
+class StoreVariant(Node):
     external_id: str
     title: str
     sku_code: str | None
@@ -47,7 +47,7 @@ class StoreVariant:
     @classmethod
     def from_model(cls, v: m.StoreVariant) -> StoreVariant:
         return cls(
-            id=strawberry.ID(str(v.id)),
+            id=gid("StoreVariant", v.id),
             external_id=v.external_id,
             title=v.title,
             sku_code=v.sku_code,
@@ -55,23 +55,25 @@ class StoreVariant:
         )
 
 
-@strawberry.type
-class ProductConnection:
-    id: strawberry.ID
+@strawberry.type(
+    description="A store product linked to a supplier product it is fulfilled from, with the "
+    "logistics method its orders ship by (made by `connectProduct`)."
+)
+class ProductLink(Node):
     store_product_id: strawberry.ID
     product_id: strawberry.ID
     logistics_method_id: strawberry.ID
-    status: ConnectionStatus
+    status: ProductLinkStatus
     stale_reason: str | None
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, c: m.ProductConnection) -> ProductConnection:
+    def from_model(cls, c: m.ProductConnection) -> ProductLink:
         return cls(
-            id=strawberry.ID(str(c.id)),
-            store_product_id=strawberry.ID(str(c.store_product_id)),
-            product_id=strawberry.ID(str(c.product_id)),
-            logistics_method_id=strawberry.ID(str(c.logistics_method_id)),
+            id=gid("ProductLink", c.id),
+            store_product_id=gid("StoreProduct", c.store_product_id),
+            product_id=gid("Product", c.product_id),
+            logistics_method_id=gid("LogisticsMethod", c.logistics_method_id),
             status=c.status,
             stale_reason=c.stale_reason,
             updated_at=c.updated_at,
@@ -79,8 +81,7 @@ class ProductConnection:
 
 
 @strawberry.type
-class StoreProduct:
-    id: strawberry.ID
+class StoreProduct(Node):
     store_id: strawberry.ID
     external_id: str
     title: str
@@ -88,21 +89,23 @@ class StoreProduct:
     @classmethod
     def from_model(cls, p: m.StoreProduct) -> StoreProduct:
         return cls(
-            id=strawberry.ID(str(p.id)),
-            store_id=strawberry.ID(str(p.store_id)),
+            id=gid("StoreProduct", p.id),
+            store_id=gid("Store", p.store_id),
             external_id=p.external_id,
             title=p.title,
         )
 
     @strawberry.field
     async def variants(self, info: Info) -> list[StoreVariant]:
-        rows = await info.context.loaders.variants_by_store_product.load(int(self.id))
+        rows = await info.context.loaders.variants_by_store_product.load(key_of(self.id))
         return [StoreVariant.from_model(v) for v in rows]
 
-    @strawberry.field(description="The current (not disconnected) connection, if any.")
-    async def connection(self, info: Info) -> ProductConnection | None:
-        rows = await info.context.loaders.connections_by_store_product.load(int(self.id))
-        return ProductConnection.from_model(rows[0]) if rows else None
+    @strawberry.field(
+        description="The current (not disconnected) link to a supplier product, if any."
+    )
+    async def product_link(self, info: Info) -> ProductLink | None:
+        rows = await info.context.loaders.connections_by_store_product.load(key_of(self.id))
+        return ProductLink.from_model(rows[0]) if rows else None
 
 
 @strawberry.input
@@ -150,6 +153,6 @@ class ConnectProductInput:
 
 
 @strawberry.type
-class ConnectionPayload:
-    connection: ProductConnection | None = None
+class ProductLinkPayload:
+    product_link: ProductLink | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)

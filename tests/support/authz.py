@@ -24,6 +24,7 @@ from graphql import (
     GraphQLField,
     GraphQLInputObjectType,
     GraphQLInputType,
+    GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
@@ -35,6 +36,7 @@ from graphql import (
     is_non_null_type,
 )
 
+from schema.global_ids import split as split_gid
 from tests.support.graphql_client import GraphQLWebSocket
 
 Kind = Literal["query", "mutation", "subscription"]
@@ -48,30 +50,6 @@ IDENTIFYING_STRINGS = frozenset(
 )
 
 # Which object an ID-typed field refers to, by field name (``id`` is the object's own type).
-REFERENCE_KINDS: dict[str, str] = {
-    "orderId": "Order",
-    "buyerId": "Organisation",
-    "distributorId": "Organisation",
-    "supplierId": "Organisation",
-    "storeId": "Store",
-    "quoteId": "Quote",
-    "walletId": "Wallet",
-    "stockItemId": "StockItem",
-    "partnershipId": "Partnership",
-    "afterSalesId": "AfterSalesOrder",
-    "withdrawalId": "Withdrawal",
-    "storeProductId": "StoreProduct",
-    "storeVariantId": "StoreVariant",
-    "thirdPartyWarehouseId": "ThirdPartyWarehouse",
-    "tokenId": "ApiToken",
-    "userId": "User",
-    "actorUserId": "User",
-    "lineId": "OrderLine",
-    "eventId": "Event",
-}
-# ``warehouseId`` names a distribution warehouse on these types, a cloud warehouse elsewhere.
-DISTRIBUTION_WAREHOUSE_HOLDERS = frozenset({"Partnership", "DistributionWarehouse"})
-
 # Codes that refuse without telling whether the object exists.
 OPAQUE_REFUSALS = frozenset({"NOT_FOUND", "FORBIDDEN"})
 # Codes that say the caller's document or input is wrong (a bug of the table, not of the app).
@@ -225,7 +203,7 @@ def selection(type_: GraphQLOutputType, depth: int) -> str:
     named = get_named_type(type_)
     if is_leaf_type(named):
         return ""
-    assert isinstance(named, GraphQLObjectType), named
+    assert isinstance(named, GraphQLObjectType | GraphQLInterfaceType), named
     if named.name == "UserError":
         return "{ code field }"
     parts = ["__typename"]
@@ -380,44 +358,35 @@ class Secrets:
         """These secrets less the objects a request named itself (an echo is no leak)."""
         named: dict[str, set[str]] = {}
         for ref in refs:
-            named.setdefault(ref.kind, set()).add(ref.id)
+            parts = split_gid(ref.id)
+            named.setdefault(ref.kind, set()).add(str(parts[1]) if parts else ref.id)
         objects = {kind: ids - named.get(kind, set()) for kind, ids in self.objects.items()}
         return Secrets(objects, set(self.strings))
 
 
-def _walk(node: Any) -> Iterator[tuple[str, dict[str, Any], Any]]:
+def walk(node: Any) -> Iterator[tuple[str, dict[str, Any], Any]]:
     """Every (key, object, value) of a JSON document."""
     if isinstance(node, dict):
         for key, value in node.items():
             yield key, node, value
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _walk(item)
-
-
-def _kind_of(key: str, holder: dict[str, Any]) -> str | None:
-    typename = holder.get("__typename")
-    if key == "id":
-        return typename if isinstance(typename, str) else None
-    if key == "subjectId":
-        subject = holder.get("subjectType")
-        return subject if isinstance(subject, str) else None
-    if key == "warehouseId":
-        return "DistributionWarehouse" if typename in DISTRIBUTION_WAREHOUSE_HOLDERS else None
-    return REFERENCE_KINDS.get(key)
+            yield from walk(item)
 
 
 def find_leaks(body: Any, secrets: Secrets) -> list[str]:
-    """The secret objects and strings found in ``body`` (a response or a list of them)."""
+    """The secret objects and strings found in ``body`` (a response or a list of them).
+
+    Every id on the API is a global id that names its type, so any one found anywhere (fields,
+    arguments echoed back, event payloads) is checked against that type's secrets.
+    """
     found: list[str] = []
-    for key, holder, value in _walk(body):
-        kind = _kind_of(key, holder)
-        if kind is None or kind not in secrets.objects:
-            continue
+    for key, _holder, value in walk(body):
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str | int) and str(item) in secrets.objects[kind]:
-                found.append(f"{kind} {item} (as `{key}`)")
+            parts = split_gid(item)
+            if parts is not None and str(parts[1]) in secrets.objects.get(parts[0], ()):
+                found.append(f"{parts[0]} {parts[1]} (as `{key}`)")
     text = json.dumps(body)
     found.extend(f"string {s!r}" for s in sorted(secrets.strings) if s and s in text)
     return sorted(set(found))
@@ -493,7 +462,7 @@ async def pair_secrets(
         await StoreVariant.filter(store_id__in=store_ids).values_list("id", flat=True),
     )
     for kind, model, left, right in (
-        ("ProductConnection", ProductConnection, "buyer_id", "supplier_id"),
+        ("ProductLink", ProductConnection, "buyer_id", "supplier_id"),
         ("Quote", Quote, "buyer_id", "supplier_id"),
         ("Wallet", Wallet, "buyer_id", "supplier_id"),
         ("Partnership", Partnership, "supplier_id", "distributor_id"),

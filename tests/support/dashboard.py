@@ -30,6 +30,7 @@ from websockets.frames import DATA_OPCODES, Frame
 from bench.common import percentile
 from domain import outbox
 from domain.events import PublishedEvent
+from schema.global_ids import key_of
 from tests.conftest import Member
 
 Predicate = Callable[[PublishedEvent], bool]
@@ -144,7 +145,7 @@ class _Socket:
                     self.problems.append(f"{panel.name}: errors {payload['errors']}")
                     continue
                 value = next(iter(payload["data"].values()))
-                seq = int(value.get("eventId") or value["id"])
+                seq = key_of(value.get("eventId") or value["id"])
                 self.arrivals[panel.name].append(Arrival(seq, at))
 
     async def close(self) -> None:

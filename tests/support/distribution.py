@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from integrations.warehouses.simulator import create_warehouse_simulator
+from schema.global_ids import split as split_gid
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import serve
@@ -28,6 +29,15 @@ FAST_WAREHOUSE = {
 }
 
 
+def warehouse_reference(reference: str) -> str:
+    """The reference an order was pushed under (its key), given the order's API id or the
+    reference itself."""
+    parts = split_gid(reference)
+    if parts is None:
+        return reference
+    return f"R{parts[1]}" if parts[0] == "AfterSalesOrder" else str(parts[1])
+
+
 @dataclass
 class WarehouseSim:
     url: str
@@ -42,10 +52,12 @@ class WarehouseSim:
         await self._post("/_sim/config", {"callback_secret": callback_secret})
 
     async def advance(self, reference: str, status: str, **body: Any) -> dict[str, Any]:
-        return await self._post(f"/_sim/outbound/{reference}/advance", {"status": status, **body})
+        """Move an outbound order on; ``reference`` may be the order's API id."""
+        path = f"/_sim/outbound/{warehouse_reference(reference)}/advance"
+        return await self._post(path, {"status": status, **body})
 
     async def receive(self, reference: str, **body: Any) -> dict[str, Any]:
-        return await self._post(f"/_sim/returns/{reference}/receive", body)
+        return await self._post(f"/_sim/returns/{warehouse_reference(reference)}/receive", body)
 
     async def redeliver(self, event_id: str, **body: Any) -> httpx.Response:
         return await self.control.post(f"/_sim/redeliver/{event_id}", json=body)
@@ -94,7 +106,7 @@ async def partnered(
     applied = await ok(
         client,
         'mutation($s: ID!) { applyForPartnership(supplierId: $s, message: "hi") { partnership { id status } userErrors { code field message } } }',
-        {"s": str(supplier.organisation_id)},
+        {"s": supplier.gid},
         token=distributor.token,
     )
     assert applied["partnership"]["status"] == "PENDING"
@@ -144,7 +156,7 @@ async def top_up(client: GraphQLHttp, d: Distribution, amount: str) -> None:
     await ok(
         client,
         'mutation($b: ID!, $a: Decimal!) { topUpWallet(buyerId: $b, amount: $a, currency: "USD") { userErrors { code } } }',
-        {"b": str(d.distributor.organisation_id), "a": amount},
+        {"b": d.distributor.gid, "a": amount},
         token=d.supplier.token,
     )
 

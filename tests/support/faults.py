@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integrations.warehouses.protocol import API_PREFIX
 from integrations.warehouses.simulator import create_warehouse_simulator
 from integrations.warehouses.worker import WorkerSettings
+from schema.global_ids import key_of
 from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import RedisServer
@@ -474,7 +475,7 @@ class ResumingSubscriber:
     def arrived(self, event_id: str) -> float | None:
         """When the event ``event_id`` (or the first later one) arrived, if it has."""
         for event, at in zip(self.events, self.arrivals, strict=True):
-            if int(event["id"]) >= int(event_id):
+            if key_of(event["id"]) >= key_of(event_id):
                 return at
         return None
 
@@ -482,7 +483,7 @@ class ResumingSubscriber:
         """Wait until the event ``last_id`` (or a later one) has been received."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.events or int(self.events[-1]["id"]) < int(last_id):
+        while not self.events or key_of(self.events[-1]["id"]) < key_of(last_id):
             if self.failure is not None:
                 raise AssertionError(f"{self.name} stopped: {self.failure!r}") from self.failure
             remaining = deadline - loop.time()

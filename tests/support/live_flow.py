@@ -24,6 +24,7 @@ from domain import organisations, outbox, tokens
 from domain.models.events import Event
 from domain.models.organisations import OrganisationKind
 from integrations.bus.hub import EventHub
+from schema.global_ids import gid
 from tests.conftest import MakeMember, Member
 from tests.support.dashboard import Dashboard, Panel, of_type, status_change, withdrawal_of
 from tests.support.distribution import (
@@ -39,6 +40,8 @@ from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
 from tests.test_order_flow import connect_variant, ok
 from tests.test_store_integration import Sim
+
+NO_ORDER = gid("Order", 999_999_999)  # well formed, and no order has it
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,14 @@ def panels(supplier: Member, distributor: Member, stranger: Member) -> list[Pane
         Panel("supplier.events", supplier, "s1", ALL, lambda e: True),
         Panel("supplier.events-again", supplier, "s6", ALL, lambda e: True),
         # a panel that resumed from its last event id: a replay, then live
-        Panel("supplier.events-resumed", supplier, "s6", RESUMED, lambda e: True, {"a": "0"}),
+        Panel(
+            "supplier.events-resumed",
+            supplier,
+            "s6",
+            RESUMED,
+            lambda e: True,
+            {"a": gid("Event", 0)},
+        ),
         Panel("supplier.statuses-with-orders", supplier, "s1", WITH_ORDER, status_change()),
         Panel("supplier.withdrawals", supplier, "s2", WITHDRAWALS, withdrawal_of()),
         Panel("supplier.returns", supplier, "s3", RETURNS, of_type("RETURN_STATUS_CHANGED")),
@@ -91,8 +101,8 @@ def panels(supplier: Member, distributor: Member, stranger: Member) -> list[Pane
             supplier,
             "s4",
             WITHDRAWALS,
-            withdrawal_of("0"),
-            {"o": ["0"]},
+            withdrawal_of(NO_ORDER),
+            {"o": [NO_ORDER]},
         ),
         Panel("supplier.statuses.legacy", supplier, "s5", STATUSES, status_change(), legacy=True),
         Panel("distributor.events", distributor, "d1", ALL, lambda e: True),
@@ -399,7 +409,7 @@ async def _flow(
         lambda s: s["afterSalesOrder"]["pushStatus"] == "PUSHED",
     )
     await gap()
-    await sim.receive(f"R{created['id']}", deliver=False)
+    await sim.receive(created["id"], deliver=False)
     await ok(
         client(),
         "mutation($r: ID!) { withdrawAfterSalesOrder(afterSalesId: $r) { withdrawal { status } userErrors { code } } }",
