@@ -9,12 +9,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import uvicorn
@@ -141,35 +142,49 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def _log_file(log: Path | None) -> IO[bytes]:
+    """Where a server process writes its log: ``log``, or a temporary file."""
+    return open(log, "wb") if log is not None else tempfile.TemporaryFile()
+
+
 @asynccontextmanager
-async def app_process(env: dict[str, str]) -> AsyncIterator[str]:
+async def app_process(env: dict[str, str], *, log: Path | None = None) -> AsyncIterator[str]:
     """``python main.py serve`` in a process of its own, as deployed (GC tuning, uvicorn's
     defaults), with ``env`` over this process's environment and a free ``PORT``; yields its
-    URL once ``/readyz`` answers, and stops it afterwards."""
+    URL once ``/readyz`` answers, and stops it afterwards.
+
+    Its log (stderr) goes to ``log``, a temporary file by default, never to a pipe: nobody
+    reads a pipe while the server runs, and once it has logged a pipe's worth (64 KiB: late in
+    a run, warnings about the long-gone warehouses of earlier tests, which every instance
+    reconciles) the server would block in its next write and stop answering."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "serve"],
-        cwd=ROOT,
-        env={**os.environ, "LOG_FORMAT": "text", "PUBLIC_URL": url, **env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient() as http:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RuntimeError(f"main.py serve did not start: {process.stderr.read()!r}")
-                await asyncio.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
+    with _log_file(log) as output:
+        process = subprocess.Popen(
+            [sys.executable, "main.py", "serve"],
+            cwd=ROOT,
+            env={**os.environ, "LOG_FORMAT": "text", "PUBLIC_URL": url, **env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            deadline = time.monotonic() + 60
+            async with httpx.AsyncClient() as http:
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get(f"{url}/readyz")).status_code == 200:
+                            break
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        process.kill()
+                        process.wait()
+                        size = os.fstat(output.fileno()).st_size
+                        tail = os.pread(output.fileno(), 8000, max(0, size - 8000))
+                        raise RuntimeError(f"main.py serve did not start: {tail!r}")
+                    await asyncio.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
