@@ -104,11 +104,11 @@ ORDERS_PAGE = """query($after: String) { orders(first: 20, after: $after) { edge
 ORDER = """query($id: ID!) { order(id: $id) { id number status paidAmount refundedAmount
   timeline { fromStatus toStatus reason at } lines { title quantity unitPrice } } }"""
 EVENTS = "{ events(first: 20) { edges { node { id type subjectId } } pageInfo { hasNextPage } } }"
-INVENTORY = "{ inventory { id onHand reserved available } }"
-WALLETS = "{ wallets { id balance currency } }"
+INVENTORY = "{ inventory { nodes { id onHand reserved available } } }"
+WALLETS = "{ wallets { nodes { id balance currency } } }"
 ORDER_COUNTS = "{ orderCounts { status count } }"
 ME = "{ me { user { email role } organisation { name kind } } }"
-PRODUCTS = "{ products { id title skus { code unitPrice } } }"
+PRODUCTS = "{ products { nodes { id title skus { code unitPrice } } } }"
 
 CREATE = """mutation($k: ID!, $m: ID!, $q: Int!) { createManualOrder(input: {lines: [{skuId: $k,
   quantity: $q}], logisticsMethodId: $m, shippingAddress: {name: "Soak", address1: "1 High St",

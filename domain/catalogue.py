@@ -11,11 +11,13 @@ from decimal import Decimal
 
 from tortoise.expressions import F
 
+from domain import visibility
 from domain.access import Viewer, require_supplier_staff
 from domain.connections import mark_stale
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
 from domain.events import EventType, record_event
+from domain.limits import MAX_RULES_PER_METHOD, MAX_SKUS_PER_PRODUCT, MAX_TIERS_PER_SKU
 from domain.models.catalogue import (
     FreightRule,
     LogisticsMethod,
@@ -25,6 +27,7 @@ from domain.models.catalogue import (
     Sku,
 )
 from domain.models.organisations import Organisation, OrganisationKind
+from domain.pages import keyset_page
 from domain.validation import clean_text, country, money, positive_int
 
 
@@ -96,6 +99,14 @@ def _check_sku(spec: SkuSpec, index: int) -> list[DomainError]:
             check()
         except DomainError as error:
             errors.append(error)
+    if len(spec.tiers) > MAX_TIERS_PER_SKU:
+        errors.append(
+            DomainError(
+                ErrorCode.TOO_MANY,
+                f"At most {MAX_TIERS_PER_SKU} price tiers per SKU.",
+                field=f"{path}.tiers",
+            )
+        )
     for t, tier in enumerate(spec.tiers):
         try:
             positive_int(tier.min_quantity, field=f"{path}.tiers.{t}.minQuantity")
@@ -119,6 +130,10 @@ async def create_product(
     description = clean_text(description, field="description", max_length=10_000, required=False)
     if not skus:
         raise DomainError(ErrorCode.REQUIRED, "A product needs at least one SKU.", field="skus")
+    if len(skus) > MAX_SKUS_PER_PRODUCT:
+        raise DomainError(
+            ErrorCode.TOO_MANY, f"At most {MAX_SKUS_PER_PRODUCT} SKUs per product.", field="skus"
+        )
     errors = [e for i, spec in enumerate(skus) for e in _check_sku(spec, i)]
     codes = [s.code.strip() for s in skus]
     if len(set(codes)) != len(codes):
@@ -234,6 +249,12 @@ async def create_logistics_method(
         raise DomainError(ErrorCode.INVALID, "maxDays is before minDays.", field="maxDays")
     if not rules:
         raise DomainError(ErrorCode.REQUIRED, "Give at least one freight rule.", field="rules")
+    if len(rules) > MAX_RULES_PER_METHOD:
+        raise DomainError(
+            ErrorCode.TOO_MANY,
+            f"At most {MAX_RULES_PER_METHOD} freight rules per method.",
+            field="rules",
+        )
     cleaned = []
     for i, rule in enumerate(rules):
         cleaned.append(
@@ -267,22 +288,23 @@ async def create_logistics_method(
     return method
 
 
-async def list_products(*, viewer: Viewer, supplier_id: int | None = None) -> list[Product]:
-    """Suppliers see their own products; buyers browse every supplier's active ones."""
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        return await Product.filter(supplier_id=viewer.organisation_id).order_by("id")
-    query = Product.filter(status=ProductStatus.ACTIVE)
-    if supplier_id is not None:
+async def list_products(
+    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
+) -> tuple[list[Product], bool]:
+    """A page of products in id order: suppliers see their own (``supplier_id`` is for
+    buyers); buyers browse every supplier's active ones, or one supplier's."""
+    query = visibility.products(viewer)
+    if supplier_id is not None and viewer.organisation_kind is not OrganisationKind.SUPPLIER:
         query = query.filter(supplier_id=supplier_id)
-    return await query.order_by("id").limit(500)
+    return await keyset_page(query, first=first, after=after)
 
 
 async def list_logistics_methods(
-    *, viewer: Viewer, supplier_id: int | None
-) -> list[LogisticsMethod]:
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        supplier_id = viewer.organisation_id
-    query = LogisticsMethod.filter(is_active=True)
-    if supplier_id is not None:
+    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
+) -> tuple[list[LogisticsMethod], bool]:
+    """A page of active logistics methods in id order: a supplier's own; for buyers every
+    supplier's, or one supplier's."""
+    query = visibility.logistics_methods(viewer).filter(is_active=True)
+    if supplier_id is not None and viewer.organisation_kind is not OrganisationKind.SUPPLIER:
         query = query.filter(supplier_id=supplier_id)
-    return await query.order_by("id")
+    return await keyset_page(query, first=first, after=after)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -21,6 +22,7 @@ from domain.models.stores import (
 )
 from domain.order_access import order_of_buyer
 from domain.order_status import audience, transition
+from domain.pages import keyset_page
 
 UNPAID = (OrderStatus.UNRECOGNIZED, OrderStatus.AWAITING_PAYMENT)
 
@@ -329,17 +331,23 @@ async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[
     return list(connections.values())
 
 
-async def list_stores(*, viewer: Viewer) -> list[Store]:
-    return await Store.filter(buyer_id=viewer.organisation_id).order_by("id")
+async def list_stores(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Store], bool]:
+    """A page of the stores the caller's organisation connected, in id order."""
+    return await keyset_page(visibility.own_stores(viewer), first=first, after=after)
 
 
-async def list_store_products(*, viewer: Viewer, store_id: int) -> list[StoreProduct]:
+async def list_store_products(
+    *, viewer: Viewer, store_id: int, first: int, after: int | None = None
+) -> tuple[list[StoreProduct], bool]:
+    """A page of one of the caller's stores' products, in id order."""
     store = await store_of_buyer(viewer, store_id)
-    return await StoreProduct.filter(store_id=store.id).order_by("id").limit(1000)
+    return await keyset_page(StoreProduct.filter(store_id=store.id), first=first, after=after)
 
 
 async def store_of_buyer(viewer: Viewer, store_id: int) -> Store:
-    store = await Store.get_or_none(id=store_id, buyer_id=viewer.organisation_id)
+    store = await visibility.own_stores(viewer).get_or_none(id=store_id)
     if store is None:
         raise not_found("Store", field="storeId")
     return store

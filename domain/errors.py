@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"  # an id that is not a gid:// id, or names another type
     REQUIRED = "REQUIRED"  # a value is missing or blank
     TOO_LONG = "TOO_LONG"  # a string exceeds its maximum length
+    TOO_MANY = "TOO_MANY"  # a list, or an object's history, would pass its documented maximum
     NOT_FOUND = "NOT_FOUND"  # no such object, or not visible to the caller
     ALREADY_EXISTS = "ALREADY_EXISTS"  # a unique value is taken
     FORBIDDEN = "FORBIDDEN"  # the caller's role may not do this

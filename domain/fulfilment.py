@@ -10,6 +10,7 @@ from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
+from domain.limits import MAX_ABNORMAL_HOLDS, MAX_DEPUTES_PER_ORDER
 from domain.models.orders import (
     Depute,
     DeputeOutcome,
@@ -18,6 +19,7 @@ from domain.models.orders import (
     Order,
     OrderKind,
     OrderStatus,
+    OrderTransition,
     TrackingSync,
 )
 from domain.models.wallets import EntryKind
@@ -135,11 +137,26 @@ async def cancel_orders(*, viewer: Viewer, order_ids: list[int], reason: str = "
     return orders
 
 
+async def _below_the_hold_cap(order: Order) -> None:
+    """An order is held and resolved at most ``MAX_ABNORMAL_HOLDS`` times (a warehouse may
+    still report an exception; after the last resolve the order can only be refunded or
+    cancelled), which bounds its timeline."""
+    holds = await OrderTransition.filter(order_id=order.id, to_status=OrderStatus.ABNORMAL).count()
+    if holds >= MAX_ABNORMAL_HOLDS + (order.status is OrderStatus.ABNORMAL):
+        raise DomainError(
+            ErrorCode.TOO_MANY,
+            f"Order {order.number} was held {MAX_ABNORMAL_HOLDS} times already: refund or "
+            "cancel it instead.",
+            field="orderId",
+        )
+
+
 async def hold_abnormal(*, viewer: Viewer, order_id: int, reason: str) -> Order:
     require_supplier_staff(viewer)
     reason = clean_text(reason, field="reason", max_length=500)
     async with transaction():
         order = await order_of_supplier(viewer, order_id)
+        await _below_the_hold_cap(order)
         await transition(
             order,
             OrderStatus.ABNORMAL,
@@ -160,6 +177,7 @@ async def resolve_abnormal(*, viewer: Viewer, order_id: int, note: str) -> Order
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION, "The order is not held as abnormal.", field="orderId"
             )
+        await _below_the_hold_cap(order)
         await transition(
             order,
             order.status_before_abnormal,
@@ -205,6 +223,12 @@ async def open_depute(*, viewer: Viewer, order_id: int, request: DeputeRequest) 
         if await Depute.exists(order_id=order.id, status=DeputeStatus.OPEN):
             raise DomainError(
                 ErrorCode.ALREADY_EXISTS, "A depute is already open on this order.", field="orderId"
+            )
+        if await Depute.filter(order_id=order.id).count() >= MAX_DEPUTES_PER_ORDER:
+            raise DomainError(
+                ErrorCode.TOO_MANY,
+                f"At most {MAX_DEPUTES_PER_ORDER} deputes per order.",
+                field="orderId",
             )
         depute = await Depute.create(
             order_id=order.id,

@@ -14,6 +14,7 @@ from domain.connections import active_mappings
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
 from domain.events import EventType, record_event
+from domain.limits import MAX_ORDER_LINES
 from domain.models.catalogue import LogisticsMethod, ProductStatus, Sku
 from domain.models.orders import (
     LineSource,
@@ -146,7 +147,6 @@ async def _variant_for(
     )
 
 
-MAX_ORDER_LINES = 500  # a manual or stocking order's lines
 INTAKE_RACES = 3  # intakes lost to a concurrent one creating the same variant, then give up
 
 
@@ -286,7 +286,7 @@ async def create_manual_order(
         raise DomainError(ErrorCode.REQUIRED, "An order needs at least one line.", field="lines")
     if len(lines) > MAX_ORDER_LINES:
         raise DomainError(
-            ErrorCode.INVALID, f"At most {MAX_ORDER_LINES} lines per order.", field="lines"
+            ErrorCode.TOO_MANY, f"At most {MAX_ORDER_LINES} lines per order.", field="lines"
         )
     for i, line in enumerate(lines):
         positive_int(line.quantity, field=f"lines.{i}.quantity", maximum=100_000)

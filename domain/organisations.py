@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
+from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
 from domain.models.organisations import Organisation, OrganisationKind, Role, User
+from domain.pages import keyset_page
 from domain.validation import clean_email, clean_text
 
 
@@ -74,8 +76,11 @@ async def add_user(*, viewer: Viewer, email: str, name: str, role: Role) -> User
     return user
 
 
-async def list_users(*, viewer: Viewer) -> list[User]:
-    return await User.filter(organisation_id=viewer.organisation_id).order_by("id")
+async def list_users(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[User], bool]:
+    """A page of the organisation's people, in id order."""
+    return await keyset_page(visibility.users(viewer), first=first, after=after)
 
 
 async def get_user(*, user_id: int) -> User | None:

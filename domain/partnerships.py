@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -20,6 +21,7 @@ from domain.models.distribution import (
 )
 from domain.models.organisations import Organisation, OrganisationKind, Role
 from domain.order_intake import clean_address
+from domain.pages import keyset_page
 from domain.validation import clean_text
 
 DEFAULT_WAREHOUSE_NAME = "Default distribution warehouse"
@@ -111,20 +113,19 @@ async def decide_partnership(
     return partnership
 
 
-def _partnership_scope(viewer: Viewer) -> dict[str, int]:
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        return {"supplier_id": viewer.organisation_id}
-    return {"distributor_id": viewer.organisation_id}
-
-
-async def list_partnerships(*, viewer: Viewer) -> list[Partnership]:
-    return await Partnership.filter(**_partnership_scope(viewer)).order_by("-id").limit(500)
+async def list_partnerships(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Partnership], bool]:
+    """A page of the caller's partnerships (as supplier or as distributor), newest first."""
+    return await keyset_page(
+        visibility.partnerships(viewer), first=first, after=after, newest_first=True
+    )
 
 
 async def partnership_of(
     viewer: Viewer, partnership_id: int, *, accepted: bool = True
 ) -> Partnership:
-    partnership = await Partnership.get_or_none(id=partnership_id, **_partnership_scope(viewer))
+    partnership = await visibility.partnerships(viewer).get_or_none(id=partnership_id)
     if partnership is None:
         raise not_found("Partnership", field="partnershipId")
     if accepted and partnership.status is not PartnershipStatus.ACCEPTED:
@@ -159,10 +160,14 @@ async def add_distribution_warehouse(
 
 
 async def list_distribution_warehouses(
-    *, viewer: Viewer, partnership_id: int
-) -> list[DistributionWarehouse]:
+    *, viewer: Viewer, partnership_id: int, first: int, after: int | None = None
+) -> tuple[list[DistributionWarehouse], bool]:
+    """A page of one of the caller's partnerships' warehouses, in id order (a warehouse is
+    visible with its partnership; an unknown partnership is NOT_FOUND)."""
     partnership = await partnership_of(viewer, partnership_id, accepted=False)
-    return await DistributionWarehouse.filter(partnership_id=partnership.id).order_by("id")
+    return await keyset_page(
+        DistributionWarehouse.filter(partnership_id=partnership.id), first=first, after=after
+    )
 
 
 async def select_distribution_warehouse(
@@ -262,9 +267,12 @@ async def connection_of(
     return connection
 
 
-async def list_connections(*, viewer: Viewer) -> list[WarehouseConnection]:
+async def list_connections(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[WarehouseConnection], bool]:
+    """Supplier staff: a page of the supplier's third-party warehouses, in id order."""
     require_supplier_staff(viewer)
-    return await WarehouseConnection.filter(supplier_id=viewer.organisation_id).order_by("id")
+    return await keyset_page(visibility.third_party_warehouses(viewer), first=first, after=after)
 
 
 async def record_connection_test(

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from tortoise.expressions import F
 
-from domain import stock
+from domain import stock, visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -30,6 +30,7 @@ from domain.models.orders import Order, OrderLine, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.wallets import EntryKind, Wallet, WalletEntry
 from domain.order_status import require_status, transition
+from domain.pages import keyset_page
 from domain.pricing import freight, unit_price
 from domain.validation import CENT, clean_text, money
 
@@ -382,14 +383,21 @@ async def _wallet_event(wallet: Wallet, actor_user_id: int | None, *, reason: st
     )
 
 
-async def list_wallets(*, viewer: Viewer) -> list[Wallet]:
-    if viewer.organisation_kind is OrganisationKind.SUPPLIER:
-        return await Wallet.filter(supplier_id=viewer.organisation_id).order_by("id")
-    return await Wallet.filter(buyer_id=viewer.organisation_id).order_by("id")
+async def list_wallets(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Wallet], bool]:
+    """A page of the caller's side of its wallets, in id order."""
+    return await keyset_page(visibility.wallets(viewer), first=first, after=after)
 
 
-async def wallet_entries(*, viewer: Viewer, wallet_id: int, limit: int = 100) -> list[WalletEntry]:
-    wallet = await Wallet.get_or_none(id=wallet_id)
-    if wallet is None or viewer.organisation_id not in (wallet.buyer_id, wallet.supplier_id):
+async def wallet_entries(
+    *, viewer: Viewer, wallet_id: int, first: int, after: int | None = None
+) -> tuple[list[WalletEntry], bool]:
+    """A page of one of the caller's wallets' entries, newest first (an entry is visible with
+    its wallet)."""
+    wallet = await visibility.wallets(viewer).get_or_none(id=wallet_id)
+    if wallet is None:
         raise not_found("Wallet", field="walletId")
-    return await WalletEntry.filter(wallet_id=wallet.id).order_by("-id").limit(limit)
+    return await keyset_page(
+        WalletEntry.filter(wallet_id=wallet.id), first=first, after=after, newest_first=True
+    )

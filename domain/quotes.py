@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.connections import own_store_product
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
+from domain.limits import MAX_QUOTED_PRICES
 from domain.models.catalogue import Product, ProductStatus, Sku
 from domain.models.orders import Quote, QuoteStatus
 from domain.models.organisations import Organisation, OrganisationKind
+from domain.pages import keyset_page
 from domain.validation import clean_text, money
 
 
@@ -73,6 +76,12 @@ async def answer_quote(
     message = clean_text(message, field="message", max_length=5000, required=False)
     if not prices:
         raise DomainError(ErrorCode.REQUIRED, "Price at least one SKU.", field="prices")
+    if len(prices) > MAX_QUOTED_PRICES:
+        raise DomainError(
+            ErrorCode.TOO_MANY, f"At most {MAX_QUOTED_PRICES} prices.", field="prices"
+        )
+    if len({p.sku_id for p in prices}) != len(prices):
+        raise DomainError(ErrorCode.INVALID, "One price per SKU.", field="prices")
     async with transaction():
         quote = await Quote.get_or_none(id=quote_id, supplier_id=viewer.organisation_id)
         if quote is None:
@@ -127,10 +136,11 @@ async def decide_quote(*, viewer: Viewer, quote_id: int, accept: bool) -> Quote:
 
 
 async def get_quote(*, viewer: Viewer, quote_id: int) -> Quote | None:
-    column = "supplier_id" if viewer.organisation_kind is OrganisationKind.SUPPLIER else "buyer_id"
-    return await Quote.get_or_none(id=quote_id, **{column: viewer.organisation_id})
+    return await visibility.quotes(viewer).get_or_none(id=quote_id)
 
 
-async def list_quotes(*, viewer: Viewer) -> list[Quote]:
-    column = "supplier_id" if viewer.organisation_kind is OrganisationKind.SUPPLIER else "buyer_id"
-    return await Quote.filter(**{column: viewer.organisation_id}).order_by("-id").limit(200)
+async def list_quotes(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Quote], bool]:
+    """A page of the caller's side of its quotes, newest first."""
+    return await keyset_page(visibility.quotes(viewer), first=first, after=after, newest_first=True)

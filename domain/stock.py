@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from secrets import token_urlsafe
 
+from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
@@ -30,6 +31,7 @@ from domain.models.stock import (
 )
 from domain.order_intake import ManualLine, clean_address, create_manual_order
 from domain.order_status import transition
+from domain.pages import keyset_page
 from domain.stock_ledger import Delta, apply_change, stock_item
 from domain.validation import clean_text
 
@@ -62,11 +64,15 @@ async def create_cloud_warehouse(
     return warehouse, secret
 
 
-async def list_cloud_warehouses(*, supplier_id: int | None = None) -> list[CloudWarehouse]:
-    query = CloudWarehouse.filter(is_active=True)
+async def list_cloud_warehouses(
+    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
+) -> tuple[list[CloudWarehouse], bool]:
+    """A page of the cloud warehouses buyers can stock in (optionally one supplier's), in id
+    order."""
+    query = visibility.cloud_warehouses(viewer)
     if supplier_id is not None:
         query = query.filter(supplier_id=supplier_id)
-    return await query.order_by("id").limit(500)
+    return await keyset_page(query, first=first, after=after)
 
 
 async def active_warehouse(warehouse_id: int, *, field: str = "warehouseId") -> CloudWarehouse:
@@ -342,15 +348,21 @@ async def reserve(
 
 
 async def inventory(
-    *, viewer: Viewer, warehouse_id: int | None = None, sku_id: int | None = None
-) -> list[StockItem]:
+    *,
+    viewer: Viewer,
+    first: int,
+    after: int | None = None,
+    warehouse_id: int | None = None,
+    sku_id: int | None = None,
+) -> tuple[list[StockItem], bool]:
+    """A page of the buyer's stock items (optionally of one warehouse or SKU), in id order."""
     require_buyer(viewer, Role.VIEWER)
-    query = StockItem.filter(buyer_id=viewer.organisation_id)
+    query = visibility.stock_items(viewer)
     if warehouse_id is not None:
         query = query.filter(warehouse_id=warehouse_id)
     if sku_id is not None:
         query = query.filter(sku_id=sku_id)
-    return await query.order_by("warehouse_id", "sku_id").limit(1000)
+    return await keyset_page(query, first=first, after=after)
 
 
 async def item_of_buyer(viewer: Viewer, stock_item_id: int) -> StockItem:

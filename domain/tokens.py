@@ -6,11 +6,13 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
 from domain.models.organisations import ApiToken, Organisation, Role, User
+from domain.pages import keyset_page
 from domain.rows import placeholder
 from domain.validation import clean_text, utc_datetime
 
@@ -64,12 +66,12 @@ async def create_token(
     )
 
 
-async def list_tokens(*, viewer: Viewer) -> list[ApiToken]:
-    """Admins see every token of their organisation; others see their own."""
-    query = ApiToken.filter(organisation_id=viewer.organisation_id)
-    if not viewer.has_role(Role.ADMIN):
-        query = query.filter(user_id=viewer.user_id)
-    return await query.order_by("id")
+async def list_tokens(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[ApiToken], bool]:
+    """A page of tokens in id order: admins see every token of their organisation; others see
+    their own."""
+    return await keyset_page(visibility.api_tokens(viewer), first=first, after=after)
 
 
 async def revoke_token(*, viewer: Viewer, token_id: int) -> ApiToken:

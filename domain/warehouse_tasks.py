@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
 
 from domain.db import notify_after_commit, transaction
 from domain.events import EventType, record_event
 from domain.leases import lease_free
+from domain.limits import MAX_ATTEMPTS_KEPT
 from domain.models.distribution import (
     AfterSalesOrder,
     TaskKind,
@@ -115,6 +116,24 @@ async def retry_later(
     ).update(**changes)
 
 
+async def _drop_old_attempts(task: WarehouseTask) -> None:
+    """Keep the latest ``MAX_ATTEMPTS_KEPT`` attempts of the task's order or return."""
+    subject = (
+        {"order_id": task.order_id}
+        if task.order_id is not None
+        else {"after_sales_id": task.after_sales_id}
+    )
+    if None in subject.values():
+        return
+    kept = (
+        WarehouseAttempt.filter(**subject)
+        .order_by("-id")
+        .limit(MAX_ATTEMPTS_KEPT)
+        .values_list("id", flat=True)
+    )
+    await WarehouseAttempt.filter(**subject).exclude(id__in=Subquery(kept)).delete()
+
+
 async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None:
     """One call made to the warehouse for ``task`` and how it went (the ``warehouseAttempts``
     of its order or return), told to both sides of that order or return."""
@@ -127,6 +146,7 @@ async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None
             ok=ok,
             outcome=outcome[:500],
         )
+        await _drop_old_attempts(task)
         if task.order_id is not None:
             subject_type, subject_id = "Order", task.order_id
             sides = await Order.filter(id=task.order_id).values_list("buyer_id", "supplier_id")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from tortoise.expressions import Subquery
 
+from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import EventType, record_event
+from domain.limits import MAX_WITHDRAWALS
 from domain.models.distribution import (
     AfterSalesOrder,
     AfterSalesStatus,
@@ -31,6 +33,7 @@ from domain.models.organisations import OrganisationKind, Role
 from domain.models.wallets import EntryKind
 from domain.order_access import order_of_buyer
 from domain.order_status import transition
+from domain.pages import keyset_page
 from domain.payments import credit, wallet_for
 from domain.return_events import return_event
 from domain.validation import clean_text
@@ -55,6 +58,16 @@ async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
         },
         actor_user_id=actor_user_id,
     )
+
+
+async def _below_the_cap(*, field: str, **subject: int) -> None:
+    """An order or a return is withdrawn at most ``MAX_WITHDRAWALS`` times (retries included)."""
+    if await Withdrawal.filter(**subject).count() >= MAX_WITHDRAWALS:
+        raise DomainError(
+            ErrorCode.TOO_MANY,
+            f"Withdrawn {MAX_WITHDRAWALS} times already: close it, or open a depute.",
+            field=field,
+        )
 
 
 async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> Withdrawal:
@@ -83,6 +96,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
                 "withdrawal instead.",
                 field="orderId",
             )
+        await _below_the_cap(order_id=order.id, field="orderId")
         withdrawal = await Withdrawal.create(
             order_id=order.id,
             distributor_id=order.buyer_id,
@@ -154,6 +168,7 @@ async def withdraw_after_sales(
                 "that withdrawal instead.",
                 field="afterSalesId",
             )
+        await _below_the_cap(after_sales_id=item.id, field="afterSalesId")
         withdrawal = await Withdrawal.create(
             after_sales_id=item.id,
             distributor_id=item.distributor_id,
@@ -321,16 +336,18 @@ async def failed_withdrawal_of_order(*, viewer: Viewer, withdrawal_id: int) -> W
 
 
 async def list_withdrawals(
-    *, viewer: Viewer, order_id: int | None = None, after_sales_id: int | None = None
-) -> list[Withdrawal]:
-    scope = (
-        {"supplier_id": viewer.organisation_id}
-        if viewer.organisation_kind is OrganisationKind.SUPPLIER
-        else {"distributor_id": viewer.organisation_id}
-    )
-    query = Withdrawal.filter(**scope)
+    *,
+    viewer: Viewer,
+    first: int,
+    after: int | None = None,
+    order_id: int | None = None,
+    after_sales_id: int | None = None,
+) -> tuple[list[Withdrawal], bool]:
+    """A page of the withdraw requests the caller's side sees (optionally of one order or
+    return), newest first."""
+    query = visibility.withdrawals(viewer)
     if order_id is not None:
         query = query.filter(order_id=order_id)
     if after_sales_id is not None:
         query = query.filter(after_sales_id=after_sales_id)
-    return await query.order_by("-id").limit(200)
+    return await keyset_page(query, first=first, after=after, newest_first=True)

@@ -6,7 +6,8 @@ import strawberry
 from strawberry import Info
 
 from domain import catalogue
-from resolvers.ids import optional_id, parse_id
+from domain.pages import MAX_PAGE
+from resolvers.ids import optional_id, page_arguments, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.catalogue import (
@@ -20,30 +21,48 @@ from schema.types.catalogue import (
     SkuPayload,
     UpdateSkuInput,
 )
+from schema.types.pagination import Connection
 
 
 @strawberry.type
 class CatalogueQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Suppliers: their products. Buyers: active products (of one supplier).",
+        description="Suppliers: their products. Buyers: active products (of one supplier). "
+        f"At most {MAX_PAGE} per page.",
     )
-    async def products(self, info: Info, supplier_id: strawberry.ID | None = None) -> list[Product]:
-        rows = await catalogue.list_products(
+    async def products(
+        self,
+        info: Info,
+        supplier_id: strawberry.ID | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Product]:
+        rows, more = await catalogue.list_products(
             viewer=viewer_of(info),
             supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
+            **page_arguments(first, after),
         )
-        return [Product.from_model(p) for p in rows]
+        return Connection.of(rows, Product.from_model, has_next_page=more, after=after)
 
-    @strawberry.field(permission_classes=[IsAuthenticated])
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Active logistics methods. Suppliers: their own. Buyers: every supplier's "
+        f"(or one supplier's). At most {MAX_PAGE} per page.",
+    )
     async def logistics_methods(
-        self, info: Info, supplier_id: strawberry.ID | None = None
-    ) -> list[LogisticsMethod]:
-        rows = await catalogue.list_logistics_methods(
+        self,
+        info: Info,
+        supplier_id: strawberry.ID | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[LogisticsMethod]:
+        rows, more = await catalogue.list_logistics_methods(
             viewer=viewer_of(info),
             supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
+            **page_arguments(first, after),
         )
-        return [LogisticsMethod.from_model(m) for m in rows]
+        return Connection.of(rows, LogisticsMethod.from_model, has_next_page=more, after=after)
 
 
 @strawberry.type

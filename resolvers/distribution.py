@@ -11,10 +11,11 @@ from domain import after_sales, distribution_orders, partnerships, withdrawals
 from domain.events import EventType as DomainEventType
 from domain.models.distribution import Partnership as PartnershipModel
 from domain.models.distribution import Withdrawal as WithdrawalModel
+from domain.pages import MAX_PAGE
 from domain.validation import filter_time
 from integrations.warehouses.connection_check import check_connection
 from resolvers.events import event_stream
-from resolvers.ids import optional_id, parse_cursor, parse_id, parse_ids
+from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.orders import order_types
 from resolvers.permissions import IsAuthenticated, viewer_of
@@ -47,7 +48,7 @@ from schema.types.distribution import (
     WithdrawalStatus,
 )
 from schema.types.orders import OrdersPayload
-from schema.types.pagination import PageInfo
+from schema.types.pagination import Connection, PageInfo
 
 
 def _cursor(after: str | None) -> int | None:
@@ -58,29 +59,50 @@ def _cursor(after: str | None) -> int | None:
 class DistributionQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="The caller's partnerships (as supplier or as distributor), newest first.",
+        description="The caller's partnerships (as supplier or as distributor), newest first, "
+        f"at most {MAX_PAGE} per page.",
     )
-    async def partnerships(self, info: Info) -> list[Partnership]:
-        rows = await partnerships.list_partnerships(viewer=viewer_of(info))
-        return [Partnership.from_model(p) for p in rows]
-
-    @strawberry.field(permission_classes=[IsAuthenticated])
-    async def distribution_warehouses(
-        self, info: Info, partnership_id: strawberry.ID
-    ) -> list[DistributionWarehouse]:
-        rows = await partnerships.list_distribution_warehouses(
-            viewer=viewer_of(info),
-            partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
+    async def partnerships(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[Partnership]:
+        rows, more = await partnerships.list_partnerships(
+            viewer=viewer_of(info), **page_arguments(first, after)
         )
-        return [DistributionWarehouse.from_model(w) for w in rows]
+        return Connection.of(rows, Partnership.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Supplier staff. The supplier's authorised third-party warehouses.",
+        description="The distribution warehouses of one of the caller's partnerships, at most "
+        f"{MAX_PAGE} per page.",
     )
-    async def third_party_warehouses(self, info: Info) -> list[ThirdPartyWarehouse]:
-        rows = await partnerships.list_connections(viewer=viewer_of(info))
-        return [ThirdPartyWarehouse.from_model(c) for c in rows]
+    async def distribution_warehouses(
+        self,
+        info: Info,
+        partnership_id: strawberry.ID,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[DistributionWarehouse]:
+        rows, more = await partnerships.list_distribution_warehouses(
+            viewer=viewer_of(info),
+            partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
+            **page_arguments(first, after),
+        )
+        return Connection.of(
+            rows, DistributionWarehouse.from_model, has_next_page=more, after=after
+        )
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Supplier staff. The supplier's authorised third-party warehouses, at most "
+        f"{MAX_PAGE} per page.",
+    )
+    async def third_party_warehouses(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[ThirdPartyWarehouse]:
+        rows, more = await partnerships.list_connections(
+            viewer=viewer_of(info), **page_arguments(first, after)
+        )
+        return Connection.of(rows, ThirdPartyWarehouse.from_model, has_next_page=more, after=after)
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="Supplier staff.")
     async def distribution_settings(self, info: Info) -> DistributionSettings:
@@ -128,20 +150,24 @@ class DistributionQueries:
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Withdraw requests the caller's side can see, newest first.",
+        description="Withdraw requests the caller's side can see, newest first, at most "
+        f"{MAX_PAGE} per page.",
     )
     async def withdrawals(
         self,
         info: Info,
         order_id: strawberry.ID | None = None,
         after_sales_id: strawberry.ID | None = None,
-    ) -> list[Withdrawal]:
-        rows = await withdrawals.list_withdrawals(
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Withdrawal]:
+        rows, more = await withdrawals.list_withdrawals(
             viewer=viewer_of(info),
             order_id=optional_id(order_id, "Order", field="orderId"),
             after_sales_id=optional_id(after_sales_id, "AfterSalesOrder", field="afterSalesId"),
+            **page_arguments(first, after),
         )
-        return [Withdrawal.from_model(w) for w in rows]
+        return Connection.of(rows, Withdrawal.from_model, has_next_page=more, after=after)
 
 
 def _partnership(p: PartnershipModel) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.errors import DomainError, ErrorCode
+from domain.pages import check_first
 from domain.validation import is_key
 from schema.global_ids import parse
 
@@ -32,3 +35,11 @@ def parse_cursor(raw: str | None, *, field: str = "after") -> int | None:
     if not is_key(value):
         raise DomainError(ErrorCode.BAD_USER_INPUT, "Not a cursor from this list.", field=field)
     return value
+
+
+def page_arguments(first: int, after: str | None) -> dict[str, Any]:
+    """``first`` and ``after`` of a connection, checked before anything is read (whatever the
+    other arguments): 1 to ``domain.pages.MAX_PAGE``, and a cursor this API handed out; else
+    ``BAD_USER_INPUT``."""
+    check_first(first)
+    return {"first": first, "after": parse_cursor(after)}

@@ -11,8 +11,9 @@ from strawberry import Info
 
 from domain import connections, fulfilment, order_intake, order_queries, payments
 from domain.models.orders import Order as OrderModel
+from domain.pages import MAX_PAGE
 from domain.validation import filter_time
-from resolvers.ids import optional_id, parse_cursor, parse_id, parse_ids
+from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.order_pages import build_orders
 from resolvers.permissions import IsAuthenticated, viewer_of
@@ -36,7 +37,7 @@ from schema.types.orders import (
     WalletEntry,
     WalletPayload,
 )
-from schema.types.pagination import PageInfo
+from schema.types.pagination import Connection, PageInfo
 
 
 def _filters(f: OrderFilterInput | None) -> order_queries.OrderFilter:
@@ -124,17 +125,31 @@ class OrderQueries:
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Buyer: its wallets with suppliers. Supplier: its buyers'.",
+        description="Buyer: its wallets with suppliers. Supplier: its buyers'. At most "
+        f"{MAX_PAGE} per page.",
     )
-    async def wallets(self, info: Info) -> list[Wallet]:
-        return [Wallet.from_model(w) for w in await payments.list_wallets(viewer=viewer_of(info))]
-
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Newest first.")
-    async def wallet_entries(self, info: Info, wallet_id: strawberry.ID) -> list[WalletEntry]:
-        rows = await payments.wallet_entries(
-            viewer=viewer_of(info), wallet_id=parse_id(wallet_id, "Wallet", field="walletId")
+    async def wallets(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[Wallet]:
+        rows, more = await payments.list_wallets(
+            viewer=viewer_of(info), **page_arguments(first, after)
         )
-        return [WalletEntry.from_model(e) for e in rows]
+        return Connection.of(rows, Wallet.from_model, has_next_page=more, after=after)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description=f"The entries of one of the caller's wallets, newest first, at most {MAX_PAGE} "
+        "per page.",
+    )
+    async def wallet_entries(
+        self, info: Info, wallet_id: strawberry.ID, first: int = 50, after: str | None = None
+    ) -> Connection[WalletEntry]:
+        rows, more = await payments.wallet_entries(
+            viewer=viewer_of(info),
+            wallet_id=parse_id(wallet_id, "Wallet", field="walletId"),
+            **page_arguments(first, after),
+        )
+        return Connection.of(rows, WalletEntry.from_model, has_next_page=more, after=after)
 
 
 @strawberry.type

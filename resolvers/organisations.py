@@ -6,7 +6,8 @@ import strawberry
 from strawberry import Info
 
 from domain import organisations, tokens
-from resolvers.ids import parse_id
+from domain.pages import MAX_PAGE
+from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.global_ids import gid
@@ -24,6 +25,7 @@ from schema.types.organisations import (
     RevokeApiTokenPayload,
     User,
 )
+from schema.types.pagination import Connection
 
 
 @strawberry.type
@@ -41,17 +43,29 @@ class OrganisationQueries:
         )
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated], description="People of the caller's organisation."
+        permission_classes=[IsAuthenticated],
+        description=f"People of the caller's organisation, at most {MAX_PAGE} per page.",
     )
-    async def users(self, info: Info) -> list[User]:
-        return [User.from_model(u) for u in await organisations.list_users(viewer=viewer_of(info))]
+    async def users(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[User]:
+        rows, more = await organisations.list_users(
+            viewer=viewer_of(info), **page_arguments(first, after)
+        )
+        return Connection.of(rows, User.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="API tokens: all of the organisation's for admins, else the caller's own.",
+        description="API tokens: all of the organisation's for admins, else the caller's own; "
+        f"at most {MAX_PAGE} per page.",
     )
-    async def api_tokens(self, info: Info) -> list[ApiToken]:
-        return [ApiToken.from_model(t) for t in await tokens.list_tokens(viewer=viewer_of(info))]
+    async def api_tokens(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[ApiToken]:
+        rows, more = await tokens.list_tokens(
+            viewer=viewer_of(info), **page_arguments(first, after)
+        )
+        return Connection.of(rows, ApiToken.from_model, has_next_page=more, after=after)
 
 
 @strawberry.type

@@ -12,13 +12,14 @@ from domain import stock
 from domain.events import EventType as DomainEventType
 from domain.models.stock import StockItem as StockItemModel
 from domain.order_intake import ManualLine
+from domain.pages import MAX_PAGE
 from resolvers.events import event_stream
-from resolvers.ids import optional_id, parse_cursor, parse_id
+from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.global_ids import gid
 from schema.types.orders import Order, OrderPayload
-from schema.types.pagination import PageInfo
+from schema.types.pagination import Connection, PageInfo
 from schema.types.stock import (
     CloudWarehouse,
     CloudWarehousePayload,
@@ -39,32 +40,43 @@ from schema.types.stock import (
 class StockQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Cloud warehouses buyers can stock in (optionally one supplier's).",
+        description="Cloud warehouses buyers can stock in (optionally one supplier's), at most "
+        f"{MAX_PAGE} per page.",
     )
     async def cloud_warehouses(
-        self, info: Info, supplier_id: strawberry.ID | None = None
-    ) -> list[CloudWarehouse]:
-        rows = await stock.list_cloud_warehouses(
-            supplier_id=optional_id(supplier_id, "Organisation", field="supplierId")
+        self,
+        info: Info,
+        supplier_id: strawberry.ID | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[CloudWarehouse]:
+        rows, more = await stock.list_cloud_warehouses(
+            viewer=viewer_of(info),
+            supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
+            **page_arguments(first, after),
         )
-        return [CloudWarehouse.from_model(w) for w in rows]
+        return Connection.of(rows, CloudWarehouse.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Buyer. Its stock per SKU and cloud warehouse.",
+        description="Buyer. Its stock per SKU and cloud warehouse, in id order, at most "
+        f"{MAX_PAGE} per page.",
     )
     async def inventory(
         self,
         info: Info,
         warehouse_id: strawberry.ID | None = None,
         sku_id: strawberry.ID | None = None,
-    ) -> list[StockItem]:
-        rows = await stock.inventory(
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[StockItem]:
+        rows, more = await stock.inventory(
             viewer=viewer_of(info),
             warehouse_id=optional_id(warehouse_id, "CloudWarehouse", field="warehouseId"),
             sku_id=optional_id(sku_id, "Sku", field="skuId"),
+            **page_arguments(first, after),
         )
-        return [StockItem.from_model(i) for i in rows]
+        return Connection.of(rows, StockItem.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],

@@ -6,11 +6,13 @@ import strawberry
 from strawberry import Info
 
 from domain import connections, order_intake, quotes
+from domain.pages import MAX_PAGE
 from integrations.stores.sync import sync_store
-from resolvers.ids import parse_id
+from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import IsAuthenticated, viewer_of
 from schema.types.orders import AnswerQuoteInput, Quote, QuotePayload, RequestQuoteInput
+from schema.types.pagination import Connection
 from schema.types.stores import (
     ConnectProductInput,
     ConnectStoreInput,
@@ -25,23 +27,44 @@ from schema.types.stores import (
 
 @strawberry.type
 class StoreQueries:
-    @strawberry.field(permission_classes=[IsAuthenticated], description="The buyer's stores.")
-    async def stores(self, info: Info) -> list[Store]:
-        return [Store.from_model(s) for s in await connections.list_stores(viewer=viewer_of(info))]
-
-    @strawberry.field(permission_classes=[IsAuthenticated])
-    async def store_products(self, info: Info, store_id: strawberry.ID) -> list[StoreProduct]:
-        rows = await connections.list_store_products(
-            viewer=viewer_of(info), store_id=parse_id(store_id, "Store", field="storeId")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description=f"The buyer's stores, at most {MAX_PAGE} per page.",
+    )
+    async def stores(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[Store]:
+        rows, more = await connections.list_stores(
+            viewer=viewer_of(info), **page_arguments(first, after)
         )
-        return [StoreProduct.from_model(p) for p in rows]
+        return Connection.of(rows, Store.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Quotes the caller asked for (buyer) or must answer (supplier).",
+        description=f"Buyer. The products of one of its stores, at most {MAX_PAGE} per page.",
     )
-    async def quotes(self, info: Info) -> list[Quote]:
-        return [Quote.from_model(q) for q in await quotes.list_quotes(viewer=viewer_of(info))]
+    async def store_products(
+        self, info: Info, store_id: strawberry.ID, first: int = 50, after: str | None = None
+    ) -> Connection[StoreProduct]:
+        rows, more = await connections.list_store_products(
+            viewer=viewer_of(info),
+            store_id=parse_id(store_id, "Store", field="storeId"),
+            **page_arguments(first, after),
+        )
+        return Connection.of(rows, StoreProduct.from_model, has_next_page=more, after=after)
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Quotes the caller asked for (buyer) or must answer (supplier), newest "
+        f"first, at most {MAX_PAGE} per page.",
+    )
+    async def quotes(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[Quote]:
+        rows, more = await quotes.list_quotes(
+            viewer=viewer_of(info), **page_arguments(first, after)
+        )
+        return Connection.of(rows, Quote.from_model, has_next_page=more, after=after)
 
 
 @strawberry.type

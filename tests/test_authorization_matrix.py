@@ -474,11 +474,11 @@ async def build_world(
     )
     products = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id title variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id title variants { id externalId } } } }",
             {"s": store_id},
             token=a.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     product = next(p for p in products if p["title"] == "Tee")
     second = next(p for p in products if p["title"] == "Mug")
     variants = {
@@ -670,10 +670,14 @@ async def build_world(
         {"o": orders["stocked"]},
         token=s.token,
     )
-    [item] = (await client.data("{ inventory { id } }", token=a.token))["inventory"]
+    [item] = (await client.data("{ inventory { nodes { id } } }", token=a.token))["inventory"][
+        "nodes"
+    ]
     [wallet] = [
         w
-        for w in (await client.data("{ wallets { id supplierId } }", token=a.token))["wallets"]
+        for w in (await client.data("{ wallets { nodes { id supplierId } } }", token=a.token))[
+            "wallets"
+        ]["nodes"]
         if w["supplierId"] == s.gid
     ]
     spare_token = await ok(
@@ -724,23 +728,23 @@ async def build_world(
 # -- the pair's state, as A and S read it ------------------------------------------------------------
 
 A_VIEW = (
-    """{ me { organisation { id name } } users { id email role isActive } apiTokens { id revokedAt }
-    stores { id name lastSyncedAt } quotes { id status productId } wallets { id supplierId balance }
-    partnerships { id status warehouseId } withdrawals { id status resolution }
-    inventory { id onHand reserved inTransit lowStockThreshold } }""",
+    """{ me { organisation { id name } } users(first: 100) { nodes { id email role isActive } } apiTokens(first: 100) { nodes { id revokedAt } }
+    stores(first: 100) { nodes { id name lastSyncedAt } } quotes(first: 100) { nodes { id status productId } } wallets(first: 100) { nodes { id supplierId balance } }
+    partnerships(first: 100) { nodes { id status warehouseId } } withdrawals(first: 100) { nodes { id status resolution } }
+    inventory(first: 100) { nodes { id onHand reserved inTransit lowStockThreshold } } }""",
     """{ orders(first: 100) { edges { node { id status paidAmount refundedAmount carrier trackingNumber
     abnormalReason logisticsMethodId lines { id skuId quantity } deputes { id status }
     distribution { pushStatus withdrawalStatus } } } } }""",
     "{ afterSalesOrders(first: 100) { edges { node { id status pushStatus withdrawalStatus } } } }",
-    """query($s: ID!, $p: ID!, $w: ID!, $i: ID!) { storeProducts(storeId: $s) { id productLink { id status } }
-    distributionWarehouses(partnershipId: $p) { id name thirdPartyWarehouseId }
-    walletEntries(walletId: $w) { id amount } stockMovements(stockItemId: $i) { edges { node { id } } } }""",
+    """query($s: ID!, $p: ID!, $w: ID!, $i: ID!) { storeProducts(storeId: $s, first: 100) { nodes { id productLink { id status } } }
+    distributionWarehouses(partnershipId: $p, first: 100) { nodes { id name thirdPartyWarehouseId } }
+    walletEntries(walletId: $w, first: 100) { nodes { id amount } } stockMovements(stockItemId: $i) { edges { node { id } } } }""",
 )
 S_VIEW = (
-    """query($s: ID!) { me { organisation { id name } } users { id email role isActive }
-    apiTokens { id revokedAt } products { id status skus { id unitPrice weightGrams isActive attributes } }
-    logisticsMethods { id name } thirdPartyWarehouses { id isActive lastTestOk lastTestedAt }
-    distributionSettings { chargeOnPush autoPushReturns } cloudWarehouses(supplierId: $s) { id name } }""",
+    """query($s: ID!) { me { organisation { id name } } users(first: 100) { nodes { id email role isActive } }
+    apiTokens(first: 100) { nodes { id revokedAt } } products(first: 100) { nodes { id status skus { id unitPrice weightGrams isActive attributes } } }
+    logisticsMethods(first: 100) { nodes { id name } } thirdPartyWarehouses(first: 100) { nodes { id isActive lastTestOk lastTestedAt } }
+    distributionSettings { chargeOnPush autoPushReturns } cloudWarehouses(supplierId: $s, first: 100) { nodes { id name } } }""",
 )
 
 
@@ -756,7 +760,7 @@ async def pair_state(client: GraphQLHttp, w: World) -> dict[str, Any]:
     for document in S_VIEW:
         data = await client.data(document, {"s": w.s.gid}, token=w.s.token)
         state.update({f"S.{k}": v for k, v in data.items()})
-    state["A.wallets"] = [x for x in state["A.wallets"] if x["supplierId"] == w.s.gid]
+    state["A.wallets"] = [x for x in state["A.wallets"]["nodes"] if x["supplierId"] == w.s.gid]
     return state
 
 
@@ -881,7 +885,10 @@ def summary(outcome: Outcome) -> str:
     codes = outcome.codes
     if codes:
         return ",".join(sorted(set(codes)))
-    return "ok" if outcome.value not in (None, []) else "empty"
+    value = outcome.value
+    if isinstance(value, dict) and value.get("edges") == []:
+        return "empty"  # a connection's empty page
+    return "ok" if value not in (None, []) else "empty"
 
 
 def judge(

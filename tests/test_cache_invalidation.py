@@ -55,6 +55,13 @@ SHARED_TYPES = {
     "Store": SharedData.STORES,
 }
 NAME_FIELDS = {"buyerName", "supplierName", "distributorName"}
+# A connection's wrappers: read under the declaration of the field that returned the connection
+# (``products { edges { node { title } } }`` reads what ``products`` declares), not by name.
+WRAPPER_FIELDS = {"edges", "node", "nodes", "pageInfo"}
+
+
+def is_wrapper(parent: GraphQLObjectType, name: str) -> bool:
+    return parent.name.endswith(("Connection", "Edge")) and name in WRAPPER_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +84,38 @@ def test_every_query_field_declares_what_it_reads(schema: GraphQLSchema) -> None
 
 def test_every_field_that_shows_shared_data_is_known_to_read_it(schema: GraphQLSchema) -> None:
     """Walks every type a query can reach: a field returning a shared type, or showing another
-    organisation's name, must be declared to read that kind (at the root or by its name)."""
+    organisation's name, must be declared to read that kind (at the root or by its name; inside
+    a connection, by the field that returned the connection)."""
     assert schema.query_type is not None
     missing: list[str] = []
-    seen: set[str] = set()
-    pending: list[tuple[GraphQLObjectType, bool]] = [(schema.query_type, True)]
+    # a type, and for a connection or edge what the field that returned it declares
+    seen: set[tuple[str, frozenset[SharedData] | None]] = set()
+    pending: list[tuple[GraphQLObjectType, frozenset[SharedData] | None]] = [
+        (schema.query_type, None)
+    ]
     while pending:
-        parent, root = pending.pop()
+        parent, enclosing = pending.pop()
         for name, field in parent.fields.items():
             target = get_named_type(field.type)
             wanted = {SHARED_TYPES[target.name]} if target.name in SHARED_TYPES else set()
             if name in NAME_FIELDS:
                 wanted.add(SharedData.ORGANISATION_NAMES)
-            declared = QUERY_FIELDS[name] if root else NESTED_FIELDS.get(name, frozenset())
+            if parent is schema.query_type:
+                declared = QUERY_FIELDS[name]
+            elif enclosing is not None and is_wrapper(parent, name):
+                declared = enclosing
+            else:
+                declared = NESTED_FIELDS.get(name, frozenset())
             if not wanted <= declared:
                 missing.append(f"{parent.name}.{name}: {sorted(wanted - declared)}")
-            if isinstance(target, GraphQLObjectType) and target.name not in seen:
-                seen.add(target.name)
-                pending.append((target, False))
+            if isinstance(target, GraphQLObjectType):
+                wrapper = target.name.endswith(("Connection", "Edge"))
+                key = (target.name, declared if wrapper else None)
+                if key not in seen:
+                    seen.add(key)
+                    pending.append((target, key[1]))
     assert missing == []
+    assert not WRAPPER_FIELDS & set(NESTED_FIELDS), "wrappers are read under their connection"
 
 
 def test_every_kind_of_shared_data_is_changed_by_an_event_and_read_somewhere() -> None:
@@ -118,14 +138,15 @@ def test_documents_are_labelled_with_what_they_read() -> None:
     page = "{ order(id: 1) { lines { sku { product { title } } } logisticsMethod { name } store { name } } }"
     assert reads(page) == {SharedData.CATALOGUE, SharedData.LOGISTICS, SharedData.STORES}
     # through fragments and aliases, at the root and below
-    fragments = """query { ...Root } fragment Root on Query { list: products { ...Lines } }
+    fragments = """query { ...Root } fragment Root on Query { list: products { nodes { ...Lines } } }
       fragment Lines on Product { id }"""
     assert reads(fragments) == {SharedData.CATALOGUE}
-    assert reads("{ ... on Query { partnerships { supplierName } } }") == {
+    assert reads("{ ... on Query { partnerships { edges { node { supplierName } } } } }") == {
         SharedData.ORGANISATION_NAMES
     }
-    assert reads("{ __typename wallets { balance } }") == frozenset()
-    assert reads("{ apiTokens { id lastUsedAt } }") is None  # changes without an event
+    assert reads("{ __typename wallets { nodes { balance } } }") == frozenset()
+    assert reads("{ inventory { nodes { sku { code } } } }") == {SharedData.CATALOGUE}
+    assert reads("{ apiTokens { nodes { id lastUsedAt } } }") is None  # changes without an event
     assert reads("{ nosuchfield }") is None
 
 
@@ -151,8 +172,8 @@ def test_shared_data_changes_drop_every_organisations_entries_that_read_it() -> 
         viewer = replace(VIEWER, organisation_id=organisation_id)
         return request_key(viewer, operation, document, None, None)
 
-    products = [key(org, "{ products { id } }") for org in (10, 11)]
-    wallets = key(10, "{ wallets { id } }")
+    products = [key(org, "{ products { nodes { id } } }") for org in (10, 11)]
+    wallets = key(10, "{ wallets { nodes { id } } }")
     for k in (*products, wallets):
         assert cache.put(k, cache.ticket(), b"answer")
     cache.on_event(_event(EventType.PRODUCT_UPDATED, 99))  # another supplier's catalogue
@@ -167,7 +188,7 @@ def test_shared_data_changes_drop_every_organisations_entries_that_read_it() -> 
     assert cache.put(products[0], cache.ticket(), b"fresh") and cache.get(products[0]) == b"fresh"
 
     # a document reading what changes without an event is never stored
-    assert not cache.put(key(10, "{ apiTokens { lastUsedAt } }"), cache.ticket(), b"x")
+    assert not cache.put(key(10, "{ apiTokens { nodes { lastUsedAt } } }"), cache.ticket(), b"x")
 
 
 # --------------------------------------------------------------------------- the tour
@@ -299,11 +320,11 @@ async def _tour(
     )
     [store_product] = (
         await query(
-            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
             buyer.token,
             s=store_id,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     blue_variant = next(
         v["id"] for v in store_product["variants"] if v["externalId"] == str(blue["id"])
     )
@@ -533,7 +554,7 @@ async def _tour(
         supplier.token,
         o=stocking_id,
     )
-    [item] = (await query("{ inventory { id } }", buyer.token))["inventory"]
+    [item] = (await query("{ inventory { nodes { id } } }", buyer.token))["inventory"]["nodes"]
     await run(
         "mutation($i: ID!) { setLowStockThreshold(stockItemId: $i, threshold: 1) { userErrors { code } } }",
         buyer.token,

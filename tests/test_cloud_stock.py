@@ -29,8 +29,8 @@ from tests.test_store_integration import Sim
 
 __all__ = ["sim"]
 
-INVENTORY = """{ inventory { id warehouseId onHand reserved available inTransit lowStockThreshold
-  sku { code } } }"""
+INVENTORY = """{ inventory { nodes { id warehouseId onHand reserved available inTransit
+  lowStockThreshold sku { code } } } }"""
 
 
 async def warehouse_and_secret(client: GraphQLHttp, supplier: Member) -> tuple[str, str]:
@@ -91,7 +91,7 @@ async def stock_up(
         {"o": order["id"]},
         token=supplier.token,
     )
-    in_transit = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    in_transit = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     if received_by is not None:  # the warehouse reports the receipt itself
         await received_by(order["id"])
         state = (await client.data(ORDER, {"id": order["id"]}, token=supplier.token))["order"]
@@ -145,7 +145,7 @@ async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
     assert stocked["charged"]["goods"] == "40.00"
     assert stocked["in_transit"][0]["inTransit"] == 10
     assert stocked["received"]["status"] == "FULFILLED"
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["available"], item["inTransit"]) == (10, 10, 0)
 
     # 4: a store order for that SKU is paid from stock: freight only, 1 unit reserved
@@ -158,7 +158,7 @@ async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
     )
     assert paid["charged"]["goods"] == "0.00" and paid["charged"]["freight"] != "0.00"
     assert paid["orders"][0]["lines"] == [{"stockQuantity": 1}]
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["reserved"], item["available"]) == (10, 1, 9)
 
     # 5: shipped from the warehouse: the reservation becomes a deduction; tracking to the store
@@ -168,7 +168,7 @@ async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
         {"o": order["id"]},
         token=supplier.token,
     )
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["reserved"], item["available"]) == (9, 0, 9)
     for _ in range(100):
         if await sim.fulfillments():
@@ -206,7 +206,7 @@ async def test_the_seed_six_steps_stock_then_store_order_ships_from_stock(
     await assert_ledger_matches()
     # another buyer sees none of it
     stranger = await make_member("BUYER")
-    assert (await client.data(INVENTORY, token=stranger.token))["inventory"] == []
+    assert (await client.data(INVENTORY, token=stranger.token))["inventory"]["nodes"] == []
     foreign = await client.post(
         "query($i: ID!) { stockMovements(stockItemId: $i) { edges { node { id } } } }",
         {"i": item["id"]},
@@ -225,7 +225,7 @@ async def test_partial_receipt_records_the_shortfall_and_holds_the_order(
     stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10, receive={"units": 7})
     assert stocked["received"]["status"] == "ABNORMAL"
     assert "TEE-R-M: 7 of 10 arrived (3 short)" in stocked["received"]["abnormalReason"]
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["available"], item["inTransit"]) == (7, 7, 0)
     kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=key_of(item["id"]))]
     assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]
@@ -273,7 +273,7 @@ async def test_short_stock_is_refused_or_split_and_cancel_releases(
     )["payOrders"]
     assert refused["userErrors"][0]["code"] == "INSUFFICIENT_STOCK"
     assert "TEE-R-M 2 short" in refused["userErrors"][0]["message"]
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["reserved"], item["available"]) == (0, 3)
 
     split = (
@@ -284,7 +284,7 @@ async def test_short_stock_is_refused_or_split_and_cancel_releases(
     assert split["userErrors"] == []
     assert split["orders"][0]["lines"] == [{"quantity": 5, "stockQuantity": 3}]
     assert split["charged"]["goods"] == "10.00"  # 2 supplied units at 5.00
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["reserved"], item["available"]) == (3, 3, 0)
 
     # withdrawing the paid order cancels it and releases the reservation
@@ -295,7 +295,7 @@ async def test_short_stock_is_refused_or_split_and_cancel_releases(
         token=buyer.token,
     )
     for _ in range(200):
-        [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+        [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
         if item["reserved"] == 0:
             break
         await asyncio.sleep(0.05)
@@ -313,7 +313,7 @@ async def test_low_stock_threshold_raises_an_event(
     cat = await supplier_catalogue(client, supplier)
     warehouse_id = await warehouse(client, supplier)
     await stock_up(client, supplier, buyer, cat, warehouse_id, 4)
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     await ok(
         client,
         "mutation($i: ID!) { setLowStockThreshold(stockItemId: $i, threshold: 3) { item { lowStockThreshold } userErrors { code } } }",
@@ -361,7 +361,7 @@ async def test_concurrent_payments_never_reserve_more_than_the_stock(
     refused = {r[0]["code"] for r in results if r}
     assert len(succeeded) == stock, results
     assert refused <= {"INSUFFICIENT_STOCK", "CONFLICT"}
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["reserved"], item["available"]) == (stock, stock, 0)
     await assert_ledger_matches()
 
@@ -421,7 +421,7 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
 
     stocked = await stock_up(client, supplier, buyer, cat, warehouse_id, 10, received_by=report)
     assert stocked["received"]["status"] == "ABNORMAL"
-    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
     assert (item["onHand"], item["inTransit"]) == (8, 0)
     kinds = [m.kind.value for m in await StockMovement.filter(stock_item_id=key_of(item["id"]))]
     assert kinds == ["IN_TRANSIT", "RECEIVED", "SHORTFALL"]

@@ -52,11 +52,11 @@ async def test_partnership_push_and_shipped_callback(
     # the system created a distribution warehouse on acceptance
     warehouses = (
         await client.data(
-            "query($p: ID!) { distributionWarehouses(partnershipId: $p) { id createdBySystem thirdPartyWarehouseId } }",
+            "query($p: ID!) { distributionWarehouses(partnershipId: $p) { nodes { id createdBySystem thirdPartyWarehouseId } } }",
             {"p": d.partnership_id},
             token=d.distributor.token,
         )
-    )["distributionWarehouses"]
+    )["distributionWarehouses"]["nodes"]
     assert warehouses == [
         {"id": d.warehouse_id, "createdBySystem": True, "thirdPartyWarehouseId": d.connection_id}
     ]
@@ -142,7 +142,9 @@ async def test_withdraw_success_refunds_and_both_sides_see_it_in_order(
         assert state["status"] == "CANCELLED"
         assert state["distribution"]["withdrawalStatus"] == "WITHDRAWN"
         assert state["refundedAmount"] == "8.00"
-    wallets = (await client.data("{ wallets { balance } }", token=d.distributor.token))["wallets"]
+    wallets = (await client.data("{ wallets { nodes { balance } } }", token=d.distributor.token))[
+        "wallets"
+    ]["nodes"]
     assert wallets == [{"balance": "8.00"}]
     assert (await sim.effects())["outbound_cancelled"] == 1
     state = await order_state(client, d.distributor.token, order_id)
@@ -189,7 +191,9 @@ async def test_withdraw_refused_after_pick_fails_on_both_sides_and_offers_ways_o
         )
         assert state["status"] == "AWAITING_SHIPPING"
         assert "PICKING" in state["withdrawals"][0]["failure"]
-    wallets = (await client.data("{ wallets { balance } }", token=d.distributor.token))["wallets"]
+    wallets = (await client.data("{ wallets { nodes { balance } } }", token=d.distributor.token))[
+        "wallets"
+    ]["nodes"]
     assert wallets == [{"balance": "0.00"}]
 
     # way out: close it by hand with a note; the order carries on and ships
@@ -491,11 +495,11 @@ async def test_bigshop_store_order_filtered_pushed_and_tracking_reaches_the_stor
         )
         products = (
             await client.data(
-                "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+                "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
                 {"s": store["store"]["id"]},
                 token=d.distributor.token,
             )
-        )["storeProducts"]
+        )["storeProducts"]["nodes"]
         variant = next(
             v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"])
         )

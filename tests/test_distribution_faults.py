@@ -146,17 +146,17 @@ async def both_sides(
 
 async def distributor_wallet(client: GraphQLHttp, d: Distribution) -> tuple[str, list[dict]]:
     """The distributor's wallet with the supplier: (balance, entries)."""
-    wallets = (await client.data("{ wallets { id balance } }", token=d.distributor.token))[
-        "wallets"
-    ]
+    wallets = (
+        await client.data("{ wallets { nodes { id balance } } }", token=d.distributor.token)
+    )["wallets"]["nodes"]
     assert len(wallets) == 1, wallets
     entries = (
         await client.data(
-            "query($w: ID!) { walletEntries(walletId: $w) { kind amount orderId } }",
+            "query($w: ID!) { walletEntries(walletId: $w) { nodes { kind amount orderId } } }",
             {"w": wallets[0]["id"]},
             token=d.distributor.token,
         )
-    )["walletEntries"]
+    )["walletEntries"]["nodes"]
     return wallets[0]["balance"], entries
 
 

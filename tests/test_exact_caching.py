@@ -58,10 +58,10 @@ async def product_created(client: GraphQLHttp, make_member: MakeMember) -> Scena
     await supplier_catalogue(client, supplier)
     return Scenario(
         buyer,
-        "query($s: ID!) { products(supplierId: $s) { title } }",
+        "query($s: ID!) { products(supplierId: $s) { nodes { title } } }",
         {"s": supplier.gid},
         lambda c: _mutate(c, SOCKS, {}, supplier.token),
-        lambda data: "Socks" in [p["title"] for p in data["products"]],
+        lambda data: "Socks" in [p["title"] for p in data["products"]["nodes"]],
     )
 
 
@@ -73,14 +73,14 @@ async def price_changed(client: GraphQLHttp, make_member: MakeMember) -> Scenari
     made = await ok(client, MANUAL_ORDER, {"k": sku, "m": catalogue["method"]}, token=buyer.token)
 
     def shows(data: dict[str, Any]) -> bool:
-        [product] = data["products"]
+        [product] = data["products"]["nodes"]
         listed = {s["code"]: s["unitPrice"] for s in product["skus"]}["TEE-R-M"]
         [line] = data["order"]["lines"]
         return listed == line["sku"]["unitPrice"] == "7.50"
 
     return Scenario(
         buyer,
-        """query($s: ID!, $o: ID!) { products(supplierId: $s) { skus { code unitPrice } }
+        """query($s: ID!, $o: ID!) { products(supplierId: $s) { nodes { skus { code unitPrice } } }
           order(id: $o) { lines { sku { unitPrice } } } }""",
         {"s": supplier.gid, "o": made["order"]["id"]},
         lambda c: _mutate(
@@ -129,7 +129,9 @@ async def stock_received(client: GraphQLHttp, make_member: MakeMember) -> Scenar
             {"o": order_id},
             supplier.token,
         ),
-        lambda data: [(i["onHand"], i["inTransit"]) for i in data["inventory"]] == [(4, 0)],
+        lambda data: (
+            [(i["onHand"], i["inTransit"]) for i in data["inventory"]["nodes"]] == [(4, 0)]
+        ),
     )
 
 
@@ -138,10 +140,10 @@ async def cloud_warehouse_created(client: GraphQLHttp, make_member: MakeMember) 
     await warehouse(client, supplier)
     return Scenario(
         buyer,
-        "query($s: ID!) { cloudWarehouses(supplierId: $s) { id } }",
+        "query($s: ID!) { cloudWarehouses(supplierId: $s) { nodes { id } } }",
         {"s": supplier.gid},
         lambda c: warehouse(c, supplier),
-        lambda data: len(data["cloudWarehouses"]) == 2,
+        lambda data: len(data["cloudWarehouses"]["nodes"]) == 2,
     )
 
 
@@ -150,10 +152,12 @@ async def logistics_method_created(client: GraphQLHttp, make_member: MakeMember)
     await supplier_catalogue(client, supplier)
     return Scenario(
         buyer,
-        "query($s: ID!) { logisticsMethods(supplierId: $s) { name rules { countryCode } } }",
+        "query($s: ID!) { logisticsMethods(supplierId: $s) { nodes { name rules { countryCode } } } }",
         {"s": supplier.gid},
         lambda c: _mutate(c, SEA, {}, supplier.token),
-        lambda data: {"name": "Sea", "rules": [{"countryCode": "FR"}]} in data["logisticsMethods"],
+        lambda data: (
+            {"name": "Sea", "rules": [{"countryCode": "FR"}]} in data["logisticsMethods"]["nodes"]
+        ),
     )
 
 
@@ -167,7 +171,7 @@ async def partnership_decided(client: GraphQLHttp, make_member: MakeMember) -> S
     )
     return Scenario(
         distributor,
-        "{ partnerships { status } }",
+        "{ partnerships { nodes { status } } }",
         {},
         lambda c: _mutate(
             c,
@@ -175,7 +179,7 @@ async def partnership_decided(client: GraphQLHttp, make_member: MakeMember) -> S
             {"p": applied["partnership"]["id"]},
             supplier.token,
         ),
-        lambda data: data["partnerships"] == [{"status": "ACCEPTED"}],
+        lambda data: data["partnerships"]["nodes"] == [{"status": "ACCEPTED"}],
     )
 
 
@@ -183,7 +187,7 @@ async def distribution_warehouse_added(client: GraphQLHttp, make_member: MakeMem
     d = await partnered(client, make_member, None)
     return Scenario(
         d.supplier,
-        "query($p: ID!) { distributionWarehouses(partnershipId: $p) { name } }",
+        "query($p: ID!) { distributionWarehouses(partnershipId: $p) { nodes { name } } }",
         {"p": d.partnership_id},
         lambda c: _mutate(
             c,
@@ -193,7 +197,7 @@ async def distribution_warehouse_added(client: GraphQLHttp, make_member: MakeMem
             {"p": d.partnership_id},
             d.distributor.token,
         ),
-        lambda data: "North" in [w["name"] for w in data["distributionWarehouses"]],
+        lambda data: "North" in [w["name"] for w in data["distributionWarehouses"]["nodes"]],
     )
 
 
@@ -202,7 +206,7 @@ async def distributor_renamed(client: GraphQLHttp, make_member: MakeMember) -> S
     d = await partnered(client, make_member, None)
     return Scenario(
         d.supplier,
-        "{ partnerships { distributorName } }",
+        "{ partnerships { nodes { distributorName } } }",
         {},
         lambda c: _mutate(
             c,
@@ -210,7 +214,7 @@ async def distributor_renamed(client: GraphQLHttp, make_member: MakeMember) -> S
             {},
             d.distributor.token,
         ),
-        lambda data: data["partnerships"] == [{"distributorName": "Renamed Distribution"}],
+        lambda data: data["partnerships"]["nodes"] == [{"distributorName": "Renamed Distribution"}],
     )
 
 

@@ -487,11 +487,11 @@ async def test_manual_order_with_20000_lines_is_refused(client: GraphQLHttp, wor
 ID_USES = [
     ("query($v: ID!) { order(id: $v) { id } }", "buyer", "Order"),
     ("query($v: ID!) { node(id: $v) { id } }", "buyer", "Order"),
-    ("query($v: ID!) { storeProducts(storeId: $v) { id } }", "buyer", "Store"),
-    ("query($v: ID) { products(supplierId: $v) { id } }", "buyer", "Organisation"),
-    ("query($v: ID!) { walletEntries(walletId: $v) { id } }", "buyer", "Wallet"),
+    ("query($v: ID!) { storeProducts(storeId: $v) { nodes { id } } }", "buyer", "Store"),
+    ("query($v: ID) { products(supplierId: $v) { nodes { id } } }", "buyer", "Organisation"),
+    ("query($v: ID!) { walletEntries(walletId: $v) { nodes { id } } }", "buyer", "Wallet"),
     (
-        "query($v: ID!) { distributionWarehouses(partnershipId: $v) { id } }",
+        "query($v: ID!) { distributionWarehouses(partnershipId: $v) { nodes { id } } }",
         "buyer",
         "Partnership",
     ),

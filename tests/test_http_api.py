@@ -125,7 +125,7 @@ async def test_secrets_are_stored_hashed(client: GraphQLHttp, make_member: MakeM
     member = await make_member()
     stored = await ApiToken.get(id=member.token_id)
     assert member.token not in (stored.secret_hash, stored.prefix, stored.name)
-    listed = await client.data("{ apiTokens { id prefix } }", token=member.token)
+    listed = await client.data("{ apiTokens { nodes { id prefix } } }", token=member.token)
     assert member.token not in str(listed)
 
 
@@ -139,9 +139,11 @@ async def test_other_organisations_data_is_invisible(
         token=bob.token,
     )
 
-    tokens = await client.data("{ apiTokens { id } users { email } }", token=alice.token)
-    assert bob.token_gid not in {t["id"] for t in tokens["apiTokens"]}
-    assert [u["email"] for u in tokens["users"]] == [alice.email]
+    tokens = await client.data(
+        "{ apiTokens { nodes { id } } users { nodes { email } } }", token=alice.token
+    )
+    assert bob.token_gid not in {t["id"] for t in tokens["apiTokens"]["nodes"]}
+    assert [u["email"] for u in tokens["users"]["nodes"]] == [alice.email]
     events = await client.data(
         "{ events(first: 200) { edges { node { payload } } } }", token=alice.token
     )
@@ -173,10 +175,13 @@ async def test_roles_are_enforced(client: GraphQLHttp, make_member: MakeMember) 
     }
     # staff see only their own tokens; the owner sees all of the organisation's
     assert {
-        t["id"] for t in (await client.data("{ apiTokens { id } }", token=staff.token))["apiTokens"]
+        t["id"]
+        for t in (await client.data("{ apiTokens { nodes { id } } }", token=staff.token))[
+            "apiTokens"
+        ]["nodes"]
     } == {staff.token_gid}
-    owner_view = await client.data("{ apiTokens { id } }", token=owner.token)
-    assert {owner.token_gid, staff.token_gid} <= {t["id"] for t in owner_view["apiTokens"]}
+    owner_view = await client.data("{ apiTokens { nodes { id } } }", token=owner.token)
+    assert {owner.token_gid, staff.token_gid} <= {t["id"] for t in owner_view["apiTokens"]["nodes"]}
     # an admin cannot create an owner; an owner can
     admin = await make_member(role="ADMIN", organisation_id=owner.organisation_id)
     add_owner = 'mutation($e: String!) { addUser(input: {email: $e, name: "N", role: OWNER}) { user { role } userErrors { code } } }'
@@ -231,10 +236,11 @@ async def test_bad_input_gets_typed_errors_and_changes_nothing(
         assert (error["code"], error["field"]) == (code, field), call
         assert error["message"]
     me = await client.data(
-        "{ me { organisation { name } } users { email } apiTokens { id } }", token=member.token
+        "{ me { organisation { name } } users { nodes { email } } apiTokens { nodes { id } } }",
+        token=member.token,
     )
     assert me["me"]["organisation"]["name"] == f"Org {member.email}"
-    assert len(me["users"]) == 1 and len(me["apiTokens"]) == 1
+    assert len(me["users"]["nodes"]) == 1 and len(me["apiTokens"]["nodes"]) == 1
 
 
 async def test_wrong_types_are_validation_errors(
@@ -271,7 +277,7 @@ async def test_unexpected_errors_are_masked_and_logged(
     with caplog.at_level(logging.ERROR, logger="supplygraph.graphql"):
         response = await client.http.post(
             "/graphql",
-            json={"query": "{ users { id } }"},
+            json={"query": "{ users { nodes { id } } }"},
             headers={"authorization": f"Bearer {member.token}", "x-request-id": "req-123"},
         )
     [error] = response.json()["errors"]

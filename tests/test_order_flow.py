@@ -125,11 +125,11 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
     assert synced["productsSynced"] == 2
     products = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId attributes } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId attributes } } } }",
             {"s": store_id},
             token=buyer.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     variant = next(v for p in products for v in p["variants"] if v["externalId"] == str(red["id"]))
     payload = await connect_variant(client, buyer, products[0]["id"], cat, variant["id"], "TEE-R-M")
     assert payload["userErrors"] == [], payload
@@ -193,7 +193,9 @@ async def test_store_order_with_connected_product_through_to_fulfilled(
         token=buyer.token,
     )
     assert paid["orders"] == [{"status": "AWAITING_SHIPPING", "paidAmount": "19.50"}]
-    wallets = (await client.data("{ wallets { balance } }", token=buyer.token))["wallets"]
+    wallets = (await client.data("{ wallets { nodes { balance } } }", token=buyer.token))[
+        "wallets"
+    ]["nodes"]
     assert wallets == [{"balance": "10.50"}]
 
     # the buyer cannot ship; the supplier ships and the tracking reaches the store
@@ -296,11 +298,11 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     assert order["status"] == "UNRECOGNIZED"
     products = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
 
     quote = await ok(
         client,
@@ -334,11 +336,11 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     # the attributes of Red/M do not match the Blue/L variant: a clear error naming it
     variants = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { variants { id externalId } } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"][0]["variants"]
+    )["storeProducts"]["nodes"][0]["variants"]
     blue_variant = next(v["id"] for v in variants if v["externalId"] == str(blue["id"]))
     mismatch = (
         await connect_variant(client, buyer, products[0]["id"], cat, blue_variant, "TEE-R-M")
@@ -393,7 +395,9 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     final = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
     assert final["status"] == "REFUNDED"
     paid = Decimal(final["paidAmount"])
-    [wallet] = (await client.data("{ wallets { balance } }", token=buyer.token))["wallets"]
+    [wallet] = (await client.data("{ wallets { nodes { balance } } }", token=buyer.token))[
+        "wallets"
+    ]["nodes"]
     assert Decimal(wallet["balance"]) == Decimal("50.00") - paid + Decimal("4.00")
 
 
@@ -548,11 +552,11 @@ async def test_status_subscription_and_mapping_drift(
     )
     products = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
     payload = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
     assert payload["userErrors"] == [], payload
@@ -566,11 +570,11 @@ async def test_status_subscription_and_mapping_drift(
     )
     connection = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { productLink { status staleReason } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { productLink { status staleReason } } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"][0]["productLink"]
+    )["storeProducts"]["nodes"][0]["productLink"]
     assert connection["status"] == "STALE" and "Crimson" in connection["staleReason"]
     stale = (
         await client.data(

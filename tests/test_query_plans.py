@@ -144,6 +144,8 @@ class Seeded:
     withdrawal_order_id: int
     withdrawal_return_id: int
     event_seq_mid: int
+    entry_cursor: int  # a wallet entry of ``wallet_id``, part of the way down (newest first)
+    withdrawal_cursor: int  # a withdrawal of the supplier's, part of the way down
     # index name -> (its table, its columns in order)
     indexes: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
@@ -473,6 +475,16 @@ SELECT s, 'Sea ' || g, 20, 40, true FROM unnest({all_s}) AS s CROSS JOIN generat
             "SELECT e.seq FROM event e JOIN event_audience a ON a.event_id = e.id "
             "WHERE a.organisation_id = $1 ORDER BY e.seq LIMIT 1 OFFSET 100",
             b,
+        ),
+        entry_cursor=await one(
+            "SELECT e.id FROM wallet_entry e JOIN wallet w ON w.id = e.wallet_id "
+            "WHERE w.buyer_id = $1 AND w.supplier_id = $2 ORDER BY e.id DESC LIMIT 1 OFFSET 10",
+            b,
+            s,
+        ),
+        withdrawal_cursor=await one(
+            "SELECT id FROM withdrawal WHERE supplier_id = $1 ORDER BY id DESC LIMIT 1 OFFSET 10",
+            s,
         ),
         indexes={r["name"]: (r["tablename"], tuple(r["columns"])) for r in index_rows},
     )
@@ -825,12 +837,14 @@ CASES: list[Case] = [
     ),
     Case(
         "inventory",
-        lambda d: stock.inventory(viewer=d.buyer),
+        lambda d: stock.inventory(viewer=d.buyer, first=PAGE, after=None),
         {"stock_item": ("buyer_id",)},
     ),
     Case(
         "inventory warehouse and sku",
-        lambda d: stock.inventory(viewer=d.buyer, warehouse_id=d.warehouse_id, sku_id=d.sku_id),
+        lambda d: stock.inventory(
+            viewer=d.buyer, warehouse_id=d.warehouse_id, sku_id=d.sku_id, first=PAGE, after=None
+        ),
         {"stock_item": ("buyer_id",)},
     ),
     # returns (after-sales) and withdrawals
@@ -874,119 +888,147 @@ CASES: list[Case] = [
     ),
     Case(
         "withdrawals supplier",
-        lambda d: withdrawals.list_withdrawals(viewer=d.supplier),
+        lambda d: withdrawals.list_withdrawals(viewer=d.supplier, first=PAGE, after=None),
+        {"withdrawal": SUPPLIER_ORDERS},
+        keyset=True,
+    ),
+    Case(
+        "withdrawals supplier deep page",
+        lambda d: withdrawals.list_withdrawals(
+            viewer=d.supplier, first=PAGE, after=d.withdrawal_cursor
+        ),
         {"withdrawal": SUPPLIER_ORDERS},
         keyset=True,
     ),
     Case(
         "withdrawals distributor",
-        lambda d: withdrawals.list_withdrawals(viewer=d.buyer),
+        lambda d: withdrawals.list_withdrawals(viewer=d.buyer, first=PAGE, after=None),
         {"withdrawal": ("distributor_id",)},
         keyset=True,
     ),
     Case(
         "withdrawals of an order",
-        lambda d: withdrawals.list_withdrawals(viewer=d.buyer, order_id=d.withdrawal_order_id),
+        lambda d: withdrawals.list_withdrawals(
+            viewer=d.buyer, order_id=d.withdrawal_order_id, first=PAGE, after=None
+        ),
         {"withdrawal": ("distributor_id", "order_id")},
     ),
     Case(
         "withdrawals of a return",
         lambda d: withdrawals.list_withdrawals(
-            viewer=d.supplier, after_sales_id=d.withdrawal_return_id
+            viewer=d.supplier, after_sales_id=d.withdrawal_return_id, first=PAGE, after=None
         ),
         {"withdrawal": ("supplier_id", "after_sales_id")},
     ),
     # distribution
     Case(
         "partnerships supplier",
-        lambda d: partnerships.list_partnerships(viewer=d.supplier),
+        lambda d: partnerships.list_partnerships(viewer=d.supplier, first=PAGE, after=None),
         {"partnership": ("supplier_id",)},
     ),
     Case(
         "partnerships distributor",
-        lambda d: partnerships.list_partnerships(viewer=d.buyer),
+        lambda d: partnerships.list_partnerships(viewer=d.buyer, first=PAGE, after=None),
         {"partnership": ("distributor_id",)},
     ),
     Case(
         "distributionWarehouses",
         lambda d: partnerships.list_distribution_warehouses(
-            viewer=d.buyer, partnership_id=d.partnership_id
+            viewer=d.buyer, partnership_id=d.partnership_id, first=PAGE, after=None
         ),
         {"distribution_warehouse": ("partnership_id",)},
     ),
     Case(
         "thirdPartyWarehouses",
-        lambda d: partnerships.list_connections(viewer=d.supplier),
+        lambda d: partnerships.list_connections(viewer=d.supplier, first=PAGE, after=None),
         {"warehouse_connection": ("supplier_id",)},
     ),
     # quotes, stores, wallets
     Case(
         "quotes buyer",
-        lambda d: quotes.list_quotes(viewer=d.buyer),
+        lambda d: quotes.list_quotes(viewer=d.buyer, first=PAGE, after=None),
         {"quote": ("buyer_id",)},
         keyset=True,
     ),
     Case(
         "quotes supplier",
-        lambda d: quotes.list_quotes(viewer=d.supplier),
+        lambda d: quotes.list_quotes(viewer=d.supplier, first=PAGE, after=None),
         {"quote": ("supplier_id",)},
         keyset=True,
     ),
     Case(
         "stores",
-        lambda d: store_connections.list_stores(viewer=d.buyer),
+        lambda d: store_connections.list_stores(viewer=d.buyer, first=PAGE, after=None),
         {"store": ("buyer_id",)},
     ),
     Case(
         "storeProducts",
-        lambda d: store_connections.list_store_products(viewer=d.buyer, store_id=d.store_id),
+        lambda d: store_connections.list_store_products(
+            viewer=d.buyer, store_id=d.store_id, first=PAGE, after=None
+        ),
         {"store_product": ("store_id",)},
     ),
     Case(
         "wallets buyer",
-        lambda d: payments.list_wallets(viewer=d.buyer),
+        lambda d: payments.list_wallets(viewer=d.buyer, first=PAGE, after=None),
         {"wallet": ("buyer_id",)},
     ),
     Case(
         "wallets supplier",
-        lambda d: payments.list_wallets(viewer=d.supplier),
+        lambda d: payments.list_wallets(viewer=d.supplier, first=PAGE, after=None),
         {"wallet": ("supplier_id",)},
     ),
     Case(
         "walletEntries",
-        lambda d: payments.wallet_entries(viewer=d.buyer, wallet_id=d.wallet_id),
+        lambda d: payments.wallet_entries(
+            viewer=d.buyer, wallet_id=d.wallet_id, first=PAGE, after=None
+        ),
+        {"wallet_entry": ("wallet_id",)},
+        keyset=True,
+    ),
+    Case(
+        "walletEntries deep page",
+        lambda d: payments.wallet_entries(
+            viewer=d.buyer, wallet_id=d.wallet_id, first=PAGE, after=d.entry_cursor
+        ),
         {"wallet_entry": ("wallet_id",)},
         keyset=True,
     ),
     # catalogue and organisation
     Case(
         "products supplier",
-        lambda d: catalogue.list_products(viewer=d.supplier),
+        lambda d: catalogue.list_products(viewer=d.supplier, first=PAGE, after=None),
         {"product": ("supplier_id",)},
     ),
     Case(
         "products of one supplier, as a buyer",
-        lambda d: catalogue.list_products(viewer=d.buyer, supplier_id=d.supplier.organisation_id),
+        lambda d: catalogue.list_products(
+            viewer=d.buyer, supplier_id=d.supplier.organisation_id, first=PAGE, after=None
+        ),
         {"product": ("supplier_id",)},
     ),
     Case(
         "logisticsMethods supplier",
-        lambda d: catalogue.list_logistics_methods(viewer=d.supplier, supplier_id=None),
+        lambda d: catalogue.list_logistics_methods(
+            viewer=d.supplier, supplier_id=None, first=PAGE, after=None
+        ),
         {"logistics_method": ("supplier_id",)},
     ),
     Case(
         "cloudWarehouses of one supplier",
-        lambda d: stock.list_cloud_warehouses(supplier_id=d.supplier.organisation_id),
+        lambda d: stock.list_cloud_warehouses(
+            viewer=d.buyer, supplier_id=d.supplier.organisation_id, first=PAGE, after=None
+        ),
         {"cloud_warehouse": ("supplier_id",)},
     ),
     Case(
         "users",
-        lambda d: organisations.list_users(viewer=d.buyer),
+        lambda d: organisations.list_users(viewer=d.buyer, first=PAGE, after=None),
         {"user": ("organisation_id",)},
     ),
     Case(
         "apiTokens",
-        lambda d: tokens.list_tokens(viewer=d.buyer),
+        lambda d: tokens.list_tokens(viewer=d.buyer, first=PAGE, after=None),
         {"api_token": ("organisation_id",)},
     ),
 ]

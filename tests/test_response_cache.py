@@ -204,9 +204,9 @@ async def test_one_callers_page_is_never_served_to_another(
 
     # and a staff member of the same organisation sees only their own tokens
     staff = await make_member(role="STAFF", organisation_id=alice.organisation_id)
-    tokens = "{ apiTokens { id } }"
+    tokens = "{ apiTokens { nodes { id } } }"
     await send(client, tokens, token=alice.token)
-    listed = (await send(client, tokens, token=staff.token)).json()["data"]["apiTokens"]
+    listed = (await send(client, tokens, token=staff.token)).json()["data"]["apiTokens"]["nodes"]
     assert listed == [{"id": staff.token_gid}]
 
 
@@ -286,14 +286,14 @@ async def test_mutations_and_errors_are_never_cached(
     async def broken(**kwargs: object) -> None:
         raise RuntimeError("database went away")
 
-    users = "{ users { email } }"
+    users = "{ users { nodes { email } } }"
     monkeypatch.setattr(organisations, "list_users", broken)
     failed = await send(client, users, token=member.token)
     assert failed.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     monkeypatch.setattr(organisations, "list_users", real)
     fine = await send(client, users, token=member.token)
     assert fine.headers["x-cache"] == "miss"
-    assert fine.json()["data"]["users"] == [{"email": member.email}]
+    assert fine.json()["data"]["users"]["nodes"] == [{"email": member.email}]
 
     anonymous = await client.http.post("/graphql", json={"query": users})
     assert "x-cache" not in anonymous.headers

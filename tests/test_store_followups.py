@@ -39,11 +39,11 @@ async def connected_order(
     )
     products = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
     connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
     assert connected["userErrors"] == [], connected
@@ -195,11 +195,11 @@ async def test_quote_updated_reaches_buyer_and_supplier_and_no_one_else(
     )
     [product] = (
         await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id } } }",
             {"s": store["store"]["id"]},
             token=buyer.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     cat = await supplier_catalogue(client, supplier)
     quote = await ok(
         client,

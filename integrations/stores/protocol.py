@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.limits import MAX_ORDER_LINES, MAX_VARIANTS_PER_STORE_PRODUCT
 from domain.store_data import (
     SHIPPING_ADDRESS_KEYS,
     StoreOrderData,
@@ -211,6 +212,8 @@ def parse_order(payload: dict[str, Any]) -> StoreOrderData:
     items = _require(order, "line_items", where)
     if not isinstance(items, list) or not items:
         raise _fail(f"{where}.line_items", "expected a non-empty list")
+    if len(items) > MAX_ORDER_LINES:
+        raise _fail(f"{where}.line_items", f"more than {MAX_ORDER_LINES} lines")
     return StoreOrderData(
         external_id=external_id,
         number=_text(_require(order, "name", where), f"{where}.name"),
@@ -243,6 +246,8 @@ def parse_product(payload: dict[str, Any]) -> StoreProductData:
     variants = _require(product, "variants", where)
     if not isinstance(variants, list) or not variants:
         raise _fail(f"{where}.variants", "expected a non-empty list")
+    if len(variants) > MAX_VARIANTS_PER_STORE_PRODUCT:
+        raise _fail(f"{where}.variants", f"more than {MAX_VARIANTS_PER_STORE_PRODUCT} variants")
     return StoreProductData(
         external_id=external_id,
         title=_text(_require(product, "title", where), f"{where}.title"),

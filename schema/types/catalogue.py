@@ -9,6 +9,7 @@ import strawberry
 from strawberry import Info
 from strawberry.scalars import JSON
 
+from domain import limits
 from domain.models import catalogue as m
 from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
@@ -43,7 +44,7 @@ class Product(Node):
             created_at=p.created_at,
         )
 
-    @strawberry.field
+    @strawberry.field(description=f"At most {limits.MAX_SKUS_PER_PRODUCT}.")
     async def skus(self, info: Info) -> list[Sku]:
         return [
             Sku.from_model(s)
@@ -75,7 +76,9 @@ class Sku(Node):
             product_id=gid("Product", s.product_id),
         )
 
-    @strawberry.field(description="Cheaper unit prices from a quantity on.")
+    @strawberry.field(
+        description=f"Cheaper unit prices from a quantity on; at most {limits.MAX_TIERS_PER_SKU}."
+    )
     async def tiers(self, info: Info) -> list[PriceTier]:
         rows = await info.context.loaders.tiers_by_sku.load(key_of(self.id))
         return [PriceTier(min_quantity=t.min_quantity, unit_price=t.unit_price) for t in rows]
@@ -117,7 +120,10 @@ class LogisticsMethod(Node):
             max_days=lm.max_days,
         )
 
-    @strawberry.field(description="Freight per destination country (`*`: anywhere else).")
+    @strawberry.field(
+        description="Freight per destination country (`*`: anywhere else); "
+        f"at most {limits.MAX_RULES_PER_METHOD}."
+    )
     async def rules(self, info: Info) -> list[FreightRule]:
         rows = await info.context.loaders.rules_by_method.load(key_of(self.id))
         return [

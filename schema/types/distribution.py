@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import Info
 
+from domain import limits
 from domain.models import distribution as m
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.errors import UserError
@@ -232,7 +233,9 @@ class AfterSalesOrder(Node):
     supplier_id: strawberry.ID
     status: AfterSalesStatus
     reason: str
-    items: list[ReturnLine]
+    items: list[ReturnLine] = strawberry.field(
+        description=f"Lines of the order returned: at most {limits.MAX_ORDER_LINES}."
+    )
     push_status: PushStatus
     push_error: str | None
     warehouse_return_id: str | None
@@ -253,12 +256,17 @@ class AfterSalesOrder(Node):
         row = await info.context.loaders.orders.load(key_of(self.order_id))
         return Order.from_model(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(
+        description=f"Every withdraw request of this return: at most {limits.MAX_WITHDRAWALS}."
+    )
     async def withdrawals(self, info: Info) -> list[Withdrawal]:
         rows = await info.context.loaders.withdrawals_by_return.load(key_of(self.id))
         return [Withdrawal.from_model(w) for w in rows]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The latest calls made to the third-party warehouse for this return: "
+        f"at most {limits.MAX_ATTEMPTS_KEPT}."
+    )
     async def warehouse_attempts(self, info: Info) -> list[WarehouseAttempt]:
         rows = await info.context.loaders.attempts_by_return.load(key_of(self.id))
         return [WarehouseAttempt.from_model(a) for a in rows]

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import Info
 
-from domain import order_queries
+from domain import limits, order_queries
 from domain.models import distribution as dm
 from domain.models import orders as m
 from domain.models import wallets as w
-from domain.payments import Charges
+from domain.payments import MAX_ORDERS_PER_PAYMENT, Charges
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError
@@ -235,7 +235,9 @@ class Order(Node):
             updated_at=o.updated_at,
         )
 
-    @strawberry.field(graphql_type=list[OrderLine])
+    @strawberry.field(
+        graphql_type=list[OrderLine], description=f"At most {limits.MAX_ORDER_LINES}."
+    )
     def lines(self, info: Info) -> MaybeAwaitable[list[OrderLine]]:
         if "lines" in self.prefetched:
             return self.prefetched["lines"]
@@ -269,7 +271,9 @@ class Order(Node):
         row = await info.context.loaders.methods.load(key_of(self.logistics_method_id))
         return LogisticsMethod.from_model(row) if row else None
 
-    @strawberry.field(description="Every status change, oldest first.")
+    @strawberry.field(
+        description=f"Every status change, oldest first: at most {limits.MAX_TIMELINE}."
+    )
     async def timeline(self, info: Info) -> list[OrderTransition]:
         rows = await info.context.loaders.transitions_by_order.load(key_of(self.id))
         return [OrderTransition.from_model(t) for t in rows]
@@ -298,7 +302,10 @@ class Order(Node):
         row = await info.context.loaders.warehouse_orders.load(key_of(self.id))
         return OrderDistribution.from_model(row) if row else None
 
-    @strawberry.field(description="Every withdraw request of this order, oldest first.")
+    @strawberry.field(
+        description="Every withdraw request of this order, oldest first: "
+        f"at most {limits.MAX_WITHDRAWALS}."
+    )
     async def withdrawals(
         self, info: Info
     ) -> list[Annotated[Withdrawal, strawberry.lazy("schema.types.distribution")]]:
@@ -307,7 +314,10 @@ class Order(Node):
         rows = await info.context.loaders.withdrawals_by_order.load(key_of(self.id))
         return [Withdrawal.from_model(w) for w in rows]
 
-    @strawberry.field(description="Every call made to a third-party warehouse for this order.")
+    @strawberry.field(
+        description="The latest calls made to a third-party warehouse for this order: "
+        f"at most {limits.MAX_ATTEMPTS_KEPT}."
+    )
     async def warehouse_attempts(
         self, info: Info
     ) -> list[Annotated[WarehouseAttempt, strawberry.lazy("schema.types.distribution")]]:
@@ -316,7 +326,7 @@ class Order(Node):
         rows = await info.context.loaders.attempts_by_order.load(key_of(self.id))
         return [WarehouseAttempt.from_model(a) for a in rows]
 
-    @strawberry.field
+    @strawberry.field(description=f"At most {limits.MAX_DEPUTES_PER_ORDER}.")
     async def deputes(self, info: Info) -> list[Depute]:
         rows = await info.context.loaders.deputes_by_order.load(key_of(self.id))
         return [Depute.from_model(d) for d in rows]
@@ -377,7 +387,9 @@ class FreightQuote:
     goods: Decimal
     freight: Decimal
     total: Decimal
-    orders: list[OrderCharge]
+    orders: list[OrderCharge] = strawberry.field(
+        description=f"One per order asked for: at most {MAX_ORDERS_PER_PAYMENT}."
+    )
 
     @classmethod
     def from_charges(cls, c: Charges) -> FreightQuote:
@@ -431,7 +443,7 @@ class Quote(Node):
             _sku_prices=list(q.sku_prices),
         )
 
-    @strawberry.field
+    @strawberry.field(description=f"One per SKU: at most {limits.MAX_QUOTED_PRICES}.")
     def sku_prices(self) -> list[QuotedPrice]:
         return [
             QuotedPrice(sku_id=gid("Sku", p["skuId"]), unit_price=Decimal(p["unitPrice"]))

@@ -8,6 +8,7 @@ import strawberry
 from strawberry import Info
 from strawberry.scalars import JSON
 
+from domain import limits
 from domain.models import stores as m
 from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
@@ -95,7 +96,7 @@ class StoreProduct(Node):
             title=p.title,
         )
 
-    @strawberry.field
+    @strawberry.field(description=f"At most {limits.MAX_VARIANTS_PER_STORE_PRODUCT}.")
     async def variants(self, info: Info) -> list[StoreVariant]:
         rows = await info.context.loaders.variants_by_store_product.load(key_of(self.id))
         return [StoreVariant.from_model(v) for v in rows]

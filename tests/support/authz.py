@@ -49,6 +49,9 @@ IDENTIFYING_STRINGS = frozenset(
     {"number", "name", "email", "storeOrderNumber", "subjectType", "prefix"}
 )
 
+# The fields that wrap a page of a connection (see ``is_connection_wrapper``).
+CONNECTION_WRAPPERS = frozenset({"edges", "node", "nodes", "pageInfo"})
+
 # Which object an ID-typed field refers to, by field name (``id`` is the object's own type).
 # Codes that refuse without telling whether the object exists.
 OPAQUE_REFUSALS = frozenset({"NOT_FOUND", "FORBIDDEN"})
@@ -198,8 +201,15 @@ class _Filler:
         return built
 
 
+def is_connection_wrapper(parent: str, field_name: str) -> bool:
+    """``edges``, ``node``, ``nodes`` and ``pageInfo`` of a ``…Connection`` or ``…Edge`` type:
+    the wrapping of a page, not a level of objects."""
+    return parent.endswith(("Connection", "Edge")) and field_name in CONNECTION_WRAPPERS
+
+
 def selection(type_: GraphQLOutputType, depth: int) -> str:
-    """``__typename``, the id-like leaves and (``depth`` levels of) nested objects."""
+    """``__typename``, the id-like leaves and (``depth`` levels of) nested objects. A
+    connection's wrappers cost no level: its nodes are selected as deep as a list's would be."""
     named = get_named_type(type_)
     if is_leaf_type(named):
         return ""
@@ -211,9 +221,12 @@ def selection(type_: GraphQLOutputType, depth: int) -> str:
         if any(_required(arg.type, arg.default_value) for arg in child.args.values()):
             continue
         child_type = get_named_type(child.type)
+        wrapper = is_connection_wrapper(named.name, name)
         if is_leaf_type(child_type):
             if child_type.name == "ID" or name in IDENTIFYING_STRINGS:
                 parts.append(name)
+        elif wrapper:
+            parts.append(f"{name} {selection(child.type, depth)}")
         elif depth > 0 or name == "userErrors":
             parts.append(f"{name} {selection(child.type, depth - 1)}")
     return "{ " + " ".join(parts) + " }"

@@ -313,11 +313,11 @@ async def _flow(
     )
     products = (
         await client().data(
-            "query($s: ID!) { storeProducts(storeId: $s) { id variants { id externalId } } }",
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
             {"s": store["store"]["id"]},
             token=d.distributor.token,
         )
-    )["storeProducts"]
+    )["storeProducts"]["nodes"]
     product_id, variant = next(
         (p["id"], v["id"])
         for p in products
