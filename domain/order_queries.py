@@ -111,6 +111,21 @@ async def list_orders(
     return rows[:first], len(rows) > first
 
 
+async def list_orders_before(
+    *, viewer: Viewer, filters: OrderFilter, last: int, before: int | None
+) -> tuple[list[Order], bool]:
+    """Paging backwards: the ``last`` orders that come before the cursor ``before`` in the
+    newest-first list (the newer ones; None: the oldest orders), newest first, and whether
+    more come before them. Keyset too: one statement however far back."""
+    if not 0 < last <= MAX_PAGE:
+        raise DomainError(ErrorCode.INVALID, f"last must be 1 to {MAX_PAGE}.", field="last")
+    query = _filtered(viewer, filters)
+    if before is not None:
+        query = query.filter(id__gt=before)
+    rows = await fetch_query(query.order_by("id").limit(last + 1))
+    return rows[:last][::-1], len(rows) > last
+
+
 LineWithSku = tuple[OrderLine, Sku | None, Product | None]
 _LINE_PARTS: tuple[tuple[type[Model], str], ...] = ((OrderLine, "l"), (Sku, "s"), (Product, "p"))
 _lines_select: dict[type, str] = {}  # per query dialect: the statement up to its WHERE

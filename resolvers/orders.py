@@ -13,6 +13,7 @@ from domain import connections, fulfilment, order_intake, order_queries, payment
 from domain.models.orders import Order as OrderModel
 from domain.pages import MAX_PAGE
 from domain.validation import filter_time
+from resolvers.errors import bad_input
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.order_pages import build_orders
@@ -68,29 +69,44 @@ def order_types(rows: list[OrderModel]) -> list[Order]:
 class OrderQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="The caller's orders (buyer: placed; supplier: to fulfil), newest first.",
+        description="The caller's orders (buyer: placed; supplier: to fulfil), newest first: "
+        f"`first` (at most {order_queries.MAX_PAGE}) after the cursor `after`, or, paging "
+        "back, `last` before the cursor `before` (the page before the one that starts there).",
     )
     async def orders(
         self,
         info: Info,
-        first: int = 50,
+        first: int | None = None,
         after: str | None = None,
         filter: OrderFilterInput | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> OrderConnection:
-        rows, more = await order_queries.list_orders(
-            viewer=viewer_of(info),
-            filters=_filters(filter),
-            first=first,
-            after=parse_cursor(after),
-        )
+        if last is None and before is None:
+            rows, more = await order_queries.list_orders(
+                viewer=viewer_of(info),
+                filters=_filters(filter),
+                first=50 if first is None else first,
+                after=parse_cursor(after),
+            )
+        elif first is None and after is None:
+            rows, more = await order_queries.list_orders_before(
+                viewer=viewer_of(info),
+                filters=_filters(filter),
+                last=50 if last is None else last,
+                before=parse_cursor(before, field="before"),
+            )
+        else:
+            raise bad_input("Page forwards (`first`/`after`) or backwards (`last`/`before`).")
         nodes = await build_orders(
             rows, loaders=info.context.loaders, wanted=selected(info, "edges", "node")
         )
         edges = [OrderEdge(cursor=str(key_of(node.id)), node=node) for node in nodes]
-        return OrderConnection(
-            edges=edges,
-            page_info=PageInfo.of(edges, has_next_page=more, after=after),
-        )
+        if last is None and before is None:
+            page_info = PageInfo.of(edges, has_next_page=more, after=after)
+        else:
+            page_info = PageInfo.backwards(edges, has_previous_page=more, before=before)
+        return OrderConnection(edges=edges, page_info=page_info)
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:

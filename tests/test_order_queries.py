@@ -21,6 +21,10 @@ PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $after) {
 
 
 # the page of the performance target (issue: lines, SKU, product, store, shipment, timeline)
+BACK = """query($n: Int!, $before: String) { orders(last: $n, before: $before) {
+  edges { cursor node { id number status lines { quantity } } }
+  pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
+
 TARGET_PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $after) {
   edges { cursor node { id number status carrier trackingNumber
           lines { quantity sku { code product { title } } } store { name }
@@ -115,6 +119,24 @@ async def test_keyset_pages_cover_every_order_once_and_counts_match(
             break
         after = page["pageInfo"]["endCursor"]
     assert len(seen) == 7 == len(set(seen)) and seen == sorted(seen, reverse=True)
+    # and back again from the last page: `last` before a page's start gives the page before it
+    back, before = [], None
+    while True:
+        page = (await client.data(BACK, {"n": 3, "before": before}, token=buyer.token))["orders"]
+        keys = [key_of(e["node"]["id"]) for e in page["edges"]]
+        assert keys == sorted(keys, reverse=True)  # a page reads newest first either way
+        back = keys + back
+        info = page["pageInfo"]
+        assert info["hasNextPage"] is (before is not None)
+        assert info["startCursor"] == page["edges"][0]["cursor"]
+        if not info["hasPreviousPage"]:
+            break
+        before = info["startCursor"]
+    assert back == seen
+    mixed = await client.post(
+        "{ orders(first: 2, last: 2) { edges { cursor } } }", token=buyer.token
+    )
+    assert mixed["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     counts = {
         c["status"]: c["count"]
         for c in (await client.data("{ orderCounts { status count } }", token=buyer.token))[

@@ -30,10 +30,23 @@ class PageInfo:
     has_next_page: bool
     has_previous_page: bool = strawberry.field(
         description="Whether items come before this page: true for a page read `after` a "
-        "cursor (pages are read forwards)."
+        "cursor; read backwards (`last`/`before`, where a list offers it), whether more come "
+        "before it."
     )
     start_cursor: str | None
     end_cursor: str | None
+
+    @classmethod
+    def backwards(
+        cls, edges: Sequence[_Edge], *, has_previous_page: bool, before: object
+    ) -> PageInfo:
+        """The page of ``edges`` read backwards (``last``) before the cursor ``before``."""
+        return cls(
+            has_next_page=before is not None,
+            has_previous_page=has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        )
 
     @classmethod
     def of(cls, edges: Sequence[_Edge], *, has_next_page: bool, after: object) -> PageInfo:
