@@ -71,7 +71,7 @@ from tests.support.distribution import (
     warehouse_simulator,
 )
 from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
-from tests.support.server import RunningServer, serve
+from tests.support.server import IDLE_SAFE, RunningServer, serve
 from tests.support.services import answers, redis_url
 from tests.test_order_flow import connect_variant, ok, supplier_catalogue
 from tests.test_store_integration import Sim
@@ -959,7 +959,10 @@ async def server(make_server: ServerFactory, response_cache: bool) -> RunningSer
 @pytest.fixture
 async def shop() -> AsyncIterator[Sim]:
     app = create_store_simulator(access_token=STORE_TOKEN, webhook_secret=STORE_SECRET)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as control:
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, limits=IDLE_SAFE) as control,
+    ):
         yield Sim(url=url, control=control)
 
 

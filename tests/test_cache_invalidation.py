@@ -38,7 +38,7 @@ from tests.support.distribution import (
     warehouse_simulator,
 )
 from tests.support.graphql_client import GraphQLHttp
-from tests.support.server import RunningServer, serve
+from tests.support.server import IDLE_SAFE, RunningServer, serve
 from tests.test_order_flow import SECRET, TOKEN, connect_store
 from tests.test_response_cache import VIEWER
 from tests.test_store_integration import Sim
@@ -233,7 +233,7 @@ async def warehouse() -> AsyncIterator[WarehouseSim]:
 @pytest.fixture
 async def store() -> AsyncIterator[Sim]:
     app = create_store_simulator(access_token=TOKEN, webhook_secret=SECRET)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as control:
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, limits=IDLE_SAFE) as control:
         yield Sim(url=url, control=control)
 
 

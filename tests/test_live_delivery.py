@@ -39,7 +39,7 @@ from tests.support.dashboard import Dashboard, Panel, of_type
 from tests.support.distribution import FAST_WAREHOUSE, WarehouseSim, warehouse_simulator
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.live_flow import ALL, Instance, Pace, run_flow, settle
-from tests.support.server import RunningServer, app_process, serve
+from tests.support.server import IDLE_SAFE, RunningServer, app_process, serve
 from tests.support.services import postgres_url, redis_url, require_postgres, require_redis
 from tests.test_store_integration import Sim
 
@@ -91,7 +91,7 @@ async def sim() -> AsyncIterator[WarehouseSim]:
 @pytest.fixture
 async def shop() -> AsyncIterator[Sim]:
     app = create_store_simulator(access_token="bs-token", webhook_secret="bs-secret")
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as control:
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, limits=IDLE_SAFE) as control:
         yield Sim(url=url, control=control)
 
 

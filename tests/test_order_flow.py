@@ -13,7 +13,7 @@ from integrations.stores.simulator import create_store_simulator
 from schema.global_ids import gid
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
-from tests.support.server import RunningServer, serve
+from tests.support.server import IDLE_SAFE, RunningServer, serve
 from tests.test_store_integration import Sim
 
 TOKEN, SECRET = "sim-token", "sim-webhook-secret"
@@ -22,7 +22,7 @@ TOKEN, SECRET = "sim-token", "sim-webhook-secret"
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     app = create_store_simulator(access_token=TOKEN, webhook_secret=SECRET)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as control:
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, limits=IDLE_SAFE) as control:
         yield Sim(url=url, control=control)
 
 

@@ -37,7 +37,7 @@ from integrations.stores.protocol import (
     verify,
 )
 from integrations.stores.simulator import create_store_simulator
-from tests.support.server import CountingTransport, free_port, serve
+from tests.support.server import IDLE_SAFE, CountingTransport, free_port, serve
 
 TOKEN = "shpat_test_token_0123456789"
 SECRET = "whsec_test_secret"
@@ -86,7 +86,10 @@ class Sim:
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     app = create_store_simulator(access_token=TOKEN, webhook_secret=SECRET, shop_domain=SHOP)
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as control:
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, limits=IDLE_SAFE) as control,
+    ):
         yield Sim(url, control)
 
 

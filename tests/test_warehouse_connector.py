@@ -53,7 +53,7 @@ from integrations.warehouses.protocol import (
     parse_return,
 )
 from integrations.warehouses.simulator import create_warehouse_simulator
-from tests.support.server import CountingTransport, free_port, serve
+from tests.support.server import IDLE_SAFE, CountingTransport, free_port, serve
 
 API_KEY = "wh_live_key_0123456789"
 SECRET = "whsec_callback_secret"
@@ -144,7 +144,7 @@ async def sim_server() -> AsyncIterator[tuple[Switch, str]]:
 async def sim(sim_server: tuple[Switch, str]) -> AsyncIterator[Sim]:
     switch, url = sim_server
     switch.app = create_warehouse_simulator(api_key=API_KEY, callback_secret=SECRET, name=NAME)
-    async with httpx.AsyncClient(base_url=url, timeout=10) as control:
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=IDLE_SAFE) as control:
         yield Sim(url, control)
 
 

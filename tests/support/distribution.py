@@ -14,7 +14,7 @@ from integrations.warehouses.simulator import create_warehouse_simulator
 from schema.global_ids import split as split_gid
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
-from tests.support.server import serve
+from tests.support.server import IDLE_SAFE, serve
 from tests.test_order_flow import ok, supplier_catalogue
 
 WAREHOUSE_KEY = "wh-key"
@@ -77,7 +77,7 @@ class WarehouseSim:
 
 async def warehouse_simulator() -> AsyncIterator[WarehouseSim]:
     app = create_warehouse_simulator(api_key=WAREHOUSE_KEY, callback_secret="not-yet-issued")
-    async with serve(app) as url, httpx.AsyncClient(base_url=url) as control:
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, limits=IDLE_SAFE) as control:
         yield WarehouseSim(url=url, control=control)
 
 

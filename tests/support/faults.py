@@ -36,7 +36,7 @@ from schema.global_ids import key_of
 from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import RedisServer
-from tests.support.server import free_port, serve
+from tests.support.server import IDLE_SAFE, free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHARED_POSTGRES_PORT = 5432
@@ -109,7 +109,7 @@ async def held_warehouse_simulator() -> AsyncIterator[HeldWarehouse]:
     app = create_warehouse_simulator(api_key=WAREHOUSE_KEY, callback_secret="not-yet-issued")
     hold = HeldAnswers(app)
     try:
-        async with serve(hold) as url, httpx.AsyncClient(base_url=url) as control:
+        async with serve(hold) as url, httpx.AsyncClient(base_url=url, limits=IDLE_SAFE) as control:
             yield HeldWarehouse(WarehouseSim(url=url, control=control), hold)
     finally:
         hold.release()

@@ -142,6 +142,12 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+# Clients of the servers tests start drop idle connections before uvicorn's 5 s keep-alive
+# ends them: a request that reuses a connection the server is closing at that moment fails
+# with ReadError / "Server disconnected".
+IDLE_SAFE = httpx.Limits(keepalive_expiry=2)
+
+
 def _log_file(log: Path | None) -> IO[bytes]:
     """Where a server process writes its log: ``log``, or a temporary file."""
     return open(log, "wb") if log is not None else tempfile.TemporaryFile()
