@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integrations.warehouses.protocol import API_PREFIX
 from integrations.warehouses.simulator import create_warehouse_simulator
 from integrations.warehouses.worker import WorkerSettings
-from schema.global_ids import key_of
+from schema.global_ids import gid, key_of
 from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import RedisServer
@@ -403,7 +403,7 @@ class ResumingSubscriber:
     """An ``events`` subscription that, when its socket breaks, reconnects (to ``url``, which
     may have changed meanwhile) with ``afterEventId`` = the last event id it received."""
 
-    def __init__(self, name: str, token: str, url: str, *, after: str = "0") -> None:
+    def __init__(self, name: str, token: str, url: str, *, after: str = gid("Event", 0)) -> None:
         self.name = name
         self.token = token
         self.url = url
