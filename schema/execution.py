@@ -38,10 +38,10 @@ from graphql import (
     GraphQLSchema,
     is_leaf_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList
-from graphql.pyutils import Path, RefMap, Undefined
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from graphql.pyutils import Path, Undefined
 
+from compat.graphql_core import FieldDetailsList, reset_per_event_memos
+from compat.strawberry import StrawberryGraphQLCoreExecutionContext
 from schema.shapes import GiveUp, OperationShapes, Shape, ShapeCache, value_access
 
 _MISSING = object()
@@ -93,8 +93,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         multiplexed group can live for days).
         """
         executor = super().build_per_event_executor(payload)
-        executor._relevant_sub_fields = {}
-        executor._stream_usages = RefMap()
+        reset_per_event_memos(executor)
         executor._shape_memo = {}
         return executor
 

@@ -19,8 +19,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from strawberry.extensions import MaskErrors, SchemaExtension
-from strawberry.extensions.runner import SchemaExtensionsRunner
-from strawberry.utils.await_maybe import await_maybe
+
+from compat.strawberry import SchemaExtensionsRunner, await_maybe
 
 if TYPE_CHECKING:
     from strawberry.extensions.context import StreamResultContextManager

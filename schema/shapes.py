@@ -44,11 +44,11 @@ from graphql import (
     is_leaf_type,
     visit,
 )
-from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_subfields
 from graphql.language import BREAK, Visitor
 from graphql.pyutils import Undefined
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
+
+from compat.graphql_core import FieldDetails, FragmentDetails, collect_subfields
+from compat.strawberry import has_default_resolver, strawberry_field
 
 Shape = Callable[[Any], Any]
 MAX_DOCUMENTS = 512  # operations whose shapes are kept (least recently used dropped first)
@@ -73,12 +73,12 @@ def value_access(field_def: GraphQLField | None) -> Access | None:
     """
     if field_def is None or field_def.args:
         return None
-    definition = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField) or definition.extensions:
+    definition = strawberry_field(field_def)
+    if definition is None or definition.extensions:
         return None
     if definition.base_resolver is not None:
         return Access(definition.python_name, prefetched=True)
-    if getattr(field_def.resolve, "_is_default", False):
+    if has_default_resolver(field_def):
         return Access(definition.python_name, prefetched=False)
     return None
 

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from broadcaster import Broadcast, Event
-from broadcaster._backends.memory import MemoryBackend
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from compat.broadcaster import MemoryBackend
 from integrations.bus.broadcast import (
     RESYNC,
     RedisPubSubBackend,

@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlparse
 
-from broadcaster import Broadcast, Event
-from broadcaster._backends.base import BroadcastBackend
-from broadcaster._backends.memory import MemoryBackend
-from broadcaster._base import Subscriber, Unsubscribed
+from broadcaster import BroadcastBackend, Event
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from compat.broadcaster import MemoryBackend, Subscriber, Unsubscribed
 
 __all__ = [
     "RESYNC",
@@ -367,9 +366,11 @@ class _ChannelState:
     users: int = 0
 
 
-class SafeBroadcast(Broadcast):
-    """``broadcaster.Broadcast`` without the subscribe/unsubscribe races and with a
-    supervised listener. Same public API."""
+class SafeBroadcast:
+    """``broadcaster.Broadcast``'s public API (``connect``, ``disconnect``, ``publish``,
+    ``subscribe``, async context manager) over broadcaster's backends, without its
+    subscribe/unsubscribe races and with a supervised listener. It does not subclass
+    ``Broadcast``, so it depends on none of its private state."""
 
     def __init__(
         self,
@@ -379,7 +380,12 @@ class SafeBroadcast(Broadcast):
         listener_retry_delay: float = 0.1,
         listener_max_retry_delay: float = 5.0,
     ) -> None:
-        super().__init__(url, backend=backend)
+        if backend is None:
+            if not url:
+                raise ValueError("SafeBroadcast needs a url or a backend")
+            backend = _backend_for_url(url)
+        self._backend = backend
+        self._subscribers: dict[str, set[asyncio.Queue[Event | None]]] = {}
         self._retry_delay = listener_retry_delay
         self._max_retry_delay = listener_max_retry_delay
         self._channel_states: dict[str, _ChannelState] = {}
@@ -387,12 +393,15 @@ class SafeBroadcast(Broadcast):
         self._listen_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
-    def _create_backend(self, url: str) -> BroadcastBackend:
-        return _backend_for_url(url)
-
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._backend.publish(channel, message)
 
     async def connect(self) -> None:
         if self._listen_task is not None:

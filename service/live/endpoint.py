@@ -9,9 +9,9 @@ import logging
 from starlette import status
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.http.websocket_origin import is_same_origin
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 
+from compat.strawberry import is_same_origin
 from service.graphql_view import GraphQLView
 from service.live.multiplexer import Multiplexer
 from service.live.protocol import CloseCode, pick_subprotocol

@@ -19,9 +19,10 @@ from graphql import GraphQLError, GraphQLSyntaxError, OperationType
 from starlette.types import Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from compat.strawberry import PreExecutionError
 from domain import tokens
 from resolvers.context import Context
 from service.graphql_view import BAD_TOKEN, GraphQLView

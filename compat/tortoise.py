@@ -1,0 +1,110 @@
+"""tortoise-orm: the internals the fast read and write paths rely on.
+
+- A model's column lists by kind (``Meta.db_native_fields`` and friends) and its primary-key
+  bookkeeping, which ``domain.persistence.rows`` reads to build instances without
+  ``Model._init_from_db``.
+- The attributes ``_init_from_db`` sets on an instance it loads (``loaded_state``).
+- A query set's SQL before it runs (``QuerySet._make_query``), for running it ourselves.
+- A model's table, columns and value conversions (``Model._meta``), for written-out statements.
+
+``tests/test_compat.py`` checks the version and runs ``probe``; ``tests/test_rows.py`` checks
+that instances built this way equal the ones Tortoise builds, for every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import Field
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+PACKAGE = "tortoise-orm"
+TESTED_WITH = "1.1.9"
+
+ColumnKind = Literal["native", "default", "complex"]
+
+
+def columns_by_kind(model: type[Model]) -> Iterator[tuple[ColumnKind, str, str, Field]]:
+    """Every column of ``model`` as (how Tortoise converts it, column, attribute, field):
+    ``native`` values are the driver's, ``default`` ones go through the field's Python type,
+    ``complex`` ones through ``to_python_value``."""
+    meta = model._meta
+    kinds: tuple[tuple[ColumnKind, Any], ...] = (
+        ("native", meta.db_native_fields),
+        ("default", meta.db_default_fields),
+        ("complex", meta.db_complex_fields),
+    )
+    for kind, fields in kinds:
+        for column, attribute, field in fields:
+            yield kind, column, attribute, field
+
+
+def model_version(model: type[Model]) -> object:
+    """Changes when Tortoise (re)initialises ``model``: a cache built from its metadata is
+    stale when this is not the object it was built with."""
+    return model._meta.db_complex_fields
+
+
+def loaded_state(model: type[Model]) -> dict[str, Any]:
+    """The bookkeeping attributes ``Model._init_from_db`` sets on an instance it loads."""
+    meta = model._meta
+    return {
+        "_partial": False,
+        "_saved_in_db": True,
+        "_custom_generated_pk": meta.db_pk_column not in meta.generated_db_fields,
+        "_await_when_save": {},
+    }
+
+
+def compiled(query: QuerySet[Any]) -> tuple[BaseDBAsyncClient, str, list[Any]]:
+    """The connection ``query`` would run on, and its SQL and parameters."""
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    sql, values = query.query.get_parameterized_sql()
+    return query._db, sql, list(values)
+
+
+def connection_of(model: type[Model]) -> BaseDBAsyncClient:
+    return model._meta.db
+
+
+def table(model: type[Model]) -> str:
+    return model._meta.db_table
+
+
+def column(model: type[Model], field_name: str) -> str:
+    return model._meta.fields_db_projection[field_name]
+
+
+def columns(model: type[Model]) -> list[str]:
+    """Every column of ``model``'s table."""
+    return list(model._meta.db_fields)
+
+
+def from_db(model: type[Model], field_name: str, value: Any) -> Any:
+    """A column value as the ORM reads it into ``field_name``."""
+    return model._meta.fields_map[field_name].to_python_value(value)
+
+
+def to_db(model: type[Model], field_name: str, value: Any) -> Any:
+    """``value`` as the ORM writes it to ``field_name``'s column."""
+    return model._meta.fields_map[field_name].to_db_value(value, None)
+
+
+def probe(model: type[Model]) -> None:
+    """Touch each internal with an initialised ``model``; raise if one moved."""
+    assert list(columns_by_kind(model)), "no columns by kind"
+    assert model_version(model) is model._meta.db_complex_fields
+    state = loaded_state(model)
+    instance = model._init_from_db(**{c: None for _, c, _, _ in columns_by_kind(model)})
+    missing = set(state) - set(vars(instance))
+    assert not missing, f"_init_from_db no longer sets {sorted(missing)}"
+    db, sql, _ = compiled(model.all().limit(1))
+    assert isinstance(db, BaseDBAsyncClient) and "SELECT" in sql.upper()
+    assert connection_of(model) is not None and table(model)
+    pk = model._meta.pk_attr
+    assert column(model, pk) and to_db(model, pk, 1) == 1 and from_db(model, pk, 1) == 1
+    assert set(columns(model)) == {c for _, c, _, _ in columns_by_kind(model)}
