@@ -12,7 +12,10 @@ late; every delivery must arrive within ``BOUND_MS`` of its commit, and every su
 receive exactly the events it should, in order.
 
 The publisher's and hub's safety polls are pushed out of the test's reach
-(``EVENT_RESYNC_INTERVAL`` 300 s): only the live path can deliver in time.
+(``EVENT_RESYNC_INTERVAL`` 300 s): only the live path can deliver in time. The clients stamp
+frames in this process, whose heap late in the suite takes over a second to collect: it is
+frozen during each test (``frozen_heap``), and a late delivery says whether this process was
+paused meanwhile (``Pauses``).
 
 Configurations: one instance on the run's database (SQLite + memory by default, PostgreSQL +
 Redis when set), and with PostgreSQL and Redis two instances, the second a ``main.py serve``
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -39,11 +42,21 @@ from tests.support.dashboard import Dashboard, Panel, of_type
 from tests.support.distribution import FAST_WAREHOUSE, WarehouseSim, warehouse_simulator
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.live_flow import ALL, Instance, Pace, run_flow, settle
+from tests.support.pauses import Pauses, frozen_heap
 from tests.support.server import IDLE_SAFE, RunningServer, app_process, serve
 from tests.support.services import postgres_url, redis_url, require_postgres, require_redis
 from tests.test_store_integration import Sim
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _frozen_heap() -> Iterator[None]:
+    """Latencies are measured by clients in this process: keep the earlier tests' heap out of
+    its collections (``tests.support.pauses.frozen_heap``)."""
+    with frozen_heap():
+        yield
+
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_MS = 750.0  # commit to client; typical deliveries take a few ms
@@ -105,21 +118,23 @@ async def _dashboard_through_the_flow(
 ) -> None:
     dashboard = Dashboard()
     try:
-        await run_flow(
-            instances=instances,
-            sim=sim,
-            shop=shop,
-            dashboard=dashboard,
-            pace=PACE,
-            make_member=make_member,
-            hub=first.app.state.hub,
-        )
-        await asyncio.sleep(BOUND_MS / 1000)  # what is still on its way has had its time
-        report = await dashboard.verify(bound_ms=BOUND_MS)
+        async with Pauses() as pauses:
+            await run_flow(
+                instances=instances,
+                sim=sim,
+                shop=shop,
+                dashboard=dashboard,
+                pace=PACE,
+                make_member=make_member,
+                hub=first.app.state.hub,
+            )
+            await asyncio.sleep(BOUND_MS / 1000)  # what is still on its way has had its time
+        report = await dashboard.verify(bound_ms=BOUND_MS, pauses=pauses)
     finally:
         await dashboard.close()
     print(f"\nlive delivery, {label}: {len(dashboard.panels)} subscriptions")
     print(report.summary())
+    print(f"pauses of the test process: {pauses.seen or 'none'}")
     assert report.problems == [], "\n".join(report.problems)
     sources = {d.source for d in report.deliveries}
     assert sources == {"request", "worker"}, sources
@@ -220,11 +235,12 @@ async def test_a_socket_that_stops_reading_holds_no_other_subscriber(
         dashboard.started([p.name for p in dashboard.panels], await settle(server.app.state.hub))
         _stall(server, phone.transport.get_extra_info("socket"))
         phone.transport.pause_reading()  # the app is in the background
-        for n in range(120):
-            await client.data(RENAME, {"n": f"{n:03} " + "x" * 190}, token=member.token)
-        await settle(server.app.state.hub)
-        await asyncio.sleep(BOUND_MS / 1000)
-        report = await dashboard.verify(bound_ms=BOUND_MS)
+        async with Pauses() as pauses:
+            for n in range(120):
+                await client.data(RENAME, {"n": f"{n:03} " + "x" * 190}, token=member.token)
+            await settle(server.app.state.hub)
+            await asyncio.sleep(BOUND_MS / 1000)
+        report = await dashboard.verify(bound_ms=BOUND_MS, pauses=pauses)
         # back in the foreground, the phone gets everything that waited for it, in order
         phone.transport.resume_reading()
         seqs = []

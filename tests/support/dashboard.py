@@ -32,6 +32,7 @@ from domain import outbox
 from domain.events import PublishedEvent
 from schema.global_ids import key_of
 from tests.conftest import Member
+from tests.support.pauses import Pauses
 
 Predicate = Callable[[PublishedEvent], bool]
 
@@ -217,8 +218,9 @@ class Dashboard:
     def panels(self) -> list[Panel]:
         return [p for s in self.sockets.values() for p in s.panels.values()]
 
-    async def verify(self, *, bound_ms: float) -> Report:
-        """Compare every panel's arrivals with the outbox, and time each delivery."""
+    async def verify(self, *, bound_ms: float, pauses: Pauses | None = None) -> Report:
+        """Compare every panel's arrivals with the outbox, and time each delivery; a late one
+        says whether ``pauses`` (of this process) saw it paused meanwhile."""
         deliveries: list[Delivery] = []
         problems: list[str] = []
         visible: dict[tuple[int, int], list[PublishedEvent]] = {}
@@ -253,6 +255,11 @@ class Dashboard:
                         problems.append(
                             f"{panel.name}: event {event.seq} {event.type} ({source}) arrived "
                             f"{latency:.0f} ms after its commit (bound {bound_ms:.0f} ms)"
+                            + (
+                                f"; {pauses.describe(event.created_at.timestamp(), arrival.at)}"
+                                if pauses is not None
+                                else ""
+                            )
                         )
         return Report(deliveries, problems)
 
