@@ -16,7 +16,8 @@ from domain.access import Viewer, require_supplier_staff
 from domain.connections import mark_stale
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import LogisticsMethodUpdated, ProductUpdated
+from domain.events import record_event
 from domain.limits import MAX_RULES_PER_METHOD, MAX_SKUS_PER_PRODUCT, MAX_TIERS_PER_SKU
 from domain.models.catalogue import (
     FreightRule,
@@ -60,16 +61,14 @@ async def _product_event(
 ) -> None:
     """Every change to a product, its SKUs or their price tiers (buyers see them all: the
     response cache drops what read the catalogue, ``domain.shared_data``)."""
-    payload: dict[str, object] = {"productId": str(product_id), "change": change}
-    if sku_id is not None:
-        payload["skuId"] = str(sku_id)
     await record_event(
-        type=EventType.PRODUCT_UPDATED,
-        subject_type="Product",
-        subject_id=product_id,
-        audience=[viewer.organisation_id],
-        payload=payload,
-        actor_user_id=viewer.user_id,
+        ProductUpdated.of(
+            product_id,
+            supplier_id=viewer.organisation_id,
+            change=change,
+            sku_id=sku_id,
+            actor_user_id=viewer.user_id,
+        )
     )
 
 
@@ -278,12 +277,7 @@ async def create_logistics_method(
             rule.method_id = method.id
         await FreightRule.bulk_create(cleaned)
         await record_event(
-            type=EventType.LOGISTICS_METHOD_UPDATED,
-            subject_type="LogisticsMethod",
-            subject_id=method.id,
-            audience=[viewer.organisation_id],
-            payload={"logisticsMethodId": str(method.id), "change": "CREATED"},
-            actor_user_id=viewer.user_id,
+            LogisticsMethodUpdated.of(method, change="CREATED", actor_user_id=viewer.user_id)
         )
     return method
 

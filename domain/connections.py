@@ -9,7 +9,8 @@ from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import ConnectionStale, OrderUpdated, ProductConnectionUpdated
+from domain.events import record_event
 from domain.models.catalogue import LogisticsMethod, Product, ProductStatus, Sku
 from domain.models.orders import LineSource, Order, OrderLine, OrderStatus
 from domain.models.stores import (
@@ -21,7 +22,7 @@ from domain.models.stores import (
     VariantMapping,
 )
 from domain.order_access import order_of_buyer
-from domain.order_status import audience, transition
+from domain.order_status import transition
 from domain.pages import keyset_page
 
 UNPAID = (OrderStatus.UNRECOGNIZED, OrderStatus.AWAITING_PAYMENT)
@@ -145,18 +146,7 @@ async def connect_product(
 
 
 async def _connection_event(connection: ProductConnection, *, actor_user_id: int) -> None:
-    await record_event(
-        type=EventType.PRODUCT_CONNECTION_UPDATED,
-        subject_type="ProductConnection",
-        subject_id=connection.id,
-        audience=[connection.buyer_id, connection.supplier_id],
-        payload={
-            "connectionId": str(connection.id),
-            "storeProductId": str(connection.store_product_id),
-            "status": connection.status.value,
-        },
-        actor_user_id=actor_user_id,
-    )
+    await record_event(ProductConnectionUpdated.of(connection, actor_user_id=actor_user_id))
 
 
 async def disconnect_product(*, viewer: Viewer, connection_id: int) -> ProductConnection:
@@ -234,17 +224,15 @@ async def complete_if_mapped(
         )
     else:
         await Order.filter(id=order.id).update(**changes)
-    told = [] if completed else audience(order)  # a completion's status change told them
-    left = [previous_supplier_id] if previous_supplier_id not in (None, order.supplier_id) else []
-    if told or left:
-        await record_event(
-            type=EventType.ORDER_UPDATED,
-            subject_type="Order",
-            subject_id=order.id,
-            audience=[*told, *left],
-            payload={"orderId": str(order.id), "number": order.number, "change": "LINES"},
-            actor_user_id=actor_user_id,
-        )
+    event = OrderUpdated.of(
+        order,
+        change="LINES",
+        actor_user_id=actor_user_id,
+        parties_told=completed,  # a completion's status change told them
+        previous_supplier_id=previous_supplier_id,
+    )
+    if event is not None:
+        await record_event(event)
     return completed
 
 
@@ -317,16 +305,7 @@ async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[
             .values_list("id", flat=True)
         )
         await record_event(
-            type=EventType.CONNECTION_STALE,
-            subject_type="ProductConnection",
-            subject_id=connection.id,
-            audience=[connection.buyer_id],
-            payload={
-                "connectionId": str(connection.id),
-                "reason": connection.stale_reason,
-                "affectedOrderIds": [str(i) for i in sorted(affected)],
-            },
-            actor_user_id=actor.user_id,
+            ConnectionStale.of(connection, affected_order_ids=affected, actor_user_id=actor.user_id)
         )
     return list(connections.values())
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from domain.access import Viewer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
-from domain.events import EventType, record_event
+from domain.event_catalogue import WarehousePushChanged
+from domain.events import record_event
 from domain.models.catalogue import Sku
 from domain.models.distribution import (
     PushStatus,
@@ -21,7 +22,7 @@ from domain.models.distribution import (
 )
 from domain.models.orders import Order, OrderLine, OrderStatus, TrackingSync
 from domain.order_access import order_of_supplier
-from domain.order_status import audience, transition
+from domain.order_status import transition
 from domain.partnerships import accepted_partnership, distribution_settings, fulfilling_connection
 from domain.payments import charge_orders
 from domain.warehouse_tasks import enqueue, finish
@@ -39,20 +40,7 @@ async def warehouse_order_for(order: Order) -> WarehouseOrder:
 
 
 async def push_event(order: Order, record: WarehouseOrder, actor_user_id: int | None) -> None:
-    await record_event(
-        type=EventType.WAREHOUSE_PUSH_CHANGED,
-        subject_type="Order",
-        subject_id=order.id,
-        audience=audience(order),
-        payload={
-            "orderId": str(order.id),
-            "number": order.number,
-            "pushStatus": record.push_status.value,
-            "warehouseStatus": record.warehouse_status,
-            "error": record.push_error,
-        },
-        actor_user_id=actor_user_id,
-    )
+    await record_event(WarehousePushChanged.of(order, record, actor_user_id=actor_user_id))
 
 
 async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:

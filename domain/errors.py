@@ -48,3 +48,9 @@ class ValidationErrors(DomainError):
 
 def not_found(what: str, *, field: str | None = None) -> DomainError:
     return DomainError(ErrorCode.NOT_FOUND, f"{what} not found.", field=field)
+
+
+class SubscriptionEnded(Exception):
+    """An event stream cannot go on (its token was revoked); the client should reconnect.
+    Raised by the event hub (``integrations/bus/hub.py``), answered by the subscription
+    resolvers."""

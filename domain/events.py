@@ -1,21 +1,24 @@
-"""Recording events: every state change a service makes is written here, in its transaction."""
+"""Recording events: every state change a service makes is written here, in its transaction.
+
+What each event carries and who sees it: ``domain/event_catalogue.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
-
-from tortoise import connections
+from typing import TYPE_CHECKING, Any
 
 from domain.db import notify_after_commit
-from domain.models.events import Event, EventAudience
+from domain.persistence.events import insert_event
 
-_PAYLOAD = Event._meta.fields_map["payload"]
+if TYPE_CHECKING:
+    from domain.event_catalogue import EventPayload
+
 _collected: ContextVar[list[EventType] | None] = ContextVar("collected_events", default=None)
 
 
@@ -90,71 +93,21 @@ class PublishedEvent:
         )
 
 
-def recording_sql(first: int, *, only_if: str | None = None) -> str:
-    """PostgreSQL: the common table expressions that insert one event and its audience, with
-    the parameters ``$first`` … ``$first + 6`` of ``NewEvent.parameters``. ``only_if`` names
-    an earlier expression of the statement: the event is inserted once per row it returns, so a
-    change that did not happen records nothing."""
-    p = [f"${i}" for i in range(first, first + 7)]
-    source = f" FROM {only_if}" if only_if else ""
-    return f"""recorded AS (
-    INSERT INTO event (type, subject_type, subject_id, payload, actor_user_id, created_at)
-    SELECT {p[0]}::text, {p[1]}::text, {p[2]}::text, {p[3]}::jsonb, {p[4]}::integer,
-           {p[5]}::timestamptz{source}
-    RETURNING id
-), recorded_audience AS (
-    INSERT INTO event_audience (event_id, organisation_id)
-    SELECT recorded.id, organisation FROM recorded, unnest({p[6]}::integer[]) AS organisation
-)"""
-
-
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event about to be written: what ``record_event`` records, and what statements that
-    embed ``recording_sql`` take their parameters from."""
+    embed ``domain.persistence.events.recording_sql`` take their parameters from. Built by the
+    constructors of ``domain.event_catalogue``, which decide its subject and audience."""
 
-    type: EventType
+    payload: EventPayload
     subject_type: str
     subject_id: int | str
-    audience: Iterable[int]
-    payload: dict[str, Any] | None = None
+    audience: tuple[int, ...]
     actor_user_id: int | None = None
 
-    def parameters(self) -> list[Any]:
-        """The parameters of ``recording_sql``, in order."""
-        orgs = sorted(set(self.audience))
-        if not orgs:
-            raise ValueError("an event needs at least one organisation in its audience")
-        return [
-            self.type.value,
-            self.subject_type,
-            str(self.subject_id),
-            _PAYLOAD.to_db_value(self.payload or {}, Event),
-            self.actor_user_id,
-            datetime.now(UTC),
-            orgs,
-        ]
-
-
-_RECORD_SQL = f"WITH {recording_sql(1)}\nSELECT 1"
-
-
-async def record_event(
-    *,
-    type: EventType,
-    subject_type: str,
-    subject_id: int | str,
-    audience: Iterable[int],
-    payload: dict[str, Any] | None = None,
-    actor_user_id: int | None = None,
-) -> None:
-    """Write an event to the outbox, visible to the organisations in ``audience``.
-
-    Call it inside the service's ``transaction()``: the event commits or rolls back with the
-    change, and the publisher is woken after commit. On PostgreSQL the event and its audience
-    are one statement (``recording_sql``, which other statements embed).
-    """
-    await record(NewEvent(type, subject_type, subject_id, audience, payload, actor_user_id))
+    @property
+    def type(self) -> EventType:
+        return self.payload.TYPE
 
 
 @contextmanager
@@ -171,29 +124,26 @@ def collecting() -> Iterator[list[EventType]]:
 
 
 def noted(event: NewEvent) -> None:
-    """Tell ``collecting`` about an event written: ``record`` does, and so must a statement
+    """Tell ``collecting`` about an event written: ``record_event`` does, and so must a statement
     that embeds ``recording_sql``."""
     types = _collected.get()
     if types is not None:
         types.append(event.type)
 
 
-async def record(event: NewEvent) -> None:
-    """``record_event`` for an event already described."""
-    params = event.parameters()
-    connection = connections.get("default")
-    if connection.capabilities.dialect == "postgres":
-        await connection.execute_query(_RECORD_SQL, params)
-    else:
-        row = await Event.create(
-            type=event.type.value,
-            subject_type=event.subject_type,
-            subject_id=str(event.subject_id),
-            payload=event.payload or {},
-            actor_user_id=event.actor_user_id,
-        )
-        await EventAudience.bulk_create(
-            [EventAudience(event_id=row.id, organisation_id=org) for org in params[-1]]
-        )
+async def record_event(event: NewEvent) -> None:
+    """Write ``event`` to the outbox, visible to the organisations of its audience.
+
+    Call it inside the service's ``transaction()``: the event commits or rolls back with the
+    change, and the publisher is woken after commit. How it is written:
+    ``domain.persistence.events`` (on PostgreSQL one statement, which other statements embed).
+    """
+    await insert_event(event)
+    recorded(event)
+
+
+def recorded(event: NewEvent) -> None:
+    """What follows every event written, by ``record_event`` or by a statement that embeds
+    ``recording_sql``: ``collecting`` hears of it, and the publisher is woken after commit."""
     noted(event)
     notify_after_commit()

@@ -9,7 +9,8 @@ from decimal import Decimal
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import DeputeUpdated, OrderTrackingSync
+from domain.events import record_event
 from domain.limits import MAX_ABNORMAL_HOLDS, MAX_DEPUTES_PER_ORDER
 from domain.models.orders import (
     Depute,
@@ -24,16 +25,17 @@ from domain.models.orders import (
 )
 from domain.models.wallets import EntryKind
 from domain.order_access import order_of_buyer, order_of_supplier
-from domain.order_status import audience, check_transition, require_status, transition
+from domain.order_status import check_transition, require_status, transition
 from domain.payments import credit, wallet_for
-from domain.stock import expected_arrival, record_in_transit
+from domain.stock import expected_arrival
 from domain.validation import clean_text, money
 
 DEPUTABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.SHIPPED)
 
 
 async def ship_order(*, viewer: Viewer, order_id: int, carrier: str, tracking_number: str) -> Order:
-    """Supplier staff record the shipment; the tracking then goes to the buyer's store."""
+    """Supplier staff record the shipment; the tracking then goes to the buyer's store (and a
+    stocking order's units are in transit: ``domain/lifecycle.py``)."""
     require_supplier_staff(viewer)
     carrier = clean_text(carrier, field="carrier", max_length=100)
     tracking_number = clean_text(tracking_number, field="trackingNumber", max_length=100)
@@ -57,8 +59,6 @@ async def ship_order(*, viewer: Viewer, order_id: int, carrier: str, tracking_nu
                 "expected_arrival_at": await expected_arrival(order, now) if stocking else None,
             },
         )
-        if stocking:
-            await record_in_transit(order, actor_user_id=viewer.user_id)
     return order
 
 
@@ -96,17 +96,7 @@ async def record_tracking_sync(*, order_id: int, ok: bool, error: str | None = N
                 "updated_at",
             ]
         )
-        await record_event(
-            type=EventType.ORDER_TRACKING_SYNC,
-            subject_type="Order",
-            subject_id=order.id,
-            audience=audience(order),
-            payload={
-                "orderId": str(order.id),
-                "trackingSync": order.tracking_sync.value,
-                "error": order.tracking_sync_error,
-            },
-        )
+        await record_event(OrderTrackingSync.of(order))
 
 
 async def cancel_orders(*, viewer: Viewer, order_ids: list[int], reason: str = "") -> list[Order]:
@@ -244,18 +234,7 @@ async def open_depute(*, viewer: Viewer, order_id: int, request: DeputeRequest) 
 
 
 async def _depute_event(order: Order, depute: Depute, actor_user_id: int) -> None:
-    await record_event(
-        type=EventType.DEPUTE_UPDATED,
-        subject_type="Depute",
-        subject_id=depute.id,
-        audience=audience(order),
-        payload={
-            "deputeId": str(depute.id),
-            "orderId": str(order.id),
-            "status": depute.status.value,
-        },
-        actor_user_id=actor_user_id,
-    )
+    await record_event(DeputeUpdated.of(order, depute, actor_user_id=actor_user_id))
 
 
 async def _open_depute_of_supplier(viewer: Viewer, depute_id: int) -> tuple[Depute, Order]:

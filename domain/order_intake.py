@@ -13,7 +13,8 @@ from domain.access import Viewer, require_buyer
 from domain.connections import active_mappings
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import OrderCreated, StoreUpdated
+from domain.events import record_event
 from domain.limits import MAX_ORDER_LINES
 from domain.models.catalogue import LogisticsMethod, ProductStatus, Sku
 from domain.models.orders import (
@@ -25,7 +26,6 @@ from domain.models.orders import (
     OrderTransition,
 )
 from domain.models.stores import Store, StorePlatform, StoreProduct, StoreVariant
-from domain.order_status import audience
 from domain.store_data import StoreOrderData, StoreProductData
 from domain.validation import clean_text, country, positive_int
 
@@ -82,14 +82,7 @@ async def connect_store(
 async def _store_event(store: Store, change: str, *, actor_user_id: int | None) -> None:
     """A store, its products or its sync time changed (the suppliers of its orders see the
     store on them: the response cache drops what read stores, ``domain.shared_data``)."""
-    await record_event(
-        type=EventType.STORE_UPDATED,
-        subject_type="Store",
-        subject_id=store.id,
-        audience=[store.buyer_id],
-        payload={"storeId": str(store.id), "change": change},
-        actor_user_id=actor_user_id,
-    )
+    await record_event(StoreUpdated.of(store, change=change, actor_user_id=actor_user_id))
 
 
 async def record_sync(store: Store, *, actor_user_id: int | None) -> None:
@@ -235,19 +228,7 @@ async def _created(order: Order, *, actor_user_id: int | None, reason: str) -> N
         actor_user_id=actor_user_id,
         reason=reason,
     )
-    await record_event(
-        type=EventType.ORDER_CREATED,
-        subject_type="Order",
-        subject_id=order.id,
-        audience=audience(order),
-        payload={
-            "orderId": str(order.id),
-            "number": order.number,
-            "status": order.status.value,
-            "kind": order.kind.value,
-        },
-        actor_user_id=actor_user_id,
-    )
+    await record_event(OrderCreated.of(order, actor_user_id=actor_user_id))
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from pypika_tortoise import Table
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
-from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain import visibility
 from domain.access import Viewer
 from domain.errors import DomainError, ErrorCode
-from domain.models.catalogue import Product, Sku
 from domain.models.distribution import (
     Partnership,
     PartnershipStatus,
@@ -24,10 +19,13 @@ from domain.models.distribution import (
     WarehouseOrder,
     WithdrawalStatus,
 )
-from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus, OrderTransition
+from domain.models.orders import Order, OrderKind, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
 from domain.models.stores import Store, StorePlatform
-from domain.rows import RowBuilder, builder, fetch, fetch_query
+from domain.persistence.orders import LineWithSku as LineWithSku
+from domain.persistence.orders import latest_transitions as latest_transitions
+from domain.persistence.orders import lines_with_skus as lines_with_skus
+from domain.persistence.rows import fetch_query
 
 MAX_PAGE = 100
 
@@ -124,77 +122,6 @@ async def list_orders_before(
         query = query.filter(id__gt=before)
     rows = await fetch_query(query.order_by("id").limit(last + 1))
     return rows[:last][::-1], len(rows) > last
-
-
-LineWithSku = tuple[OrderLine, Sku | None, Product | None]
-_LINE_PARTS: tuple[tuple[type[Model], str], ...] = ((OrderLine, "l"), (Sku, "s"), (Product, "p"))
-_lines_select: dict[type, str] = {}  # per query dialect: the statement up to its WHERE
-
-
-def _lines_with_skus_head(query_class: type) -> str:
-    """``SELECT <every column, prefixed> FROM order_line LEFT JOIN sku LEFT JOIN product``,
-    built once per dialect (building it costs more than running it)."""
-    head = _lines_select.get(query_class)
-    if head is None:
-        line, sku, product = (Table(model._meta.db_table) for model, _ in _LINE_PARTS)
-        query = (
-            query_class.from_(line)
-            .left_join(sku)
-            .on(line.sku_id == sku.id)
-            .left_join(product)
-            .on(sku.product_id == product.id)
-        )
-        for (model, prefix), table in zip(_LINE_PARTS, (line, sku, product), strict=True):
-            query = query.select(
-                *(table.field(c).as_(f"{prefix}_{c}") for c in model._meta.db_fields)
-            )
-        head = _lines_select[query_class] = str(query)
-    return head
-
-
-async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
-    """Every line of these orders (by id) with its SKU and the SKU's product, in one statement.
-
-    SKU references are plain columns rather than foreign keys, so the join is written here.
-    """
-    if not order_ids:
-        return []
-    db = OrderLine._meta.db
-    table = OrderLine._meta.db_table
-    ids = ",".join(str(int(i)) for i in order_ids)  # integers only: nothing to escape
-    sql = f'{_lines_with_skus_head(db.query_class)} WHERE "{table}"."order_id" IN ({ids}) '
-    sql += f'ORDER BY "{table}"."id"'
-    built: dict[tuple[str, int], Any] = {}  # each SKU and product made once, however many lines
-    skus, products = builder(Sku), builder(Product)
-
-    def instance(model_rows: RowBuilder[Any], prefix: str, row: Any) -> Any:
-        pk = row[f"{prefix}id"]
-        if pk is None:
-            return None
-        key = (prefix, pk)
-        if key not in built:
-            built[key] = model_rows.build(row, prefix)
-        return built[key]
-
-    _, rows = await db.execute_query(sql)
-    lines = builder(OrderLine)
-    return [
-        (lines.build(row, "l_"), instance(skus, "s_", row), instance(products, "p_", row))
-        for row in rows
-    ]
-
-
-async def latest_transitions(order_ids: Sequence[int]) -> list[OrderTransition]:
-    """The newest transition of each of these orders, in one statement."""
-    if not order_ids:
-        return []
-    table = OrderTransition._meta.db_table
-    ids = ",".join(str(int(i)) for i in order_ids)  # integers only: nothing to escape
-    return await fetch(
-        OrderTransition,
-        f'SELECT * FROM "{table}" WHERE "id" IN '
-        f'(SELECT MAX("id") FROM "{table}" WHERE "order_id" IN ({ids}) GROUP BY "order_id")',
-    )
 
 
 async def get_order(*, viewer: Viewer, order_id: int) -> Order | None:

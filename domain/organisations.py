@@ -8,7 +8,8 @@ from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import OrganisationUpdated, UserCreated
+from domain.events import record_event
 from domain.models.organisations import Organisation, OrganisationKind, Role, User
 from domain.pages import keyset_page
 from domain.validation import clean_email, clean_text
@@ -45,12 +46,9 @@ async def rename_organisation(*, viewer: Viewer, name: str) -> Organisation:
         organisation.name = name
         await organisation.save(update_fields=["name", "updated_at"])
         await record_event(
-            type=EventType.ORGANISATION_UPDATED,
-            subject_type="Organisation",
-            subject_id=organisation.id,
-            audience=[organisation.id],
-            payload={"name": name, "previousName": previous},
-            actor_user_id=viewer.user_id,
+            OrganisationUpdated.of(
+                organisation, previous_name=previous, actor_user_id=viewer.user_id
+            )
         )
     return organisation
 
@@ -65,14 +63,7 @@ async def add_user(*, viewer: Viewer, email: str, name: str, role: Role) -> User
     async with transaction():
         organisation = await get_organisation(viewer=viewer)
         user = await _insert_user(organisation=organisation, email=email, name=name, role=role)
-        await record_event(
-            type=EventType.USER_CREATED,
-            subject_type="User",
-            subject_id=user.id,
-            audience=[organisation.id],
-            payload={"email": email, "role": role.value},
-            actor_user_id=viewer.user_id,
-        )
+        await record_event(UserCreated.of(user, actor_user_id=viewer.user_id))
     return user
 
 

@@ -11,7 +11,12 @@ from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import (
+    DistributionSettingsUpdated,
+    PartnershipUpdated,
+    ThirdPartyWarehouseUpdated,
+)
+from domain.events import record_event
 from domain.models.distribution import (
     DistributionSettings,
     DistributionWarehouse,
@@ -28,14 +33,7 @@ DEFAULT_WAREHOUSE_NAME = "Default distribution warehouse"
 
 
 async def _partnership_event(partnership: Partnership, actor_user_id: int | None) -> None:
-    await record_event(
-        type=EventType.PARTNERSHIP_UPDATED,
-        subject_type="Partnership",
-        subject_id=partnership.id,
-        audience=[partnership.supplier_id, partnership.distributor_id],
-        payload={"partnershipId": str(partnership.id), "status": partnership.status.value},
-        actor_user_id=actor_user_id,
-    )
+    await record_event(PartnershipUpdated.of(partnership, actor_user_id=actor_user_id))
 
 
 async def apply_for_partnership(*, viewer: Viewer, supplier_id: int, message: str) -> Partnership:
@@ -246,12 +244,7 @@ async def _connection_event(
     connection: WarehouseConnection, change: str, *, actor_user_id: int | None
 ) -> None:
     await record_event(
-        type=EventType.THIRD_PARTY_WAREHOUSE_UPDATED,
-        subject_type="ThirdPartyWarehouse",
-        subject_id=connection.id,
-        audience=[connection.supplier_id],
-        payload={"thirdPartyWarehouseId": str(connection.id), "change": change},
-        actor_user_id=actor_user_id,
+        ThirdPartyWarehouseUpdated.of(connection, change=change, actor_user_id=actor_user_id)
     )
 
 
@@ -323,15 +316,5 @@ async def update_distribution_settings(
         if auto_push_returns is not None:
             settings.auto_push_returns = auto_push_returns
         await settings.save()
-        await record_event(
-            type=EventType.DISTRIBUTION_SETTINGS_UPDATED,
-            subject_type="DistributionSettings",
-            subject_id=viewer.organisation_id,
-            audience=[viewer.organisation_id],
-            payload={
-                "chargeOnPush": settings.charge_on_push,
-                "autoPushReturns": settings.auto_push_returns,
-            },
-            actor_user_id=viewer.user_id,
-        )
+        await record_event(DistributionSettingsUpdated.of(settings, actor_user_id=viewer.user_id))
     return settings

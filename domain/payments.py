@@ -24,7 +24,8 @@ from domain import stock, visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import WalletChanged
+from domain.events import record_event
 from domain.models.catalogue import FreightRule, LogisticsMethod, PriceTier, ProductStatus, Sku
 from domain.models.orders import Order, OrderLine, OrderStatus
 from domain.models.organisations import Organisation, OrganisationKind
@@ -373,14 +374,7 @@ async def credit(
 
 
 async def _wallet_event(wallet: Wallet, actor_user_id: int | None, *, reason: str) -> None:
-    await record_event(
-        type=EventType.WALLET_CHANGED,
-        subject_type="Wallet",
-        subject_id=wallet.id,
-        audience=[wallet.buyer_id, wallet.supplier_id],
-        payload={"walletId": str(wallet.id), "reason": reason},
-        actor_user_id=actor_user_id,
-    )
+    await record_event(WalletChanged.of(wallet, reason=reason, actor_user_id=actor_user_id))
 
 
 async def list_wallets(

@@ -10,7 +10,8 @@ from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.connections import own_store_product
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import QuoteUpdated
+from domain.events import record_event
 from domain.limits import MAX_QUOTED_PRICES
 from domain.models.catalogue import Product, ProductStatus, Sku
 from domain.models.orders import Quote, QuoteStatus
@@ -26,14 +27,7 @@ class SkuPrice:
 
 
 async def _event(quote: Quote, actor_user_id: int) -> None:
-    await record_event(
-        type=EventType.QUOTE_UPDATED,
-        subject_type="Quote",
-        subject_id=quote.id,
-        audience=[quote.buyer_id, quote.supplier_id],
-        payload={"quoteId": str(quote.id), "status": quote.status.value},
-        actor_user_id=actor_user_id,
-    )
+    await record_event(QuoteUpdated.of(quote, actor_user_id=actor_user_id))
 
 
 async def request_quote(

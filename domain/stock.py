@@ -18,7 +18,8 @@ from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import CloudWarehouseUpdated, StockThresholdChanged
+from domain.events import record_event
 from domain.models.catalogue import LogisticsMethod, Sku
 from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus
 from domain.models.organisations import Role
@@ -54,12 +55,7 @@ async def create_cloud_warehouse(
             supplier_id=viewer.organisation_id, name=name, address=cleaned, callback_secret=secret
         )
         await record_event(
-            type=EventType.CLOUD_WAREHOUSE_UPDATED,
-            subject_type="CloudWarehouse",
-            subject_id=warehouse.id,
-            audience=[viewer.organisation_id],
-            payload={"warehouseId": str(warehouse.id), "change": "CREATED"},
-            actor_user_id=viewer.user_id,
+            CloudWarehouseUpdated.of(warehouse, change="CREATED", actor_user_id=viewer.user_id)
         )
     return warehouse, secret
 
@@ -115,21 +111,6 @@ async def expected_arrival(order: Order, shipped_at: datetime) -> datetime | Non
         return None
     method = await LogisticsMethod.get_or_none(id=order.logistics_method_id)
     return shipped_at + timedelta(days=method.max_days) if method else None
-
-
-async def record_in_transit(order: Order, *, actor_user_id: int | None) -> None:
-    """A CLOUD_WAREHOUSE order shipped: its units are in transit to the buyer's stock."""
-    assert order.cloud_warehouse_id is not None
-    for line in await OrderLine.filter(order_id=order.id, sku_id__isnull=False).order_by("id"):
-        item = await stock_item(order.buyer_id, order.cloud_warehouse_id, line.sku_id or 0)
-        await apply_change(
-            item.id,
-            Delta(in_transit=line.quantity),
-            kind=MovementKind.IN_TRANSIT,
-            order_id=order.id,
-            actor_user_id=actor_user_id,
-            reason=f"stocking order {order.number} shipped",
-        )
 
 
 async def receive_stock(
@@ -396,12 +377,5 @@ async def set_low_stock_threshold(
         item = await item_of_buyer(viewer, stock_item_id)
         item.low_stock_threshold = threshold
         await item.save(update_fields=["low_stock_threshold", "updated_at"])
-        await record_event(
-            type=EventType.STOCK_THRESHOLD_CHANGED,
-            subject_type="StockItem",
-            subject_id=item.id,
-            audience=[item.buyer_id],
-            payload={"stockItemId": str(item.id), "threshold": threshold},
-            actor_user_id=viewer.user_id,
-        )
+        await record_event(StockThresholdChanged.of(item, actor_user_id=viewer.user_id))
     return item

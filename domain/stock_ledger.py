@@ -1,9 +1,11 @@
 """The stock ledger: the one way a cloud-warehouse stock figure changes (``apply_change``: the
-guarded update, its movement row and its events), and the settling of an order's reservations
-when it ships or ends unshipped, which the order state machine calls.
+guarded update, its movement row and its events), and what an order's status change does to
+stock (the lifecycle hooks at the end, listed in ``domain/lifecycle.py``): shipping or ending
+an order paid from stock settles its reservations; shipping a stocking order puts its units in
+transit.
 
-Apart from ``domain/stock.py`` so that the state machine (``domain/order_status.py``) can settle
-stock without importing the stock services, which themselves move orders through it.
+Apart from ``domain/stock.py`` so that the lifecycle hooks, which the state machine
+(``domain/order_status.py``) runs, import no stock service that itself moves orders through it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 from tortoise.expressions import F
 
 from domain.errors import DomainError, ErrorCode
-from domain.events import EventType, record_event
+from domain.event_catalogue import InventoryChanged, StockLow
+from domain.events import record_event
 from domain.models.catalogue import Sku
-from domain.models.orders import Order
+from domain.models.orders import Order, OrderKind, OrderLine, OrderStatus
 from domain.models.stock import (
     MovementKind,
     ReservationState,
@@ -90,42 +93,27 @@ async def apply_change(
         actor_user_id=actor_user_id,
         reason=reason[:300],
     )
-    payload = {
-        "stockItemId": str(item.id),
-        "skuId": str(item.sku_id),
-        "warehouseId": str(item.warehouse_id),
-        "onHand": item.on_hand,
-        "reserved": item.reserved,
-        "available": item.available,
-        "inTransit": item.in_transit,
-        "movement": kind.value,
-        "orderId": str(order_id) if order_id else None,
-    }
     await record_event(
-        type=EventType.INVENTORY_CHANGED,
-        subject_type="StockItem",
-        subject_id=item.id,
-        audience=[item.buyer_id],
-        payload=payload,
-        actor_user_id=actor_user_id,
+        InventoryChanged.of(item, movement=kind, order_id=order_id, actor_user_id=actor_user_id)
     )
     threshold = item.low_stock_threshold
     before = item.available - delta.available
     if threshold is not None and item.available < threshold <= before:
         await record_event(
-            type=EventType.STOCK_LOW,
-            subject_type="StockItem",
-            subject_id=item.id,
-            audience=[item.buyer_id],
-            payload={**payload, "threshold": threshold},
-            actor_user_id=actor_user_id,
+            StockLow.of(
+                item,
+                movement=kind,
+                order_id=order_id,
+                threshold=threshold,
+                actor_user_id=actor_user_id,
+            )
         )
     return item
 
 
 async def settle_reservations(order: Order, *, shipped: bool, actor_user_id: int | None) -> None:
     """The order shipped (its held units leave the warehouse) or ended unshipped (they are
-    released). Called by the order state machine on SHIPPED, CANCELLED and REFUNDED."""
+    released)."""
     held = await StockReservation.filter(order_id=order.id, state=ReservationState.HELD).order_by(
         "stock_item_id"
     )
@@ -145,3 +133,36 @@ async def settle_reservations(order: Order, *, shipped: bool, actor_user_id: int
             actor_user_id=actor_user_id,
             reason=f"order {order.number} {why}",
         )
+
+
+async def record_in_transit(order: Order, *, actor_user_id: int | None) -> None:
+    """A CLOUD_WAREHOUSE order shipped: its units are in transit to the buyer's stock."""
+    assert order.cloud_warehouse_id is not None
+    for line in await OrderLine.filter(order_id=order.id, sku_id__isnull=False).order_by("id"):
+        item = await stock_item(order.buyer_id, order.cloud_warehouse_id, line.sku_id or 0)
+        await apply_change(
+            item.id,
+            Delta(in_transit=line.quantity),
+            kind=MovementKind.IN_TRANSIT,
+            order_id=order.id,
+            actor_user_id=actor_user_id,
+            reason=f"stocking order {order.number} shipped",
+        )
+
+
+# -- lifecycle hooks (domain/lifecycle.py): ``order`` already has its new status -----------------
+
+
+async def settle_paid_from_stock(order: Order, *, actor_user_id: int | None) -> None:
+    """On SHIPPED, CANCELLED and REFUNDED: an order paid from cloud-warehouse stock deducts
+    (shipped) or releases (ended unshipped) the units it holds."""
+    if order.cloud_warehouse_id is not None:
+        await settle_reservations(
+            order, shipped=order.status is OrderStatus.SHIPPED, actor_user_id=actor_user_id
+        )
+
+
+async def stocking_order_in_transit(order: Order, *, actor_user_id: int | None) -> None:
+    """On SHIPPED: a stocking (CLOUD_WAREHOUSE) order's units are in transit to the stock."""
+    if order.kind is OrderKind.CLOUD_WAREHOUSE:
+        await record_in_transit(order, actor_user_id=actor_user_id)

@@ -23,6 +23,7 @@ from tortoise.expressions import F
 
 from domain.leases import lease_free
 from domain.models.orders import InboxState, WebhookReceipt
+from domain.persistence.inbox import insert_receipts
 
 Event = tuple[int, str, str]  # store id, event id, body
 
@@ -35,38 +36,11 @@ async def accept(*, store_id: int, event_id: str, body: bytes) -> bool:
 async def insert_new(events: Sequence[Event]) -> set[tuple[int, str]]:
     """Insert these events as PENDING in one statement; returns the (store, event id) keys that
     were new. Redeliveries (keys already present, or repeated within ``events``) are skipped."""
-    unique = list({(store, event): body for store, event, body in events}.items())
+    unique = {(store, event): body for store, event, body in events}
     if not unique:
         return set()
-    db = WebhookReceipt._meta.db
-    table = WebhookReceipt._meta.db_table
-    now = datetime.now(UTC)
-    pending = InboxState.PENDING.value
-    head = (
-        f'INSERT INTO "{table}" ("store_id","event_id","payload","received_at","due_at",'
-        '"state","attempts")'
-    )
-    tail = ' ON CONFLICT ("store_id","event_id") DO NOTHING RETURNING "store_id","event_id"'
-    if db.capabilities.dialect == "postgres":
-        # one statement text whatever the batch size, so the driver's prepared statement is
-        # reused; wrapped in WITH because the driver returns no rows for a statement that starts
-        # with INSERT
-        sql = f"WITH added AS ({head} SELECT s, e, p, $4, $4, $5, 0 FROM "
-        sql += f"unnest($1::int[], $2::text[], $3::text[]) AS t(s, e, p){tail}) SELECT * FROM added"
-        values: list[object] = [
-            [store for (store, _), _ in unique],
-            [event for (_, event), _ in unique],
-            [body for _, body in unique],
-            now,
-            pending,
-        ]
-    else:
-        sql = head + " VALUES " + ",".join(["(?,?,?,?,?,?,0)"] * len(unique)) + tail
-        values = [
-            v for (store, event), body in unique for v in (store, event, body, now, now, pending)
-        ]
-    _, rows = await db.execute_query(sql, values)
-    return {(row["store_id"], row["event_id"]) for row in rows}
+    receipts = [(store, event, body) for (store, event), body in unique.items()]
+    return await insert_receipts(receipts, datetime.now(UTC))
 
 
 def _retrieved(future: asyncio.Future[bool]) -> None:

@@ -10,10 +10,11 @@ from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
-from domain.models.organisations import ApiToken, Organisation, Role, User
+from domain.event_catalogue import ApiTokenCreated, ApiTokenRevoked
+from domain.events import record_event
+from domain.models.organisations import ApiToken, Role, User
 from domain.pages import keyset_page
-from domain.rows import placeholder
+from domain.persistence.tokens import unrevoked_token
 from domain.validation import clean_text, utc_datetime
 
 TOKEN_PREFIX = "sg_"
@@ -46,12 +47,9 @@ async def issue_token(
             expires_at=expires_at,
         )
         await record_event(
-            type=EventType.API_TOKEN_CREATED,
-            subject_type="ApiToken",
-            subject_id=token.id,
-            audience=[user.organisation_id],
-            payload={"name": name, "userId": user.id, "prefix": token.prefix},
-            actor_user_id=actor_user_id if actor_user_id is not None else user.id,
+            ApiTokenCreated.of(
+                token, actor_user_id=actor_user_id if actor_user_id is not None else user.id
+            )
         )
     return token, secret
 
@@ -86,63 +84,28 @@ async def revoke_token(*, viewer: Viewer, token_id: int) -> ApiToken:
             )
         token.revoked_at = datetime.now(UTC)
         await token.save(update_fields=["revoked_at"])
-        await record_event(
-            type=EventType.API_TOKEN_REVOKED,
-            subject_type="ApiToken",
-            subject_id=token.id,
-            audience=[viewer.organisation_id],
-            payload={"name": token.name, "userId": token.user_id, "prefix": token.prefix},
-            actor_user_id=viewer.user_id,
-        )
+        await record_event(ApiTokenRevoked.of(token, actor_user_id=viewer.user_id))
     return token
-
-
-_AUTHENTICATE_SQL: dict[str, str] = {}  # per SQL dialect
-
-
-def _authenticate_sql(dialect: str) -> str:
-    """The token with its user's state and role and its organisation's kind, in one statement
-    (written out: every request runs it, and building it through the ORM cost more than
-    running it)."""
-    sql = _AUTHENTICATE_SQL.get(dialect)
-    if sql is None:
-        token, user = ApiToken._meta.db_table, User._meta.db_table
-        organisation = Organisation._meta.db_table
-        sql = _AUTHENTICATE_SQL[dialect] = (
-            'SELECT t."id", t."user_id", t."organisation_id", t."expires_at", t."last_used_at", '
-            'u."is_active", u."role", o."kind" '
-            f'FROM "{token}" t JOIN "{user}" u ON u."id" = t."user_id" '
-            f'JOIN "{organisation}" o ON o."id" = t."organisation_id" '
-            f'WHERE t."secret_hash" = {placeholder(dialect, 1)} AND t."revoked_at" IS NULL LIMIT 1'
-        )
-    return sql
 
 
 async def authenticate(*, secret: str) -> Viewer | None:
     """The viewer a bearer secret stands for, or None if it is unknown, revoked or expired."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    db = ApiToken._meta.db
-    _, rows = await db.execute_query(_authenticate_sql(db.capabilities.dialect), [_digest(secret)])
-    if not rows:
+    token = await unrevoked_token(_digest(secret))
+    if token is None or not token.user_is_active:
         return None
-    row = rows[0]
-    token_fields, user_fields = ApiToken._meta.fields_map, User._meta.fields_map
     now = datetime.now(UTC)
-    if not user_fields["is_active"].to_python_value(row["is_active"]):
+    if token.expires_at is not None and token.expires_at <= now:
         return None
-    expires_at = token_fields["expires_at"].to_python_value(row["expires_at"])
-    if expires_at is not None and expires_at <= now:
-        return None
-    last_used_at = token_fields["last_used_at"].to_python_value(row["last_used_at"])
-    if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
-        await ApiToken.filter(id=row["id"]).update(last_used_at=now)
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        await ApiToken.filter(id=token.id).update(last_used_at=now)
     return Viewer(
-        user_id=row["user_id"],
-        organisation_id=row["organisation_id"],
-        organisation_kind=Organisation._meta.fields_map["kind"].to_python_value(row["kind"]),
-        role=user_fields["role"].to_python_value(row["role"]),
-        token_id=row["id"],
+        user_id=token.user_id,
+        organisation_id=token.organisation_id,
+        organisation_kind=token.organisation_kind,
+        role=token.role,
+        token_id=token.id,
     )
 
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from tortoise.expressions import F, Subquery
 
 from domain.db import notify_after_commit, transaction
-from domain.events import EventType, record_event
+from domain.event_catalogue import WarehouseAttemptRecorded
+from domain.events import record_event
 from domain.leases import lease_free
 from domain.limits import MAX_ATTEMPTS_KEPT
 from domain.models.distribution import (
@@ -147,25 +148,16 @@ async def record_attempt(task: WarehouseTask, *, ok: bool, outcome: str) -> None
             outcome=outcome[:500],
         )
         await _drop_old_attempts(task)
+        subject: Order | AfterSalesOrder | None = None
         if task.order_id is not None:
-            subject_type, subject_id = "Order", task.order_id
-            sides = await Order.filter(id=task.order_id).values_list("buyer_id", "supplier_id")
+            subject = await Order.get_or_none(id=task.order_id)
         elif task.after_sales_id is not None:
-            subject_type, subject_id = "AfterSalesOrder", task.after_sales_id
-            sides = await AfterSalesOrder.filter(id=task.after_sales_id).values_list(
-                "distributor_id", "supplier_id"
-            )
-        else:
+            subject = await AfterSalesOrder.get_or_none(id=task.after_sales_id)
+        if subject is None:
             return
-        audience = {org for row in sides for org in row if org is not None}
-        if audience:
-            await record_event(
-                type=EventType.WAREHOUSE_ATTEMPT_RECORDED,
-                subject_type=subject_type,
-                subject_id=subject_id,
-                audience=audience,
-                payload={"taskKind": task.kind.value, "ok": ok, "outcome": outcome[:500]},
-            )
+        event = WarehouseAttemptRecorded.of(task, subject, ok=ok, outcome=outcome)
+        if event is not None:
+            await record_event(event)
 
 
 async def supersede_pending(*, order_id: int, kind: TaskKind, reason: str) -> int:

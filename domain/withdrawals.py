@@ -15,7 +15,8 @@ from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import EventType, record_event
+from domain.event_catalogue import WithdrawalStatusChanged
+from domain.events import record_event
 from domain.limits import MAX_WITHDRAWALS
 from domain.models.distribution import (
     AfterSalesOrder,
@@ -44,20 +45,7 @@ SHIPPED_FIRST = "the order shipped before the warehouse cancelled it"
 
 
 async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
-    await record_event(
-        type=EventType.WITHDRAWAL_STATUS_CHANGED,
-        subject_type="Withdrawal",
-        subject_id=withdrawal.id,
-        audience=[withdrawal.distributor_id, withdrawal.supplier_id],
-        payload={
-            "withdrawalId": str(withdrawal.id),
-            "orderId": str(withdrawal.order_id) if withdrawal.order_id else None,
-            "afterSalesId": str(withdrawal.after_sales_id) if withdrawal.after_sales_id else None,
-            "status": withdrawal.status.value,
-            "reason": withdrawal.failure or "",
-        },
-        actor_user_id=actor_user_id,
-    )
+    await record_event(WithdrawalStatusChanged.of(withdrawal, actor_user_id=actor_user_id))
 
 
 async def _below_the_cap(*, field: str, **subject: int) -> None:

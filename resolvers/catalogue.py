@@ -9,7 +9,7 @@ from domain import catalogue
 from domain.pages import MAX_PAGE
 from resolvers.ids import optional_id, page_arguments, parse_id
 from resolvers.mutations import run_command
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import EITHER, STAFF, SUPPLIER, requires, viewer_of
 from schema.types.catalogue import (
     CreateLogisticsMethodInput,
     CreateProductInput,
@@ -27,7 +27,7 @@ from schema.types.pagination import Connection
 @strawberry.type
 class CatalogueQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Suppliers: their products. Buyers: active products (of one supplier). "
         f"At most {MAX_PAGE} per page.",
     )
@@ -46,7 +46,7 @@ class CatalogueQueries:
         return Connection.of(rows, Product.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Active logistics methods. Suppliers: their own. Buyers: every supplier's "
         f"(or one supplier's). At most {MAX_PAGE} per page.",
     )
@@ -67,7 +67,7 @@ class CatalogueQueries:
 
 @strawberry.type
 class CatalogueMutations:
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, STAFF)])
     async def create_product(self, info: Info, input: CreateProductInput) -> ProductPayload:
         async def command() -> dict:
             specs = [
@@ -91,8 +91,8 @@ class CatalogueMutations:
         return await run_command(ProductPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Changing attributes or deactivating marks the product "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Changing attributes or deactivating marks the product "
         "connections that use the SKU STALE and tells their buyers.",
     )
     async def update_sku(self, info: Info, input: UpdateSkuInput) -> SkuPayload:
@@ -109,7 +109,7 @@ class CatalogueMutations:
 
         return await run_command(SkuPayload, command, in_input=True)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, STAFF)])
     async def discontinue_product(self, info: Info, product_id: strawberry.ID) -> ProductPayload:
         async def command() -> dict:
             product = await catalogue.discontinue_product(
@@ -120,7 +120,7 @@ class CatalogueMutations:
 
         return await run_command(ProductPayload, command)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, STAFF)])
     async def create_logistics_method(
         self, info: Info, input: CreateLogisticsMethodInput
     ) -> LogisticsMethodPayload:

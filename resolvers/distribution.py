@@ -8,18 +8,18 @@ import strawberry
 from strawberry import Info
 
 from domain import after_sales, distribution_orders, partnerships, withdrawals
+from domain.event_catalogue import ReturnStatusChanged, WithdrawalStatusChanged, payload_of
 from domain.events import EventType as DomainEventType
 from domain.models.distribution import Partnership as PartnershipModel
 from domain.models.distribution import Withdrawal as WithdrawalModel
 from domain.pages import MAX_PAGE
 from domain.validation import filter_time
-from integrations.warehouses.connection_check import check_connection
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.orders import order_types
-from resolvers.permissions import IsAuthenticated, viewer_of
-from schema.global_ids import gid
+from resolvers.permissions import ADMIN, BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
+from schema.global_ids import gid, optional_gid
 from schema.types.distribution import (
     AddDistributionWarehouseInput,
     AfterSalesConnection,
@@ -27,7 +27,6 @@ from schema.types.distribution import (
     AfterSalesOrder,
     AfterSalesOrdersPayload,
     AfterSalesPayload,
-    AfterSalesStatus,
     AuthoriseWarehouseInput,
     AuthoriseWarehousePayload,
     CreateAfterSalesOrderInput,
@@ -37,7 +36,6 @@ from schema.types.distribution import (
     DistributionWarehousePayload,
     Partnership,
     PartnershipPayload,
-    PushStatus,
     ReturnChange,
     ReturnFilterInput,
     ThirdPartyWarehouse,
@@ -45,7 +43,6 @@ from schema.types.distribution import (
     Withdrawal,
     WithdrawalChange,
     WithdrawalPayload,
-    WithdrawalStatus,
 )
 from schema.types.orders import OrdersPayload
 from schema.types.pagination import Connection, PageInfo
@@ -58,7 +55,7 @@ def _cursor(after: str | None) -> int | None:
 @strawberry.type
 class DistributionQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="The caller's partnerships (as supplier or as distributor), newest first, "
         f"at most {MAX_PAGE} per page.",
     )
@@ -71,7 +68,7 @@ class DistributionQueries:
         return Connection.of(rows, Partnership.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="The distribution warehouses of one of the caller's partnerships, at most "
         f"{MAX_PAGE} per page.",
     )
@@ -92,8 +89,8 @@ class DistributionQueries:
         )
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. The supplier's authorised third-party warehouses, at most "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="The supplier's authorised third-party warehouses, at most "
         f"{MAX_PAGE} per page.",
     )
     async def third_party_warehouses(
@@ -104,14 +101,16 @@ class DistributionQueries:
         )
         return Connection.of(rows, ThirdPartyWarehouse.from_model, has_next_page=more, after=after)
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.field(
+        extensions=[requires(SUPPLIER, STAFF)], description="The supplier's distribution settings."
+    )
     async def distribution_settings(self, info: Info) -> DistributionSettings:
         return DistributionSettings.from_model(
             await partnerships.settings_of(viewer=viewer_of(info))
         )
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="After-sales (return stock-in) orders, newest first: the supplier's "
         "'return stock-in — third-party warehouse' list, or the distributor's own.",
     )
@@ -141,7 +140,7 @@ class DistributionQueries:
             page_info=PageInfo.of(edges, has_next_page=more, after=after),
         )
 
-    @strawberry.field(permission_classes=[IsAuthenticated])
+    @strawberry.field(extensions=[requires(EITHER)])
     async def after_sales_order(self, info: Info, id: strawberry.ID) -> AfterSalesOrder | None:
         row = await after_sales.get_return(
             viewer=viewer_of(info), after_sales_id=parse_id(id, "AfterSalesOrder", field="id")
@@ -149,7 +148,7 @@ class DistributionQueries:
         return AfterSalesOrder.from_model(row) if row else None
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Withdraw requests the caller's side can see, newest first, at most "
         f"{MAX_PAGE} per page.",
     )
@@ -181,8 +180,8 @@ def _withdrawal(w: WithdrawalModel) -> dict:
 @strawberry.type
 class DistributionMutations:
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor (ADMIN). Apply to distribute a supplier's products.",
+        extensions=[requires(BUYER, ADMIN)],
+        description="Apply to distribute a supplier's products.",
     )
     async def apply_for_partnership(
         self, info: Info, supplier_id: strawberry.ID, message: str = ""
@@ -199,8 +198,8 @@ class DistributionMutations:
         return await run_command(PartnershipPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Accept (a distribution warehouse is created) or reject.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Accept (a distribution warehouse is created) or reject.",
     )
     async def decide_partnership(
         self, info: Info, partnership_id: strawberry.ID, accept: bool, note: str = ""
@@ -218,8 +217,8 @@ class DistributionMutations:
         return await run_command(PartnershipPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Add another distribution warehouse to a partnership.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Add another distribution warehouse to a partnership.",
     )
     async def add_distribution_warehouse(
         self, info: Info, input: AddDistributionWarehouseInput
@@ -236,8 +235,8 @@ class DistributionMutations:
         return await run_command(DistributionWarehousePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Choose the distribution warehouse that fulfils this "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Choose the distribution warehouse that fulfils this "
         "distributor, optionally run by one of the supplier's third-party warehouses.",
     )
     async def select_distribution_warehouse(
@@ -266,9 +265,8 @@ class DistributionMutations:
         return await run_command(PartnershipPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier ADMIN. Authorise a third-party warehouse; the callback secret "
-        "is returned only here.",
+        extensions=[requires(SUPPLIER, ADMIN)],
+        description="Authorise a third-party warehouse; the callback secret is returned only here.",
     )
     async def authorise_third_party_warehouse(
         self, info: Info, input: AuthoriseWarehouseInput
@@ -289,24 +287,23 @@ class DistributionMutations:
         return await run_command(AuthoriseWarehousePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Call the warehouse with the stored credentials; the "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Call the warehouse with the stored credentials; the "
         "result is in lastTestOk / lastTestMessage.",
     )
     async def test_third_party_warehouse(
         self, info: Info, id: strawberry.ID
     ) -> ThirdPartyWarehousePayload:
         async def command() -> dict:
-            connection = await check_connection(
+            connection = await info.context.services.check_warehouse(
                 viewer=viewer_of(info),
                 connection_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
-                call_timeout=info.context.request.app.state.settings.warehouse_timeout,
             )
             return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
 
         return await run_command(ThirdPartyWarehousePayload, command)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier ADMIN.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, ADMIN)])
     async def revoke_third_party_warehouse(
         self, info: Info, id: strawberry.ID
     ) -> ThirdPartyWarehousePayload:
@@ -319,7 +316,7 @@ class DistributionMutations:
 
         return await run_command(ThirdPartyWarehousePayload, command)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier ADMIN.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, ADMIN)])
     async def update_distribution_settings(
         self,
         info: Info,
@@ -337,8 +334,8 @@ class DistributionMutations:
         return await run_command(DistributionSettingsPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Push distribution orders to the third-party warehouse: "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Push distribution orders to the third-party warehouse: "
         "PUSHING at once, then PUSHED or PUSH_FAILED (see `distribution`). All or none.",
     )
     async def push_orders(self, info: Info, order_ids: list[strawberry.ID]) -> OrdersPayload:
@@ -351,8 +348,8 @@ class DistributionMutations:
         return await run_command(OrdersPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Withdraw a paid order: WITHDRAWING at once; the outcome "
+        extensions=[requires(BUYER, STAFF)],
+        description="Withdraw a paid order: WITHDRAWING at once; the outcome "
         "(WITHDRAWN with a refund, or WITHDRAW_FAILED with the reason) comes through "
         "`withdrawalStatusChanged`.",
     )
@@ -371,8 +368,8 @@ class DistributionMutations:
         return await run_command(WithdrawalPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Withdraw an after-sales order, with the same cascade.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Withdraw an after-sales order, with the same cascade.",
     )
     async def withdraw_after_sales_order(
         self, info: Info, after_sales_id: strawberry.ID, reason: str = ""
@@ -391,8 +388,8 @@ class DistributionMutations:
         return await run_command(WithdrawalPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Try a WITHDRAW_FAILED withdraw again (a new withdrawal).",
+        extensions=[requires(BUYER, STAFF)],
+        description="Try a WITHDRAW_FAILED withdraw again (a new withdrawal).",
     )
     async def retry_withdrawal(self, info: Info, withdrawal_id: strawberry.ID) -> WithdrawalPayload:
         async def command() -> dict:
@@ -406,8 +403,8 @@ class DistributionMutations:
         return await run_command(WithdrawalPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Either side. Close a WITHDRAW_FAILED withdraw by hand with a note.",
+        extensions=[requires(EITHER, STAFF)],
+        description="Close a WITHDRAW_FAILED withdraw by hand with a note.",
     )
     async def close_withdrawal(
         self, info: Info, withdrawal_id: strawberry.ID, note: str
@@ -424,8 +421,8 @@ class DistributionMutations:
         return await run_command(WithdrawalPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Turn a WITHDRAW_FAILED order withdraw into an after-sales "
+        extensions=[requires(BUYER, STAFF)],
+        description="Turn a WITHDRAW_FAILED order withdraw into an after-sales "
         "return of all its items.",
     )
     async def convert_withdrawal_to_return(
@@ -442,8 +439,8 @@ class DistributionMutations:
         return await run_command(AfterSalesPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Distributor. Return items of a delivered (or shipped) order.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Return items of a delivered (or shipped) order.",
     )
     async def create_after_sales_order(
         self, info: Info, input: CreateAfterSalesOrderInput
@@ -467,8 +464,8 @@ class DistributionMutations:
         return await run_command(AfterSalesPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Push after-sales orders to the third-party warehouse for "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Push after-sales orders to the third-party warehouse for "
         "stock-in (all or none).",
     )
     async def push_returns(
@@ -489,7 +486,7 @@ class DistributionMutations:
 @strawberry.type
 class DistributionSubscriptions:
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Withdraw status changes (WITHDRAWING, WITHDRAWN, WITHDRAW_FAILED) of "
         "orders and after-sales orders, to the distributor and the supplier alike. Resume "
         "with `afterEventId`.",
@@ -500,29 +497,25 @@ class DistributionSubscriptions:
         order_ids: list[strawberry.ID] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[WithdrawalChange, None]:
-        wanted = (
-            {str(i) for i in parse_ids(order_ids, "Order", field="orderIds")} if order_ids else None
-        )
+        wanted = set(parse_ids(order_ids, "Order", field="orderIds")) if order_ids else None
         async for event in event_stream(
             info, [DomainEventType.WITHDRAWAL_STATUS_CHANGED.value], after_event_id
         ):
-            p = event.payload
-            if wanted is not None and p.get("orderId") not in wanted:
+            change = payload_of(event, WithdrawalStatusChanged)
+            if wanted is not None and change.order_id not in wanted:
                 continue
             yield WithdrawalChange(
                 event_id=gid("Event", event.seq),
-                withdrawal_id=gid("Withdrawal", p["withdrawalId"]),
-                order_id=gid("Order", p["orderId"]) if p.get("orderId") else None,
-                after_sales_id=gid("AfterSalesOrder", p["afterSalesId"])
-                if p.get("afterSalesId")
-                else None,
-                status=WithdrawalStatus(p["status"]),
-                reason=p.get("reason") or "",
+                withdrawal_id=gid("Withdrawal", change.withdrawal_id),
+                order_id=optional_gid("Order", change.order_id),
+                after_sales_id=optional_gid("AfterSalesOrder", change.after_sales_id),
+                status=change.status,
+                reason=change.reason,
                 at=event.created_at,
             )
 
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="After-sales orders changing (status, push status, withdraw status), to "
         "the distributor and the supplier alike.",
     )
@@ -532,16 +525,14 @@ class DistributionSubscriptions:
         async for event in event_stream(
             info, [DomainEventType.RETURN_STATUS_CHANGED.value], after_event_id
         ):
-            p = event.payload
+            change = payload_of(event, ReturnStatusChanged)
             yield ReturnChange(
                 event_id=gid("Event", event.seq),
-                after_sales_id=gid("AfterSalesOrder", p["afterSalesId"]),
-                number=p["number"],
-                status=AfterSalesStatus(p["status"]),
-                push_status=PushStatus(p["pushStatus"]),
-                withdrawal_status=WithdrawalStatus(p["withdrawalStatus"])
-                if p.get("withdrawalStatus")
-                else None,
-                error=p.get("error"),
+                after_sales_id=gid("AfterSalesOrder", change.after_sales_id),
+                number=change.number,
+                status=change.status,
+                push_status=change.push_status,
+                withdrawal_status=change.withdrawal_status,
+                error=change.error,
                 at=event.created_at,
             )

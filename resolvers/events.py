@@ -8,17 +8,17 @@ import strawberry
 from strawberry import Info
 
 from domain import outbox, quotes
-from domain.errors import DomainError
+from domain.errors import DomainError, SubscriptionEnded
+from domain.event_catalogue import OrderStatusChanged, QuoteUpdated, payload_of
 from domain.events import EventType as DomainEventType
 from domain.events import PublishedEvent
-from integrations.bus.hub import SubscriptionEnded
 from resolvers.errors import PublicError, bad_input
 from resolvers.ids import parse_id, parse_ids
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import EITHER, requires, viewer_of
 from schema.global_ids import gid
 from schema.types.enums import EventType
 from schema.types.events import Event, EventConnection, EventEdge
-from schema.types.orders import OrderStatus, OrderStatusChange, Quote, QuoteStatus, QuoteUpdate
+from schema.types.orders import OrderStatus, OrderStatusChange, Quote, QuoteUpdate
 from schema.types.pagination import PageInfo
 
 MAX_PAGE = 200
@@ -51,7 +51,7 @@ def _event_id(raw: str) -> int:
 @strawberry.type
 class EventQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Events of the caller's organisation, oldest first, after the cursor.",
     )
     async def events(
@@ -82,7 +82,7 @@ class EventQueries:
 @strawberry.type
 class EventSubscriptions:
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description=(
             "Live events of the caller's organisation. With `afterEventId`, first every event "
             "after it (what a reconnecting client missed), then live ones: no gap, no duplicate."
@@ -103,7 +103,7 @@ class EventSubscriptions:
 @strawberry.type
 class OrderSubscriptions:
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Status changes of the caller's orders (optionally only these orders or "
         "target statuses), in order. Resume with `afterEventId` like `events`.",
     )
@@ -114,30 +114,28 @@ class OrderSubscriptions:
         statuses: list[OrderStatus] | None = None,
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[OrderStatusChange, None]:
-        wanted_orders = (
-            {str(i) for i in parse_ids(order_ids, "Order", field="orderIds")} if order_ids else None
-        )
-        wanted_statuses = {s.value for s in statuses} if statuses else None
+        wanted_orders = set(parse_ids(order_ids, "Order", field="orderIds")) if order_ids else None
+        wanted_statuses = set(statuses) if statuses else None
         async for event in event_stream(
             info, [DomainEventType.ORDER_STATUS_CHANGED.value], after_event_id
         ):
-            payload = event.payload
-            if wanted_orders is not None and payload["orderId"] not in wanted_orders:
+            change = payload_of(event, OrderStatusChanged)
+            if wanted_orders is not None and change.order_id not in wanted_orders:
                 continue
-            if wanted_statuses is not None and payload["to"] not in wanted_statuses:
+            if wanted_statuses is not None and change.to_status not in wanted_statuses:
                 continue
             info.context.fresh_loaders()
             yield OrderStatusChange(
                 event_id=gid("Event", event.seq),
-                order_id=gid("Order", payload["orderId"]),
-                from_status=OrderStatus(payload["from"]) if payload.get("from") else None,
-                to_status=OrderStatus(payload["to"]),
-                reason=payload.get("reason", ""),
+                order_id=gid("Order", change.order_id),
+                from_status=change.from_status,
+                to_status=change.to_status,
+                reason=change.reason,
                 at=event.created_at,
             )
 
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated], description="Quotes of the caller changing status."
+        extensions=[requires(EITHER)], description="Quotes of the caller changing status."
     )
     async def quote_updated(
         self, info: Info, after_event_id: strawberry.ID | None = None
@@ -145,14 +143,13 @@ class OrderSubscriptions:
         async for event in event_stream(
             info, [DomainEventType.QUOTE_UPDATED.value], after_event_id
         ):
-            quote = await quotes.get_quote(
-                viewer=viewer_of(info), quote_id=int(event.payload["quoteId"])
-            )
+            update = payload_of(event, QuoteUpdated)
+            quote = await quotes.get_quote(viewer=viewer_of(info), quote_id=update.quote_id)
             if quote is not None:
                 yield QuoteUpdate(
                     event_id=gid("Event", event.seq),
                     quote_id=gid("Quote", quote.id),
-                    status=QuoteStatus(event.payload["status"]),
+                    status=update.status,
                     at=event.created_at,
                     quote=Quote.from_model(quote),
                 )

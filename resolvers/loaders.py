@@ -28,7 +28,7 @@ from domain.models.distribution import WarehouseAttempt, WarehouseOrder, Withdra
 from domain.models.organisations import Organisation
 from domain.models.stores import ConnectionStatus
 from domain.order_queries import LineWithSku, visible_orders
-from domain.rows import fetch_query
+from domain.persistence.rows import fetch_query
 
 M = TypeVar("M", bound=Model)
 

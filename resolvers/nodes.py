@@ -26,7 +26,7 @@ from domain.models import stock as sm
 from domain.models import stores as stm
 from domain.models import wallets as wm
 from domain.validation import is_key
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import EITHER, requires, viewer_of
 from schema import global_ids
 from schema.types import catalogue, distribution, events, orders, organisations, stock, stores
 from schema.types.node import Node
@@ -101,14 +101,14 @@ async def resolve_nodes(info: Info, raws: list[str], *, field: str) -> list[Node
 @strawberry.type
 class NodeQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Any object by its global id; null if there is none the caller may see.",
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return (await resolve_nodes(info, [id], field="id"))[0]
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description=f"Objects by their global ids, in the order asked (at most {MAX_NODES}); "
         "null for each the caller may not see.",
     )

@@ -17,7 +17,7 @@ from resolvers.errors import bad_input
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.order_pages import build_orders
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
 from resolvers.selection import selected
 from schema.global_ids import key_of
 from schema.types.orders import (
@@ -68,7 +68,7 @@ def order_types(rows: list[OrderModel]) -> list[Order]:
 @strawberry.type
 class OrderQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="The caller's orders (buyer: placed; supplier: to fulfil), newest first: "
         f"`first` (at most {order_queries.MAX_PAGE}) after the cursor `after`, or, paging "
         "back, `last` before the cursor `before` (the page before the one that starts there).",
@@ -108,21 +108,21 @@ class OrderQueries:
             page_info = PageInfo.backwards(edges, has_previous_page=more, before=before)
         return OrderConnection(edges=edges, page_info=page_info)
 
-    @strawberry.field(permission_classes=[IsAuthenticated])
+    @strawberry.field(extensions=[requires(EITHER)])
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         row = await order_queries.get_order(
             viewer=viewer_of(info), order_id=parse_id(id, "Order", field="id")
         )
         return Order.from_model(row) if row else None
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="For status tabs.")
+    @strawberry.field(extensions=[requires(EITHER)], description="For status tabs.")
     async def order_counts(self, info: Info) -> list[OrderCount]:
         counts = await order_queries.order_counts(viewer=viewer_of(info))
         return [OrderCount(status=s, count=n) for s, n in counts.items()]
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Goods, freight and total for paying these orders.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Goods, freight and total for paying these orders.",
     )
     async def freight_quote(
         self,
@@ -140,7 +140,7 @@ class OrderQueries:
         return FreightQuote.from_charges(charges)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Buyer: its wallets with suppliers. Supplier: its buyers'. At most "
         f"{MAX_PAGE} per page.",
     )
@@ -153,7 +153,7 @@ class OrderQueries:
         return Connection.of(rows, Wallet.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description=f"The entries of one of the caller's wallets, newest first, at most {MAX_PAGE} "
         "per page.",
     )
@@ -171,8 +171,8 @@ class OrderQueries:
 @strawberry.type
 class OrderMutations:
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. An order from SKUs; starts AWAITING_PAYMENT.",
+        extensions=[requires(BUYER, STAFF)],
+        description="An order from SKUs; starts AWAITING_PAYMENT.",
     )
     async def create_manual_order(self, info: Info, input: CreateManualOrderInput) -> OrderPayload:
         async def command() -> dict:
@@ -194,8 +194,8 @@ class OrderMutations:
         return await run_command(OrderPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. One line of one unpaid order to a SKU.",
+        extensions=[requires(BUYER, STAFF)],
+        description="One line of one unpaid order to a SKU.",
     )
     async def connect_order_sku(
         self, info: Info, order_id: strawberry.ID, line_id: strawberry.ID, sku_id: strawberry.ID
@@ -212,8 +212,8 @@ class OrderMutations:
         return await run_command(OrderPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Cancel UNRECOGNIZED or AWAITING_PAYMENT orders.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Cancel UNRECOGNIZED or AWAITING_PAYMENT orders.",
     )
     async def cancel_orders(
         self, info: Info, order_ids: list[strawberry.ID], reason: str = ""
@@ -229,8 +229,8 @@ class OrderMutations:
         return await run_command(OrdersPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Pay orders from the wallet in one transaction: all or nothing.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Pay orders from the wallet in one transaction: all or nothing.",
     )
     async def pay_orders(
         self,
@@ -272,7 +272,7 @@ class OrderMutations:
         return await run_command(PayOrdersPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated], description="Supplier staff. Credit a buyer's wallet."
+        extensions=[requires(SUPPLIER, STAFF)], description="Credit a buyer's wallet."
     )
     async def top_up_wallet(
         self, info: Info, buyer_id: strawberry.ID, amount: Decimal, currency: str, note: str = ""
@@ -290,8 +290,8 @@ class OrderMutations:
         return await run_command(WalletPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. SHIPPED; the tracking is then pushed to the buyer's store.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="SHIPPED; the tracking is then pushed to the buyer's store.",
     )
     async def ship_order(
         self, info: Info, order_id: strawberry.ID, carrier: str, tracking_number: str
@@ -303,18 +303,17 @@ class OrderMutations:
                 carrier=carrier,
                 tracking_number=tracking_number,
             )
-            info.context.request.app.state.tracking.wake()
             return {"order": Order.from_model(order)}
 
         return await run_command(OrderPayload, command)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Supplier staff.")
+    @strawberry.mutation(extensions=[requires(SUPPLIER, STAFF)])
     async def mark_delivered(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
         return await _order_command(info, fulfilment.mark_delivered, order_id)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Hold the order as ABNORMAL with a reason.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Hold the order as ABNORMAL with a reason.",
     )
     async def hold_order_abnormal(
         self, info: Info, order_id: strawberry.ID, reason: str
@@ -322,8 +321,8 @@ class OrderMutations:
         return await _order_command(info, fulfilment.hold_abnormal, order_id, reason=reason)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Back to the status before the hold.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Back to the status before the hold.",
     )
     async def resolve_order_abnormal(
         self, info: Info, order_id: strawberry.ID, note: str
@@ -331,8 +330,8 @@ class OrderMutations:
         return await _order_command(info, fulfilment.resolve_abnormal, order_id, note=note)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. A dispute on an order AWAITING_SHIPPING or SHIPPED.",
+        extensions=[requires(BUYER, STAFF)],
+        description="A dispute on an order AWAITING_SHIPPING or SHIPPED.",
     )
     async def open_depute(self, info: Info, input: OpenDeputeInput) -> DeputePayload:
         async def command() -> dict:
@@ -352,8 +351,8 @@ class OrderMutations:
         return await run_command(DeputePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Refund (full or partial, at most what was paid) to the "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Refund (full or partial, at most what was paid) to the "
         "buyer's wallet; the order becomes REFUNDED.",
     )
     async def refund_depute(
@@ -371,8 +370,8 @@ class OrderMutations:
         return await run_command(DeputePayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Resolve by reshipping, or reject.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Resolve by reshipping, or reject.",
     )
     async def resolve_depute(
         self, info: Info, depute_id: strawberry.ID, reship: bool, note: str

@@ -9,7 +9,7 @@ from domain import organisations, tokens
 from domain.pages import MAX_PAGE
 from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import ADMIN, EITHER, requires, viewer_of
 from schema.global_ids import gid
 from schema.types.organisations import (
     AddUserInput,
@@ -30,7 +30,7 @@ from schema.types.pagination import Connection
 
 @strawberry.type
 class OrganisationQueries:
-    @strawberry.field(permission_classes=[IsAuthenticated], description="The caller.")
+    @strawberry.field(extensions=[requires(EITHER)], description="The caller.")
     async def me(self, info: Info) -> Me:
         viewer = viewer_of(info)
         organisation = await organisations.get_organisation(viewer=viewer)
@@ -43,7 +43,7 @@ class OrganisationQueries:
         )
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description=f"People of the caller's organisation, at most {MAX_PAGE} per page.",
     )
     async def users(
@@ -55,7 +55,7 @@ class OrganisationQueries:
         return Connection.of(rows, User.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER, ADMIN, scoped=True)],
         description="API tokens: all of the organisation's for admins, else the caller's own; "
         f"at most {MAX_PAGE} per page.",
     )
@@ -70,7 +70,9 @@ class OrganisationQueries:
 
 @strawberry.type
 class OrganisationMutations:
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Needs ADMIN.")
+    @strawberry.mutation(
+        extensions=[requires(EITHER, ADMIN)], description="Rename the caller's organisation."
+    )
     async def rename_organisation(
         self, info: Info, input: RenameOrganisationInput
     ) -> RenameOrganisationPayload:
@@ -81,8 +83,8 @@ class OrganisationMutations:
         return await run_command(RenameOrganisationPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Add a person to the caller's organisation. Needs ADMIN (OWNER to add one).",
+        extensions=[requires(EITHER, ADMIN)],
+        description="Add a person to the caller's organisation (only an OWNER adds an OWNER).",
     )
     async def add_user(self, info: Info, input: AddUserInput) -> AddUserPayload:
         async def command() -> dict:
@@ -94,7 +96,7 @@ class OrganisationMutations:
         return await run_command(AddUserPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Create a token for the caller. The secret is in this payload only.",
     )
     async def create_api_token(
@@ -109,7 +111,7 @@ class OrganisationMutations:
         return await run_command(CreateApiTokenPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER, ADMIN, scoped=True)],
         description="Revoke one of the caller's tokens (admins: any of the organisation's).",
     )
     async def revoke_api_token(

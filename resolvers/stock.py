@@ -9,6 +9,7 @@ import strawberry
 from strawberry import Info
 
 from domain import stock
+from domain.event_catalogue import InventoryChanged, payload_of
 from domain.events import EventType as DomainEventType
 from domain.models.stock import StockItem as StockItemModel
 from domain.order_intake import ManualLine
@@ -16,8 +17,8 @@ from domain.pages import MAX_PAGE
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id
 from resolvers.mutations import run_command
-from resolvers.permissions import IsAuthenticated, viewer_of
-from schema.global_ids import gid
+from resolvers.permissions import BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
+from schema.global_ids import gid, optional_gid
 from schema.types.orders import Order, OrderPayload
 from schema.types.pagination import Connection, PageInfo
 from schema.types.stock import (
@@ -26,7 +27,6 @@ from schema.types.stock import (
     CreateCloudWarehouseInput,
     CreateCloudWarehouseOrderInput,
     InventoryChange,
-    MovementKind,
     ReceivedLineInput,
     StockItem,
     StockItemPayload,
@@ -39,7 +39,7 @@ from schema.types.stock import (
 @strawberry.type
 class StockQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Cloud warehouses buyers can stock in (optionally one supplier's), at most "
         f"{MAX_PAGE} per page.",
     )
@@ -58,8 +58,8 @@ class StockQueries:
         return Connection.of(rows, CloudWarehouse.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Its stock per SKU and cloud warehouse, in id order, at most "
+        extensions=[requires(BUYER)],
+        description="The buyer's stock per SKU and cloud warehouse, in id order, at most "
         f"{MAX_PAGE} per page.",
     )
     async def inventory(
@@ -79,8 +79,8 @@ class StockQueries:
         return Connection.of(rows, StockItem.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. The movement ledger of one stock item, newest first.",
+        extensions=[requires(BUYER)],
+        description="The movement ledger of one stock item, newest first.",
     )
     async def stock_movements(
         self,
@@ -107,8 +107,8 @@ class StockQueries:
 @strawberry.type
 class StockMutations:
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. The callback secret (for the warehouse's signed receipts "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="The callback secret (for the warehouse's signed receipts "
         "at the warehouse's `callbackUrlPath`) is returned only here.",
     )
     async def create_cloud_warehouse(
@@ -123,8 +123,8 @@ class StockMutations:
         return await run_command(CloudWarehousePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. A wholesale stocking order into a cloud warehouse, priced at the "
+        extensions=[requires(BUYER, STAFF)],
+        description="A wholesale stocking order into a cloud warehouse, priced at the "
         "quantity tiers; paid with payOrders, shipped by the supplier, then receiveStock.",
     )
     async def create_cloud_warehouse_order(
@@ -147,8 +147,8 @@ class StockMutations:
         return await run_command(OrderPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. What arrived of a shipped stocking order (lines not named "
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="What arrived of a shipped stocking order (lines not named "
         "arrived in full): FULFILLED, or ABNORMAL with the shortfall.",
     )
     async def receive_stock(
@@ -171,9 +171,8 @@ class StockMutations:
         return await run_command(OrderPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Raise STOCK_LOW when the available units fall below this (null: "
-        "never).",
+        extensions=[requires(BUYER, STAFF)],
+        description="Raise STOCK_LOW when the available units fall below this (null: never).",
     )
     async def set_low_stock_threshold(
         self, info: Info, stock_item_id: strawberry.ID, threshold: int | None
@@ -189,17 +188,18 @@ class StockMutations:
         return await run_command(StockItemPayload, command)
 
 
-def _item_from_payload(p: dict, at: datetime) -> StockItem:
+def _item_from_event(change: InventoryChanged, at: datetime) -> StockItem:
+    """The stock item as the event left it (the event does not carry its threshold)."""
     return StockItem.from_model(
         StockItemModel(
-            id=int(p["stockItemId"]),
-            warehouse_id=int(p["warehouseId"]),
-            sku_id=int(p["skuId"]),
-            on_hand=p["onHand"],
-            reserved=p["reserved"],
-            available=p["available"],
-            in_transit=p["inTransit"],
-            low_stock_threshold=p.get("threshold"),
+            id=change.stock_item_id,
+            warehouse_id=change.warehouse_id,
+            sku_id=change.sku_id,
+            on_hand=change.on_hand,
+            reserved=change.reserved,
+            available=change.available,
+            in_transit=change.in_transit,
+            low_stock_threshold=None,
             updated_at=at,
         )
     )
@@ -208,8 +208,8 @@ def _item_from_payload(p: dict, at: datetime) -> StockItem:
 @strawberry.type
 class StockSubscriptions:
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Every change of its stock, with the figures after it.",
+        extensions=[requires(BUYER)],
+        description="Every change of the buyer's stock, with the figures after it.",
     )
     async def inventory_changed(
         self, info: Info, after_event_id: strawberry.ID | None = None
@@ -217,11 +217,11 @@ class StockSubscriptions:
         async for event in event_stream(
             info, [DomainEventType.INVENTORY_CHANGED.value], after_event_id
         ):
-            p = event.payload
+            change = payload_of(event, InventoryChanged)
             yield InventoryChange(
                 event_id=gid("Event", event.seq),
-                movement=MovementKind(p["movement"]),
-                order_id=gid("Order", p["orderId"]) if p.get("orderId") else None,
+                movement=change.movement,
+                order_id=optional_gid("Order", change.order_id),
                 at=event.created_at,
-                item=_item_from_payload(p, event.created_at),
+                item=_item_from_event(change, event.created_at),
             )

@@ -7,10 +7,9 @@ from strawberry import Info
 
 from domain import connections, order_intake, quotes
 from domain.pages import MAX_PAGE
-from integrations.stores.sync import sync_store
 from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command
-from resolvers.permissions import IsAuthenticated, viewer_of
+from resolvers.permissions import BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
 from schema.types.orders import AnswerQuoteInput, Quote, QuotePayload, RequestQuoteInput
 from schema.types.pagination import Connection
 from schema.types.stores import (
@@ -28,7 +27,7 @@ from schema.types.stores import (
 @strawberry.type
 class StoreQueries:
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(BUYER)],
         description=f"The buyer's stores, at most {MAX_PAGE} per page.",
     )
     async def stores(
@@ -40,8 +39,8 @@ class StoreQueries:
         return Connection.of(rows, Store.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
-        description=f"Buyer. The products of one of its stores, at most {MAX_PAGE} per page.",
+        extensions=[requires(BUYER)],
+        description=f"The products of one of the buyer's stores, at most {MAX_PAGE} per page.",
     )
     async def store_products(
         self, info: Info, store_id: strawberry.ID, first: int = 50, after: str | None = None
@@ -54,7 +53,7 @@ class StoreQueries:
         return Connection.of(rows, StoreProduct.from_model, has_next_page=more, after=after)
 
     @strawberry.field(
-        permission_classes=[IsAuthenticated],
+        extensions=[requires(EITHER)],
         description="Quotes the caller asked for (buyer) or must answer (supplier), newest "
         f"first, at most {MAX_PAGE} per page.",
     )
@@ -70,8 +69,8 @@ class StoreQueries:
 @strawberry.type
 class StoreMutations:
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. The webhook secret is returned only here.",
+        extensions=[requires(BUYER, STAFF)],
+        description="The webhook secret is returned only here.",
     )
     async def connect_store(self, info: Info, input: ConnectStoreInput) -> ConnectStorePayload:
         async def command() -> dict:
@@ -92,12 +91,12 @@ class StoreMutations:
         return await run_command(ConnectStorePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Pull the store's products and its new orders (idempotent).",
+        extensions=[requires(BUYER, STAFF)],
+        description="Pull the store's products and its new orders (idempotent).",
     )
     async def sync_store_orders(self, info: Info, store_id: strawberry.ID) -> SyncStorePayload:
         async def command() -> dict:
-            result = await sync_store(
+            result = await info.context.services.sync_store(
                 viewer=viewer_of(info), store_id=parse_id(store_id, "Store", field="storeId")
             )
             return {
@@ -110,8 +109,8 @@ class StoreMutations:
         return await run_command(SyncStorePayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Connect a store product to a supplier product, one SKU per variant; "
+        extensions=[requires(BUYER, STAFF)],
+        description="Connect a store product to a supplier product, one SKU per variant; "
         "UNRECOGNIZED orders it completes move to AWAITING_PAYMENT.",
     )
     async def connect_product(self, info: Info, input: ConnectProductInput) -> ProductLinkPayload:
@@ -140,8 +139,8 @@ class StoreMutations:
         return await run_command(ProductLinkPayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Future orders are no longer mapped through it.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Future orders are no longer mapped through it.",
     )
     async def disconnect_product(
         self, info: Info, product_link_id: strawberry.ID
@@ -156,8 +155,8 @@ class StoreMutations:
         return await run_command(ProductLinkPayload, command)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Buyer. Ask a supplier to source a store product.",
+        extensions=[requires(BUYER, STAFF)],
+        description="Ask a supplier to source a store product.",
     )
     async def request_quote(self, info: Info, input: RequestQuoteInput) -> QuotePayload:
         async def command() -> dict:
@@ -176,8 +175,8 @@ class StoreMutations:
         return await run_command(QuotePayload, command, in_input=True)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
-        description="Supplier staff. Answer with a product and SKU prices.",
+        extensions=[requires(SUPPLIER, STAFF)],
+        description="Answer with a product and SKU prices.",
     )
     async def answer_quote(self, info: Info, input: AnswerQuoteInput) -> QuotePayload:
         async def command() -> dict:
@@ -197,11 +196,11 @@ class StoreMutations:
 
         return await run_command(QuotePayload, command, in_input=True)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Buyer.")
+    @strawberry.mutation(extensions=[requires(BUYER, STAFF)])
     async def accept_quote(self, info: Info, quote_id: strawberry.ID) -> QuotePayload:
         return await _decide(info, quote_id, accept=True)
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Buyer.")
+    @strawberry.mutation(extensions=[requires(BUYER, STAFF)])
     async def decline_quote(self, info: Info, quote_id: strawberry.ID) -> QuotePayload:
         return await _decide(info, quote_id, accept=False)
 

@@ -18,6 +18,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from domain import store_inbox
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
+from domain.tracking import TRACKING_TOPIC
 from domain.warehouse_tasks import TASKS_TOPIC
 from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
@@ -151,7 +152,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_attempts=settings.tracking_max_attempts,
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
-            app.state.live = Multiplexer(graphql.schema, hub, app)
+            app.state.live = Multiplexer(graphql.schema, hub, app, graphql.services)
             if graphql.response_cache is not None:
                 graphql.response_cache.follow(hub)  # invalidated by every event the hub hears
             app.state.tracking = tracking
@@ -173,6 +174,7 @@ def create_app(settings: Settings) -> Starlette:
             await inbox.start()
             add_commit_listener(publisher.wake)
             add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
+            add_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
             publisher.wake()
             if settings.gc_tuning:
                 runtime.tune()  # after startup: what exists now lives as long as the process
@@ -182,6 +184,7 @@ def create_app(settings: Settings) -> Starlette:
             finally:
                 remove_commit_listener(publisher.wake)
                 remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
+                remove_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
                 await inbox.stop()
                 await warehouses.stop()
                 await tracking.stop()

@@ -36,7 +36,7 @@ from strawberry.types.unset import UnsetType
 from domain import tokens
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
-from resolvers.context import Context
+from resolvers.context import Context, Services
 from schema.global_ids import gid
 from service.graphiql import page_response as graphiql_page
 from service.graphql_http import (
@@ -54,6 +54,7 @@ from service.persisted_documents import (
     PersistedDocumentError,
     PersistedDocuments,
 )
+from service.ports import integration_services
 from service.response_cache import (
     MAX_DOCUMENT_CHARS,
     Key,
@@ -159,7 +160,11 @@ def _check_batch_item(item: object) -> None:
 
 class GraphQLView(GraphQL):
     def __init__(
-        self, schema: Any, settings: Settings, documents: PersistedDocuments | None = None
+        self,
+        schema: Any,
+        settings: Settings,
+        documents: PersistedDocuments | None = None,
+        services: Services | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -182,6 +187,8 @@ class GraphQLView(GraphQL):
             store = MemoryDocuments(settings.persisted_query_entries)
             documents = PersistedDocuments(store if settings.persisted_queries else None, None)
         self.documents = documents
+        # what resolvers call of the integrations (``info.context.services``)
+        self.services = services or integration_services(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -439,6 +446,7 @@ class GraphQLView(GraphQL):
             response=response,
             request_id=request_id,
             hub=request.app.state.hub,
+            services=self.services,
         )
         if isinstance(request, Request):
             state = request.scope.get("state", {})

@@ -11,18 +11,28 @@ supplier: catalogue, logistics method, partnership, third-party and cloud wareho
   nothing of it (an argument naming the pair's object is refused with NOT_FOUND or FORBIDDEN,
   which do not tell whether it exists);
 * a member of A or S one role below what the field needs: refused;
-* the right role (A's or S's owner): served, or refused only for a reason of the domain.
+* the right role (a member of A or S with exactly the declared role; A's and S's owners for
+  subscriptions): served, or refused only for a reason of the domain.
+
+Who may use a field is its ``Requires`` declaration, read from the schema (``declared_access``):
+a field without one fails, and the matrix cannot drift from the API. The declarations are then
+checked against the domain's own guards: with the API's check switched off (in this test only,
+``api_checks_off``), the callers a declaration refuses (the member one role below, and the
+right role of the other organisation kind) must still be refused by the domain (FORBIDDEN or
+NOT_FOUND, or an empty answer to a query) and change nothing. A guard looser than its
+declaration fails there; one tighter fails the first pass (the right role refused).
 
 Fields are read from the schema, so a new field cannot be left out: its required arguments must
-be in ``arguments`` and its access in ``ACCESS``. What the callers must not see is read from the
-database (``tests.support.authz.pair_secrets``), not through the API under test. The figure
-(fields x callers tried, leaks found) is printed (``-s``) and is in the failure message.
+be in ``arguments``. What the callers must not see is read from the database
+(``tests.support.authz.pair_secrets``), not through the API under test. The figure (fields x
+callers tried, leaks found) is printed (``-s``) and is in the failure message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import time
 import uuid
@@ -52,8 +62,11 @@ from tests.support.authz import (
     Outcome,
     Ref,
     Secrets,
+    Side,
     Unique,
+    api_checks_off,
     build_operation,
+    declared_access,
     find_leaks,
     member_secrets,
     pair_secrets,
@@ -80,96 +93,28 @@ STORE_TOKEN, STORE_SECRET = "authz-store-token", "authz-store-secret"
 
 # -- who may use what ------------------------------------------------------------------------------
 
-B, S, BOTH = "buyer", "supplier", "both"
+BOTH = "both"
 LOOKUPS = frozenset({"Query.node", "Query.nodes"})
 STATE = "(the pair's state)"  # a finding about the state snapshot, not one field
 
-ACCESS: dict[str, Access] = {
-    # queries
-    "Query.me": Access(BOTH),
-    "Query.users": Access(BOTH),
-    "Query.apiTokens": Access(BOTH, "ADMIN", scoped=True),
-    "Query.events": Access(BOTH),
-    "Query.products": Access(BOTH),
-    "Query.logisticsMethods": Access(BOTH),
-    "Query.stores": Access(B),
-    "Query.storeProducts": Access(B),
-    "Query.quotes": Access(BOTH),
-    "Query.orders": Access(BOTH),
-    "Query.order": Access(BOTH),
-    "Query.node": Access(BOTH),
-    "Query.nodes": Access(BOTH),
-    "Query.orderCounts": Access(BOTH),
-    "Query.freightQuote": Access(B, "STAFF"),
-    "Query.wallets": Access(BOTH),
-    "Query.walletEntries": Access(BOTH),
-    "Query.partnerships": Access(BOTH),
-    "Query.distributionWarehouses": Access(BOTH),
-    "Query.thirdPartyWarehouses": Access(S, "STAFF"),
-    "Query.distributionSettings": Access(S, "STAFF"),
-    "Query.afterSalesOrders": Access(BOTH),
-    "Query.afterSalesOrder": Access(BOTH),
-    "Query.withdrawals": Access(BOTH),
-    "Query.cloudWarehouses": Access(BOTH),
-    "Query.inventory": Access(B),
-    "Query.stockMovements": Access(B),
-    # mutations
-    "Mutation.renameOrganisation": Access(BOTH, "ADMIN"),
-    "Mutation.addUser": Access(BOTH, "ADMIN"),
-    "Mutation.createApiToken": Access(BOTH),
-    "Mutation.revokeApiToken": Access(B, "ADMIN"),  # the token is the owner's, not the caller's
-    "Mutation.createProduct": Access(S, "STAFF"),
-    "Mutation.updateSku": Access(S, "STAFF"),
-    "Mutation.discontinueProduct": Access(S, "STAFF"),
-    "Mutation.createLogisticsMethod": Access(S, "STAFF"),
-    "Mutation.connectStore": Access(B, "STAFF"),
-    "Mutation.syncStoreOrders": Access(B, "STAFF"),
-    "Mutation.connectProduct": Access(B, "STAFF"),
-    "Mutation.disconnectProduct": Access(B, "STAFF"),
-    "Mutation.requestQuote": Access(B, "STAFF"),
-    "Mutation.answerQuote": Access(S, "STAFF"),
-    "Mutation.acceptQuote": Access(B, "STAFF"),
-    "Mutation.declineQuote": Access(B, "STAFF"),
-    "Mutation.createManualOrder": Access(B, "STAFF"),
-    "Mutation.connectOrderSku": Access(B, "STAFF"),
-    "Mutation.cancelOrders": Access(B, "STAFF"),
-    "Mutation.payOrders": Access(B, "STAFF"),
-    "Mutation.topUpWallet": Access(S, "STAFF"),
-    "Mutation.shipOrder": Access(S, "STAFF"),
-    "Mutation.markDelivered": Access(S, "STAFF"),
-    "Mutation.holdOrderAbnormal": Access(S, "STAFF"),
-    "Mutation.resolveOrderAbnormal": Access(S, "STAFF"),
-    "Mutation.openDepute": Access(B, "STAFF"),
-    "Mutation.refundDepute": Access(S, "STAFF"),
-    "Mutation.resolveDepute": Access(S, "STAFF"),
-    "Mutation.applyForPartnership": Access(B, "ADMIN"),
-    "Mutation.decidePartnership": Access(S, "STAFF"),
-    "Mutation.addDistributionWarehouse": Access(B, "STAFF"),
-    "Mutation.selectDistributionWarehouse": Access(S, "STAFF"),
-    "Mutation.authoriseThirdPartyWarehouse": Access(S, "ADMIN"),
-    "Mutation.testThirdPartyWarehouse": Access(S, "STAFF"),
-    "Mutation.revokeThirdPartyWarehouse": Access(S, "ADMIN"),
-    "Mutation.updateDistributionSettings": Access(S, "ADMIN"),
-    "Mutation.pushOrders": Access(S, "STAFF"),
-    "Mutation.withdrawOrder": Access(B, "STAFF"),
-    "Mutation.withdrawAfterSalesOrder": Access(B, "STAFF"),
-    "Mutation.retryWithdrawal": Access(B, "STAFF"),
-    "Mutation.closeWithdrawal": Access(BOTH, "STAFF"),
-    "Mutation.convertWithdrawalToReturn": Access(B, "STAFF"),
-    "Mutation.createAfterSalesOrder": Access(B, "STAFF"),
-    "Mutation.pushReturns": Access(S, "STAFF"),
-    "Mutation.createCloudWarehouse": Access(S, "STAFF"),
-    "Mutation.createCloudWarehouseOrder": Access(B, "STAFF"),
-    "Mutation.receiveStock": Access(S, "STAFF"),
-    "Mutation.setLowStockThreshold": Access(B, "STAFF"),
-    # subscriptions
-    "Subscription.events": Access(BOTH),
-    "Subscription.orderStatusChanged": Access(BOTH),
-    "Subscription.quoteUpdated": Access(BOTH),
-    "Subscription.withdrawalStatusChanged": Access(BOTH),
-    "Subscription.returnStatusChanged": Access(BOTH),
-    "Subscription.inventoryChanged": Access(B),
+# Fields a declaration lets both sides use, whose arguments (in ``arguments``) name one side's
+# objects: the right role of the other side would only get NOT_FOUND.
+ARGUMENT_SIDES: dict[str, Side] = {
+    "Mutation.revokeApiToken": "buyer",  # the token is A's owner's, not the caller's
 }
+
+
+@functools.cache
+def _declared() -> dict[str, Access | None]:
+    return declared_access(create_schema()._schema)
+
+
+def access_of(op_name: str) -> Access:
+    """The field's declaration (``Requires``), as the schema has it."""
+    access = _declared()[op_name]
+    assert access is not None, f"{op_name} declares no `Requires`"
+    return access
+
 
 # Queries whose right answer holds nothing private of the pair (catalogue, settings, counts).
 NO_PRIVATE_DATA = frozenset(
@@ -230,7 +175,11 @@ class World:
         return {self.a.organisation_id, self.s.organisation_id}
 
 
-def sides(access: Access) -> list[str]:
+def sides(op_name: str) -> list[str]:
+    """The sides of the pair whose right role runs the field."""
+    if op_name in ARGUMENT_SIDES:
+        return [ARGUMENT_SIDES[op_name]]
+    access = access_of(op_name)
     return ["buyer", "supplier"] if access.side == BOTH else [access.side]
 
 
@@ -839,7 +788,7 @@ class Matrix:
 
     def record(self, op_name: str, actor: str, summary: str) -> None:
         self.tried[actor].add(op_name)
-        grouped = actor.startswith(("right role", "lesser role"))
+        grouped = actor.startswith(("right role", "lesser role", "domain only"))
         column = actor.split(" (")[0] if grouped else actor
         cell = self.cells[op_name].get(column)
         self.cells[op_name][column] = summary if cell in (None, summary) else f"{cell}|{summary}"
@@ -935,6 +884,32 @@ def judge(
         ):
             problems.append("the right role saw nothing of the pair: the table misses it")
     return leaks, problems
+
+
+def empty(value: Any) -> bool:
+    """An answer that holds nothing: null, a list of nulls, or a connection's empty page."""
+    if value is None:
+        return True
+    if isinstance(value, list):
+        return all(item is None for item in value)
+    if isinstance(value, dict) and ("edges" in value or "nodes" in value):
+        return not value.get("edges") and not value.get("nodes")
+    return False
+
+
+def judge_domain(op: Operation, outcome: Outcome, secrets: Secrets) -> list[str]:
+    """(leaks) of the domain's answer, with the API's check off, to a caller the field's
+    declaration refuses: it must refuse them too (FORBIDDEN or NOT_FOUND), or, for a query,
+    answer nothing."""
+    leaks: list[str] = []
+    seen = find_leaks(outcome.body, secrets if op.name in LOOKUPS else secrets.without(op.refs))
+    if seen:
+        leaks.append("sees " + ", ".join(seen[:10]))
+    codes = outcome.codes
+    refused = bool(codes) and all(code in OPAQUE_REFUSALS for code in codes)
+    if not refused and not (op.kind == "query" and not codes and empty(outcome.value)):
+        leaks.append(f"the domain serves a caller its declaration refuses ({summary(outcome)})")
+    return leaks
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
@@ -1096,13 +1071,14 @@ def placeholder_world() -> World:
 
 
 def test_the_tables_cover_every_root_field() -> None:
-    """Without a server: every root field has an access rule and fillable arguments."""
+    """Without a server: every root field declares who may use it and has fillable arguments."""
     schema = create_schema()._schema
-    names = [qualified(kind, name) for kind, name in root_fields(schema)]
-    missing = [name for name in names if name not in ACCESS]
-    assert missing == [], f"add these fields to ACCESS: {missing}"
-    stale = sorted(set(ACCESS) - set(names))
-    assert stale == [], f"ACCESS names fields the schema no longer has: {stale}"
+    declared = declared_access(schema)
+    missing = [name for name, access in declared.items() if access is None]
+    assert missing == [], f"declare who may use these (`requires(...)`): {missing}"
+    for name, side in ARGUMENT_SIDES.items():
+        access = declared.get(name)
+        assert access is not None and access.side in (BOTH, side), (name, access)
     table = arguments(placeholder_world())
     for kind, name in root_fields(schema):
         build_operation(schema, kind, name, table)
@@ -1116,6 +1092,7 @@ async def test_authorisation_matrix(
     ws_connect: Callable[..., Awaitable[GraphQLWebSocket]],
     shop: Sim,
     wh: WarehouseSim,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started = time.monotonic()
     w = await build_world(server, client, make_member, shop, wh)
@@ -1140,7 +1117,7 @@ async def test_authorisation_matrix(
     )
     revoked = made["secret"]
     for name in queries:
-        if "buyer" in sides(ACCESS[qualified("query", name)]):
+        if "buyer" in sides(qualified("query", name)):
             op = operation("query", name)
             body = await client.post(op.document, op.variables, token=revoked)
             assert "errors" not in body, (name, body)
@@ -1175,24 +1152,51 @@ async def test_authorisation_matrix(
         "supplier T (not the orders' supplier)", "outsider", token=w.t.token, member=w.t
     )
     right = {
-        "buyer": Actor("right role (A)", "right", token=w.a.token, member=w.a),
-        "supplier": Actor("right role (S)", "right", token=w.s.token, member=w.s),
+        "buyer": Actor("right role (OWNER of A)", "right", token=w.a.token, member=w.a),
+        "supplier": Actor("right role (OWNER of S)", "right", token=w.s.token, member=w.s),
     }
 
     def rights(op_name: str) -> list[Actor]:
-        return [right[side] for side in sides(ACCESS[op_name])]
+        """A member with exactly the declared role, on each side: a domain guard that wants
+        more than the declaration refuses them."""
+        role = access_of(op_name).minimum
+        actors = []
+        for side in sides(op_name):
+            owner = right[side]
+            if role == "OWNER":
+                actors.append(owner)
+                continue
+            assert owner.member is not None
+            member = w.members[(owner.member.organisation_id, role)]
+            label = f"right role ({role} of {'A' if side == 'buyer' else 'S'})"
+            actors.append(Actor(label, "right", member.token, member=member))
+        return actors
 
     def lesser(op_name: str) -> list[Actor]:
-        access = ACCESS[op_name]
+        access = access_of(op_name)
         role = access.lesser_role
         if role is None:
             return []
         actors = []
-        for side in sides(access):
+        for side in sides(op_name):
             owner = w.a if side == "buyer" else w.s
             member = w.members[(owner.organisation_id, role)]
             label = f"lesser role ({role} of {'A' if side == 'buyer' else 'S'})"
             actors.append(Actor(label, "lesser", member.token, member=member))
+        return actors
+
+    def refused_by_declaration(op_name: str) -> list[Actor]:
+        """The callers the declaration refuses, for the pass without the API's check: the
+        member one role below (unless scoped), and the right role of the wrong kind."""
+        access = access_of(op_name)
+        actors = [
+            dataclasses.replace(actor, label=f"domain only: {actor.label}", category="domain")
+            for actor in ([] if access.scoped else lesser(op_name))
+        ]
+        if access.wrong_side is not None:
+            owner = right[access.wrong_side]
+            label = f"domain only: wrong kind ({owner.label.split('(')[1]}"
+            actors.append(Actor(label, "domain", owner.token, member=owner.member))
         return actors
 
     async def secrets_of(actor: Actor) -> Secrets:
@@ -1215,9 +1219,10 @@ async def test_authorisation_matrix(
         outcome = Outcome(body, op.field)
         if actor.category == "right" and kind == "query":
             seen_objects[actor.label].update(identities(body))
+            readers[actor.label] = actor
         matrix.record(op.name, actor.label, summary(outcome))
         leaks, problems = judge(
-            actor, op, ACCESS[op.name], outcome, await secrets_of(actor), pair_view
+            actor, op, access_of(op.name), outcome, await secrets_of(actor), pair_view
         )
         matrix.leaks += [Finding(op.name, actor.label, x, outcome.brief()) for x in leaks]
         matrix.problems += [Finding(op.name, actor.label, x, outcome.brief()) for x in problems]
@@ -1229,6 +1234,7 @@ async def test_authorisation_matrix(
         return after
 
     seen_objects: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    readers: dict[str, Actor] = {}
 
     # 1. every query: the right roles first (so a cache holds their pages), then the others
     pair_view = await secrets_of(buyer_b)
@@ -1240,8 +1246,8 @@ async def test_authorisation_matrix(
             await run(actor, "query", name, pair_view)
 
     # every object the right roles read comes back through `nodes(ids:)`, of every node type
-    for actor in right.values():
-        await every_object_resolves_as_a_node(client, actor, seen_objects[actor.label])
+    for label, actor in readers.items():
+        await every_object_resolves_as_a_node(client, actor, seen_objects[label])
     covered = {typename for objects in seen_objects.values() for typename, _ in objects}
     assert covered == set(NODE_TYPES), f"node types no query reached: {set(NODE_TYPES) - covered}"
 
@@ -1256,6 +1262,32 @@ async def test_authorisation_matrix(
             await run(actor, "mutation", name, pair_view)
     state = await state_unchanged_by("lesser roles", state)
 
+    # 2b. the declarations against the domain's guards: the API's check off (this test only),
+    #     the callers each declaration refuses must be refused by the domain too
+    domain_secrets: dict[str, Secrets] = {}
+
+    async def run_domain_only(actor: Actor, kind: Kind, name: str) -> None:
+        op = operation(kind, name)
+        outcome = Outcome(await client.post(op.document, op.variables, token=actor.token), op.field)
+        matrix.record(op.name, actor.label, summary(outcome))
+        if actor.label not in domain_secrets:
+            assert actor.member is not None
+            domain_secrets[actor.label] = (
+                await member_secrets(actor.member.organisation_id, actor.member.user_id)
+                if "lesser role" in actor.label
+                else await secrets_of(actor)
+            )
+        for leak in judge_domain(op, outcome, domain_secrets[actor.label]):
+            matrix.leaks.append(Finding(op.name, actor.label, leak, outcome.brief()))
+
+    with monkeypatch.context() as patched:
+        api_checks_off(patched)
+        for kind, names in (("query", queries), ("mutation", mutations)):
+            for name in names:
+                for actor in refused_by_declaration(qualified(kind, name)):
+                    await run_domain_only(actor, kind, name)
+    state = await state_unchanged_by("callers the declarations refuse, API check off", state)
+
     # 3. subscriptions: refused without a valid token; outsiders hear nothing of the pair while
     #    the right roles' mutations run, and A's and S's own subscribers hear them
     for name in subscriptions:
@@ -1267,16 +1299,24 @@ async def test_authorisation_matrix(
                 matrix.leaks.append(Finding(op.name, actor.label, "socket not refused", problem))
     baseline = server.app.state.live.listening_subscriptions
     listeners = []
-    for actor in (buyer_b, supplier_t, right["buyer"], right["supplier"]):
+    admitted = 0  # the subscriptions the declarations let through (an outsider of the wrong
+    # kind is refused its subscription at once)
+    for actor, side in (
+        (buyer_b, "buyer"),
+        (supplier_t, "supplier"),
+        (right["buyer"], "buyer"),
+        (right["supplier"], "supplier"),
+    ):
         ws = await ws_connect(actor.token)
         await ws.acknowledged()
         listener = Listener(actor, ws)
         for name in subscriptions:
-            if actor.category == "outsider" or actor in rights(qualified("subscription", name)):
+            if actor.category == "outsider" or side in sides(qualified("subscription", name)):
                 await listener.subscribe(operation("subscription", name))
+                admitted += access_of(qualified("subscription", name)).side in (BOTH, side)
         listener.start()
         listeners.append(listener)
-    await server.wait_for_subscribers(baseline + sum(len(x.operations) for x in listeners))
+    await server.wait_for_subscribers(baseline + admitted)
     # refused at once, or (a leak) served; the idle socket's own twin, because a replay that
     # reaches the revocation event marks the socket revoked for what follows
     for actor, socket in ((revoked_idle, idle_for_subscriptions), (revoked_sub, subscribed)):
@@ -1285,6 +1325,28 @@ async def test_authorisation_matrix(
             await listener.subscribe(operation("subscription", name))
         listener.start()
         listeners.append(listener)
+    # the wrong kind, with the API's check off while it subscribes: the domain serves it nothing
+    domain_only: dict[str, Listener] = {}
+    with monkeypatch.context() as patched:
+        api_checks_off(patched)
+        before = server.app.state.live.listening_subscriptions
+        for name in subscriptions:
+            for actor in refused_by_declaration(qualified("subscription", name)):
+                if actor.label not in domain_only:
+                    ws = await ws_connect(actor.token)
+                    await ws.acknowledged()
+                    domain_only[actor.label] = Listener(actor, ws)
+                await domain_only[actor.label].subscribe(operation("subscription", name))
+        for listener in domain_only.values():
+            listener.start()
+        wanted = sum(len(x.operations) for x in domain_only.values())
+
+        async def settled() -> int:
+            refused = sum(x.refused(op_id) for x in domain_only.values() for op_id in x.operations)
+            return server.app.state.live.listening_subscriptions - before + refused
+
+        await eventually(settled, lambda n: n >= wanted, timeout=10)
+    listeners.extend(domain_only.values())
     marker = await numbered()
 
     # 4. every mutation as the right roles (the events the subscribers wait for); the state
@@ -1319,7 +1381,21 @@ async def test_authorisation_matrix(
         for op_id, op in listener.operations.items():
             messages = listener.received[op_id]
             seen = find_leaks(messages, secrets)
-            if listener.actor.category == "unauthenticated":
+            if listener.actor.category == "domain":
+                served = listener.served(op_id)
+                matrix.record(
+                    op.name, listener.actor.label, f"{served} served" if served else "nothing"
+                )
+                if served:
+                    matrix.leaks.append(
+                        Finding(
+                            op.name,
+                            listener.actor.label,
+                            f"the domain serves a caller its declaration refuses ({served})",
+                            json.dumps(messages)[:400],
+                        )
+                    )
+            elif listener.actor.category == "unauthenticated":
                 served = listener.served(op_id)
                 matrix.record(
                     op.name, listener.actor.label, f"{served} served" if served else "refused"

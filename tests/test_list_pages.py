@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, get_named_type
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from domain.models.catalogue import Product as ProductModel
 from domain.models.catalogue import ProductStatus
 from domain.models.orders import Quote as QuoteModel
 from domain.models.wallets import WalletEntry as WalletEntryModel
 from domain.pages import MAX_PAGE
+from resolvers.permissions import declared
 from schema.build import create_schema
 from schema.global_ids import gid, key_of
 from tests.conftest import MakeMember, Member
@@ -353,20 +355,28 @@ REFUSED: list[tuple[int, str | None, str]] = [  # first, after, the argument ref
 async def test_page_arguments_out_of_range_are_bad_user_input(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember
 ) -> None:
-    """On every connection, whoever asks and whatever its other arguments name (checked before
-    anything is read: a wallet that does not exist, a supplier's list asked by a buyer)."""
+    """On every connection, whoever may ask and whatever its other arguments name (checked
+    before anything is read: a wallet that does not exist). A caller of the kind the field's
+    declaration refuses (a supplier's list asked by a buyer) is refused first: FORBIDDEN."""
     callers = {"BUYER": await make_member("BUYER"), "SUPPLIER": await make_member("SUPPLIER")}
+    query_type = create_schema()._schema.query_type
+    assert query_type is not None
+    fields = query_type.fields
     wrong: list[str] = []
     for first, after, argument in REFUSED:
         for field in CONNECTIONS:
             document, variables = _call(field, first, after)
+            requires = declared(fields[field].extensions[GraphQLCoreConverter.DEFINITION_BACKREF])
+            assert requires is not None, field
             for kind, caller in callers.items():
                 body = await client.post(document, variables, token=caller.token)
                 codes = [
                     (e["extensions"]["code"], e["extensions"].get("field"))
                     for e in body.get("errors") or []
                 ]
-                if body.get("data") is not None or codes != [("BAD_USER_INPUT", argument)]:
+                refused = requires.kind is not None and requires.kind.value != kind
+                expected = [("FORBIDDEN", None)] if refused else [("BAD_USER_INPUT", argument)]
+                if body.get("data") is not None or codes != expected:
                     wrong.append(f"{field}(first: {first}, after: {after!r}) as {kind}: {body}")
     assert wrong == []
 

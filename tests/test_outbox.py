@@ -8,10 +8,21 @@ import pytest
 
 from domain import outbox
 from domain.db import transaction
-from domain.events import EventType, record_event
+from domain.event_catalogue import OrganisationUpdated
+from domain.events import NewEvent, record_event
 from domain.models.events import Event
 from tests.conftest import MakeMember
 from tests.support.server import RunningServer
+
+
+def _probe(subject_type: str, subject_id: str, audience: list[int]) -> NewEvent:
+    """An event about a made-up subject (the outbox does not care what it is about)."""
+    return NewEvent(
+        OrganisationUpdated(name="probe", previous_name="probe"),
+        subject_type,
+        subject_id,
+        tuple(audience),
+    )
 
 
 async def test_a_rolled_back_change_leaves_no_event(
@@ -21,12 +32,7 @@ async def test_a_rolled_back_change_leaves_no_event(
     before = await Event.filter(subject_id="rollback-probe").count()
     with pytest.raises(RuntimeError):
         async with transaction():
-            await record_event(
-                type=EventType.ORGANISATION_UPDATED,
-                subject_type="Organisation",
-                subject_id="rollback-probe",
-                audience=[member.organisation_id],
-            )
+            await record_event(_probe("Organisation", "rollback-probe", [member.organisation_id]))
             raise RuntimeError("the change fails after its event was written")
     assert await Event.filter(subject_id="rollback-probe").count() == before
 
@@ -42,24 +48,14 @@ async def test_sequence_follows_commit_order_not_insert_order(
 
     async def slow() -> None:
         async with transaction():
-            await record_event(
-                type=EventType.ORGANISATION_UPDATED,
-                subject_type="Probe",
-                subject_id="slow",
-                audience=[member.organisation_id],
-            )
+            await record_event(_probe("Probe", "slow", [member.organisation_id]))
             slow_inserted.set()
             await release.wait()
 
     async def fast() -> None:
         await slow_inserted.wait()
         async with transaction():
-            await record_event(
-                type=EventType.ORGANISATION_UPDATED,
-                subject_type="Probe",
-                subject_id="fast",
-                audience=[member.organisation_id],
-            )
+            await record_event(_probe("Probe", "fast", [member.organisation_id]))
 
     if server.settings.is_sqlite:
         # SQLite has one writer: the second transaction waits for the first. Numbering is
@@ -91,12 +87,7 @@ async def test_numbering_is_gap_free_under_concurrency(
 
     async def write(i: int) -> None:
         async with transaction():
-            await record_event(
-                type=EventType.ORGANISATION_UPDATED,
-                subject_type="Burst",
-                subject_id=str(i),
-                audience=[member.organisation_id],
-            )
+            await record_event(_probe("Burst", str(i), [member.organisation_id]))
 
     await asyncio.gather(
         *(write(i) for i in range(50)), *(outbox.assign_sequence() for _ in range(10))
@@ -121,10 +112,7 @@ async def test_claims_number_in_one_sequence_with_assignments(
     async def write(i: int) -> None:
         async with transaction():
             await record_event(
-                type=EventType.ORGANISATION_UPDATED,
-                subject_type="Claim",
-                subject_id=str(i),
-                audience=[member.organisation_id, other.organisation_id],
+                _probe("Claim", str(i), [member.organisation_id, other.organisation_id])
             )
 
     results = await asyncio.gather(
@@ -145,7 +133,8 @@ async def test_claims_number_in_one_sequence_with_assignments(
     assert set(ours) | set(theirs) == {str(i) for i in range(40)}
     assert ours
     assert all(e.audience == {member.organisation_id, other.organisation_id} for e in ours.values())
-    assert all(e.payload == {} and e.created_at.tzinfo is not None for e in ours.values())
+    probe = {"name": "probe", "previousName": "probe"}
+    assert all(e.payload == probe and e.created_at.tzinfo is not None for e in ours.values())
     await server.app.state.publisher.flush()
     seqs = sorted(await Event.filter(seq__isnull=False).values_list("seq", flat=True))
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))

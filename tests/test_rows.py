@@ -1,4 +1,4 @@
-"""``domain.rows`` builds exactly the instances Tortoise builds, for every model with rows."""
+"""``domain.persistence.rows`` builds exactly the instances Tortoise builds, for every model with rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from tortoise import Tortoise
 
 from bench.seed import seed
-from domain import rows
+from domain.persistence import rows
 from tests.support.server import RunningServer
 
 

@@ -1,4 +1,4 @@
-"""The schema as a contract: the snapshot in review, a permission on every root field,
+"""The schema as a contract: the snapshot in review, a `Requires` on every root field,
 migrations that match the models."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from strawberry.permission import PermissionExtension
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from resolvers.permissions import declared
 from schema.build import Mutation, Query, Subscription, create_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,15 +34,23 @@ def test_export_schema_command_prints_the_schema() -> None:
     assert result.stdout == (ROOT / "schema.graphql").read_text(encoding="utf-8")
 
 
-def test_every_root_field_has_a_permission_class() -> None:
-    unguarded = []
+def test_every_root_field_declares_who_may_use_it() -> None:
+    """A ``Requires`` declaration (``resolvers.permissions.requires``) on every root field, and
+    it is in the field's description in the schema."""
+    undeclared = []
     for root in (Query, Mutation, Subscription):
         for field in root.__strawberry_definition__.fields:
-            if not any(
-                isinstance(ext, PermissionExtension) and ext.permissions for ext in field.extensions
-            ):
-                unguarded.append(f"{root.__name__}.{field.python_name}")
-    assert unguarded == []
+            if declared(field) is None:
+                undeclared.append(f"{root.__name__}.{field.python_name}")
+    assert undeclared == []
+    schema = create_schema()._schema
+    for root_type in (schema.query_type, schema.mutation_type, schema.subscription_type):
+        assert root_type is not None
+        for name, graphql_field in root_type.fields.items():
+            field = graphql_field.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+            requires = declared(field)
+            assert requires is not None, name
+            assert (graphql_field.description or "").endswith(requires.describe()), name
 
 
 def test_every_mutation_returns_a_payload_with_user_errors() -> None:

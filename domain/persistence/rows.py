@@ -31,6 +31,8 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 from tortoise.timezone import get_default_timezone, get_use_tz
 
+from compat import tortoise as orm
+
 M = TypeVar("M", bound=Model)
 Convert = Callable[[Any], Any]
 
@@ -76,28 +78,21 @@ class RowBuilder(Generic[M]):
     """Builds instances of ``model`` from rows keyed by its column names (every column)."""
 
     def __init__(self, model: type[M]) -> None:
-        meta = model._meta
         self.model = model
-        self.source = meta.db_complex_fields  # Tortoise's field lists this was built from
-        self._custom_pk = meta.db_pk_column not in meta.generated_db_fields
-        self._columns: list[tuple[str, str, Convert | None]] = []
-        for kind, fields in (
-            ("native", meta.db_native_fields),
-            ("default", meta.db_default_fields),
-            ("complex", meta.db_complex_fields),
-        ):
-            for column, attribute, field in fields:
-                self._columns.append((column, attribute, _converter(field, kind)))
+        self.source = orm.model_version(model)  # the metadata this was built from
+        self._loaded = orm.loaded_state(model)
+        self._columns: list[tuple[str, str, Convert | None]] = [
+            (column, attribute, _converter(field, kind))
+            for kind, column, attribute, field in orm.columns_by_kind(model)
+        ]
 
     def build(self, row: Mapping[str, Any], prefix: str = "") -> M:
         """An instance from ``row``; with ``prefix``, its columns are read as ``prefix + column``
         (the aliases of a joined SELECT)."""
         instance = self.model.__new__(self.model)
         values = instance.__dict__
-        values["_partial"] = False
-        values["_saved_in_db"] = True
-        values["_custom_generated_pk"] = self._custom_pk
-        values["_await_when_save"] = {}
+        values.update(self._loaded)
+        values["_await_when_save"] = {}  # a dict of its own per instance
         for column, attribute, convert in self._columns:
             value = row[prefix + column] if prefix else row[column]
             if convert is not None and value is not None:
@@ -116,19 +111,14 @@ _builders: dict[type[Model], RowBuilder[Any]] = {}
 def builder(model: type[M]) -> RowBuilder[M]:
     """The model's builder, made on first use (after Tortoise has initialised the model)."""
     found = _builders.get(model)
-    if found is None or found.source is not model._meta.db_complex_fields:  # re-initialised
+    if found is None or found.source is not orm.model_version(model):  # re-initialised
         found = _builders[model] = RowBuilder(model)
     return found
 
 
-def placeholder(dialect: str, index: int) -> str:
-    """The ``index``-th (from 1) parameter of a written-out statement in ``dialect``."""
-    return f"${index}" if dialect == "postgres" else "?"
-
-
 async def fetch(model: type[M], sql: str, values: list[Any] | None = None) -> list[M]:
     """Run ``sql`` (selecting every column of ``model``) and build its rows as instances."""
-    _, rows = await model._meta.db.execute_query(sql, values)
+    _, rows = await orm.connection_of(model).execute_query(sql, values)
     return builder(model).build_all(rows)
 
 
@@ -136,9 +126,6 @@ async def fetch_query(query: QuerySet[M]) -> list[M]:
     """``await query``, for a plain query (every column of its model: no ``only``,
     ``values``, annotations or ``select_related``), with the rows built by the model's
     ``RowBuilder``."""
-    model = query.model
-    query._choose_db_if_not_chosen()
-    query._make_query()
-    sql, values = query.query.get_parameterized_sql()
-    _, rows = await query._db.execute_query(sql, values)
-    return builder(model).build_all(rows)
+    db, sql, values = orm.compiled(query)
+    _, rows = await db.execute_query(sql, values)
+    return builder(query.model).build_all(rows)

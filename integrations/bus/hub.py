@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 from domain import outbox
+from domain.errors import SubscriptionEnded  # raised here; tests and older code import it here
 from domain.events import EventType, PublishedEvent
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, decode
@@ -26,10 +27,6 @@ _CLOSED = object()
 _CATCH_UP = object()
 
 DispatchListener = Callable[[PublishedEvent | None], None]
-
-
-class SubscriptionEnded(Exception):
-    """The stream cannot go on (its token was revoked); the client should reconnect."""
 
 
 @dataclass(eq=False)

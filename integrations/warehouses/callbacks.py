@@ -108,7 +108,4 @@ async def receive_warehouse_callback(request: Request) -> JSONResponse:
             raise
         # the order changed while this was applied: nothing was written, the sender retries
         return _answer(409, "conflict", error=error.message)
-    tracking = getattr(request.app.state, "tracking", None)
-    if tracking is not None:
-        tracking.wake()
-    return _answer(200, "applied")
+    return _answer(200, "applied")  # a shipment woke the tracking pusher (domain/lifecycle.py)

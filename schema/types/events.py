@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from domain.event_catalogue import public_payload
 from domain.events import PublishedEvent
 from domain.models.events import Event as EventModel
 from schema.global_ids import gid, payload_for_clients, subject_type_for_clients
@@ -48,7 +49,7 @@ class Event(Node):
             type=EventType(e.type),
             subject_type=subject_type_for_clients(e.subject_type),
             subject_id=gid(e.subject_type, e.subject_id),
-            payload=payload_for_clients(e.payload),
+            payload=payload_for_clients(public_payload(e)),
             actor_user_id=gid("User", e.actor_user_id) if e.actor_user_id else None,
             occurred_at=e.created_at,
         )

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from graphql import GraphQLError, GraphQLFormattedError
 from starlette.applications import Starlette
-from strawberry.types.execution import PreExecutionError
 
+from compat.strawberry import PreExecutionError
 from domain.access import Viewer
 from domain.events import EventType, PublishedEvent
-from resolvers.context import Context
+from resolvers.context import Context, Services
 from resolvers.errors import PublicError
 from service.live.protocol import (
     CloseCode,
@@ -152,6 +152,7 @@ class Group:
             response=None,
             request_id=new_request_id(),
             hub=cast("EventHub", GroupHub(multiplexer.hub, self)),
+            services=multiplexer.services,
             viewer=group_viewer,
         )
         self._context.fresh_loaders()
@@ -255,10 +256,11 @@ def _canonical(variables: dict[str, Any] | None) -> str:
 class Multiplexer:
     """Every group of this process, and the figures the metrics and tests read."""
 
-    def __init__(self, schema: Schema, hub: EventHub, app: Starlette) -> None:
+    def __init__(self, schema: Schema, hub: EventHub, app: Starlette, services: Services) -> None:
         self.schema = schema
         self.hub = hub
         self.app = app
+        self.services = services
         self.hub_streams = 0  # hub streams held by groups (the rest are graphql-ws sockets')
         self._joinable: dict[GroupKey, Group] = {}
         self._groups: set[Group] = set()

@@ -1,6 +1,8 @@
 """Machinery of the authorisation matrix (``tests/test_authorization_matrix.py``).
 
-* ``root_fields`` lists every Query, Mutation and Subscription field of the live schema.
+* ``root_fields`` lists every Query, Mutation and Subscription field of the live schema;
+  ``declared_access`` reads who may use each from its ``Requires`` declaration
+  (``resolvers.permissions``), and ``api_checks_off`` switches that check off for a test.
 * ``build_operation`` turns one root field into a document and its variables: arguments come
   from an explicit table (``Arguments``), input objects are built from their required fields,
   selections pick ``__typename``, the id-like fields and ``userErrors { code field }``. A
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pytest
 import websockets
 from graphql import (
     GraphQLField,
@@ -35,7 +38,11 @@ from graphql import (
     is_list_type,
     is_non_null_type,
 )
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from domain.access import Viewer
+from domain.errors import DomainError
+from resolvers.permissions import Requires, declared
 from schema.global_ids import split as split_gid
 from tests.support.graphql_client import GraphQLWebSocket
 
@@ -76,7 +83,7 @@ class Ref:
 
 @dataclass(frozen=True)
 class Access:
-    """Who may use a root field with the table's arguments.
+    """Who may use a root field: its ``Requires`` declaration, as the matrix uses it.
 
     ``side``: the organisation(s) of the pair that act with it (the right role runs it as each).
     ``minimum``: the least role that may use it; a member one rank below must be refused.
@@ -87,10 +94,47 @@ class Access:
     minimum: str = "VIEWER"
     scoped: bool = False
 
+    @classmethod
+    def of(cls, requires: Requires) -> Access:
+        side: Side = "both" if requires.kind is None else _SIDES[requires.kind.value]
+        return cls(side, requires.role.value, requires.scoped)
+
     @property
     def lesser_role(self) -> str | None:
         rank = ROLES.index(self.minimum)
         return ROLES[rank - 1] if rank > 0 else None
+
+    @property
+    def wrong_side(self) -> Side | None:
+        """The organisation kind the declaration refuses, if it refuses one."""
+        if self.side == "both":
+            return None
+        return "supplier" if self.side == "buyer" else "buyer"
+
+
+_SIDES: dict[str, Side] = {"BUYER": "buyer", "SUPPLIER": "supplier"}
+
+
+def declared_access(schema: GraphQLSchema) -> dict[str, Access | None]:
+    """Every root field's declaration (None: it has none), read from the schema."""
+    table: dict[str, Access | None] = {}
+    for kind, name in root_fields(schema):
+        graphql_field = root_type(schema, kind).fields[name]
+        definition = (graphql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        requires = declared(definition) if definition is not None else None
+        table[qualified(kind, name)] = Access.of(requires) if requires else None
+    return table
+
+
+def _admit(self: Requires, viewer: Viewer) -> DomainError | None:
+    return None
+
+
+def api_checks_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on (until ``monkeypatch`` is undone), every ``Requires`` admits any
+    authenticated caller: what is left is the domain's own guards. For tests only: the API has
+    no setting that does this."""
+    monkeypatch.setattr(Requires, "refusal", _admit)
 
 
 class Unique:

@@ -1,0 +1,80 @@
+"""Writing an event and its audience: one statement on PostgreSQL (``recording_sql``, which
+other statements embed to record an event with the change that causes it), two elsewhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from compat import tortoise as orm
+from domain.models.events import Event, EventAudience
+from domain.persistence.dialects import DialectSwitch
+
+if TYPE_CHECKING:
+    from domain.events import NewEvent
+
+
+def recording_sql(first: int, *, only_if: str | None = None) -> str:
+    """PostgreSQL: the common table expressions that insert one event and its audience, with
+    the parameters ``$first`` … ``$first + 6`` of ``event_parameters``. ``only_if`` names an
+    earlier expression of the statement: the event is inserted once per row it returns, so a
+    change that did not happen records nothing."""
+    p = [f"${i}" for i in range(first, first + 7)]
+    source = f" FROM {only_if}" if only_if else ""
+    return f"""recorded AS (
+    INSERT INTO "{orm.table(Event)}" (type, subject_type, subject_id, payload, actor_user_id,
+                                      created_at)
+    SELECT {p[0]}::text, {p[1]}::text, {p[2]}::text, {p[3]}::jsonb, {p[4]}::integer,
+           {p[5]}::timestamptz{source}
+    RETURNING id
+), recorded_audience AS (
+    INSERT INTO "{orm.table(EventAudience)}" (event_id, organisation_id)
+    SELECT recorded.id, organisation FROM recorded, unnest({p[6]}::integer[]) AS organisation
+)"""
+
+
+def audience_of(event: NewEvent) -> list[int]:
+    orgs = sorted(set(event.audience))
+    if not orgs:
+        raise ValueError("an event needs at least one organisation in its audience")
+    return orgs
+
+
+def event_parameters(event: NewEvent) -> list[Any]:
+    """The parameters of ``recording_sql``, in order."""
+    return [
+        event.type.value,
+        event.subject_type,
+        str(event.subject_id),
+        orm.to_db(Event, "payload", event.payload.to_payload()),
+        event.actor_user_id,
+        datetime.now(UTC),
+        audience_of(event),
+    ]
+
+
+insert_event: DialectSwitch[None] = DialectSwitch("events.insert")
+_RECORD_SQL: str | None = None
+
+
+@insert_event.postgres
+async def _insert_postgres(event: NewEvent) -> None:
+    global _RECORD_SQL
+    if _RECORD_SQL is None:
+        _RECORD_SQL = f"WITH {recording_sql(1)}\nSELECT 1"
+    await orm.connection_of(Event).execute_query(_RECORD_SQL, event_parameters(event))
+
+
+@insert_event.other
+async def _insert_other(event: NewEvent) -> None:
+    audience = audience_of(event)
+    row = await Event.create(
+        type=event.type.value,
+        subject_type=event.subject_type,
+        subject_id=str(event.subject_id),
+        payload=event.payload.to_payload(),
+        actor_user_id=event.actor_user_id,
+    )
+    await EventAudience.bulk_create(
+        [EventAudience(event_id=row.id, organisation_id=org) for org in audience]
+    )

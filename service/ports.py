@@ -1,0 +1,20 @@
+"""The integrations the resolvers reach through ``info.context.services`` (the Protocols are in
+``resolvers/context.py``; resolvers import no ``integrations`` module)."""
+
+from __future__ import annotations
+
+from domain.access import Viewer
+from domain.models.distribution import WarehouseConnection
+from integrations.stores.sync import sync_store
+from integrations.warehouses.connection_check import check_connection
+from resolvers.context import Services
+from service.settings import Settings
+
+
+def integration_services(settings: Settings) -> Services:
+    async def check_warehouse(*, viewer: Viewer, connection_id: int) -> WarehouseConnection:
+        return await check_connection(
+            viewer=viewer, connection_id=connection_id, call_timeout=settings.warehouse_timeout
+        )
+
+    return Services(sync_store=sync_store, check_warehouse=check_warehouse)

@@ -1,0 +1,209 @@
+"""Every statement that exists once per database engine runs here on the engine of the run.
+
+``domain.persistence`` registers each such operation as a ``DialectSwitch`` with a PostgreSQL
+and an "other" (SQLite) implementation. The default suite runs this file on SQLite and CI's
+second pass on PostgreSQL, so both implementations of every switch run on every change; a switch
+without a scenario below, or with a single implementation, fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import domain.persistence
+from domain.db import transaction
+from domain.errors import DomainError, ErrorCode
+from domain.models.events import Event
+from domain.models.orders import Order, OrderKind, OrderStatus, OrderTransition, WebhookReceipt
+from domain.models.organisations import Organisation, OrganisationKind
+from domain.persistence import outbox as persisted_outbox
+from domain.persistence.dialects import ENGINES, SWITCHES, calls, engine
+from tests.support.server import RunningServer
+
+Scenario = Callable[[RunningServer], Awaitable[None]]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str) -> Callable[[Scenario], Scenario]:
+    def register(run: Scenario) -> Scenario:
+        SCENARIOS[name] = run
+        return run
+
+    return register
+
+
+def _load_every_switch() -> None:
+    for module in pkgutil.iter_modules(domain.persistence.__path__):
+        importlib.import_module(f"domain.persistence.{module.name}")
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@scenario("inbox.insert_receipts")
+async def _inbox(server: RunningServer) -> None:
+    from domain.persistence.inbox import insert_receipts
+
+    store = 999_996
+    now = datetime.now(UTC)
+    try:
+        first = await insert_receipts([(store, "a", "{}"), (store, "b", "{}")], now)
+        assert first == {(store, "a"), (store, "b")}
+        again = await insert_receipts([(store, "a", "{}"), (store, "c", "{}")], now)
+        assert again == {(store, "c")}  # the redelivery is skipped
+        assert await WebhookReceipt.filter(store_id=store).count() == 3
+    finally:
+        await WebhookReceipt.filter(store_id=store).delete()
+
+
+async def _organisation() -> Organisation:
+    from domain import organisations
+
+    email = f"{uuid.uuid4().hex[:12]}@example.test"
+    organisation, _ = await organisations.create_organisation(
+        name=f"Paths {email}", kind=OrganisationKind.BUYER, owner_email=email, owner_name="O"
+    )
+    return organisation
+
+
+@scenario("events.insert")
+async def _event(server: RunningServer) -> None:
+    from domain.event_catalogue import OrganisationUpdated
+    from domain.events import record_event
+
+    organisation = await _organisation()
+    async with transaction():
+        await record_event(
+            OrganisationUpdated.of(organisation, previous_name="before", actor_user_id=None)
+        )
+    [row] = await Event.filter(
+        type="ORGANISATION_UPDATED", subject_id=str(organisation.id)
+    ).prefetch_related("audience")
+    assert row.payload == {"name": organisation.name, "previousName": "before"}
+    assert [a.organisation_id for a in row.audience] == [organisation.id]
+
+
+@scenario("orders.change_and_record")
+async def _order_change(server: RunningServer) -> None:
+    from domain.order_status import transition
+
+    organisation = await _organisation()
+    order = await Order.create(
+        number=f"P{uuid.uuid4().hex[:12]}",
+        kind=OrderKind.MANUAL,
+        status=OrderStatus.AWAITING_PAYMENT,
+        buyer_id=organisation.id,
+    )
+    stale = await Order.get(id=order.id)
+    async with transaction():
+        await transition(order, OrderStatus.CANCELLED, actor_user_id=None, reason="paths")
+    fresh = await Order.get(id=order.id)
+    assert (fresh.status, fresh.version) == (OrderStatus.CANCELLED, 2)
+    assert await OrderTransition.filter(order_id=order.id).count() == 1
+    changed = Event.filter(type="ORDER_STATUS_CHANGED", subject_id=str(order.id))
+    assert await changed.count() == 1
+    # a change from a stale read writes nothing
+    with pytest.raises(DomainError) as refused:
+        async with transaction():
+            await transition(stale, OrderStatus.CANCELLED, actor_user_id=None)
+    assert refused.value.code is ErrorCode.CONFLICT
+    assert await OrderTransition.filter(order_id=order.id).count() == 1
+    assert await changed.count() == 1
+
+
+@scenario("outbox.assign_sequence")
+async def _assign(server: RunningServer) -> None:
+    await _event(server)  # at least one event to number, unless the publisher was quicker
+    await persisted_outbox.assign_sequence(limit=10_000)
+    assert not await Event.filter(seq__isnull=True).exists()
+
+
+@scenario("outbox.claim")
+async def _claim(server: RunningServer) -> None:
+    await _event(server)
+    claimed = await persisted_outbox.claim_unpublished()
+    seqs = [e.seq for e in claimed]
+    assert seqs == sorted(seqs) and all(e.audience for e in claimed)
+    assert not await Event.filter(seq__isnull=True).exists()
+
+
+@scenario("outbox.mark_published")
+async def _mark(server: RunningServer) -> None:
+    await _event(server)
+    await persisted_outbox.assign_sequence(limit=10_000)
+    last = await Event.filter(seq__isnull=False).order_by("-seq").first()
+    assert last is not None and last.seq is not None
+    await persisted_outbox.mark_published([last.seq])
+    await last.refresh_from_db()
+    assert last.published_at is not None
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def test_every_switch_has_both_implementations_and_a_scenario() -> None:
+    _load_every_switch()
+    assert SWITCHES, "no dialect switch found"
+    for switch in SWITCHES.values():
+        assert set(switch.impls) == set(ENGINES), f"{switch.name}: {sorted(switch.impls)}"
+    untested = sorted(set(SWITCHES) - set(SCENARIOS))
+    assert not untested, f"dialect switches without a scenario in this file: {untested}"
+    assert not set(SCENARIOS) - set(SWITCHES), "a scenario names no switch"
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_the_switch_runs_on_this_engine(name: str, server: RunningServer) -> None:
+    before = calls[name, engine()]
+    await SCENARIOS[name](server)
+    assert calls[name, engine()] > before, f"{name} did not run its {engine()} statement"
+
+
+# statements are written in capitals here; prose that starts with "Create" or "Insert" is not
+_SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM|WITH|CREATE|ALTER)\b")
+_RUNS_SQL = {"execute_query", "execute_script", "execute_insert", "execute_many"}
+_NOT_RULES = ("persistence", "migrations", "models")
+
+
+def sql_in(source: str) -> list[str]:
+    """Statements written or run in ``source``: string literals that start like SQL, and calls
+    of a connection's ``execute_*``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _SQL_TEXT.match(node.value):
+                found.append(f"line {node.lineno}: {node.value.strip()[:40]!r}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _RUNS_SQL
+        ):
+            found.append(f"line {node.lineno}: .{node.func.attr}(...)")
+    return found
+
+
+def test_the_check_finds_sql() -> None:
+    assert sql_in('q = "SELECT 1"') and sql_in("await db.execute_query(q)")
+    assert sql_in('q = f"UPDATE {t} SET x = 1"')
+    assert not sql_in('"""Select the order: an INSERT of the body happens later."""')
+    assert not sql_in('"""Insert these events, then Update the rest."""')
+
+
+def test_no_rule_module_of_the_domain_holds_sql() -> None:
+    domain_dir = Path(domain.persistence.__file__).parent.parent
+    offenders = {}
+    for path in sorted(domain_dir.rglob("*.py")):
+        if path.relative_to(domain_dir).parts[0] in _NOT_RULES:
+            continue
+        found = sql_in(path.read_text())
+        if found:
+            offenders[str(path.relative_to(domain_dir))] = found
+    assert not offenders, f"SQL belongs in domain/persistence/: {offenders}"
