@@ -48,6 +48,30 @@ async def _event(withdrawal: Withdrawal, actor_user_id: int | None) -> None:
     await record_event(WithdrawalStatusChanged.of(withdrawal, actor_user_id=actor_user_id))
 
 
+async def show_withdrawal(
+    shown: WithdrawalStatus | None,
+    /,
+    *,
+    order_id: int | None = None,
+    after_sales_id: int | None = None,
+    claim: bool = False,
+    **changes: object,
+) -> int:
+    """The rule, written once: an order's warehouse record (``WarehouseOrder``) and an
+    after-sales order show their latest withdrawal's status in ``withdrawal_status``.
+    WITHDRAWING when one is requested (``claim``: only if none is open, which makes it one at a
+    time), its outcome when it finishes, nothing once a failed one is resolved (retried, closed
+    or converted). ``changes`` go in the same update. Returns the rows updated."""
+    document = (
+        WarehouseOrder.filter(order_id=order_id)
+        if order_id is not None
+        else AfterSalesOrder.filter(id=after_sales_id)
+    )
+    if claim:
+        document = document.filter(withdrawal_status__isnull=True)
+    return await document.update(withdrawal_status=shown, **changes)
+
+
 async def _below_the_cap(*, field: str, **subject: int) -> None:
     """An order or a return is withdrawn at most ``MAX_WITHDRAWALS`` times (retries included)."""
     if await Withdrawal.filter(**subject).count() >= MAX_WITHDRAWALS:
@@ -74,9 +98,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
         record, _ = await WarehouseOrder.get_or_create(
             order_id=order.id, defaults={"supplier_id": order.supplier_id}
         )
-        claimed = await WarehouseOrder.filter(
-            order_id=order.id, withdrawal_status__isnull=True
-        ).update(withdrawal_status=WithdrawalStatus.WITHDRAWING)
+        claimed = await show_withdrawal(WithdrawalStatus.WITHDRAWING, order_id=order.id, claim=True)
         if claimed != 1:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION,
@@ -91,7 +113,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
             supplier_id=order.supplier_id,
             status=WithdrawalStatus.WITHDRAWING,
             reason=reason,
-            requested_by=viewer.user_id,
+            requested_by_user_id=viewer.user_id,
         )
         await _queue_cancel(withdrawal, record, actor_user_id=viewer.user_id)
         await _event(withdrawal, viewer.user_id)
@@ -146,8 +168,8 @@ async def withdraw_after_sales(
                 f"After-sales order {item.number} is {item.status.value}.",
                 field="afterSalesId",
             )
-        claimed = await AfterSalesOrder.filter(id=item.id, withdrawal_status__isnull=True).update(
-            withdrawal_status=WithdrawalStatus.WITHDRAWING
+        claimed = await show_withdrawal(
+            WithdrawalStatus.WITHDRAWING, after_sales_id=item.id, claim=True
         )
         if claimed != 1:
             raise DomainError(
@@ -163,7 +185,7 @@ async def withdraw_after_sales(
             supplier_id=item.supplier_id,
             status=WithdrawalStatus.WITHDRAWING,
             reason=reason,
-            requested_by=viewer.user_id,
+            requested_by_user_id=viewer.user_id,
         )
         at_warehouse = item.push_status in (PushStatus.PUSHED, PushStatus.PUSHING)
         await enqueue(
@@ -196,16 +218,12 @@ async def withdraw_finished(
             return None
         withdrawal = await Withdrawal.get(id=task.withdrawal_id)
         if withdrawal.order_id is not None:
-            await WarehouseOrder.filter(order_id=withdrawal.order_id).update(
-                withdrawal_status=target
-            )
+            await show_withdrawal(target, order_id=withdrawal.order_id)
             if ok:
                 await _cancel_and_refund(withdrawal, task.actor_user_id)
         else:
-            changes: dict[str, object] = {"withdrawal_status": target}
-            if ok:
-                changes["status"] = AfterSalesStatus.WITHDRAWN
-            await AfterSalesOrder.filter(id=withdrawal.after_sales_id).update(**changes)
+            returned = {"status": AfterSalesStatus.WITHDRAWN} if ok else {}
+            await show_withdrawal(target, after_sales_id=withdrawal.after_sales_id, **returned)
             item = await AfterSalesOrder.get(id=withdrawal.after_sales_id)
             await return_event(item, task.actor_user_id)
         await _event(withdrawal, task.actor_user_id)
@@ -280,12 +298,11 @@ async def retry_withdrawal(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
     async with transaction():
         failed = await _failed_withdrawal(viewer, withdrawal_id)
         await _resolve(failed, WithdrawalResolution.RETRIED, "retried")
+        await show_withdrawal(None, order_id=failed.order_id, after_sales_id=failed.after_sales_id)
         if failed.order_id is not None:
-            await WarehouseOrder.filter(order_id=failed.order_id).update(withdrawal_status=None)
             return await withdraw_order(
                 viewer=viewer, order_id=failed.order_id, reason=failed.reason
             )
-        await AfterSalesOrder.filter(id=failed.after_sales_id).update(withdrawal_status=None)
         assert failed.after_sales_id is not None
         return await withdraw_after_sales(
             viewer=viewer, after_sales_id=failed.after_sales_id, reason=failed.reason
@@ -299,10 +316,7 @@ async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> 
     async with transaction():
         failed = await _failed_withdrawal(viewer, withdrawal_id)
         await _resolve(failed, WithdrawalResolution.CLOSED, note)
-        if failed.order_id is not None:
-            await WarehouseOrder.filter(order_id=failed.order_id).update(withdrawal_status=None)
-        else:
-            await AfterSalesOrder.filter(id=failed.after_sales_id).update(withdrawal_status=None)
+        await show_withdrawal(None, order_id=failed.order_id, after_sales_id=failed.after_sales_id)
         await _event(failed, viewer.user_id)
     return failed
 
@@ -310,7 +324,7 @@ async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> 
 async def mark_converted(withdrawal: Withdrawal, note: str) -> None:
     """The failed withdraw became an after-sales return (``after_sales.convert_withdrawal``)."""
     await _resolve(withdrawal, WithdrawalResolution.CONVERTED_TO_RETURN, note)
-    await WarehouseOrder.filter(order_id=withdrawal.order_id).update(withdrawal_status=None)
+    await show_withdrawal(None, order_id=withdrawal.order_id)
 
 
 async def failed_withdrawal_of_order(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:

@@ -53,7 +53,7 @@ def _load_every_switch() -> None:
 async def _inbox(server: RunningServer) -> None:
     from domain.persistence.inbox import insert_receipts
 
-    store = 999_996
+    store = await _store()  # receipts reference a real store
     now = datetime.now(UTC)
     try:
         first = await insert_receipts([(store, "a", "{}"), (store, "b", "{}")], now)
@@ -63,6 +63,21 @@ async def _inbox(server: RunningServer) -> None:
         assert await WebhookReceipt.filter(store_id=store).count() == 3
     finally:
         await WebhookReceipt.filter(store_id=store).delete()
+
+
+async def _store() -> int:
+    from domain.models.stores import Store, StorePlatform
+
+    organisation = await _organisation()
+    store = await Store.create(
+        buyer_id=organisation.id,
+        name="Paths",
+        platform=StorePlatform.OTHER,
+        api_url="http://127.0.0.1:9/",
+        access_token="token",
+        webhook_secret="secret",
+    )
+    return store.id
 
 
 async def _organisation() -> Organisation:

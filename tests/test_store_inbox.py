@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,27 @@ async def _row(event_id: str | None = None, **where: Any) -> WebhookReceipt:
     if event_id is not None:
         rows = [r for r in rows if r.event_id == event_id]
     return rows[0]
+
+
+async def _store() -> int:
+    """A store of a new buyer: receipts reference a real store."""
+    from domain import organisations
+    from domain.models.organisations import OrganisationKind
+    from domain.models.stores import Store, StorePlatform
+
+    email = f"{uuid.uuid4().hex[:12]}@example.test"
+    buyer, _ = await organisations.create_organisation(
+        name=f"Inbox {email}", kind=OrganisationKind.BUYER, owner_email=email, owner_name="O"
+    )
+    store = await Store.create(
+        buyer_id=buyer.id,
+        name="Inbox",
+        platform=StorePlatform.OTHER,
+        api_url="http://127.0.0.1:9/",
+        access_token="token",
+        webhook_secret="secret",
+    )
+    return store.id
 
 
 async def _settled(row_id: int, timeout: float = 10) -> WebhookReceipt:
@@ -92,10 +114,21 @@ async def test_a_live_lease_is_left_alone(
     await WebhookReceipt.filter(id=row.id).update(state=InboxState.DONE, lease_owner=None)
 
 
-async def test_a_row_of_a_store_that_is_gone_fails_with_the_reason(server: RunningServer) -> None:
-    assert await store_inbox.accept(store_id=999_999, event_id="gone-1", body=b'{"order": {}}')
-    assert not await store_inbox.accept(store_id=999_999, event_id="gone-1", body=b"{}")
-    row = await _row("gone-1", store_id=999_999)
+async def test_a_row_of_a_store_that_is_gone_fails_with_the_reason(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_id = await _store()
+    # a receipt's store cannot be deleted under it (a foreign key): the worker's guard is
+    # reached by the store not being found when the row is taken in
+    found = inbox_module.Store.get_or_none
+
+    def gone(*args: Any, **where: Any) -> Any:
+        return found(*args, **({**where, "id": -1} if where.get("id") == store_id else where))
+
+    monkeypatch.setattr(inbox_module.Store, "get_or_none", gone)
+    assert await store_inbox.accept(store_id=store_id, event_id="gone-1", body=b'{"order": {}}')
+    assert not await store_inbox.accept(store_id=store_id, event_id="gone-1", body=b"{}")
+    row = await _row("gone-1", store_id=store_id)
     server.app.state.store_inbox.wake()
     settled = await _settled(row.id)
     assert settled.state == InboxState.FAILED
@@ -188,16 +221,17 @@ async def test_concurrent_accepts_share_inserts_and_each_event_is_new_once(
     server: RunningServer,
 ) -> None:
     intake = store_inbox.InboxIntake(batch=7)
-    await store_inbox.accept(store_id=999_998, event_id="before", body=b"{}")
+    store_id = await _store()
+    await store_inbox.accept(store_id=store_id, event_id="before", body=b"{}")
     events = [f"group-{n % 40}" for n in range(100)] + ["before"]  # 60 repeats, one old
     answers = await asyncio.gather(
-        *(intake.accept(store_id=999_998, event_id=e, body=b"{}") for e in events)
+        *(intake.accept(store_id=store_id, event_id=e, body=b"{}") for e in events)
     )
     new = [e for e, is_new in zip(events, answers, strict=True) if is_new]
     assert sorted(new) == sorted({f"group-{n}" for n in range(40)})  # each once, "before" not
-    rows = await WebhookReceipt.filter(store_id=999_998).values_list("event_id", "state")
+    rows = await WebhookReceipt.filter(store_id=store_id).values_list("event_id", "state")
     assert len(rows) == 41 and {state for _, state in rows} == {InboxState.PENDING}
-    await WebhookReceipt.filter(store_id=999_998).delete()
+    await WebhookReceipt.filter(store_id=store_id).delete()
 
 
 async def test_a_failed_insert_fails_every_caller_of_its_batch(
@@ -206,13 +240,14 @@ async def test_a_failed_insert_fails_every_caller_of_its_batch(
     async def unreachable(events: Any) -> set[tuple[int, str]]:
         raise ConnectionRefusedError("database down")
 
+    store_id = await _store()
     monkeypatch.setattr(store_inbox, "insert_new", unreachable)
     intake = store_inbox.InboxIntake()
     answers = await asyncio.gather(
-        *(intake.accept(store_id=999_997, event_id=f"e{n}", body=b"{}") for n in range(5)),
+        *(intake.accept(store_id=store_id, event_id=f"e{n}", body=b"{}") for n in range(5)),
         return_exceptions=True,
     )
     assert all(isinstance(a, ConnectionRefusedError) for a in answers)
     monkeypatch.undo()
-    assert await intake.accept(store_id=999_997, event_id="e0", body=b"{}")  # nothing was kept
-    await WebhookReceipt.filter(store_id=999_997).delete()
+    assert await intake.accept(store_id=store_id, event_id="e0", body=b"{}")  # nothing was kept
+    await WebhookReceipt.filter(store_id=store_id).delete()

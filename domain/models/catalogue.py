@@ -42,7 +42,11 @@ class Sku(Model):
         "models.Product", related_name="skus", on_delete=fields.CASCADE
     )
     product_id: int
-    supplier_id = fields.IntField(db_index=True)
+    # the product's supplier, copied: a SKU goes with its supplier as its product does
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.CASCADE, db_index=True
+    )
+    supplier_id: int
     code = fields.CharField(max_length=64)
     attributes = fields.JSONField(default=dict)
     weight_grams = fields.IntField()

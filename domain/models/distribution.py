@@ -64,12 +64,21 @@ class Partnership(Model):
     """A distributor (buyer organisation) distributing a supplier's products."""
 
     id = fields.IntField(primary_key=True)
-    supplier_id = fields.IntField()
-    distributor_id = fields.IntField()
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
+    distributor: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    distributor_id: int
     status = fields.CharEnumField(PartnershipStatus, max_length=16)
     message = fields.CharField(max_length=500, default="")
     decision_note = fields.CharField(max_length=500, default="")
-    warehouse_id = fields.IntField(null=True)  # the DistributionWarehouse that fulfils
+    warehouse: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.DistributionWarehouse", related_name=False, on_delete=fields.RESTRICT, null=True
+    )  # the one that fulfils
+    warehouse_id: int | None
     decided_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -85,11 +94,17 @@ class DistributionWarehouse(Model):
     supplier may have a third-party warehouse fulfil it (``connection_id``)."""
 
     id = fields.IntField(primary_key=True)
-    partnership_id = fields.IntField(db_index=True)
+    partnership: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Partnership", related_name=False, on_delete=fields.CASCADE, db_index=True
+    )  # a part of the partnership
+    partnership_id: int
     name = fields.CharField(max_length=200)
     address = fields.JSONField(default=dict)
     created_by_system = fields.BooleanField(default=False)
-    connection_id = fields.IntField(null=True)
+    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    connection_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -100,7 +115,10 @@ class WarehouseConnection(Model):
     """A supplier's authorised third-party warehouse. Credentials are sealed, never returned."""
 
     id = fields.IntField(primary_key=True)
-    supplier_id = fields.IntField(db_index=True)
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    supplier_id: int
     provider = fields.CharField(max_length=100)
     name = fields.CharField(max_length=200)
     api_url = fields.CharField(max_length=500)
@@ -120,7 +138,10 @@ class DistributionSettings(Model):
     """A supplier's distribution settings."""
 
     id = fields.IntField(primary_key=True)
-    supplier_id = fields.IntField(unique=True)
+    supplier: fields.OneToOneRelation = fields.OneToOneField(
+        "models.Organisation", related_name=False, on_delete=fields.CASCADE
+    )  # the supplier's own settings
+    supplier_id: int
     charge_on_push = fields.BooleanField(default=False)
     auto_push_returns = fields.BooleanField(default=False)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -129,22 +150,41 @@ class DistributionSettings(Model):
         table = "distribution_settings"
 
 
-class WarehouseOrder(Model):
+class WarehouseDocument(Model):
+    """What an order and a return share at a third-party warehouse: where it goes
+    (``connection``), our unique ``reference`` there (written before the first call), how its
+    push went, and its latest withdrawal's status (``domain.withdrawals.show_withdrawal``)."""
+
+    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    connection_id: int | None
+    reference = fields.CharField(max_length=64, null=True)
+    push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
+    push_error = fields.CharField(max_length=500, null=True)
+    withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
+    checked_at = fields.DatetimeField(null=True)  # last callback or reconciliation
+
+    class Meta:
+        abstract = True
+
+
+class WarehouseOrder(WarehouseDocument):
     """An order's life at a third-party warehouse. ``reference`` (our order id) is the
     warehouse order's unique reference and is written before the first call."""
 
     id = fields.BigIntField(primary_key=True)
-    order_id = fields.BigIntField(unique=True)
-    supplier_id = fields.IntField()
-    connection_id = fields.IntField(null=True)
-    reference = fields.CharField(max_length=64, null=True)
-    push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
-    push_error = fields.CharField(max_length=500, null=True)
-    warehouse_order_id = fields.CharField(max_length=100, null=True)
+    order: fields.OneToOneRelation = fields.OneToOneField(
+        "models.Order", related_name=False, on_delete=fields.CASCADE
+    )  # the order's own state at the warehouse
+    order_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
+    warehouse_order_id = fields.CharField(max_length=100, null=True)  # the warehouse's id
     warehouse_status = fields.CharField(max_length=32, null=True)
     pushed_at = fields.DatetimeField(null=True)
-    checked_at = fields.DatetimeField(null=True)  # last callback or reconciliation
-    withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
@@ -152,24 +192,27 @@ class WarehouseOrder(Model):
         indexes = (("supplier_id", "push_status"), ("push_status", "checked_at"))
 
 
-class AfterSalesOrder(Model):
+class AfterSalesOrder(WarehouseDocument):
     """A distributor's return of a delivered order, stocked in at the third-party warehouse."""
 
     id = fields.BigIntField(primary_key=True)
     number = fields.CharField(max_length=32, unique=True)
-    order_id = fields.BigIntField(db_index=True)
-    distributor_id = fields.IntField()
-    supplier_id = fields.IntField()
+    order: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    order_id: int
+    distributor: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    distributor_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
     status = fields.CharEnumField(AfterSalesStatus, max_length=20)
     reason = fields.CharField(max_length=500)
     items = fields.JSONField(default=list)  # [{"lineId", "skuId", "skuCode", "quantity", ...}]
-    connection_id = fields.IntField(null=True)
-    reference = fields.CharField(max_length=64, null=True)
-    push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
-    push_error = fields.CharField(max_length=500, null=True)
-    warehouse_return_id = fields.CharField(max_length=100, null=True)
-    withdrawal_status = fields.CharEnumField(WithdrawalStatus, max_length=16, null=True)
-    checked_at = fields.DatetimeField(null=True)  # last callback or reconciliation
+    warehouse_return_id = fields.CharField(max_length=100, null=True)  # the warehouse's id
     version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -188,16 +231,35 @@ class Withdrawal(Model):
     """One withdraw request of an order or an after-sales order, with its outcome."""
 
     id = fields.BigIntField(primary_key=True)
-    order_id = fields.BigIntField(null=True, db_index=True)
-    after_sales_id = fields.BigIntField(null=True, db_index=True)
-    distributor_id = fields.IntField()
-    supplier_id = fields.IntField()
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True, db_index=True
+    )
+    order_id: int | None
+    after_sales: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.AfterSalesOrder",
+        related_name=False,
+        on_delete=fields.RESTRICT,
+        null=True,
+        db_index=True,
+    )
+    after_sales_id: int | None
+    distributor: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    distributor_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
     status = fields.CharEnumField(WithdrawalStatus, max_length=16)
     reason = fields.CharField(max_length=500, default="")
     failure = fields.CharField(max_length=500, null=True)
     resolution = fields.CharEnumField(WithdrawalResolution, max_length=24, null=True)
     resolution_note = fields.CharField(max_length=500, default="")
-    requested_by = fields.IntField(null=True)
+    requested_by_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user (the column was ``requested_by``)
+    requested_by_user_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -213,17 +275,32 @@ class WarehouseTask(Model):
 
     id = fields.BigIntField(primary_key=True)
     kind = fields.CharEnumField(TaskKind, max_length=16)
-    order_id = fields.BigIntField(null=True)
-    after_sales_id = fields.BigIntField(null=True)
-    withdrawal_id = fields.BigIntField(null=True)
-    connection_id = fields.IntField(null=True)  # none: nothing at a warehouse to call
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    order_id: int | None
+    after_sales: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.AfterSalesOrder", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    after_sales_id: int | None
+    withdrawal: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Withdrawal", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    withdrawal_id: int | None
+    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    )  # none: nothing at a warehouse to call
+    connection_id: int | None
     state = fields.CharEnumField(TaskState, max_length=8, default=TaskState.PENDING)
     attempts = fields.IntField(default=0)
     due_at = fields.DatetimeField()
     lease_owner = fields.CharField(max_length=64, null=True)
     lease_until = fields.DatetimeField(null=True)
     last_error = fields.CharField(max_length=500, null=True)
-    actor_user_id = fields.IntField(null=True)
+    actor_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    actor_user_id: int | None
     request_id = fields.CharField(max_length=64, null=True)  # the request that queued it
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
@@ -237,10 +314,23 @@ class WarehouseAttempt(Model):
     """The history of every call made for a task: what was asked, what came back."""
 
     id = fields.BigIntField(primary_key=True)
-    task_id = fields.BigIntField(db_index=True)
+    task: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.WarehouseTask", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )  # the history (shown per order) is kept, not cascaded
+    task_id: int
     kind = fields.CharEnumField(TaskKind, max_length=16)
-    order_id = fields.BigIntField(null=True, db_index=True)
-    after_sales_id = fields.BigIntField(null=True, db_index=True)
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True, db_index=True
+    )
+    order_id: int | None
+    after_sales: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.AfterSalesOrder",
+        related_name=False,
+        on_delete=fields.RESTRICT,
+        null=True,
+        db_index=True,
+    )
+    after_sales_id: int | None
     ok = fields.BooleanField()
     outcome = fields.CharField(max_length=500)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -253,7 +343,10 @@ class WarehouseCallbackReceipt(Model):
     """A warehouse callback already processed (deduplication on the event id)."""
 
     id = fields.BigIntField(primary_key=True)
-    connection_id = fields.IntField()
+    connection: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.WarehouseConnection", related_name=False, on_delete=fields.CASCADE
+    )  # deduplication: part of the connection
+    connection_id: int
     event_id = fields.CharField(max_length=100)
     received_at = fields.DatetimeField(auto_now_add=True)
 

@@ -19,7 +19,10 @@ class Event(Model):
     subject_type = fields.CharField(max_length=64)
     subject_id = fields.CharField(max_length=64)
     payload = fields.JSONField(default=dict)
-    actor_user_id = fields.IntField(null=True)
+    actor_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    actor_user_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     published_at = fields.DatetimeField(null=True, db_index=True)
 
@@ -37,7 +40,11 @@ class EventAudience(Model):
         "models.Event", related_name="audience", on_delete=fields.CASCADE
     )
     event_id: int
-    organisation_id = fields.IntField()
+    # who may see the event: a row about an organisation goes with it
+    organisation: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.CASCADE
+    )
+    organisation_id: int
 
     class Meta:
         table = "event_audience"

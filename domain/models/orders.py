@@ -50,15 +50,27 @@ class Order(Model):
     status = fields.CharEnumField(OrderStatus, max_length=20)
     status_before_abnormal = fields.CharEnumField(OrderStatus, max_length=20, null=True)
     abnormal_reason = fields.CharField(max_length=500, null=True)
-    buyer_id = fields.IntField()
-    supplier_id = fields.IntField(null=True)
-    store_id = fields.IntField(null=True)
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    buyer_id: int
+    supplier: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    supplier_id: int | None
+    store: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Store", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    store_id: int | None
     store_order_id = fields.CharField(max_length=64, null=True)
     store_order_number = fields.CharField(max_length=64, null=True)
     currency = fields.CharField(max_length=3, null=True)
     customer_name = fields.CharField(max_length=200, default="")
     shipping_address = fields.JSONField(default=dict)
-    logistics_method_id = fields.IntField(null=True)
+    logistics_method: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.LogisticsMethod", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    logistics_method_id: int | None
     goods_amount = fields.DecimalField(**MONEY, null=True)
     freight_amount = fields.DecimalField(**MONEY, null=True)
     paid_amount = fields.DecimalField(**MONEY, default=0)
@@ -74,7 +86,10 @@ class Order(Model):
     paid_at = fields.DatetimeField(null=True)
     shipped_at = fields.DatetimeField(null=True)
     # CLOUD_WAREHOUSE orders: the destination; other orders paid from stock: the source
-    cloud_warehouse_id = fields.IntField(null=True)
+    cloud_warehouse: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.CloudWarehouse", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    cloud_warehouse_id: int | None
     expected_arrival_at = fields.DatetimeField(null=True)
     stock_received_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -102,10 +117,20 @@ class OrderLine(Model):
     )
     order_id: int
     external_id = fields.CharField(max_length=64, null=True)
-    store_variant_id = fields.IntField(null=True, db_index=True)
+    store_variant: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.StoreVariant",
+        related_name=False,
+        on_delete=fields.RESTRICT,
+        null=True,
+        db_index=True,
+    )
+    store_variant_id: int | None
     title = fields.CharField(max_length=300)
     quantity = fields.IntField()
-    sku_id = fields.IntField(null=True)
+    sku: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Sku", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    sku_id: int | None
     source = fields.CharEnumField(LineSource, max_length=24, default=LineSource.UNMAPPED)
     unit_price = fields.DecimalField(**MONEY, null=True)
     stock_quantity = fields.IntField(default=0)  # units shipped from the buyer's stock
@@ -125,7 +150,10 @@ class OrderTransition(Model):
     order_id: int
     from_status = fields.CharEnumField(OrderStatus, max_length=20, null=True)
     to_status = fields.CharEnumField(OrderStatus, max_length=20)
-    actor_user_id = fields.IntField(null=True)
+    actor_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    actor_user_id: int | None
     reason = fields.CharField(max_length=500, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -171,8 +199,14 @@ class Depute(Model):
     status = fields.CharEnumField(DeputeStatus, max_length=12, default=DeputeStatus.OPEN)
     resolution_note = fields.CharField(max_length=500, null=True)
     refund_amount = fields.DecimalField(**MONEY, null=True)
-    opened_by_user_id = fields.IntField()
-    resolved_by_user_id = fields.IntField(null=True)
+    opened_by_user: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.RESTRICT
+    )
+    opened_by_user_id: int
+    resolved_by_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    resolved_by_user_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     resolved_at = fields.DatetimeField(null=True)
 
@@ -192,18 +226,36 @@ class Quote(Model):
     """A buyer asks a supplier to source a store product, and staff answer with prices."""
 
     id = fields.BigIntField(primary_key=True)
-    buyer_id = fields.IntField()
-    supplier_id = fields.IntField()
-    store_product_id = fields.IntField()
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    buyer_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
+    store_product: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.StoreProduct", related_name=False, on_delete=fields.RESTRICT
+    )
+    store_product_id: int
     note = fields.TextField(default="")
     target_price = fields.DecimalField(**MONEY, null=True)
     links = fields.JSONField(default=list)
     status = fields.CharEnumField(QuoteStatus, max_length=12, default=QuoteStatus.REQUESTED)
-    product_id = fields.IntField(null=True)
+    product: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Product", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    product_id: int | None
     sku_prices = fields.JSONField(default=list)
     message = fields.TextField(default="")
-    requested_by_user_id = fields.IntField()
-    answered_by_user_id = fields.IntField(null=True)
+    requested_by_user: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.RESTRICT
+    )
+    requested_by_user_id: int
+    answered_by_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    answered_by_user_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -226,7 +278,11 @@ class WebhookReceipt(Model):
     """
 
     id = fields.BigIntField(primary_key=True)
-    store_id = fields.IntField()
+    # the store's inbox and deduplication: part of the store
+    store: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Store", related_name=False, on_delete=fields.CASCADE
+    )
+    store_id: int
     event_id = fields.CharField(max_length=100)
     received_at = fields.DatetimeField(auto_now_add=True)
     payload = fields.TextField(null=True)  # the body as received
@@ -235,7 +291,10 @@ class WebhookReceipt(Model):
     due_at = fields.DatetimeField(null=True)
     lease_owner = fields.CharField(max_length=64, null=True)
     lease_until = fields.DatetimeField(null=True)
-    order_id = fields.BigIntField(null=True)
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    order_id: int | None
     last_error = fields.CharField(max_length=500, null=True)
     processed_at = fields.DatetimeField(null=True)
 

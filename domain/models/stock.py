@@ -30,7 +30,10 @@ class CloudWarehouse(Model):
     """A warehouse of the supplier's where buyers keep stock."""
 
     id = fields.IntField(primary_key=True)
-    supplier_id = fields.IntField(db_index=True)
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    supplier_id: int
     name = fields.CharField(max_length=200)
     address = fields.JSONField(default=dict)
     callback_secret = SealedTextField()  # signs its receipt callbacks
@@ -45,7 +48,10 @@ class CloudReceiptCallback(Model):
     """A cloud warehouse's receipt callback already processed (deduplication)."""
 
     id = fields.BigIntField(primary_key=True)
-    warehouse_id = fields.IntField()
+    warehouse: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.CloudWarehouse", related_name=False, on_delete=fields.CASCADE
+    )  # deduplication: part of the warehouse
+    warehouse_id: int
     event_id = fields.CharField(max_length=100)
     received_at = fields.DatetimeField(auto_now_add=True)
 
@@ -60,9 +66,18 @@ class StockItem(Model):
     (``available >= n``) and can never oversell."""
 
     id = fields.BigIntField(primary_key=True)
-    buyer_id = fields.IntField()
-    warehouse_id = fields.IntField()
-    sku_id = fields.IntField()
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    buyer_id: int
+    warehouse: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.CloudWarehouse", related_name=False, on_delete=fields.RESTRICT
+    )
+    warehouse_id: int
+    sku: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Sku", related_name=False, on_delete=fields.RESTRICT
+    )
+    sku_id: int
     on_hand = fields.IntField(default=0)
     reserved = fields.IntField(default=0)
     available = fields.IntField(default=0)
@@ -80,13 +95,22 @@ class StockMovement(Model):
     gives its figures."""
 
     id = fields.BigIntField(primary_key=True)
-    stock_item_id = fields.BigIntField()
+    stock_item: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.StockItem", related_name=False, on_delete=fields.RESTRICT
+    )  # the ledger is kept, not cascaded
+    stock_item_id: int
     kind = fields.CharEnumField(MovementKind, max_length=16)
     on_hand_delta = fields.IntField(default=0)
     reserved_delta = fields.IntField(default=0)
     in_transit_delta = fields.IntField(default=0)
-    order_id = fields.BigIntField(null=True)
-    actor_user_id = fields.IntField(null=True)
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    order_id: int | None
+    actor_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    actor_user_id: int | None
     reason = fields.CharField(max_length=300, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -99,9 +123,18 @@ class StockReservation(Model):
     """Units of a stock item held for one line of a paid order."""
 
     id = fields.BigIntField(primary_key=True)
-    stock_item_id = fields.BigIntField()
-    order_id = fields.BigIntField(db_index=True)
-    order_line_id = fields.BigIntField()
+    stock_item: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.StockItem", related_name=False, on_delete=fields.RESTRICT
+    )
+    stock_item_id: int
+    order: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    order_id: int
+    order_line: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.OrderLine", related_name=False, on_delete=fields.RESTRICT
+    )
+    order_line_id: int
     quantity = fields.IntField()
     state = fields.CharEnumField(ReservationState, max_length=10, default=ReservationState.HELD)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -65,7 +65,11 @@ class StoreVariant(Model):
         "models.StoreProduct", related_name="variants", on_delete=fields.CASCADE
     )
     product_id: int
-    store_id = fields.IntField(db_index=True)
+    # the product's store, copied: a variant goes with its store as its product does
+    store: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Store", related_name=False, on_delete=fields.CASCADE, db_index=True
+    )
+    store_id: int
     external_id = fields.CharField(max_length=64)
     title = fields.CharField(max_length=300)
     sku_code = fields.CharField(max_length=100, null=True)
@@ -84,10 +88,23 @@ class ProductConnection(Model):
         "models.StoreProduct", related_name="connections", on_delete=fields.CASCADE
     )
     store_product_id: int
-    buyer_id = fields.IntField(db_index=True)
-    supplier_id = fields.IntField(db_index=True)
-    product_id = fields.IntField()
-    logistics_method_id = fields.IntField()
+    # the store's buyer, copied: a connection goes with the buyer's store as its product does
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.CASCADE, db_index=True
+    )
+    buyer_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    supplier_id: int
+    product: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Product", related_name=False, on_delete=fields.RESTRICT
+    )
+    product_id: int
+    logistics_method: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.LogisticsMethod", related_name=False, on_delete=fields.RESTRICT
+    )
+    logistics_method_id: int
     status = fields.CharEnumField(ConnectionStatus, max_length=16, default=ConnectionStatus.ACTIVE)
     stale_reason = fields.CharField(max_length=500, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -105,8 +122,14 @@ class VariantMapping(Model):
         "models.ProductConnection", related_name="mappings", on_delete=fields.CASCADE
     )
     connection_id: int
-    store_variant_id = fields.IntField(db_index=True)
-    sku_id = fields.IntField(db_index=True)
+    store_variant: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.StoreVariant", related_name=False, on_delete=fields.CASCADE, db_index=True
+    )  # no variant, nothing to map
+    store_variant_id: int
+    sku: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Sku", related_name=False, on_delete=fields.RESTRICT, db_index=True
+    )
+    sku_id: int
     sku_version = fields.IntField()
 
     class Meta:

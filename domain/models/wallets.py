@@ -24,8 +24,14 @@ class Wallet(Model):
     text)."""
 
     id = fields.IntField(primary_key=True)
-    buyer_id = fields.IntField()
-    supplier_id = fields.IntField()
+    buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    buyer_id: int
+    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
+    )
+    supplier_id: int
     currency = fields.CharField(max_length=3)
     balance_cents = fields.BigIntField(default=0)
 
@@ -47,8 +53,14 @@ class WalletEntry(Model):
     wallet_id: int
     kind = fields.CharEnumField(EntryKind, max_length=8)
     amount = fields.DecimalField(**MONEY)
-    order_id = fields.BigIntField(null=True)
-    actor_user_id = fields.IntField(null=True)
+    order: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.Order", related_name=False, on_delete=fields.RESTRICT, null=True
+    )
+    order_id: int | None
+    actor_user: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.SET_NULL, null=True
+    )  # who did it: history that outlives the user
+    actor_user_id: int | None
     note = fields.CharField(max_length=300, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
 
