@@ -125,12 +125,12 @@ async def _seed_domain(data: Dataset) -> tuple[int, int, int, int, list[int]]:
     from tortoise import Tortoise
 
     from bench.seed import seed
-    from domain import tokens
     from domain.db import tortoise_config
     from domain.models import Sku
-    from domain.models.orders import Order
-    from domain.models.organisations import User
-    from domain.models.stores import Store
+    from domain.orders.models import Order
+    from domain.organisations import tokens
+    from domain.organisations.models import User
+    from domain.stores.models import Store
 
     await Tortoise.init(config=tortoise_config(data.url))
     try:

@@ -73,11 +73,12 @@ from bench.common import (
 )
 from bench.context import BenchContext
 from bench.seed import ADDRESS, buyer_with_token, owner_viewer
-from domain import catalogue, organisations, partnerships, payments, secrets, stock
+from domain import secrets
 from domain.access import Viewer
+from domain.catalogue import commands as catalogue
 from domain.db import tortoise_config, transaction
-from domain.models import Sku, StockItem, StockMovement, Wallet
-from domain.models.distribution import (
+from domain.distribution import partnerships
+from domain.distribution.models import (
     PushStatus,
     TaskKind,
     TaskState,
@@ -86,7 +87,8 @@ from domain.models.distribution import (
     Withdrawal,
     WithdrawalStatus,
 )
-from domain.models.orders import (
+from domain.models import Sku, StockItem, StockMovement, Wallet
+from domain.orders.models import (
     LineSource,
     Order,
     OrderKind,
@@ -94,9 +96,12 @@ from domain.models.orders import (
     OrderStatus,
     OrderTransition,
 )
-from domain.models.organisations import OrganisationKind
-from domain.models.stock import MovementKind, ReservationState, StockReservation
-from domain.models.wallets import EntryKind, WalletEntry
+from domain.organisations import commands as organisations
+from domain.organisations.models import OrganisationKind
+from domain.payments import commands as payments
+from domain.payments.models import EntryKind, WalletEntry
+from domain.stock import commands as stock
+from domain.stock.models import MovementKind, ReservationState, StockReservation
 from integrations.warehouses.client import WarehouseClient
 from integrations.warehouses.protocol import OutboundItem, Recipient
 from integrations.warehouses.worker import callback_url

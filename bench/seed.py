@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from domain import catalogue, connections, order_intake, organisations, tokens
 from domain.access import Viewer
+from domain.catalogue import commands as catalogue
+from domain.catalogue import links as connections
 from domain.db import transaction
 from domain.models import Organisation, Sku
-from domain.models.orders import (
+from domain.orders import intake as order_intake
+from domain.orders.models import (
     LineSource,
     Order,
     OrderKind,
@@ -29,9 +31,11 @@ from domain.models.orders import (
     OrderTransition,
     TrackingSync,
 )
-from domain.models.organisations import OrganisationKind, Role, User
-from domain.models.stores import StorePlatform, StoreProduct, StoreVariant
-from domain.store_data import StoreProductData, StoreVariantData
+from domain.organisations import commands as organisations
+from domain.organisations import tokens
+from domain.organisations.models import OrganisationKind, Role, User
+from domain.stores.data import StoreProductData, StoreVariantData
+from domain.stores.models import StorePlatform, StoreProduct, StoreVariant
 
 ADDRESS = {
     "name": "Ada Lovelace",

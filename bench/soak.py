@@ -200,9 +200,12 @@ async def seed(database_url: str, secrets_key: str) -> Seeded:
 
     from bench.hot_paths import supplier_catalogue
     from bench.seed import ADDRESS, buyer_with_token
-    from domain import order_intake, payments, secrets, tokens
+    from domain import secrets
     from domain.db import tortoise_config
-    from domain.models.organisations import User
+    from domain.orders import intake as order_intake
+    from domain.organisations import tokens
+    from domain.organisations.models import User
+    from domain.payments import commands as payments
 
     secrets.configure(secrets_key)  # the key the server gets as SECRETS_KEY
     await Tortoise.init(config=tortoise_config(database_url))

@@ -26,14 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tortoise import Tortoise
 
 from bench.database import admin, scratch_database
-from domain import catalogue, organisations, payments, secrets, stock
+from domain import secrets
 from domain.access import Viewer
+from domain.catalogue import commands as catalogue
 from domain.db import tortoise_config
 from domain.errors import DomainError
 from domain.models import Organisation, StockItem, StockMovement, Wallet
-from domain.models.organisations import OrganisationKind, Role
-from domain.models.stock import MovementKind
-from domain.order_intake import ManualLine, create_manual_order
+from domain.orders.intake import ManualLine, create_manual_order
+from domain.organisations import commands as organisations
+from domain.organisations.models import OrganisationKind, Role
+from domain.payments import commands as payments
+from domain.stock import commands as stock
+from domain.stock.models import MovementKind
 from service.cli import apply_migrations
 
 ADDRESS = {"name": "A", "address1": "1 High St", "city": "London", "country_code": "GB"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import DomainError, ErrorCode
-from domain.models.organisations import OrganisationKind, Role
+from domain.organisations.models import OrganisationKind, Role
 
 ROLE_RANK: dict[Role, int] = {Role.VIEWER: 0, Role.STAFF: 1, Role.ADMIN: 2, Role.OWNER: 3}
 

@@ -1,6 +1,6 @@
 """What happens when an order changes status.
 
-Every status change goes through ``transition()`` (``domain/order_status.py``), called inside
+Every status change goes through ``transition()`` (``domain/orders/status.py``), called inside
 the command's transaction. It does three things and nothing else: the compare-and-set of the
 status (with the command's other columns) on the order's ``version``, the timeline entry, and
 the ORDER_STATUS_CHANGED event. Then, in the same transaction and in the order of ``HOOKS``
@@ -22,7 +22,7 @@ cancel, resolving a depute) is part of that command, not listed here. Work for b
 workers is written in the transaction and woken through commit-listener topics
 (``domain.db.notify_after_commit``), never called directly.
 
-The hook modules must not import ``domain.order_status`` (``tests/test_architecture.py`` finds
+The hook modules must not import ``domain.orders.status`` (``tests/test_architecture.py`` finds
 any import cycle in ``domain/``).
 """
 
@@ -32,9 +32,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.models.orders import Order, OrderStatus
-from domain.stock_ledger import settle_paid_from_stock, stocking_order_in_transit
-from domain.tracking import wake_tracking_push
+from domain.orders.models import Order, OrderStatus
+from domain.orders.tracking import wake_tracking_push
+from domain.stock.ledger import settle_paid_from_stock, stocking_order_in_transit
 
 S = OrderStatus
 

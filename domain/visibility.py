@@ -15,8 +15,8 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain.access import Viewer
-from domain.models.catalogue import LogisticsMethod, Product, ProductStatus, Sku
-from domain.models.distribution import (
+from domain.catalogue.models import LogisticsMethod, Product, ProductStatus, Sku
+from domain.distribution.models import (
     AfterSalesOrder,
     DistributionSettings,
     DistributionWarehouse,
@@ -25,12 +25,12 @@ from domain.models.distribution import (
     WarehouseConnection,
     Withdrawal,
 )
-from domain.models.events import Event, EventAudience
-from domain.models.orders import Depute, Order, OrderLine, Quote
-from domain.models.organisations import ApiToken, Organisation, OrganisationKind, Role, User
-from domain.models.stock import CloudWarehouse, StockItem, StockMovement
-from domain.models.stores import ProductConnection, Store, StoreProduct, StoreVariant
-from domain.models.wallets import Wallet, WalletEntry
+from domain.events.models import Event, EventAudience
+from domain.orders.models import Depute, Order, OrderLine, Quote
+from domain.organisations.models import ApiToken, Organisation, OrganisationKind, Role, User
+from domain.payments.models import Wallet, WalletEntry
+from domain.stock.models import CloudWarehouse, StockItem, StockMovement
+from domain.stores.models import ProductConnection, Store, StoreProduct, StoreVariant
 
 
 def _is_supplier(viewer: Viewer) -> bool:

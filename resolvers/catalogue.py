@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry import Info
 
-from domain import catalogue
+from domain.catalogue import commands as catalogue
 from domain.pages import MAX_PAGE
 from resolvers.ids import optional_id, page_arguments, parse_id
 from resolvers.mutations import run_command

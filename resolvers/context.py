@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.access import Viewer
+from domain.distribution.models import WarehouseConnection
 from domain.events import PublishedEvent
-from domain.models.distribution import WarehouseConnection
-from domain.models.stores import Store
+from domain.stores.models import Store
 from resolvers.loaders import Loaders
 
 

@@ -7,11 +7,13 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry import Info
 
-from domain import after_sales, distribution_orders, partnerships, withdrawals
-from domain.event_catalogue import ReturnStatusChanged, WithdrawalStatusChanged, payload_of
+from domain.after_sales import commands as after_sales
+from domain.distribution import partnerships, withdrawals
+from domain.distribution import pushes as distribution_orders
+from domain.distribution.models import Partnership as PartnershipModel
+from domain.distribution.models import Withdrawal as WithdrawalModel
 from domain.events import EventType as DomainEventType
-from domain.models.distribution import Partnership as PartnershipModel
-from domain.models.distribution import Withdrawal as WithdrawalModel
+from domain.events.catalogue import ReturnStatusChanged, WithdrawalStatusChanged, payload_of
 from domain.pages import MAX_PAGE
 from domain.validation import filter_time
 from resolvers.events import event_stream

@@ -7,11 +7,11 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry import Info
 
-from domain import outbox, quotes
 from domain.errors import DomainError, SubscriptionEnded
-from domain.event_catalogue import OrderStatusChanged, QuoteUpdated, payload_of
 from domain.events import EventType as DomainEventType
-from domain.events import PublishedEvent
+from domain.events import PublishedEvent, outbox
+from domain.events.catalogue import OrderStatusChanged, QuoteUpdated, payload_of
+from domain.orders import quotes
 from resolvers.errors import PublicError, bad_input
 from resolvers.ids import parse_id, parse_ids
 from resolvers.permissions import EITHER, requires, viewer_of

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
-from domain import order_queries
 from domain.access import Viewer
+from domain.distribution.models import WarehouseAttempt, WarehouseOrder, Withdrawal
 from domain.models import (
     Depute,
     FreightRule,
@@ -24,11 +24,11 @@ from domain.models import (
     Store,
     StoreVariant,
 )
-from domain.models.distribution import WarehouseAttempt, WarehouseOrder, Withdrawal
-from domain.models.organisations import Organisation
-from domain.models.stores import ConnectionStatus
-from domain.order_queries import LineWithSku, visible_orders
+from domain.orders import queries as order_queries
+from domain.orders.queries import LineWithSku, visible_orders
+from domain.organisations.models import Organisation
 from domain.persistence.rows import fetch_query
+from domain.stores.models import ConnectionStatus
 
 M = TypeVar("M", bound=Model)
 

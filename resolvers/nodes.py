@@ -16,15 +16,15 @@ from strawberry import Info
 from tortoise.models import Model
 
 from domain import visibility
+from domain.catalogue import models as cm
+from domain.distribution import models as dm
 from domain.errors import DomainError, ErrorCode
-from domain.models import catalogue as cm
-from domain.models import distribution as dm
-from domain.models import events as em
-from domain.models import orders as om
-from domain.models import organisations as org
-from domain.models import stock as sm
-from domain.models import stores as stm
-from domain.models import wallets as wm
+from domain.events import models as em
+from domain.orders import models as om
+from domain.organisations import models as org
+from domain.payments import models as wm
+from domain.stock import models as sm
+from domain.stores import models as stm
 from domain.validation import is_key
 from resolvers.permissions import EITHER, requires, viewer_of
 from schema import global_ids

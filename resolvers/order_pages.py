@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from domain.models import orders as m
+from domain.orders import models as m
 from resolvers.loaders import Loaders
 from resolvers.selection import Tree
 from schema.global_ids import key_of

@@ -9,9 +9,13 @@ from typing import Annotated
 import strawberry
 from strawberry import Info
 
-from domain import connections, fulfilment, order_intake, order_queries, payments
-from domain.models.orders import Order as OrderModel
+from domain.catalogue import links as connections
+from domain.orders import fulfilment
+from domain.orders import intake as order_intake
+from domain.orders import queries as order_queries
+from domain.orders.models import Order as OrderModel
 from domain.pages import MAX_PAGE
+from domain.payments import commands as payments
 from domain.validation import filter_time
 from resolvers.errors import bad_input
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids

@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 from strawberry import Info
 
-from domain import organisations, tokens
+from domain.organisations import commands as organisations
+from domain.organisations import tokens
 from domain.pages import MAX_PAGE
 from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command

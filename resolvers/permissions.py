@@ -28,7 +28,7 @@ from strawberry.types.base import get_object_definition
 
 from domain.access import Viewer
 from domain.errors import DomainError, ErrorCode
-from domain.models.organisations import OrganisationKind, Role
+from domain.organisations.models import OrganisationKind, Role
 from resolvers.errors import PublicError
 from schema.types.errors import UserError
 

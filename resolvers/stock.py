@@ -8,12 +8,12 @@ from datetime import datetime
 import strawberry
 from strawberry import Info
 
-from domain import stock
-from domain.event_catalogue import InventoryChanged, payload_of
 from domain.events import EventType as DomainEventType
-from domain.models.stock import StockItem as StockItemModel
-from domain.order_intake import ManualLine
+from domain.events.catalogue import InventoryChanged, payload_of
+from domain.orders.intake import ManualLine
 from domain.pages import MAX_PAGE
+from domain.stock import commands as stock
+from domain.stock.models import StockItem as StockItemModel
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id
 from resolvers.mutations import run_command

@@ -5,7 +5,9 @@ from __future__ import annotations
 import strawberry
 from strawberry import Info
 
-from domain import connections, order_intake, quotes
+from domain.catalogue import links as connections
+from domain.orders import intake as order_intake
+from domain.orders import quotes
 from domain.pages import MAX_PAGE
 from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command

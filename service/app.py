@@ -16,10 +16,10 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
-from domain import store_inbox
 from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
-from domain.tracking import TRACKING_TOPIC
-from domain.warehouse_tasks import TASKS_TOPIC
+from domain.distribution.tasks import TASKS_TOPIC
+from domain.orders.tracking import TRACKING_TOPIC
+from domain.stores import inbox as store_inbox
 from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.channel import events_channel

@@ -65,8 +65,9 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _create_org(settings: Settings, args: argparse.Namespace) -> None:
-    from domain import organisations, tokens
-    from domain.models.organisations import OrganisationKind
+    from domain.organisations import commands as organisations
+    from domain.organisations import tokens
+    from domain.organisations.models import OrganisationKind
 
     async with _database(settings):
         org, owner = await organisations.create_organisation(
@@ -82,8 +83,8 @@ async def _create_org(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _create_token(settings: Settings, args: argparse.Namespace) -> None:
-    from domain import tokens
-    from domain.models.organisations import User
+    from domain.organisations import tokens
+    from domain.organisations.models import User
 
     async with _database(settings):
         user = await User.get_or_none(email=args.email.strip().lower())
@@ -94,8 +95,9 @@ async def _create_token(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _seed_demo(settings: Settings, args: argparse.Namespace) -> None:
-    from domain import organisations, tokens
-    from domain.models.organisations import OrganisationKind, User
+    from domain.organisations import commands as organisations
+    from domain.organisations import tokens
+    from domain.organisations.models import OrganisationKind, User
 
     demo = [
         ("Demo Supplier", OrganisationKind.SUPPLIER, "owner@supplier.demo"),

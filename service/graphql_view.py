@@ -33,9 +33,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from domain import tokens
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
+from domain.organisations import tokens
 from resolvers.context import Context, Services
 from schema.global_ids import gid
 from service.graphiql import page_response as graphiql_page

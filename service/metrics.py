@@ -23,10 +23,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from domain import store_inbox
-from domain.models.distribution import TaskState, WarehouseTask
-from domain.models.events import Event
-from domain.models.orders import Order, TrackingSync
+from domain.distribution.models import TaskState, WarehouseTask
+from domain.events.models import Event
+from domain.orders.models import Order, TrackingSync
+from domain.stores import inbox as store_inbox
 
 MAX_OPERATION_NAMES = 200
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

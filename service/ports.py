@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from domain.access import Viewer
-from domain.models.distribution import WarehouseConnection
+from domain.distribution.models import WarehouseConnection
 from integrations.stores.sync import sync_store
 from integrations.warehouses.connection_check import check_connection
 from resolvers.context import Services

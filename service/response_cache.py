@@ -33,7 +33,7 @@ seconds. Re-authenticating at least every ``TOKEN_TTL`` seconds also keeps
 ``ApiToken.lastUsedAt`` at its one-minute resolution.
 
 **Invalidation.** Every state change records an event in its transaction, naming its
-audience, the organisations that may see it (``domain/events.py``); ``service/invalidation.py``
+audience, the organisations that may see it (``domain/events/__init__.py``); ``service/invalidation.py``
 lists, for every mutation, the events it records, and a test holds the code to that list. The
 process's ``EventHub`` receives every event of every instance and calls ``on_event``, which
 moves the generation of each organisation of the audience forward, and, for an event that
@@ -102,11 +102,11 @@ from graphql import (
     visit,
 )
 
-from domain import outbox, tokens
 from domain.access import Viewer
 from domain.db import add_commit_listener
-from domain.events import EventType, PublishedEvent
-from domain.models.organisations import ApiToken
+from domain.events import EventType, PublishedEvent, outbox
+from domain.organisations import tokens
+from domain.organisations.models import ApiToken
 from domain.shared_data import SharedData, changed_by
 from service import invalidation
 

@@ -163,8 +163,9 @@ def make_member(make_server: ServerFactory) -> MakeMember:
 
     Needs a running server of this test (its lifespan holds the database connection).
     """
-    from domain import organisations, tokens
-    from domain.models.organisations import OrganisationKind, Role, User
+    from domain.organisations import commands as organisations
+    from domain.organisations import tokens
+    from domain.organisations.models import OrganisationKind, Role, User
 
     async def factory(
         kind: str = "BUYER", *, role: str = "OWNER", organisation_id: int | None = None

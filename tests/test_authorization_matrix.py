@@ -45,7 +45,7 @@ import httpx
 import pytest
 import websockets
 
-from domain.models.events import Event
+from domain.events.models import Event
 from integrations.stores.simulator import create_store_simulator
 from resolvers.nodes import MAX_NODES, NODE_TYPES
 from schema.build import create_schema

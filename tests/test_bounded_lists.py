@@ -22,7 +22,7 @@ from graphql import (
 )
 
 from domain import limits
-from domain.payments import MAX_ORDERS_PER_PAYMENT
+from domain.payments.commands import MAX_ORDERS_PER_PAYMENT
 from integrations.stores.protocol import StorePayloadError, parse_product
 from schema.build import create_schema
 from schema.global_ids import key_of
@@ -187,8 +187,8 @@ async def test_an_order_is_held_abnormal_at_most_the_maximum_times(
 async def test_only_the_latest_warehouse_attempts_are_kept(
     client: GraphQLHttp, make_member: MakeMember
 ) -> None:
-    from domain.models.distribution import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
-    from domain.warehouse_tasks import record_attempt
+    from domain.distribution.models import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
+    from domain.distribution.tasks import record_attempt
 
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     cat = await supplier_catalogue(client, supplier)

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from graphql import GraphQLObjectType, GraphQLSchema, get_named_type
 
+from domain.distribution.models import TaskState, WarehouseTask
 from domain.events import EventType, PublishedEvent, collecting
-from domain.models.distribution import TaskState, WarehouseTask
 from domain.shared_data import CHANGED_BY, SharedData, changed_by
 from integrations.stores.simulator import create_store_simulator
 from schema.build import create_schema

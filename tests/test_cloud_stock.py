@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from domain.models.stock import StockItem, StockMovement
+from domain.stock.models import StockItem, StockMovement
 from integrations.warehouses.protocol import sign_callback
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member
@@ -431,7 +431,7 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
 async def test_paying_from_stock_takes_the_wallet_before_the_stock(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember
 ) -> None:
-    """LOCK_ORDER (``domain.payments``): paying from stock locks the wallet before the stock
+    """LOCK_ORDER (``domain.payments.commands``): paying from stock locks the wallet before the stock
     row, as refunds that release stock do, so the two cannot deadlock each other. With the
     wallet held elsewhere, a payment waiting for it must not be holding the stock row.
     PostgreSQL only: SQLite has one writer and no row locks."""

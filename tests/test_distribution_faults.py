@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from domain import distribution_orders
-from domain.models.distribution import (
+from domain.distribution import pushes as distribution_orders
+from domain.distribution.models import (
     TaskKind,
     TaskState,
     WarehouseCallbackReceipt,

@@ -73,7 +73,7 @@ async def test_an_unexpected_error_in_a_shared_subscription_is_still_masked(
     make_member: MakeMember,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from domain import order_queries
+    from domain.orders import queries as order_queries
 
     d = await partnered(client, make_member, None)
     order_id = await manual_order(client, d)

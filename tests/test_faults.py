@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.models.distribution import TaskKind, TaskState
+from domain.distribution.models import TaskKind, TaskState
 from integrations.warehouses.protocol import PATH_OUTBOUND_ORDERS
 from service.app import READINESS_TIMEOUT
 from service.settings import Settings

@@ -517,8 +517,8 @@ class World:
 
 async def new_token(user_id: int) -> str:
     """A fresh token for the user (through the domain, as the CLI issues them)."""
-    from domain import tokens
-    from domain.models.organisations import User
+    from domain.organisations import tokens
+    from domain.organisations.models import User
 
     _, secret = await tokens.issue_token(user=await User.get(id=user_id), name="fuzz")
     return secret

@@ -160,7 +160,13 @@ async def world(client: GraphQLHttp, make_member: MakeMember) -> World:
 
 async def snapshot() -> dict[str, Any]:
     """Row counts of every table a mutation writes, organisation names and wallet balances."""
-    from domain.models import catalogue, events, orders, organisations, stock, stores, wallets
+    from domain.catalogue import models as catalogue
+    from domain.events import models as events
+    from domain.orders import models as orders
+    from domain.organisations import models as organisations
+    from domain.payments import models as wallets
+    from domain.stock import models as stock
+    from domain.stores import models as stores
 
     models = [
         organisations.Organisation,

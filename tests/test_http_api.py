@@ -120,7 +120,7 @@ async def test_revoked_token_stops_working(client: GraphQLHttp, make_member: Mak
 
 
 async def test_secrets_are_stored_hashed(client: GraphQLHttp, make_member: MakeMember) -> None:
-    from domain.models.organisations import ApiToken
+    from domain.organisations.models import ApiToken
 
     member = await make_member()
     stored = await ApiToken.get(id=member.token_id)
@@ -266,7 +266,7 @@ async def test_unexpected_errors_are_masked_and_logged(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from domain import organisations
+    from domain.organisations import commands as organisations
 
     member = await make_member()
 

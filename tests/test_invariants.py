@@ -47,17 +47,17 @@ from typing import Any
 
 import pytest
 
-from domain.models.distribution import (
+from domain.distribution.models import (
     PushStatus,
     TaskState,
     WarehouseOrder,
     WarehouseTask,
     WithdrawalStatus,
 )
-from domain.models.orders import Depute, DeputeStatus, Order, OrderStatus, OrderTransition
-from domain.models.stock import ReservationState, StockItem, StockMovement, StockReservation
-from domain.models.wallets import EntryKind, Wallet, WalletEntry
-from domain.order_status import ALLOWED
+from domain.orders.models import Depute, DeputeStatus, Order, OrderStatus, OrderTransition
+from domain.orders.status import ALLOWED
+from domain.payments.models import EntryKind, Wallet, WalletEntry
+from domain.stock.models import ReservationState, StockItem, StockMovement, StockReservation
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (

@@ -8,10 +8,10 @@ import pytest
 
 from domain.db import add_commit_listener, remove_commit_listener, transaction
 from domain.lifecycle import HOOKS
-from domain.models.orders import Order, OrderStatus, TrackingSync
-from domain.order_status import transition
-from domain.stock_ledger import settle_paid_from_stock, stocking_order_in_transit
-from domain.tracking import TRACKING_TOPIC, wake_tracking_push
+from domain.orders.models import Order, OrderStatus, TrackingSync
+from domain.orders.status import transition
+from domain.orders.tracking import TRACKING_TOPIC, wake_tracking_push
+from domain.stock.ledger import settle_paid_from_stock, stocking_order_in_transit
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer

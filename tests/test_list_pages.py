@@ -18,11 +18,11 @@ import pytest
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, get_named_type
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-from domain.models.catalogue import Product as ProductModel
-from domain.models.catalogue import ProductStatus
-from domain.models.orders import Quote as QuoteModel
-from domain.models.wallets import WalletEntry as WalletEntryModel
+from domain.catalogue.models import Product as ProductModel
+from domain.catalogue.models import ProductStatus
+from domain.orders.models import Quote as QuoteModel
 from domain.pages import MAX_PAGE
+from domain.payments.models import WalletEntry as WalletEntryModel
 from resolvers.permissions import declared
 from schema.build import create_schema
 from schema.global_ids import gid, key_of

@@ -13,8 +13,8 @@ import pytest
 import websockets
 from starlette.routing import WebSocketRoute
 
-from domain import outbox
-from domain.models.events import Event
+from domain.events import outbox
+from domain.events.models import Event
 from schema.global_ids import gid, key_of
 from service.live import LiveEndpoint, Multiplexer
 from tests.conftest import MakeMember, ServerFactory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from domain.models.distribution import WarehouseTask
+from domain.distribution.models import WarehouseTask
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import paid_order, partnered

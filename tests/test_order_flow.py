@@ -445,7 +445,7 @@ async def test_manual_order_and_sku_level_connection(
 async def test_wallet_never_goes_negative_under_concurrent_payments(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember
 ) -> None:
-    from domain.models.wallets import Wallet, WalletEntry
+    from domain.payments.models import Wallet, WalletEntry
 
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     cat = await supplier_catalogue(client, supplier)

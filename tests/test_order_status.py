@@ -8,9 +8,9 @@ import pytest
 
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
-from domain.models.events import Event, EventAudience
-from domain.models.orders import Order, OrderStatus, OrderTransition
-from domain.order_status import transition
+from domain.events.models import Event, EventAudience
+from domain.orders.models import Order, OrderStatus, OrderTransition
+from domain.orders.status import transition
 from schema.global_ids import key_of
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp

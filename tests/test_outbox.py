@@ -6,11 +6,10 @@ import asyncio
 
 import pytest
 
-from domain import outbox
 from domain.db import transaction
-from domain.event_catalogue import OrganisationUpdated
-from domain.events import NewEvent, record_event
-from domain.models.events import Event
+from domain.events import NewEvent, outbox, record_event
+from domain.events.catalogue import OrganisationUpdated
+from domain.events.models import Event
 from tests.conftest import MakeMember
 from tests.support.server import RunningServer
 

@@ -22,9 +22,9 @@ import pytest
 import domain.persistence
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
-from domain.models.events import Event
-from domain.models.orders import Order, OrderKind, OrderStatus, OrderTransition, WebhookReceipt
-from domain.models.organisations import Organisation, OrganisationKind
+from domain.events.models import Event
+from domain.orders.models import Order, OrderKind, OrderStatus, OrderTransition, WebhookReceipt
+from domain.organisations.models import Organisation, OrganisationKind
 from domain.persistence import outbox as persisted_outbox
 from domain.persistence.dialects import ENGINES, SWITCHES, calls, engine
 from tests.support.server import RunningServer
@@ -66,7 +66,7 @@ async def _inbox(server: RunningServer) -> None:
 
 
 async def _store() -> int:
-    from domain.models.stores import Store, StorePlatform
+    from domain.stores.models import Store, StorePlatform
 
     organisation = await _organisation()
     store = await Store.create(
@@ -81,7 +81,7 @@ async def _store() -> int:
 
 
 async def _organisation() -> Organisation:
-    from domain import organisations
+    from domain.organisations import commands as organisations
 
     email = f"{uuid.uuid4().hex[:12]}@example.test"
     organisation, _ = await organisations.create_organisation(
@@ -92,8 +92,8 @@ async def _organisation() -> Organisation:
 
 @scenario("events.insert")
 async def _event(server: RunningServer) -> None:
-    from domain.event_catalogue import OrganisationUpdated
     from domain.events import record_event
+    from domain.events.catalogue import OrganisationUpdated
 
     organisation = await _organisation()
     async with transaction():
@@ -109,7 +109,7 @@ async def _event(server: RunningServer) -> None:
 
 @scenario("orders.change_and_record")
 async def _order_change(server: RunningServer) -> None:
-    from domain.order_status import transition
+    from domain.orders.status import transition
 
     organisation = await _organisation()
     order = await Order.create(

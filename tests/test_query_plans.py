@@ -64,26 +64,23 @@ import pytest
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from domain import (
-    after_sales,
-    catalogue,
-    order_queries,
-    organisations,
-    outbox,
-    partnerships,
-    payments,
-    quotes,
-    stock,
-    tokens,
-    withdrawals,
-)
-from domain import connections as store_connections
 from domain.access import Viewer
-from domain.models.distribution import AfterSalesStatus, PushStatus, WithdrawalStatus
-from domain.models.orders import OrderKind, OrderStatus
-from domain.models.organisations import OrganisationKind, Role
-from domain.models.stores import StorePlatform
+from domain.after_sales import commands as after_sales
+from domain.catalogue import commands as catalogue
+from domain.catalogue import links as store_connections
+from domain.distribution import partnerships, withdrawals
+from domain.distribution.models import AfterSalesStatus, PushStatus, WithdrawalStatus
+from domain.events import outbox
+from domain.orders import queries as order_queries
+from domain.orders import quotes
+from domain.orders.models import OrderKind, OrderStatus
+from domain.organisations import commands as organisations
+from domain.organisations import tokens
+from domain.organisations.models import OrganisationKind, Role
+from domain.payments import commands as payments
 from domain.secrets import seal
+from domain.stock import commands as stock
+from domain.stores.models import StorePlatform
 from resolvers.loaders import Loaders
 from service.settings import Settings
 from tests.support.server import RunningServer, start_server

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from domain import organisations
 from domain.access import Viewer
 from domain.events import EventType, PublishedEvent
-from domain.models.organisations import OrganisationKind, Role
+from domain.organisations import commands as organisations
+from domain.organisations.models import OrganisationKind, Role
 from service.response_cache import (
     TOKEN_TTL,
     Operation,
@@ -279,7 +279,7 @@ async def test_mutations_and_errors_are_never_cached(
         assert response.headers["x-cache"] == "miss"
         assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
-    from domain import organisations
+    from domain.organisations import commands as organisations
 
     real = organisations.list_users
 

@@ -29,7 +29,7 @@ async def test_row_builder_matches_tortoise_for_every_model(server: RunningServe
 
 
 async def test_a_joined_row_is_read_through_its_prefix(server: RunningServer) -> None:
-    from domain.models.catalogue import Sku
+    from domain.catalogue.models import Sku
 
     [sku] = await Sku.all().order_by("id").limit(1) or [None]
     if sku is None:

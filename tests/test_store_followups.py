@@ -11,7 +11,7 @@ import pytest
 from tortoise import connections
 
 from domain import secrets
-from domain.models.stores import Store
+from domain.stores.models import Store
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp

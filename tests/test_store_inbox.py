@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from domain import store_inbox
-from domain.models.orders import InboxState, Order, WebhookReceipt
+from domain.orders.models import InboxState, Order, WebhookReceipt
+from domain.stores import inbox as store_inbox
 from integrations.stores import inbox as inbox_module
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from schema.global_ids import key_of
@@ -32,9 +32,9 @@ async def _row(event_id: str | None = None, **where: Any) -> WebhookReceipt:
 
 async def _store() -> int:
     """A store of a new buyer: receipts reference a real store."""
-    from domain import organisations
-    from domain.models.organisations import OrganisationKind
-    from domain.models.stores import Store, StorePlatform
+    from domain.organisations import commands as organisations
+    from domain.organisations.models import OrganisationKind
+    from domain.stores.models import Store, StorePlatform
 
     email = f"{uuid.uuid4().hex[:12]}@example.test"
     buyer, _ = await organisations.create_organisation(

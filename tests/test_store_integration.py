@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.store_data import StoreOrderData, StoreOrderLineData, StoreVariantData
+from domain.stores.data import StoreOrderData, StoreOrderLineData, StoreVariantData
 from integrations.stores import StoreApiError, StoreClient, StorePayloadError
 from integrations.stores.protocol import (
     HEADER_ACCESS_TOKEN,

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from domain.models.organisations import OrganisationKind, Role
+from domain.organisations.models import OrganisationKind, Role
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields

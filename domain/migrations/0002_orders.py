@@ -1,10 +1,10 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from domain.models.catalogue import ProductStatus
-from domain.models.orders import DeputeOutcome, DeputeStatus, DeputeType, LineSource, OrderKind, OrderStatus, QuoteStatus, TrackingSync
-from domain.models.stores import ConnectionStatus, StorePlatform
-from domain.models.wallets import EntryKind
+from domain.catalogue.models import ProductStatus
+from domain.orders.models import DeputeOutcome, DeputeStatus, DeputeType, LineSource, OrderKind, OrderStatus, QuoteStatus, TrackingSync
+from domain.stores.models import ConnectionStatus, StorePlatform
+from domain.payments.models import EntryKind
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from domain.models.distribution import AfterSalesStatus, PartnershipStatus, PushStatus, TaskKind, TaskState, WithdrawalResolution, WithdrawalStatus
+from domain.distribution.models import AfterSalesStatus, PartnershipStatus, PushStatus, TaskKind, TaskState, WithdrawalResolution, WithdrawalStatus
 from domain.secrets import SealedTextField
 from json import dumps, loads
 from tortoise import fields

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from domain.models.stock import MovementKind, ReservationState
+from domain.stock.models import MovementKind, ReservationState
 from domain.secrets import SealedTextField
 from json import dumps, loads
 from tortoise import fields

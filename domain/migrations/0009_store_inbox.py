@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from domain.models.orders import InboxState
+from domain.orders.models import InboxState
 from tortoise import fields
 from tortoise.indexes import Index
 

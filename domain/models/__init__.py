@@ -1,7 +1,7 @@
 """All Tortoise models of the application, registered as the ``models`` app."""
 
-from domain.models.catalogue import FreightRule, LogisticsMethod, PriceTier, Product, Sku
-from domain.models.distribution import (
+from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, Product, Sku
+from domain.distribution.models import (
     AfterSalesOrder,
     DistributionSettings,
     DistributionWarehouse,
@@ -13,8 +13,8 @@ from domain.models.distribution import (
     WarehouseTask,
     Withdrawal,
 )
-from domain.models.events import Event, EventAudience
-from domain.models.orders import (
+from domain.events.models import Event, EventAudience
+from domain.orders.models import (
     Depute,
     Order,
     OrderLine,
@@ -22,22 +22,22 @@ from domain.models.orders import (
     Quote,
     WebhookReceipt,
 )
-from domain.models.organisations import ApiToken, Organisation, User
-from domain.models.stock import (
+from domain.organisations.models import ApiToken, Organisation, User
+from domain.payments.models import Wallet, WalletEntry
+from domain.stock.models import (
     CloudReceiptCallback,
     CloudWarehouse,
     StockItem,
     StockMovement,
     StockReservation,
 )
-from domain.models.stores import (
+from domain.stores.models import (
     ProductConnection,
     Store,
     StoreProduct,
     StoreVariant,
     VariantMapping,
 )
-from domain.models.wallets import Wallet, WalletEntry
 
 __all__ = [
     "AfterSalesOrder",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from compat import tortoise as orm
-from domain.models.events import Event, EventAudience
+from domain.events.models import Event, EventAudience
 from domain.persistence.dialects import DialectSwitch
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from compat import tortoise as orm
-from domain.models.orders import InboxState, WebhookReceipt
+from domain.orders.models import InboxState, WebhookReceipt
 from domain.persistence.dialects import DialectSwitch
 
 Receipt = tuple[int, str, str]  # store id, event id, body

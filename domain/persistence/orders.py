@@ -11,8 +11,8 @@ from pypika_tortoise import Table
 from tortoise.models import Model
 
 from compat import tortoise as orm
-from domain.models.catalogue import Product, Sku
-from domain.models.orders import Order, OrderLine, OrderTransition
+from domain.catalogue.models import Product, Sku
+from domain.orders.models import Order, OrderLine, OrderTransition
 from domain.persistence.dialects import DialectSwitch
 from domain.persistence.events import event_parameters, insert_event, recording_sql
 from domain.persistence.rows import RowBuilder, builder, fetch

@@ -19,7 +19,7 @@ from tortoise import connections
 from compat import tortoise as orm
 from domain.db import transaction
 from domain.events import PublishedEvent
-from domain.models.events import Event, EventAudience
+from domain.events.models import Event, EventAudience
 from domain.persistence.dialects import DialectSwitch
 
 _SEQUENCE_LOCK = 0x5EED_0001

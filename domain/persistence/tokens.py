@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from compat import tortoise as orm
-from domain.models.organisations import ApiToken, Organisation, OrganisationKind, Role, User
+from domain.organisations.models import ApiToken, Organisation, OrganisationKind, Role, User
 from domain.persistence.sql import placeholder
 
 

@@ -15,9 +15,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
-from domain import outbox
 from domain.errors import SubscriptionEnded  # raised here; tests and older code import it here
-from domain.events import EventType, PublishedEvent
+from domain.events import EventType, PublishedEvent, outbox
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, decode
 

@@ -13,8 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from domain import outbox
-from domain.events import PublishedEvent
+from domain.events import PublishedEvent, outbox
 from integrations.background import WakeableLoop
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode

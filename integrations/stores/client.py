@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import httpx
 
-from domain.store_data import StoreOrderData, StoreProductData
+from domain.stores.data import StoreOrderData, StoreProductData
 from integrations.http_retry import is_transient, send_with_retries
 from integrations.outbound import new_client
 from integrations.stores.protocol import (

@@ -1,4 +1,4 @@
-"""The background worker that takes accepted store webhooks in (``domain.store_inbox``).
+"""The background worker that takes accepted store webhooks in (``domain.stores.inbox``).
 
 The receiver wakes it on this instance; every instance also looks for due rows every
 ``poll_interval`` seconds, so rows accepted elsewhere, retried, or left by an instance that died
@@ -12,10 +12,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from domain import store_inbox
-from domain.models.orders import InboxState, WebhookReceipt
-from domain.models.stores import Store
-from domain.order_intake import ingest_store_order
+from domain.orders.intake import ingest_store_order
+from domain.orders.models import InboxState, WebhookReceipt
+from domain.stores import inbox as store_inbox
+from domain.stores.models import Store
 from integrations.background import WakeableLoop
 from integrations.stores.protocol import StorePayloadError, parse_order
 

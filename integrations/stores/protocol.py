@@ -49,7 +49,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.limits import MAX_ORDER_LINES, MAX_VARIANTS_PER_STORE_PRODUCT
-from domain.store_data import (
+from domain.stores.data import (
     SHIPPING_ADDRESS_KEYS,
     StoreOrderData,
     StoreOrderLineData,

@@ -4,7 +4,7 @@ Checked in this order, and nothing is written unless all pass: the signature
 (``X-Shopify-Hmac-Sha256``, constant-time; bad or missing → 401), the event id and trigger time
 (missing or malformed → 400), the trigger time's age (older than the replay window → 200
 ``stale``, ignored), the body (malformed → 400). Then the body goes to the store's inbox
-(``domain.store_inbox``) and the answer is 202 ``accepted``: the order is taken in by the inbox
+(``domain.stores.inbox``) and the answer is 202 ``accepted``: the order is taken in by the inbox
 worker moments later (``orderCreated`` events and the ``orders`` query show it). A redelivered
 event answers 200 ``duplicate``; an order delivered again under a new event id is still taken
 in once (orders are unique per store order id).
@@ -26,9 +26,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from domain import store_inbox
 from domain.db import DATABASE_UNAVAILABLE
-from domain.models.stores import Store
+from domain.stores import inbox as store_inbox
+from domain.stores.models import Store
 from domain.validation import is_key
 from integrations.stores.protocol import StorePayloadError, parse_order, verify
 

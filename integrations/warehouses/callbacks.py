@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tortoise.exceptions import IntegrityError
 
-from domain.after_sales import apply_return_status
+from domain.after_sales.commands import apply_return_status
 from domain.db import transaction
-from domain.distribution_orders import apply_outbound_status
+from domain.distribution.models import WarehouseCallbackReceipt, WarehouseConnection
+from domain.distribution.pushes import apply_outbound_status
 from domain.errors import DomainError, ErrorCode
-from domain.models.distribution import WarehouseCallbackReceipt, WarehouseConnection
 from integrations.warehouses.protocol import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,

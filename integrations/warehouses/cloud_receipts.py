@@ -25,8 +25,8 @@ from tortoise.exceptions import IntegrityError
 
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
-from domain.models.stock import CloudReceiptCallback, CloudWarehouse
-from domain.stock import receive_from_warehouse
+from domain.stock.commands import receive_from_warehouse
+from domain.stock.models import CloudReceiptCallback, CloudWarehouse
 from integrations.warehouses.protocol import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,

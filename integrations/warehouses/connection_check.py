@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from domain.access import Viewer
-from domain.models.distribution import WarehouseConnection
-from domain.partnerships import connection_of, record_connection_test
+from domain.distribution.models import WarehouseConnection
+from domain.distribution.partnerships import connection_of, record_connection_test
 from integrations.warehouses.client import WarehouseApiError, WarehouseClient
 
 

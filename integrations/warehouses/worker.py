@@ -1,6 +1,6 @@
 """The background worker that talks to third-party warehouses for the domain's task queue.
 
-Each round it takes the lease of due tasks (``domain.warehouse_tasks``), makes the call with
+Each round it takes the lease of due tasks (``domain.distribution.tasks``), makes the call with
 ``WarehouseClient`` (which retries transient failures itself, with the task's idempotency key),
 and hands the outcome to the domain, which applies it once. A task whose warehouse stays
 unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to ``task_attempts`` runs;
@@ -22,14 +22,17 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from domain import after_sales, distribution_orders, warehouse_tasks, withdrawals
-from domain.errors import DomainError
-from domain.models.distribution import (
+from domain.after_sales import commands as after_sales
+from domain.distribution import pushes as distribution_orders
+from domain.distribution import tasks as warehouse_tasks
+from domain.distribution import withdrawals
+from domain.distribution.models import (
     AfterSalesOrder,
     TaskKind,
     WarehouseConnection,
     WarehouseTask,
 )
+from domain.errors import DomainError
 from domain.request_context import request_id_var
 from integrations.outbound import new_client
 from integrations.warehouses.client import (

@@ -10,7 +10,7 @@ from strawberry import Info
 from strawberry.scalars import JSON
 
 from domain import limits
-from domain.models import catalogue as m
+from domain.catalogue import models as m
 from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
 from schema.types.node import Node

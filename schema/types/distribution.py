@@ -9,7 +9,7 @@ import strawberry
 from strawberry import Info
 
 from domain import limits
-from domain.models import distribution as m
+from domain.distribution import models as m
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.errors import UserError
 from schema.types.node import Node

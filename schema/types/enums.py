@@ -6,8 +6,8 @@ import strawberry
 
 from domain.errors import ErrorCode as _ErrorCode
 from domain.events import EventType as _EventType
-from domain.models.organisations import OrganisationKind as _OrganisationKind
-from domain.models.organisations import Role as _Role
+from domain.organisations.models import OrganisationKind as _OrganisationKind
+from domain.organisations.models import Role as _Role
 
 OrganisationKind = strawberry.enum(
     _OrganisationKind, description="BUYER: sellers and distributors; SUPPLIER: ships the goods."

@@ -7,9 +7,9 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from domain.event_catalogue import public_payload
 from domain.events import PublishedEvent
-from domain.models.events import Event as EventModel
+from domain.events.catalogue import public_payload
+from domain.events.models import Event as EventModel
 from schema.global_ids import gid, payload_for_clients, subject_type_for_clients
 from schema.types.enums import EventType
 from schema.types.node import Node

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import Info
 
-from domain import limits, order_queries
-from domain.models import distribution as dm
-from domain.models import orders as m
-from domain.models import wallets as w
-from domain.payments import MAX_ORDERS_PER_PAYMENT, Charges
+from domain import limits
+from domain.distribution import models as dm
+from domain.orders import models as m
+from domain.orders import queries as order_queries
+from domain.payments import models as w
+from domain.payments.commands import MAX_ORDERS_PER_PAYMENT, Charges
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError

@@ -6,9 +6,9 @@ from datetime import datetime
 
 import strawberry
 
-from domain.models.organisations import ApiToken as ApiTokenModel
-from domain.models.organisations import Organisation as OrganisationModel
-from domain.models.organisations import User as UserModel
+from domain.organisations.models import ApiToken as ApiTokenModel
+from domain.organisations.models import Organisation as OrganisationModel
+from domain.organisations.models import User as UserModel
 from schema.global_ids import gid
 from schema.types.enums import OrganisationKind, Role
 from schema.types.errors import UserError

@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry import Info
 
-from domain.models import stock as m
+from domain.stock import models as m
 from schema.global_ids import gid, key_of
 from schema.types.catalogue import Sku
 from schema.types.errors import UserError

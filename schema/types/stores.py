@@ -9,7 +9,7 @@ from strawberry import Info
 from strawberry.scalars import JSON
 
 from domain import limits
-from domain.models import stores as m
+from domain.stores import models as m
 from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
 from schema.types.node import Node

@@ -23,7 +23,7 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from compat.strawberry import PreExecutionError
-from domain import tokens
+from domain.organisations import tokens
 from resolvers.context import Context
 from service.graphql_view import BAD_TOKEN, GraphQLView
 from service.live.connection import Connection

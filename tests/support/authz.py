@@ -459,7 +459,7 @@ async def pair_secrets(
     None for someone with no organisation) is not a party to, read from the database."""
     from tortoise.expressions import Q
 
-    from domain.models.distribution import (
+    from domain.distribution.models import (
         AfterSalesOrder,
         DistributionWarehouse,
         Partnership,
@@ -467,12 +467,12 @@ async def pair_secrets(
         WarehouseConnection,
         Withdrawal,
     )
-    from domain.models.events import Event, EventAudience
-    from domain.models.orders import Depute, Order, OrderLine, Quote
-    from domain.models.organisations import ApiToken, Organisation, User
-    from domain.models.stock import StockItem, StockMovement
-    from domain.models.stores import ProductConnection, Store, StoreProduct, StoreVariant
-    from domain.models.wallets import Wallet, WalletEntry
+    from domain.events.models import Event, EventAudience
+    from domain.orders.models import Depute, Order, OrderLine, Quote
+    from domain.organisations.models import ApiToken, Organisation, User
+    from domain.payments.models import Wallet, WalletEntry
+    from domain.stock.models import StockItem, StockMovement
+    from domain.stores.models import ProductConnection, Store, StoreProduct, StoreVariant
 
     secrets = Secrets()
 
@@ -607,7 +607,7 @@ async def pair_secrets(
 async def member_secrets(organisation_id: int, user_id: int) -> Secrets:
     """What a member without the ADMIN role must not see of their own organisation: the API
     tokens of its other users."""
-    from domain.models.organisations import ApiToken
+    from domain.organisations.models import ApiToken
 
     secrets = Secrets()
     secrets.add(

@@ -28,8 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.frames import DATA_OPCODES, Frame
 
 from bench.common import percentile
-from domain import outbox
-from domain.events import PublishedEvent
+from domain.events import PublishedEvent, outbox
 from schema.global_ids import key_of
 from tests.conftest import Member
 from tests.support.pauses import Pauses

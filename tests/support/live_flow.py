@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from domain import organisations, outbox, tokens
-from domain.models.events import Event
-from domain.models.organisations import OrganisationKind
+from domain.events import outbox
+from domain.events.models import Event
+from domain.organisations import commands as organisations
+from domain.organisations import tokens
+from domain.organisations.models import OrganisationKind
 from integrations.bus.hub import EventHub
 from schema.global_ids import gid
 from tests.conftest import MakeMember, Member

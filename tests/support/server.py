@@ -52,7 +52,7 @@ class RunningServer:
 
     async def store_inbox_drained(self, timeout: float = 10) -> None:
         """Wait until every accepted store webhook has been taken in (none left PENDING)."""
-        from domain import store_inbox
+        from domain.stores import inbox as store_inbox
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -1,0 +1,320 @@
+"""Partnerships between suppliers and distributors, their distribution warehouses, the
+supplier's third-party warehouse connections and distribution settings."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from domain import visibility
+from domain.access import Viewer, require_buyer, require_supplier_staff
+from domain.db import transaction
+from domain.distribution.models import (
+    DistributionSettings,
+    DistributionWarehouse,
+    Partnership,
+    PartnershipStatus,
+    WarehouseConnection,
+)
+from domain.errors import DomainError, ErrorCode, not_found
+from domain.events import record_event
+from domain.events.catalogue import (
+    DistributionSettingsUpdated,
+    PartnershipUpdated,
+    ThirdPartyWarehouseUpdated,
+)
+from domain.orders.intake import clean_address
+from domain.organisations.models import Organisation, OrganisationKind, Role
+from domain.pages import keyset_page
+from domain.validation import clean_text
+
+DEFAULT_WAREHOUSE_NAME = "Default distribution warehouse"
+
+
+async def _partnership_event(partnership: Partnership, actor_user_id: int | None) -> None:
+    await record_event(PartnershipUpdated.of(partnership, actor_user_id=actor_user_id))
+
+
+async def apply_for_partnership(*, viewer: Viewer, supplier_id: int, message: str) -> Partnership:
+    """A distributor applies to a supplier (again, after a rejection)."""
+    require_buyer(viewer, Role.ADMIN)
+    message = clean_text(message, field="message", max_length=500, required=False)
+    supplier = await Organisation.get_or_none(id=supplier_id, kind=OrganisationKind.SUPPLIER)
+    if supplier is None:
+        raise not_found("Supplier", field="supplierId")
+    async with transaction():
+        existing = await Partnership.get_or_none(
+            supplier_id=supplier_id, distributor_id=viewer.organisation_id
+        )
+        if existing is not None and existing.status is not PartnershipStatus.REJECTED:
+            raise DomainError(
+                ErrorCode.ALREADY_EXISTS,
+                f"A partnership with this supplier is already {existing.status.value}.",
+                field="supplierId",
+            )
+        if existing is None:
+            partnership = await Partnership.create(
+                supplier_id=supplier_id,
+                distributor_id=viewer.organisation_id,
+                status=PartnershipStatus.PENDING,
+                message=message,
+            )
+        else:
+            partnership = existing
+            partnership.status = PartnershipStatus.PENDING
+            partnership.message = message
+            partnership.decided_at = None
+            await partnership.save()
+        await _partnership_event(partnership, viewer.user_id)
+    return partnership
+
+
+async def decide_partnership(
+    *, viewer: Viewer, partnership_id: int, accept: bool, note: str = ""
+) -> Partnership:
+    """The supplier accepts (a distribution warehouse is created for the distributor) or
+    rejects a PENDING application."""
+    require_supplier_staff(viewer)
+    note = clean_text(note, field="note", max_length=500, required=False)
+    async with transaction():
+        partnership = await Partnership.get_or_none(
+            id=partnership_id, supplier_id=viewer.organisation_id
+        )
+        if partnership is None:
+            raise not_found("Partnership", field="partnershipId")
+        if partnership.status is not PartnershipStatus.PENDING:
+            raise DomainError(
+                ErrorCode.ILLEGAL_TRANSITION,
+                f"The partnership is {partnership.status.value}, not PENDING.",
+                field="partnershipId",
+            )
+        updated = await Partnership.filter(
+            id=partnership.id, status=PartnershipStatus.PENDING
+        ).update(
+            status=PartnershipStatus.ACCEPTED if accept else PartnershipStatus.REJECTED,
+            decision_note=note,
+            decided_at=datetime.now(UTC),
+        )
+        if updated != 1:
+            raise DomainError(ErrorCode.CONFLICT, "Decided meanwhile.", field="partnershipId")
+        await partnership.refresh_from_db()
+        if accept and partnership.warehouse_id is None:
+            warehouse = await DistributionWarehouse.create(
+                partnership_id=partnership.id,
+                name=DEFAULT_WAREHOUSE_NAME,
+                created_by_system=True,
+            )
+            partnership.warehouse_id = warehouse.id
+            await partnership.save(update_fields=["warehouse_id", "updated_at"])
+        await _partnership_event(partnership, viewer.user_id)
+    return partnership
+
+
+async def list_partnerships(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Partnership], bool]:
+    """A page of the caller's partnerships (as supplier or as distributor), newest first."""
+    return await keyset_page(
+        visibility.partnerships(viewer), first=first, after=after, newest_first=True
+    )
+
+
+async def partnership_of(
+    viewer: Viewer, partnership_id: int, *, accepted: bool = True
+) -> Partnership:
+    partnership = await visibility.partnerships(viewer).get_or_none(id=partnership_id)
+    if partnership is None:
+        raise not_found("Partnership", field="partnershipId")
+    if accepted and partnership.status is not PartnershipStatus.ACCEPTED:
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"The partnership is {partnership.status.value}, not ACCEPTED.",
+            field="partnershipId",
+        )
+    return partnership
+
+
+async def accepted_partnership(*, supplier_id: int, distributor_id: int) -> Partnership | None:
+    return await Partnership.get_or_none(
+        supplier_id=supplier_id, distributor_id=distributor_id, status=PartnershipStatus.ACCEPTED
+    )
+
+
+async def add_distribution_warehouse(
+    *, viewer: Viewer, partnership_id: int, name: str, address: dict[str, str]
+) -> DistributionWarehouse:
+    """The distributor adds another distribution warehouse to a partnership."""
+    require_buyer(viewer)
+    name = clean_text(name, field="name", max_length=200)
+    cleaned = clean_address(address, field="address")
+    async with transaction():
+        partnership = await partnership_of(viewer, partnership_id)
+        warehouse = await DistributionWarehouse.create(
+            partnership_id=partnership.id, name=name, address=cleaned
+        )
+        await _partnership_event(partnership, viewer.user_id)
+    return warehouse
+
+
+async def list_distribution_warehouses(
+    *, viewer: Viewer, partnership_id: int, first: int, after: int | None = None
+) -> tuple[list[DistributionWarehouse], bool]:
+    """A page of one of the caller's partnerships' warehouses, in id order (a warehouse is
+    visible with its partnership; an unknown partnership is NOT_FOUND)."""
+    partnership = await partnership_of(viewer, partnership_id, accepted=False)
+    return await keyset_page(
+        DistributionWarehouse.filter(partnership_id=partnership.id), first=first, after=after
+    )
+
+
+async def select_distribution_warehouse(
+    *,
+    viewer: Viewer,
+    partnership_id: int,
+    warehouse_id: int,
+    connection_id: int | None,
+) -> Partnership:
+    """The supplier chooses which distribution warehouse fulfils the distributor, and whether
+    one of its authorised third-party warehouses runs it (``connection_id``)."""
+    require_supplier_staff(viewer)
+    async with transaction():
+        partnership = await partnership_of(viewer, partnership_id)
+        warehouse = await DistributionWarehouse.get_or_none(
+            id=warehouse_id, partnership_id=partnership.id
+        )
+        if warehouse is None:
+            raise not_found("Distribution warehouse of this partnership", field="warehouseId")
+        if connection_id is not None:
+            await connection_of(viewer, connection_id, field="thirdPartyWarehouseId")
+        warehouse.connection_id = connection_id
+        await warehouse.save(update_fields=["connection_id"])
+        partnership.warehouse_id = warehouse.id
+        await partnership.save(update_fields=["warehouse_id", "updated_at"])
+        await _partnership_event(partnership, viewer.user_id)
+    return partnership
+
+
+async def fulfilling_connection(partnership: Partnership) -> WarehouseConnection | None:
+    """The active third-party warehouse that fulfils this partnership's orders, if any."""
+    if partnership.warehouse_id is None:
+        return None
+    warehouse = await DistributionWarehouse.get_or_none(id=partnership.warehouse_id)
+    if warehouse is None or warehouse.connection_id is None:
+        return None
+    return await WarehouseConnection.get_or_none(id=warehouse.connection_id, is_active=True)
+
+
+# -- third-party warehouse connections ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    connection: WarehouseConnection
+    callback_secret: str
+
+
+async def authorise_warehouse(
+    *, viewer: Viewer, provider: str, name: str, api_url: str, api_key: str
+) -> NewConnection:
+    """The supplier authorises a third-party warehouse; the callback secret is shown once."""
+    require_supplier_staff(viewer)
+    viewer.require_role(Role.ADMIN)
+    provider = clean_text(provider, field="provider", max_length=100)
+    name = clean_text(name, field="name", max_length=200)
+    api_url = clean_text(api_url, field="apiUrl", max_length=500)
+    if not api_url.startswith(("http://", "https://")):
+        raise DomainError(ErrorCode.INVALID, "An http(s) address.", field="apiUrl")
+    api_key = clean_text(api_key, field="apiKey", max_length=500)
+    secret = secrets.token_urlsafe(32)
+    async with transaction():
+        connection = await WarehouseConnection.create(
+            supplier_id=viewer.organisation_id,
+            provider=provider,
+            name=name,
+            api_url=api_url.rstrip("/"),
+            api_key=api_key,
+            callback_secret=secret,
+        )
+        await _connection_event(connection, "AUTHORISED", actor_user_id=viewer.user_id)
+    return NewConnection(connection=connection, callback_secret=secret)
+
+
+async def _connection_event(
+    connection: WarehouseConnection, change: str, *, actor_user_id: int | None
+) -> None:
+    await record_event(
+        ThirdPartyWarehouseUpdated.of(connection, change=change, actor_user_id=actor_user_id)
+    )
+
+
+async def connection_of(
+    viewer: Viewer, connection_id: int, *, field: str = "connectionId"
+) -> WarehouseConnection:
+    require_supplier_staff(viewer)
+    connection = await WarehouseConnection.get_or_none(
+        id=connection_id, supplier_id=viewer.organisation_id, is_active=True
+    )
+    if connection is None:
+        raise not_found("Third-party warehouse", field=field)
+    return connection
+
+
+async def list_connections(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[WarehouseConnection], bool]:
+    """Supplier staff: a page of the supplier's third-party warehouses, in id order."""
+    require_supplier_staff(viewer)
+    return await keyset_page(visibility.third_party_warehouses(viewer), first=first, after=after)
+
+
+async def record_connection_test(
+    connection: WarehouseConnection, *, ok: bool, message: str, actor_user_id: int | None
+) -> WarehouseConnection:
+    connection.last_test_ok = ok
+    connection.last_test_message = message[:500]
+    connection.last_tested_at = datetime.now(UTC)
+    async with transaction():
+        await connection.save(update_fields=["last_test_ok", "last_test_message", "last_tested_at"])
+        await _connection_event(connection, "TESTED", actor_user_id=actor_user_id)
+    return connection
+
+
+async def revoke_connection(*, viewer: Viewer, connection_id: int) -> WarehouseConnection:
+    viewer.require_role(Role.ADMIN)
+    async with transaction():
+        connection = await connection_of(viewer, connection_id)
+        connection.is_active = False
+        await connection.save(update_fields=["is_active"])
+        await _connection_event(connection, "REVOKED", actor_user_id=viewer.user_id)
+    return connection
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+async def distribution_settings(supplier_id: int) -> DistributionSettings:
+    settings, _ = await DistributionSettings.get_or_create(supplier_id=supplier_id)
+    return settings
+
+
+async def settings_of(*, viewer: Viewer) -> DistributionSettings:
+    """The calling supplier's distribution settings."""
+    require_supplier_staff(viewer)
+    return await distribution_settings(viewer.organisation_id)
+
+
+async def update_distribution_settings(
+    *, viewer: Viewer, charge_on_push: bool | None, auto_push_returns: bool | None
+) -> DistributionSettings:
+    require_supplier_staff(viewer)
+    viewer.require_role(Role.ADMIN)
+    async with transaction():
+        settings = await distribution_settings(viewer.organisation_id)
+        if charge_on_push is not None:
+            settings.charge_on_push = charge_on_push
+        if auto_push_returns is not None:
+            settings.auto_push_returns = auto_push_returns
+        await settings.save()
+        await record_event(DistributionSettingsUpdated.of(settings, actor_user_id=viewer.user_id))
+    return settings

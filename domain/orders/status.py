@@ -1,0 +1,95 @@
+"""The order state machine: the one place where an order's status changes. What a change
+brings with it is declared in ``domain/lifecycle.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.errors import DomainError, ErrorCode
+from domain.events import recorded
+from domain.events.catalogue import OrderStatusChanged
+from domain.lifecycle import status_changed
+from domain.orders.models import Order, OrderStatus, OrderTransition
+from domain.persistence.orders import change_order
+
+S = OrderStatus
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.UNRECOGNIZED: frozenset({S.AWAITING_PAYMENT, S.CANCELLED}),
+    S.AWAITING_PAYMENT: frozenset({S.AWAITING_SHIPPING, S.CANCELLED, S.ABNORMAL}),
+    # CANCELLED from here on only through a completed withdraw (the payment is refunded)
+    S.AWAITING_SHIPPING: frozenset({S.SHIPPED, S.ABNORMAL, S.REFUNDED, S.CANCELLED}),
+    S.SHIPPED: frozenset({S.FULFILLED, S.ABNORMAL, S.REFUNDED}),
+    S.ABNORMAL: frozenset(
+        {S.AWAITING_PAYMENT, S.AWAITING_SHIPPING, S.SHIPPED, S.REFUNDED, S.CANCELLED}
+    ),
+    S.FULFILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in ALLOWED[current]
+
+
+def check_transition(order: Order, target: OrderStatus, *, field: str = "orderId") -> None:
+    if not can_transition(order.status, target):
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"Order {order.number} is {order.status.value} and cannot become {target.value}.",
+            field=field,
+        )
+
+
+def require_status(order: Order, *allowed: OrderStatus, doing: str, field: str) -> None:
+    """Commands that only make sense in some statuses (paying needs AWAITING_PAYMENT even
+    though an ABNORMAL order may also move on to AWAITING_SHIPPING when resolved)."""
+    if order.status not in allowed:
+        raise DomainError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            f"Order {order.number} is {order.status.value}: cannot {doing}.",
+            field=field,
+        )
+
+
+async def transition(
+    order: Order,
+    target: OrderStatus,
+    *,
+    actor_user_id: int | None,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+    field: str = "orderId",
+) -> Order:
+    """Move ``order`` to ``target`` (with ``changes`` to other columns) if the machine allows
+    it and nobody changed the order meanwhile; record the timeline entry and the event, then
+    run the status's hooks (``domain/lifecycle.py``).
+
+    Call inside the command's transaction. The update is compare-and-set on ``version``, so
+    two concurrent commands on one order cannot both succeed (works on SQLite as on PostgreSQL).
+    """
+    check_transition(order, target, field=field)
+    values = {**(changes or {}), "status": target}
+    previous = order.status
+    timeline = OrderTransition(
+        order_id=order.id,
+        from_status=previous,
+        to_status=target,
+        actor_user_id=actor_user_id,
+        reason=reason[:500],
+    )
+    event = OrderStatusChanged.of(
+        order, previous, target, reason=reason, actor_user_id=actor_user_id
+    )
+    if not await change_order(order, values, timeline=timeline, event=event):
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"Order {order.number} changed meanwhile; reload and retry.",
+            field=field,
+        )
+    recorded(event)
+    for key, value in values.items():
+        setattr(order, key, value)
+    order.version += 1
+    await status_changed(order, actor_user_id=actor_user_id)
+    return order

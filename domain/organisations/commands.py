@@ -1,0 +1,91 @@
+"""Organisations and their users."""
+
+from __future__ import annotations
+
+from tortoise.exceptions import IntegrityError
+
+from domain import visibility
+from domain.access import Viewer
+from domain.db import transaction
+from domain.errors import DomainError, ErrorCode, not_found
+from domain.events import record_event
+from domain.events.catalogue import OrganisationUpdated, UserCreated
+from domain.organisations.models import Organisation, OrganisationKind, Role, User
+from domain.pages import keyset_page
+from domain.validation import clean_email, clean_text
+
+
+async def create_organisation(
+    *, name: str, kind: OrganisationKind, owner_email: str, owner_name: str
+) -> tuple[Organisation, User]:
+    """A new organisation with its first user, an OWNER (operator command, no viewer)."""
+    name = clean_text(name, field="name", max_length=200)
+    owner_email = clean_email(owner_email, field="ownerEmail")
+    owner_name = clean_text(owner_name, field="ownerName", max_length=200)
+    async with transaction():
+        organisation = await Organisation.create(name=name, kind=kind)
+        owner = await _insert_user(
+            organisation=organisation, email=owner_email, name=owner_name, role=Role.OWNER
+        )
+    return organisation, owner
+
+
+async def get_organisation(*, viewer: Viewer) -> Organisation:
+    organisation = await Organisation.get_or_none(id=viewer.organisation_id)
+    if organisation is None:
+        raise not_found("Organisation")
+    return organisation
+
+
+async def rename_organisation(*, viewer: Viewer, name: str) -> Organisation:
+    viewer.require_role(Role.ADMIN)
+    name = clean_text(name, field="name", max_length=200)
+    async with transaction():
+        organisation = await get_organisation(viewer=viewer)
+        previous = organisation.name
+        organisation.name = name
+        await organisation.save(update_fields=["name", "updated_at"])
+        await record_event(
+            OrganisationUpdated.of(
+                organisation, previous_name=previous, actor_user_id=viewer.user_id
+            )
+        )
+    return organisation
+
+
+async def add_user(*, viewer: Viewer, email: str, name: str, role: Role) -> User:
+    """Add a person to the viewer's organisation. Only an OWNER may add another OWNER."""
+    viewer.require_role(Role.ADMIN)
+    if role is Role.OWNER:
+        viewer.require_role(Role.OWNER)
+    email = clean_email(email)
+    name = clean_text(name, field="name", max_length=200)
+    async with transaction():
+        organisation = await get_organisation(viewer=viewer)
+        user = await _insert_user(organisation=organisation, email=email, name=name, role=role)
+        await record_event(UserCreated.of(user, actor_user_id=viewer.user_id))
+    return user
+
+
+async def list_users(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[User], bool]:
+    """A page of the organisation's people, in id order."""
+    return await keyset_page(visibility.users(viewer), first=first, after=after)
+
+
+async def get_user(*, user_id: int) -> User | None:
+    return await User.get_or_none(id=user_id)
+
+
+async def _insert_user(*, organisation: Organisation, email: str, name: str, role: Role) -> User:
+    if await User.exists(email=email):
+        raise DomainError(
+            ErrorCode.ALREADY_EXISTS, "A user with this e-mail already exists.", field="email"
+        )
+    try:
+        return await User.create(organisation=organisation, email=email, name=name, role=role)
+    except IntegrityError as exc:  # a concurrent insert of the same e-mail
+        raise DomainError(
+            ErrorCode.ALREADY_EXISTS, "A user with this e-mail already exists.", field="email"
+        ) from exc
