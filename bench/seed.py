@@ -34,6 +34,7 @@ from domain.orders.models import (
 from domain.organisations import commands as organisations
 from domain.organisations import tokens
 from domain.organisations.models import OrganisationKind, Role, User
+from domain.stores import commands as store_commands
 from domain.stores.data import StoreProductData, StoreVariantData
 from domain.stores.models import StorePlatform, StoreProduct, StoreVariant
 
@@ -118,7 +119,7 @@ async def seed(orders: int) -> Seeded:
 
     # the buyer whose orders page is read
     bv, orders_token = await buyer_with_token("Bench buyer", "buyer@bench.test")
-    store, _ = await order_intake.connect_store(
+    store, _ = await store_commands.connect_store(
         viewer=bv,
         name="Bench shop",
         platform=StorePlatform.SHOPIFY,
@@ -145,14 +146,14 @@ async def seed(orders: int) -> Seeded:
 
     # the buyer whose store posts webhooks: its product is connected, so orders are recognised
     wv, webhook_token = await buyer_with_token("Bench webhook buyer", "webhooks@bench.test")
-    webhook_store, webhook_secret = await order_intake.connect_store(
+    webhook_store, webhook_secret = await store_commands.connect_store(
         viewer=wv,
         name="Bench webhook shop",
         platform=StorePlatform.SHOPIFY,
         api_url="http://127.0.0.1:9/shop",
         access_token="bench-access-token",
     )
-    await order_intake.upsert_store_products(
+    await store_commands.upsert_store_products(
         store=webhook_store,
         products=[
             StoreProductData(

@@ -6,6 +6,7 @@ import strawberry
 from strawberry import Info
 
 from domain.catalogue import commands as catalogue
+from domain.catalogue import queries as catalogue_queries
 from domain.pages import MAX_PAGE
 from resolvers.ids import optional_id, page_arguments, parse_id
 from resolvers.mutations import run_command
@@ -38,7 +39,7 @@ class CatalogueQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[Product]:
-        rows, more = await catalogue.list_products(
+        rows, more = await catalogue_queries.list_products(
             viewer=viewer_of(info),
             supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
             **page_arguments(first, after),
@@ -57,7 +58,7 @@ class CatalogueQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[LogisticsMethod]:
-        rows, more = await catalogue.list_logistics_methods(
+        rows, more = await catalogue_queries.list_logistics_methods(
             viewer=viewer_of(info),
             supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
             **page_arguments(first, after),

@@ -8,8 +8,10 @@ import strawberry
 from strawberry import Info
 
 from domain.after_sales import commands as after_sales
+from domain.after_sales import queries as after_sales_queries
 from domain.distribution import partnerships, withdrawals
 from domain.distribution import pushes as distribution_orders
+from domain.distribution import queries as distribution_queries
 from domain.distribution.models import Partnership as PartnershipModel
 from domain.distribution.models import Withdrawal as WithdrawalModel
 from domain.events import EventType as DomainEventType
@@ -64,7 +66,7 @@ class DistributionQueries:
     async def partnerships(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[Partnership]:
-        rows, more = await partnerships.list_partnerships(
+        rows, more = await distribution_queries.list_partnerships(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, Partnership.from_model, has_next_page=more, after=after)
@@ -81,7 +83,7 @@ class DistributionQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[DistributionWarehouse]:
-        rows, more = await partnerships.list_distribution_warehouses(
+        rows, more = await distribution_queries.list_distribution_warehouses(
             viewer=viewer_of(info),
             partnership_id=parse_id(partnership_id, "Partnership", field="partnershipId"),
             **page_arguments(first, after),
@@ -98,7 +100,7 @@ class DistributionQueries:
     async def third_party_warehouses(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[ThirdPartyWarehouse]:
-        rows, more = await partnerships.list_connections(
+        rows, more = await distribution_queries.list_connections(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, ThirdPartyWarehouse.from_model, has_next_page=more, after=after)
@@ -108,7 +110,7 @@ class DistributionQueries:
     )
     async def distribution_settings(self, info: Info) -> DistributionSettings:
         return DistributionSettings.from_model(
-            await partnerships.settings_of(viewer=viewer_of(info))
+            await distribution_queries.settings_of(viewer=viewer_of(info))
         )
 
     @strawberry.field(
@@ -124,9 +126,9 @@ class DistributionQueries:
         after: str | None = None,
     ) -> AfterSalesConnection:
         f = filter or ReturnFilterInput()
-        rows, more = await after_sales.list_returns(
+        rows, more = await after_sales_queries.list_returns(
             viewer=viewer_of(info),
-            filters=after_sales.ReturnFilter(
+            filters=after_sales_queries.ReturnFilter(
                 statuses=f.statuses,
                 platform=f.platform,
                 distributor_name=f.distributor_name,
@@ -144,7 +146,7 @@ class DistributionQueries:
 
     @strawberry.field(extensions=[requires(EITHER)])
     async def after_sales_order(self, info: Info, id: strawberry.ID) -> AfterSalesOrder | None:
-        row = await after_sales.get_return(
+        row = await after_sales_queries.get_return(
             viewer=viewer_of(info), after_sales_id=parse_id(id, "AfterSalesOrder", field="id")
         )
         return AfterSalesOrder.from_model(row) if row else None
@@ -162,7 +164,7 @@ class DistributionQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[Withdrawal]:
-        rows, more = await withdrawals.list_withdrawals(
+        rows, more = await distribution_queries.list_withdrawals(
             viewer=viewer_of(info),
             order_id=optional_id(order_id, "Order", field="orderId"),
             after_sales_id=optional_id(after_sales_id, "AfterSalesOrder", field="afterSalesId"),

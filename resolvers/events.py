@@ -9,9 +9,10 @@ from strawberry import Info
 
 from domain.errors import DomainError, SubscriptionEnded
 from domain.events import EventType as DomainEventType
-from domain.events import PublishedEvent, outbox
+from domain.events import PublishedEvent
+from domain.events import queries as event_queries
 from domain.events.catalogue import OrderStatusChanged, QuoteUpdated, payload_of
-from domain.orders import quotes
+from domain.orders import queries as order_queries
 from resolvers.errors import PublicError, bad_input
 from resolvers.ids import parse_id, parse_ids
 from resolvers.permissions import EITHER, requires, viewer_of
@@ -64,7 +65,7 @@ class EventQueries:
         if not 0 < first <= MAX_PAGE:
             raise bad_input(f"`first` must be between 1 and {MAX_PAGE}.")
         viewer = viewer_of(info)
-        rows = await outbox.events_for_organisation(
+        rows = await event_queries.events_for_organisation(
             viewer.organisation_id,
             after_seq=_cursor(after, name="after"),
             types=[t.value for t in types] if types else None,
@@ -144,7 +145,7 @@ class OrderSubscriptions:
             info, [DomainEventType.QUOTE_UPDATED.value], after_event_id
         ):
             update = payload_of(event, QuoteUpdated)
-            quote = await quotes.get_quote(viewer=viewer_of(info), quote_id=update.quote_id)
+            quote = await order_queries.get_quote(viewer=viewer_of(info), quote_id=update.quote_id)
             if quote is not None:
                 yield QuoteUpdate(
                     event_id=gid("Event", event.seq),

@@ -16,6 +16,7 @@ from domain.orders import queries as order_queries
 from domain.orders.models import Order as OrderModel
 from domain.pages import MAX_PAGE
 from domain.payments import commands as payments
+from domain.payments import queries as payment_queries
 from domain.validation import filter_time
 from resolvers.errors import bad_input
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
@@ -134,7 +135,7 @@ class OrderQueries:
         order_ids: list[strawberry.ID],
         logistics_method_id: strawberry.ID | None = None,
     ) -> FreightQuote:
-        charges = await payments.freight_quote(
+        charges = await payment_queries.freight_quote(
             viewer=viewer_of(info),
             order_ids=parse_ids(order_ids, "Order", field="orderIds"),
             logistics_method_id=optional_id(
@@ -151,7 +152,7 @@ class OrderQueries:
     async def wallets(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[Wallet]:
-        rows, more = await payments.list_wallets(
+        rows, more = await payment_queries.list_wallets(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, Wallet.from_model, has_next_page=more, after=after)
@@ -164,7 +165,7 @@ class OrderQueries:
     async def wallet_entries(
         self, info: Info, wallet_id: strawberry.ID, first: int = 50, after: str | None = None
     ) -> Connection[WalletEntry]:
-        rows, more = await payments.wallet_entries(
+        rows, more = await payment_queries.wallet_entries(
             viewer=viewer_of(info),
             wallet_id=parse_id(wallet_id, "Wallet", field="walletId"),
             **page_arguments(first, after),

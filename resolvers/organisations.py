@@ -6,6 +6,7 @@ import strawberry
 from strawberry import Info
 
 from domain.organisations import commands as organisations
+from domain.organisations import queries as organisation_queries
 from domain.organisations import tokens
 from domain.pages import MAX_PAGE
 from resolvers.ids import page_arguments, parse_id
@@ -34,8 +35,8 @@ class OrganisationQueries:
     @strawberry.field(extensions=[requires(EITHER)], description="The caller.")
     async def me(self, info: Info) -> Me:
         viewer = viewer_of(info)
-        organisation = await organisations.get_organisation(viewer=viewer)
-        user = await organisations.get_user(user_id=viewer.user_id)
+        organisation = await organisation_queries.get_organisation(viewer=viewer)
+        user = await organisation_queries.get_user(user_id=viewer.user_id)
         assert user is not None
         return Me(
             user=User.from_model(user),
@@ -50,7 +51,7 @@ class OrganisationQueries:
     async def users(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[User]:
-        rows, more = await organisations.list_users(
+        rows, more = await organisation_queries.list_users(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, User.from_model, has_next_page=more, after=after)
@@ -63,7 +64,7 @@ class OrganisationQueries:
     async def api_tokens(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[ApiToken]:
-        rows, more = await tokens.list_tokens(
+        rows, more = await organisation_queries.list_tokens(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, ApiToken.from_model, has_next_page=more, after=after)

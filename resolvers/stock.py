@@ -13,6 +13,7 @@ from domain.events.catalogue import InventoryChanged, payload_of
 from domain.orders.intake import ManualLine
 from domain.pages import MAX_PAGE
 from domain.stock import commands as stock
+from domain.stock import queries as stock_queries
 from domain.stock.models import StockItem as StockItemModel
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id
@@ -50,7 +51,7 @@ class StockQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[CloudWarehouse]:
-        rows, more = await stock.list_cloud_warehouses(
+        rows, more = await stock_queries.list_cloud_warehouses(
             viewer=viewer_of(info),
             supplier_id=optional_id(supplier_id, "Organisation", field="supplierId"),
             **page_arguments(first, after),
@@ -70,7 +71,7 @@ class StockQueries:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[StockItem]:
-        rows, more = await stock.inventory(
+        rows, more = await stock_queries.inventory(
             viewer=viewer_of(info),
             warehouse_id=optional_id(warehouse_id, "CloudWarehouse", field="warehouseId"),
             sku_id=optional_id(sku_id, "Sku", field="skuId"),
@@ -89,7 +90,7 @@ class StockQueries:
         first: int = 50,
         after: str | None = None,
     ) -> StockMovementConnection:
-        rows, more = await stock.movements(
+        rows, more = await stock_queries.movements(
             viewer=viewer_of(info),
             stock_item_id=parse_id(stock_item_id, "StockItem", field="stockItemId"),
             first=first,

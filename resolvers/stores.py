@@ -6,9 +6,11 @@ import strawberry
 from strawberry import Info
 
 from domain.catalogue import links as connections
-from domain.orders import intake as order_intake
+from domain.orders import queries as order_queries
 from domain.orders import quotes
 from domain.pages import MAX_PAGE
+from domain.stores import commands as store_commands
+from domain.stores import queries as store_queries
 from resolvers.ids import page_arguments, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
@@ -35,7 +37,7 @@ class StoreQueries:
     async def stores(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[Store]:
-        rows, more = await connections.list_stores(
+        rows, more = await store_queries.list_stores(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, Store.from_model, has_next_page=more, after=after)
@@ -47,7 +49,7 @@ class StoreQueries:
     async def store_products(
         self, info: Info, store_id: strawberry.ID, first: int = 50, after: str | None = None
     ) -> Connection[StoreProduct]:
-        rows, more = await connections.list_store_products(
+        rows, more = await store_queries.list_store_products(
             viewer=viewer_of(info),
             store_id=parse_id(store_id, "Store", field="storeId"),
             **page_arguments(first, after),
@@ -62,7 +64,7 @@ class StoreQueries:
     async def quotes(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> Connection[Quote]:
-        rows, more = await quotes.list_quotes(
+        rows, more = await order_queries.list_quotes(
             viewer=viewer_of(info), **page_arguments(first, after)
         )
         return Connection.of(rows, Quote.from_model, has_next_page=more, after=after)
@@ -76,7 +78,7 @@ class StoreMutations:
     )
     async def connect_store(self, info: Info, input: ConnectStoreInput) -> ConnectStorePayload:
         async def command() -> dict:
-            store, secret = await order_intake.connect_store(
+            store, secret = await store_commands.connect_store(
                 viewer=viewer_of(info),
                 name=input.name,
                 platform=input.platform,

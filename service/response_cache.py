@@ -33,7 +33,7 @@ seconds. Re-authenticating at least every ``TOKEN_TTL`` seconds also keeps
 ``ApiToken.lastUsedAt`` at its one-minute resolution.
 
 **Invalidation.** Every state change records an event in its transaction, naming its
-audience, the organisations that may see it (``domain/events/__init__.py``); ``service/invalidation.py``
+audience, the organisations that may see it (``domain/events/``); ``service/invalidation.py``
 lists, for every mutation, the events it records, and a test holds the code to that list. The
 process's ``EventHub`` receives every event of every instance and calls ``on_event``, which
 moves the generation of each organisation of the audience forward, and, for an event that

@@ -22,7 +22,7 @@ from graphql import (
 )
 
 from domain import limits
-from domain.payments.commands import MAX_ORDERS_PER_PAYMENT
+from domain.payments.charges import MAX_ORDERS_PER_PAYMENT
 from integrations.stores.protocol import StorePayloadError, parse_product
 from schema.build import create_schema
 from schema.global_ids import key_of

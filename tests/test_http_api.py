@@ -266,14 +266,14 @@ async def test_unexpected_errors_are_masked_and_logged(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from domain.organisations import commands as organisations
+    from domain.organisations import queries as organisation_queries
 
     member = await make_member()
 
     async def broken(**kwargs: object) -> None:
         raise RuntimeError("SELECT secret FROM internals -- stack detail")
 
-    monkeypatch.setattr(organisations, "list_users", broken)
+    monkeypatch.setattr(organisation_queries, "list_users", broken)
     with caplog.at_level(logging.ERROR, logger="supplygraph.graphql"):
         response = await client.http.post(
             "/graphql",

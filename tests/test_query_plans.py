@@ -65,21 +65,23 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from domain.access import Viewer
-from domain.after_sales import commands as after_sales
+from domain.after_sales import queries as after_sales_queries
 from domain.catalogue import commands as catalogue
-from domain.catalogue import links as store_connections
-from domain.distribution import partnerships, withdrawals
+from domain.catalogue import queries as catalogue_queries
+from domain.distribution import queries as distribution_queries
 from domain.distribution.models import AfterSalesStatus, PushStatus, WithdrawalStatus
 from domain.events import outbox
+from domain.events import queries as event_queries
 from domain.orders import queries as order_queries
-from domain.orders import quotes
 from domain.orders.models import OrderKind, OrderStatus
 from domain.organisations import commands as organisations
+from domain.organisations import queries as organisation_queries
 from domain.organisations import tokens
 from domain.organisations.models import OrganisationKind, Role
-from domain.payments import commands as payments
+from domain.payments import queries as payment_queries
 from domain.secrets import seal
-from domain.stock import commands as stock
+from domain.stock import queries as stock_queries
+from domain.stores import queries as store_queries
 from domain.stores.models import StorePlatform
 from resolvers.loaders import Loaders
 from service.settings import Settings
@@ -647,9 +649,9 @@ def _returns(who: str, **filters: Any) -> Callable[[Seeded], Awaitable[object]]:
 
     def call(d: Seeded) -> Awaitable[object]:
         resolved = {k: (v(d) if callable(v) else v) for k, v in filters.items()}
-        return after_sales.list_returns(
+        return after_sales_queries.list_returns(
             viewer=d.buyer if who == "buyer" else d.supplier,
-            filters=after_sales.ReturnFilter(**resolved),
+            filters=after_sales_queries.ReturnFilter(**resolved),
             first=PAGE,
             after=after(d) if after else None,
         )
@@ -791,21 +793,21 @@ CASES: list[Case] = [
     # events
     Case(
         "events",
-        lambda d: outbox.events_for_organisation(
+        lambda d: event_queries.events_for_organisation(
             d.buyer.organisation_id, after_seq=0, limit=PAGE + 1, read_own_writes=True
         ),
         EVENT_PAGE,
     ),
     Case(
         "events deep page",
-        lambda d: outbox.events_for_organisation(
+        lambda d: event_queries.events_for_organisation(
             d.buyer.organisation_id, after_seq=d.event_seq_mid, limit=PAGE + 1
         ),
         EVENT_PAGE,
     ),
     Case(
         "events types",
-        lambda d: outbox.events_for_organisation(
+        lambda d: event_queries.events_for_organisation(
             d.buyer.organisation_id, after_seq=0, types=["ORDER_STATUS_CHANGED"], limit=PAGE + 1
         ),
         EVENT_PAGE,
@@ -818,7 +820,7 @@ CASES: list[Case] = [
     # stock
     Case(
         "stockMovements",
-        lambda d: stock.movements(
+        lambda d: stock_queries.movements(
             viewer=d.buyer, stock_item_id=d.stock_item_id, first=PAGE, after=None
         ),
         {"stock_movement": ("stock_item_id",)},
@@ -826,7 +828,7 @@ CASES: list[Case] = [
     ),
     Case(
         "stockMovements deep page",
-        lambda d: stock.movements(
+        lambda d: stock_queries.movements(
             viewer=d.buyer, stock_item_id=d.stock_item_id, first=PAGE, after=d.movement_cursor
         ),
         {"stock_movement": ("stock_item_id",)},
@@ -834,12 +836,12 @@ CASES: list[Case] = [
     ),
     Case(
         "inventory",
-        lambda d: stock.inventory(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: stock_queries.inventory(viewer=d.buyer, first=PAGE, after=None),
         {"stock_item": ("buyer_id",)},
     ),
     Case(
         "inventory warehouse and sku",
-        lambda d: stock.inventory(
+        lambda d: stock_queries.inventory(
             viewer=d.buyer, warehouse_id=d.warehouse_id, sku_id=d.sku_id, first=PAGE, after=None
         ),
         {"stock_item": ("buyer_id",)},
@@ -885,13 +887,13 @@ CASES: list[Case] = [
     ),
     Case(
         "withdrawals supplier",
-        lambda d: withdrawals.list_withdrawals(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: distribution_queries.list_withdrawals(viewer=d.supplier, first=PAGE, after=None),
         {"withdrawal": SUPPLIER_ORDERS},
         keyset=True,
     ),
     Case(
         "withdrawals supplier deep page",
-        lambda d: withdrawals.list_withdrawals(
+        lambda d: distribution_queries.list_withdrawals(
             viewer=d.supplier, first=PAGE, after=d.withdrawal_cursor
         ),
         {"withdrawal": SUPPLIER_ORDERS},
@@ -899,20 +901,20 @@ CASES: list[Case] = [
     ),
     Case(
         "withdrawals distributor",
-        lambda d: withdrawals.list_withdrawals(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: distribution_queries.list_withdrawals(viewer=d.buyer, first=PAGE, after=None),
         {"withdrawal": ("distributor_id",)},
         keyset=True,
     ),
     Case(
         "withdrawals of an order",
-        lambda d: withdrawals.list_withdrawals(
+        lambda d: distribution_queries.list_withdrawals(
             viewer=d.buyer, order_id=d.withdrawal_order_id, first=PAGE, after=None
         ),
         {"withdrawal": ("distributor_id", "order_id")},
     ),
     Case(
         "withdrawals of a return",
-        lambda d: withdrawals.list_withdrawals(
+        lambda d: distribution_queries.list_withdrawals(
             viewer=d.supplier, after_sales_id=d.withdrawal_return_id, first=PAGE, after=None
         ),
         {"withdrawal": ("supplier_id", "after_sales_id")},
@@ -920,64 +922,64 @@ CASES: list[Case] = [
     # distribution
     Case(
         "partnerships supplier",
-        lambda d: partnerships.list_partnerships(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: distribution_queries.list_partnerships(viewer=d.supplier, first=PAGE, after=None),
         {"partnership": ("supplier_id",)},
     ),
     Case(
         "partnerships distributor",
-        lambda d: partnerships.list_partnerships(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: distribution_queries.list_partnerships(viewer=d.buyer, first=PAGE, after=None),
         {"partnership": ("distributor_id",)},
     ),
     Case(
         "distributionWarehouses",
-        lambda d: partnerships.list_distribution_warehouses(
+        lambda d: distribution_queries.list_distribution_warehouses(
             viewer=d.buyer, partnership_id=d.partnership_id, first=PAGE, after=None
         ),
         {"distribution_warehouse": ("partnership_id",)},
     ),
     Case(
         "thirdPartyWarehouses",
-        lambda d: partnerships.list_connections(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: distribution_queries.list_connections(viewer=d.supplier, first=PAGE, after=None),
         {"warehouse_connection": ("supplier_id",)},
     ),
     # quotes, stores, wallets
     Case(
         "quotes buyer",
-        lambda d: quotes.list_quotes(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: order_queries.list_quotes(viewer=d.buyer, first=PAGE, after=None),
         {"quote": ("buyer_id",)},
         keyset=True,
     ),
     Case(
         "quotes supplier",
-        lambda d: quotes.list_quotes(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: order_queries.list_quotes(viewer=d.supplier, first=PAGE, after=None),
         {"quote": ("supplier_id",)},
         keyset=True,
     ),
     Case(
         "stores",
-        lambda d: store_connections.list_stores(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: store_queries.list_stores(viewer=d.buyer, first=PAGE, after=None),
         {"store": ("buyer_id",)},
     ),
     Case(
         "storeProducts",
-        lambda d: store_connections.list_store_products(
+        lambda d: store_queries.list_store_products(
             viewer=d.buyer, store_id=d.store_id, first=PAGE, after=None
         ),
         {"store_product": ("store_id",)},
     ),
     Case(
         "wallets buyer",
-        lambda d: payments.list_wallets(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: payment_queries.list_wallets(viewer=d.buyer, first=PAGE, after=None),
         {"wallet": ("buyer_id",)},
     ),
     Case(
         "wallets supplier",
-        lambda d: payments.list_wallets(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: payment_queries.list_wallets(viewer=d.supplier, first=PAGE, after=None),
         {"wallet": ("supplier_id",)},
     ),
     Case(
         "walletEntries",
-        lambda d: payments.wallet_entries(
+        lambda d: payment_queries.wallet_entries(
             viewer=d.buyer, wallet_id=d.wallet_id, first=PAGE, after=None
         ),
         {"wallet_entry": ("wallet_id",)},
@@ -985,7 +987,7 @@ CASES: list[Case] = [
     ),
     Case(
         "walletEntries deep page",
-        lambda d: payments.wallet_entries(
+        lambda d: payment_queries.wallet_entries(
             viewer=d.buyer, wallet_id=d.wallet_id, first=PAGE, after=d.entry_cursor
         ),
         {"wallet_entry": ("wallet_id",)},
@@ -994,38 +996,38 @@ CASES: list[Case] = [
     # catalogue and organisation
     Case(
         "products supplier",
-        lambda d: catalogue.list_products(viewer=d.supplier, first=PAGE, after=None),
+        lambda d: catalogue_queries.list_products(viewer=d.supplier, first=PAGE, after=None),
         {"product": ("supplier_id",)},
     ),
     Case(
         "products of one supplier, as a buyer",
-        lambda d: catalogue.list_products(
+        lambda d: catalogue_queries.list_products(
             viewer=d.buyer, supplier_id=d.supplier.organisation_id, first=PAGE, after=None
         ),
         {"product": ("supplier_id",)},
     ),
     Case(
         "logisticsMethods supplier",
-        lambda d: catalogue.list_logistics_methods(
+        lambda d: catalogue_queries.list_logistics_methods(
             viewer=d.supplier, supplier_id=None, first=PAGE, after=None
         ),
         {"logistics_method": ("supplier_id",)},
     ),
     Case(
         "cloudWarehouses of one supplier",
-        lambda d: stock.list_cloud_warehouses(
+        lambda d: stock_queries.list_cloud_warehouses(
             viewer=d.buyer, supplier_id=d.supplier.organisation_id, first=PAGE, after=None
         ),
         {"cloud_warehouse": ("supplier_id",)},
     ),
     Case(
         "users",
-        lambda d: organisations.list_users(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: organisation_queries.list_users(viewer=d.buyer, first=PAGE, after=None),
         {"user": ("organisation_id",)},
     ),
     Case(
         "apiTokens",
-        lambda d: tokens.list_tokens(viewer=d.buyer, first=PAGE, after=None),
+        lambda d: organisation_queries.list_tokens(viewer=d.buyer, first=PAGE, after=None),
         {"api_token": ("organisation_id",)},
     ),
 ]

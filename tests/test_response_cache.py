@@ -279,18 +279,18 @@ async def test_mutations_and_errors_are_never_cached(
         assert response.headers["x-cache"] == "miss"
         assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
-    from domain.organisations import commands as organisations
+    from domain.organisations import queries as organisation_queries
 
-    real = organisations.list_users
+    real = organisation_queries.list_users
 
     async def broken(**kwargs: object) -> None:
         raise RuntimeError("database went away")
 
     users = "{ users { nodes { email } } }"
-    monkeypatch.setattr(organisations, "list_users", broken)
+    monkeypatch.setattr(organisation_queries, "list_users", broken)
     failed = await send(client, users, token=member.token)
     assert failed.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-    monkeypatch.setattr(organisations, "list_users", real)
+    monkeypatch.setattr(organisation_queries, "list_users", real)
     fine = await send(client, users, token=member.token)
     assert fine.headers["x-cache"] == "miss"
     assert fine.json()["data"]["users"]["nodes"] == [{"email": member.email}]

@@ -1,5 +1,6 @@
-"""After-sales (return stock-in) orders: created by distributors for delivered orders, pushed by
-the supplier (by hand or automatically) to the third-party warehouse, stocked in by its callback."""
+"""Commands on after-sales (return stock-in) orders: created by distributors for delivered
+orders, pushed by the supplier (by hand or automatically) to the third-party warehouse, stocked
+in by its callback, and the reconciliation's bookkeeping. Reads: ``domain.after_sales.queries``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tortoise.expressions import Subquery
-
-from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.after_sales.status_events import return_event
 from domain.catalogue.models import Sku
@@ -31,12 +29,10 @@ from domain.distribution.withdrawals import failed_withdrawal_of_order, mark_con
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
 from domain.orders.access import order_of_buyer
 from domain.orders.models import Order, OrderLine, OrderStatus
-from domain.organisations.models import Organisation
-from domain.stores.models import Store, StorePlatform
 from domain.validation import clean_text, positive_int
 
 RETURNABLE = (OrderStatus.FULFILLED, OrderStatus.SHIPPED)
-MAX_PAGE = 100
+MAX_PUSH = 100
 
 
 @dataclass(frozen=True)
@@ -191,9 +187,9 @@ async def _queue_push(item: AfterSalesOrder, *, actor_user_id: int | None) -> No
 async def push_returns(*, viewer: Viewer, after_sales_ids: list[int]) -> list[AfterSalesOrder]:
     """Supplier staff push REQUESTED after-sales orders to the warehouse (all or none)."""
     require_supplier_staff(viewer)
-    if not after_sales_ids or len(after_sales_ids) > MAX_PAGE:
+    if not after_sales_ids or len(after_sales_ids) > MAX_PUSH:
         raise DomainError(
-            ErrorCode.INVALID, f"Name 1 to {MAX_PAGE} after-sales orders.", field="afterSalesIds"
+            ErrorCode.INVALID, f"Name 1 to {MAX_PUSH} after-sales orders.", field="afterSalesIds"
         )
     async with transaction():
         items = []
@@ -275,48 +271,6 @@ async def apply_return_status(
     return item
 
 
-@dataclass(frozen=True)
-class ReturnFilter:
-    statuses: list[AfterSalesStatus] | None = None
-    platform: StorePlatform | None = None
-    distributor_name: str | None = None
-    updated_from: datetime | None = None
-    updated_to: datetime | None = None
-
-
-_visible = visibility.after_sales_orders
-
-
-async def list_returns(
-    *, viewer: Viewer, filters: ReturnFilter, first: int, after: int | None
-) -> tuple[list[AfterSalesOrder], bool]:
-    """The "return stock-in — third-party warehouse" list, newest first (keyset on the id)."""
-    if not 0 < first <= MAX_PAGE:
-        raise DomainError(ErrorCode.INVALID, f"first must be 1 to {MAX_PAGE}.", field="first")
-    query = _visible(viewer)
-    if filters.statuses:
-        query = query.filter(status__in=filters.statuses)
-    if filters.platform is not None:
-        stores = Store.filter(platform=filters.platform).values("id")
-        orders = Order.filter(store_id__in=Subquery(stores)).values("id")
-        query = query.filter(order_id__in=Subquery(orders))
-    if filters.distributor_name:
-        named = Organisation.filter(name__icontains=filters.distributor_name.strip()[:100])
-        query = query.filter(distributor_id__in=Subquery(named.values("id")))
-    if filters.updated_from is not None:
-        query = query.filter(updated_at__gte=filters.updated_from)
-    if filters.updated_to is not None:
-        query = query.filter(updated_at__lt=filters.updated_to)
-    if after is not None:
-        query = query.filter(id__lt=after)
-    rows = await query.order_by("-id").limit(first + 1)
-    return rows[:first], len(rows) > first
-
-
-async def get_return(*, viewer: Viewer, after_sales_id: int) -> AfterSalesOrder | None:
-    return await _visible(viewer).get_or_none(id=after_sales_id)
-
-
 async def due_returns_for_reconciliation(
     *, older_than: datetime, limit: int
 ) -> list[AfterSalesOrder]:
@@ -337,13 +291,10 @@ async def mark_return_checked(after_sales_id: int) -> None:
 
 
 __all__ = [
-    "ReturnFilter",
     "ReturnItem",
     "apply_return_status",
     "convert_withdrawal",
     "create_after_sales_order",
-    "get_return",
-    "list_returns",
     "push_returns",
     "return_push_finished",
 ]

@@ -1,7 +1,7 @@
 """Supplier catalogue: products, SKUs, price tiers, logistics methods and freight rules.
 
 Changing or discontinuing a SKU marks every product connection that uses it STALE
-(``domain.connections.mark_stale``): mapping drift is caught before buyers pay.
+(``domain.catalogue.links.mark_stale``): mapping drift is caught before buyers pay.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from decimal import Decimal
 
 from tortoise.expressions import F
 
-from domain import visibility
 from domain.access import Viewer, require_supplier_staff
 from domain.catalogue.links import mark_stale
 from domain.catalogue.models import (
@@ -28,7 +27,6 @@ from domain.events import record_event
 from domain.events.catalogue import LogisticsMethodUpdated, ProductUpdated
 from domain.limits import MAX_RULES_PER_METHOD, MAX_SKUS_PER_PRODUCT, MAX_TIERS_PER_SKU
 from domain.organisations.models import Organisation, OrganisationKind
-from domain.pages import keyset_page
 from domain.validation import clean_text, country, money, positive_int
 
 
@@ -280,25 +278,3 @@ async def create_logistics_method(
             LogisticsMethodUpdated.of(method, change="CREATED", actor_user_id=viewer.user_id)
         )
     return method
-
-
-async def list_products(
-    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
-) -> tuple[list[Product], bool]:
-    """A page of products in id order: suppliers see their own (``supplier_id`` is for
-    buyers); buyers browse every supplier's active ones, or one supplier's."""
-    query = visibility.products(viewer)
-    if supplier_id is not None and viewer.organisation_kind is not OrganisationKind.SUPPLIER:
-        query = query.filter(supplier_id=supplier_id)
-    return await keyset_page(query, first=first, after=after)
-
-
-async def list_logistics_methods(
-    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
-) -> tuple[list[LogisticsMethod], bool]:
-    """A page of active logistics methods in id order: a supplier's own; for buyers every
-    supplier's, or one supplier's."""
-    query = visibility.logistics_methods(viewer).filter(is_active=True)
-    if supplier_id is not None and viewer.organisation_kind is not OrganisationKind.SUPPLIER:
-        query = query.filter(supplier_id=supplier_id)
-    return await keyset_page(query, first=first, after=after)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.catalogue.models import LogisticsMethod, Product, ProductStatus, Sku
 from domain.db import transaction
@@ -15,11 +14,9 @@ from domain.events.catalogue import ConnectionStale, OrderUpdated, ProductConnec
 from domain.orders.access import order_of_buyer
 from domain.orders.models import LineSource, Order, OrderLine, OrderStatus
 from domain.orders.status import transition
-from domain.pages import keyset_page
 from domain.stores.models import (
     ConnectionStatus,
     ProductConnection,
-    Store,
     StoreProduct,
     StoreVariant,
     VariantMapping,
@@ -308,25 +305,3 @@ async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[
             ConnectionStale.of(connection, affected_order_ids=affected, actor_user_id=actor.user_id)
         )
     return list(connections.values())
-
-
-async def list_stores(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[Store], bool]:
-    """A page of the stores the caller's organisation connected, in id order."""
-    return await keyset_page(visibility.own_stores(viewer), first=first, after=after)
-
-
-async def list_store_products(
-    *, viewer: Viewer, store_id: int, first: int, after: int | None = None
-) -> tuple[list[StoreProduct], bool]:
-    """A page of one of the caller's stores' products, in id order."""
-    store = await store_of_buyer(viewer, store_id)
-    return await keyset_page(StoreProduct.filter(store_id=store.id), first=first, after=after)
-
-
-async def store_of_buyer(viewer: Viewer, store_id: int) -> Store:
-    store = await visibility.own_stores(viewer).get_or_none(id=store_id)
-    if store is None:
-        raise not_found("Store", field="storeId")
-    return store

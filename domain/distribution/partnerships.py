@@ -1,5 +1,6 @@
-"""Partnerships between suppliers and distributors, their distribution warehouses, the
-supplier's third-party warehouse connections and distribution settings."""
+"""Commands on partnerships between suppliers and distributors, their distribution warehouses,
+the supplier's third-party warehouse connections and distribution settings, and the lookups
+they share. Their reads for the API: ``domain.distribution.queries``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from domain.events.catalogue import (
 )
 from domain.orders.intake import clean_address
 from domain.organisations.models import Organisation, OrganisationKind, Role
-from domain.pages import keyset_page
 from domain.validation import clean_text
 
 DEFAULT_WAREHOUSE_NAME = "Default distribution warehouse"
@@ -111,15 +111,6 @@ async def decide_partnership(
     return partnership
 
 
-async def list_partnerships(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[Partnership], bool]:
-    """A page of the caller's partnerships (as supplier or as distributor), newest first."""
-    return await keyset_page(
-        visibility.partnerships(viewer), first=first, after=after, newest_first=True
-    )
-
-
 async def partnership_of(
     viewer: Viewer, partnership_id: int, *, accepted: bool = True
 ) -> Partnership:
@@ -155,17 +146,6 @@ async def add_distribution_warehouse(
         )
         await _partnership_event(partnership, viewer.user_id)
     return warehouse
-
-
-async def list_distribution_warehouses(
-    *, viewer: Viewer, partnership_id: int, first: int, after: int | None = None
-) -> tuple[list[DistributionWarehouse], bool]:
-    """A page of one of the caller's partnerships' warehouses, in id order (a warehouse is
-    visible with its partnership; an unknown partnership is NOT_FOUND)."""
-    partnership = await partnership_of(viewer, partnership_id, accepted=False)
-    return await keyset_page(
-        DistributionWarehouse.filter(partnership_id=partnership.id), first=first, after=after
-    )
 
 
 async def select_distribution_warehouse(
@@ -260,14 +240,6 @@ async def connection_of(
     return connection
 
 
-async def list_connections(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[WarehouseConnection], bool]:
-    """Supplier staff: a page of the supplier's third-party warehouses, in id order."""
-    require_supplier_staff(viewer)
-    return await keyset_page(visibility.third_party_warehouses(viewer), first=first, after=after)
-
-
 async def record_connection_test(
     connection: WarehouseConnection, *, ok: bool, message: str, actor_user_id: int | None
 ) -> WarehouseConnection:
@@ -296,12 +268,6 @@ async def revoke_connection(*, viewer: Viewer, connection_id: int) -> WarehouseC
 async def distribution_settings(supplier_id: int) -> DistributionSettings:
     settings, _ = await DistributionSettings.get_or_create(supplier_id=supplier_id)
     return settings
-
-
-async def settings_of(*, viewer: Viewer) -> DistributionSettings:
-    """The calling supplier's distribution settings."""
-    require_supplier_staff(viewer)
-    return await distribution_settings(viewer.organisation_id)
 
 
 async def update_distribution_settings(

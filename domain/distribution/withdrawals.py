@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from tortoise.expressions import Subquery
 
-from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.after_sales.status_events import return_event
 from domain.db import transaction
@@ -35,7 +34,6 @@ from domain.orders.access import order_of_buyer
 from domain.orders.models import Order, OrderStatus
 from domain.orders.status import transition
 from domain.organisations.models import OrganisationKind, Role
-from domain.pages import keyset_page
 from domain.payments.commands import credit, wallet_for
 from domain.payments.models import EntryKind
 from domain.validation import clean_text
@@ -337,21 +335,3 @@ async def failed_withdrawal_of_order(*, viewer: Viewer, withdrawal_id: int) -> W
             ErrorCode.INVALID, "This withdrawal is of an after-sales order.", field="withdrawalId"
         )
     return withdrawal
-
-
-async def list_withdrawals(
-    *,
-    viewer: Viewer,
-    first: int,
-    after: int | None = None,
-    order_id: int | None = None,
-    after_sales_id: int | None = None,
-) -> tuple[list[Withdrawal], bool]:
-    """A page of the withdraw requests the caller's side sees (optionally of one order or
-    return), newest first."""
-    query = visibility.withdrawals(viewer)
-    if order_id is not None:
-        query = query.filter(order_id=order_id)
-    if after_sales_id is not None:
-        query = query.filter(after_sales_id=after_sales_id)
-    return await keyset_page(query, first=first, after=after, newest_first=True)

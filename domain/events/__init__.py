@@ -1,6 +1,11 @@
 """Recording events: every state change a service makes is written here, in its transaction.
 
-What each event carries and who sees it: ``domain/events/catalogue.py``.
+- this module: recording (``EventType``, ``PublishedEvent``, ``NewEvent``, ``record_event``,
+  ``collecting``, ``recorded``);
+- ``catalogue``: what each event carries and who sees it (a typed payload class per type);
+- ``models``: the outbox table and each event's audience;
+- ``outbox``: the outbox's bookkeeping: numbering, publishing, the hub's catch-up, the last number;
+- ``queries``: reads: the events one organisation sees (the ``events`` query, a replay).
 """
 
 from __future__ import annotations

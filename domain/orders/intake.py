@@ -1,11 +1,10 @@
-"""Orders coming in: store connections, store products and orders (webhook or sync), and
-manual orders placed by the buyer."""
+"""Orders coming in: store orders (webhook or sync) and manual orders placed by the buyer.
+Store connections and synced store products are ``domain.stores.commands``."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 
@@ -15,7 +14,7 @@ from domain.catalogue.models import LogisticsMethod, ProductStatus, Sku
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
 from domain.events import record_event
-from domain.events.catalogue import OrderCreated, StoreUpdated
+from domain.events.catalogue import OrderCreated
 from domain.limits import MAX_ORDER_LINES
 from domain.orders.models import (
     LineSource,
@@ -25,9 +24,9 @@ from domain.orders.models import (
     OrderStatus,
     OrderTransition,
 )
-from domain.stores.data import StoreOrderData, StoreProductData
-from domain.stores.models import Store, StorePlatform, StoreProduct, StoreVariant
-from domain.validation import clean_text, country, positive_int
+from domain.stores.data import StoreOrderData
+from domain.stores.models import Store, StoreProduct, StoreVariant
+from domain.validation import country, positive_int
 
 ADDRESS_FIELDS = (
     "name",
@@ -43,83 +42,6 @@ ADDRESS_FIELDS = (
 
 def new_order_number() -> str:
     return "SG" + secrets.token_hex(5).upper()
-
-
-async def connect_store(
-    *,
-    viewer: Viewer,
-    name: str,
-    platform: StorePlatform,
-    api_url: str,
-    access_token: str,
-    webhook_secret: str | None = None,
-) -> tuple[Store, str]:
-    """Connect a store; returns it and its webhook secret (shown to the buyer once)."""
-    require_buyer(viewer)
-    name = clean_text(name, field="name", max_length=200)
-    api_url = clean_text(api_url, field="apiUrl", max_length=500)
-    if not api_url.startswith(("http://", "https://")):
-        raise DomainError(ErrorCode.INVALID, "An http(s) address.", field="apiUrl")
-    access_token = clean_text(access_token, field="accessToken", max_length=500)
-    secret = (
-        clean_text(webhook_secret, field="webhookSecret", max_length=200)
-        if webhook_secret
-        else secrets.token_urlsafe(32)
-    )
-    async with transaction():
-        store = await Store.create(
-            buyer_id=viewer.organisation_id,
-            name=name,
-            platform=platform,
-            api_url=api_url.rstrip("/"),
-            access_token=access_token,
-            webhook_secret=secret,
-        )
-        await _store_event(store, "CONNECTED", actor_user_id=viewer.user_id)
-    return store, secret
-
-
-async def _store_event(store: Store, change: str, *, actor_user_id: int | None) -> None:
-    """A store, its products or its sync time changed (the suppliers of its orders see the
-    store on them: the response cache drops what read stores, ``domain.shared_data``)."""
-    await record_event(StoreUpdated.of(store, change=change, actor_user_id=actor_user_id))
-
-
-async def record_sync(store: Store, *, actor_user_id: int | None) -> None:
-    """A sync of ``store`` ended (well or not): its ``last_synced_at`` and where it got to."""
-    store.last_synced_at = datetime.now(UTC)
-    async with transaction():
-        await store.save(update_fields=["last_order_external_id", "last_synced_at"])
-        await _store_event(store, "SYNCED", actor_user_id=actor_user_id)
-
-
-async def upsert_store_products(
-    *, store: Store, products: list[StoreProductData], actor_user_id: int | None = None
-) -> int:
-    """Create or update the store's products and variants; returns how many variants."""
-    count = 0
-    async with transaction():
-        for data in products:
-            product, _ = await StoreProduct.update_or_create(
-                store_id=store.id,
-                external_id=data.external_id,
-                defaults={"title": data.title[:300]},
-            )
-            for v in data.variants:
-                await StoreVariant.update_or_create(
-                    store_id=store.id,
-                    external_id=v.external_id,
-                    defaults={
-                        "product_id": product.id,
-                        "title": v.title[:300],
-                        "sku_code": (v.sku or None) and v.sku[:100],
-                        "attributes": {k.lower(): str(val) for k, val in v.attributes.items()},
-                    },
-                )
-                count += 1
-        if products:
-            await _store_event(store, "PRODUCTS_SYNCED", actor_user_id=actor_user_id)
-    return count
 
 
 async def _variant_for(

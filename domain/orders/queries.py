@@ -1,4 +1,5 @@
-"""Reading orders: the caller's orders with filters and keyset pages, and status counts."""
+"""Reading orders: the caller's orders with filters and keyset pages, status counts, and the
+caller's quotes."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from domain.distribution.models import (
     WithdrawalStatus,
 )
 from domain.errors import DomainError, ErrorCode
-from domain.orders.models import Order, OrderKind, OrderStatus
+from domain.orders.models import Order, OrderKind, OrderStatus, Quote
 from domain.organisations.models import Organisation, OrganisationKind
+from domain.pages import keyset_page
 from domain.persistence.orders import LineWithSku as LineWithSku
 from domain.persistence.orders import latest_transitions as latest_transitions
 from domain.persistence.orders import lines_with_skus as lines_with_skus
@@ -139,3 +141,17 @@ async def order_counts(*, viewer: Viewer) -> dict[OrderStatus, int]:
     for status, n in rows:
         counts[OrderStatus(status)] = n
     return counts
+
+
+# -- quotes --------------------------------------------------------------------------------------
+
+
+async def get_quote(*, viewer: Viewer, quote_id: int) -> Quote | None:
+    return await visibility.quotes(viewer).get_or_none(id=quote_id)
+
+
+async def list_quotes(
+    *, viewer: Viewer, first: int, after: int | None = None
+) -> tuple[list[Quote], bool]:
+    """A page of the caller's side of its quotes, newest first."""
+    return await keyset_page(visibility.quotes(viewer), first=first, after=after, newest_first=True)

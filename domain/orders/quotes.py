@@ -1,11 +1,11 @@
-"""Quotes: a buyer asks a supplier to source a store product; staff answer with prices."""
+"""Quotes: a buyer asks a supplier to source a store product; staff answer with prices; the
+buyer decides (the quotes are read in ``domain/orders/queries.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.catalogue.links import own_store_product
 from domain.catalogue.models import Product, ProductStatus, Sku
@@ -16,7 +16,6 @@ from domain.events.catalogue import QuoteUpdated
 from domain.limits import MAX_QUOTED_PRICES
 from domain.orders.models import Quote, QuoteStatus
 from domain.organisations.models import Organisation, OrganisationKind
-from domain.pages import keyset_page
 from domain.validation import clean_text, money
 
 
@@ -127,14 +126,3 @@ async def decide_quote(*, viewer: Viewer, quote_id: int, accept: bool) -> Quote:
         await quote.save(update_fields=["status", "updated_at"])
         await _event(quote, viewer.user_id)
     return quote
-
-
-async def get_quote(*, viewer: Viewer, quote_id: int) -> Quote | None:
-    return await visibility.quotes(viewer).get_or_none(id=quote_id)
-
-
-async def list_quotes(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[Quote], bool]:
-    """A page of the caller's side of its quotes, newest first."""
-    return await keyset_page(visibility.quotes(viewer), first=first, after=after, newest_first=True)

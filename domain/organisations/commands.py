@@ -1,17 +1,16 @@
-"""Organisations and their users."""
+"""Organisations and their users: creating and renaming organisations, adding users."""
 
 from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
-from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
-from domain.errors import DomainError, ErrorCode, not_found
+from domain.errors import DomainError, ErrorCode
 from domain.events import record_event
 from domain.events.catalogue import OrganisationUpdated, UserCreated
 from domain.organisations.models import Organisation, OrganisationKind, Role, User
-from domain.pages import keyset_page
+from domain.organisations.queries import get_organisation
 from domain.validation import clean_email, clean_text
 
 
@@ -28,13 +27,6 @@ async def create_organisation(
             organisation=organisation, email=owner_email, name=owner_name, role=Role.OWNER
         )
     return organisation, owner
-
-
-async def get_organisation(*, viewer: Viewer) -> Organisation:
-    organisation = await Organisation.get_or_none(id=viewer.organisation_id)
-    if organisation is None:
-        raise not_found("Organisation")
-    return organisation
 
 
 async def rename_organisation(*, viewer: Viewer, name: str) -> Organisation:
@@ -65,17 +57,6 @@ async def add_user(*, viewer: Viewer, email: str, name: str, role: Role) -> User
         user = await _insert_user(organisation=organisation, email=email, name=name, role=role)
         await record_event(UserCreated.of(user, actor_user_id=viewer.user_id))
     return user
-
-
-async def list_users(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[User], bool]:
-    """A page of the organisation's people, in id order."""
-    return await keyset_page(visibility.users(viewer), first=first, after=after)
-
-
-async def get_user(*, user_id: int) -> User | None:
-    return await User.get_or_none(id=user_id)
 
 
 async def _insert_user(*, organisation: Organisation, email: str, name: str, role: Role) -> User:

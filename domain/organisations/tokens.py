@@ -6,14 +6,12 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from domain import visibility
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event
 from domain.events.catalogue import ApiTokenCreated, ApiTokenRevoked
 from domain.organisations.models import ApiToken, Role, User
-from domain.pages import keyset_page
 from domain.persistence.tokens import unrevoked_token
 from domain.validation import clean_text, utc_datetime
 
@@ -62,14 +60,6 @@ async def create_token(
     return await issue_token(
         user=user, name=name, expires_at=expires_at, actor_user_id=viewer.user_id
     )
-
-
-async def list_tokens(
-    *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[ApiToken], bool]:
-    """A page of tokens in id order: admins see every token of their organisation; others see
-    their own."""
-    return await keyset_page(visibility.api_tokens(viewer), first=first, after=after)
 
 
 async def revoke_token(*, viewer: Viewer, token_id: int) -> ApiToken:

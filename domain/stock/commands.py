@@ -1,6 +1,7 @@
 """Cloud-warehouse stock: stocking orders in transit and received, reservations by paid orders,
 deductions on shipping, releases on cancel — every change one conditional UPDATE plus its
-ledger row, so figures never go negative and always equal the sum of the ledger.
+ledger row, so figures never go negative and always equal the sum of the ledger. (The reads
+are in ``domain/stock/queries.py``.)
 
 Overselling: a reservation is ``UPDATE stock_item SET reserved = reserved + n, available =
 available - n WHERE id = ? AND available >= n``. Of two payments racing for the last units, one
@@ -14,7 +15,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from secrets import token_urlsafe
 
-from domain import visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.catalogue.models import LogisticsMethod, Sku
 from domain.db import transaction
@@ -24,20 +24,15 @@ from domain.events.catalogue import CloudWarehouseUpdated, StockThresholdChanged
 from domain.orders.intake import ManualLine, clean_address, create_manual_order
 from domain.orders.models import Order, OrderKind, OrderLine, OrderStatus
 from domain.orders.status import transition
-from domain.organisations.models import Role
-from domain.pages import keyset_page
 from domain.stock.ledger import Delta, apply_change, stock_item
 from domain.stock.models import (
     CloudWarehouse,
     MovementKind,
     StockItem,
-    StockMovement,
     StockReservation,
 )
+from domain.stock.queries import item_of_buyer
 from domain.validation import clean_text
-
-MAX_PAGE = 100
-
 
 # -- warehouses ----------------------------------------------------------------------------------
 
@@ -58,17 +53,6 @@ async def create_cloud_warehouse(
             CloudWarehouseUpdated.of(warehouse, change="CREATED", actor_user_id=viewer.user_id)
         )
     return warehouse, secret
-
-
-async def list_cloud_warehouses(
-    *, viewer: Viewer, first: int, after: int | None = None, supplier_id: int | None = None
-) -> tuple[list[CloudWarehouse], bool]:
-    """A page of the cloud warehouses buyers can stock in (optionally one supplier's), in id
-    order."""
-    query = visibility.cloud_warehouses(viewer)
-    if supplier_id is not None:
-        query = query.filter(supplier_id=supplier_id)
-    return await keyset_page(query, first=first, after=after)
 
 
 async def active_warehouse(warehouse_id: int, *, field: str = "warehouseId") -> CloudWarehouse:
@@ -323,48 +307,6 @@ async def reserve(
             await OrderLine.filter(id=line.id).update(stock_quantity=quantity)
     order_ids = {line.order_id for line in lines.values()}
     await Order.filter(id__in=list(order_ids)).update(cloud_warehouse_id=warehouse_id)
-
-
-# -- reading -------------------------------------------------------------------------------------
-
-
-async def inventory(
-    *,
-    viewer: Viewer,
-    first: int,
-    after: int | None = None,
-    warehouse_id: int | None = None,
-    sku_id: int | None = None,
-) -> tuple[list[StockItem], bool]:
-    """A page of the buyer's stock items (optionally of one warehouse or SKU), in id order."""
-    require_buyer(viewer, Role.VIEWER)
-    query = visibility.stock_items(viewer)
-    if warehouse_id is not None:
-        query = query.filter(warehouse_id=warehouse_id)
-    if sku_id is not None:
-        query = query.filter(sku_id=sku_id)
-    return await keyset_page(query, first=first, after=after)
-
-
-async def item_of_buyer(viewer: Viewer, stock_item_id: int) -> StockItem:
-    item = await StockItem.get_or_none(id=stock_item_id, buyer_id=viewer.organisation_id)
-    if item is None:
-        raise not_found("Stock item", field="stockItemId")
-    return item
-
-
-async def movements(
-    *, viewer: Viewer, stock_item_id: int, first: int, after: int | None
-) -> tuple[list[StockMovement], bool]:
-    """The item's ledger, newest first (keyset on the id)."""
-    if not 0 < first <= MAX_PAGE:
-        raise DomainError(ErrorCode.INVALID, f"first must be 1 to {MAX_PAGE}.", field="first")
-    item = await item_of_buyer(viewer, stock_item_id)
-    query = StockMovement.filter(stock_item_id=item.id)
-    if after is not None:
-        query = query.filter(id__lt=after)
-    rows = await query.order_by("-id").limit(first + 1)
-    return rows[:first], len(rows) > first
 
 
 async def set_low_stock_threshold(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from domain.errors import SubscriptionEnded  # raised here; tests and older code import it here
 from domain.events import EventType, PublishedEvent, outbox
+from domain.events import queries as event_queries
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, decode
 
@@ -199,7 +200,7 @@ class EventHub:
         try:
             while True:
                 if replay:
-                    batch = await outbox.events_for_organisation(
+                    batch = await event_queries.events_for_organisation(
                         organisation_id, after_seq=last, types=wanted and sorted(wanted)
                     )
                     for event in batch:

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from domain.access import Viewer, require_buyer
-from domain.catalogue.links import store_of_buyer
 from domain.errors import DomainError, ErrorCode
 from domain.orders.fulfilment import record_tracking_sync
-from domain.orders.intake import ingest_store_order, record_sync, upsert_store_products
+from domain.orders.intake import ingest_store_order
 from domain.orders.models import Order, TrackingSync
+from domain.stores.commands import record_sync, upsert_store_products
 from domain.stores.models import Store
+from domain.stores.queries import store_of_buyer
 from integrations.background import WakeableLoop
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError

@@ -14,7 +14,7 @@ from domain.distribution import models as dm
 from domain.orders import models as m
 from domain.orders import queries as order_queries
 from domain.payments import models as w
-from domain.payments.commands import MAX_ORDERS_PER_PAYMENT, Charges
+from domain.payments.charges import MAX_ORDERS_PER_PAYMENT, Charges
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.errors import UserError

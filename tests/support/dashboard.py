@@ -28,7 +28,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.frames import DATA_OPCODES, Frame
 
 from bench.common import percentile
-from domain.events import PublishedEvent, outbox
+from domain.events import PublishedEvent
+from domain.events import queries as event_queries
 from schema.global_ids import key_of
 from tests.conftest import Member
 from tests.support.pauses import Pauses
@@ -229,7 +230,7 @@ class Dashboard:
                 start = self.starts[panel.name]
                 key = (panel.member.organisation_id, start)
                 if key not in visible:
-                    visible[key] = await outbox.events_for_organisation(
+                    visible[key] = await event_queries.events_for_organisation(
                         panel.member.organisation_id, after_seq=start, limit=100_000
                     )
                 events = {e.seq: e for e in visible[key]}

@@ -1,0 +1,170 @@
+"""What paying orders costs: goods at the quantity tiers plus freight, per order, with the
+units the buyer's cloud stock covers (read only; shared by payment commands and freight quotes)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from decimal import Decimal
+
+from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, ProductStatus, Sku
+from domain.catalogue.pricing import freight, unit_price
+from domain.errors import DomainError, ErrorCode, not_found
+from domain.orders.models import Order, OrderLine, OrderStatus
+from domain.orders.status import require_status
+from domain.organisations.models import Organisation
+from domain.stock import commands as stock
+from domain.validation import CENT
+
+MAX_ORDERS_PER_PAYMENT = 100
+
+
+@dataclass(frozen=True)
+class OrderCharge:
+    order: Order
+    goods: Decimal
+    freight: Decimal
+    unit_prices: dict[int, Decimal]  # line id -> unit price
+
+    @property
+    def total(self) -> Decimal:
+        return self.goods + self.freight
+
+
+@dataclass(frozen=True)
+class Charges:
+    orders: list[OrderCharge]
+    currency: str
+    supplier_id: int
+    stock_quantities: dict[int, int] = dataclass_field(default_factory=dict)  # line id → units
+
+    @property
+    def goods(self) -> Decimal:
+        return sum((c.goods for c in self.orders), Decimal("0.00"))
+
+    @property
+    def freight(self) -> Decimal:
+        return sum((c.freight for c in self.orders), Decimal("0.00"))
+
+    @property
+    def total(self) -> Decimal:
+        return self.goods + self.freight
+
+
+async def compute_charges(
+    *,
+    buyer_id: int,
+    order_ids: list[int],
+    logistics_method_id: int | None,
+    stock_warehouse_id: int | None = None,
+    split_when_short: bool = False,
+) -> Charges:
+    """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier).
+
+    With ``stock_warehouse_id`` the units the buyer's stock there covers (``stock.allocate``)
+    cost freight only: their goods were paid by the stocking order.
+    """
+    if not order_ids:
+        raise DomainError(ErrorCode.REQUIRED, "Name at least one order.", field="orderIds")
+    if len(order_ids) > MAX_ORDERS_PER_PAYMENT:
+        raise DomainError(
+            ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
+        )
+    orders = {o.id: o for o in await Order.filter(id__in=order_ids, buyer_id=buyer_id)}
+    for i, order_id in enumerate(order_ids):
+        order = orders.get(order_id)
+        if order is None:
+            raise not_found("Order", field=f"orderIds.{i}")
+        require_status(order, OrderStatus.AWAITING_PAYMENT, doing="pay it", field=f"orderIds.{i}")
+    suppliers = {o.supplier_id for o in orders.values()}
+    if len(suppliers) != 1 or None in suppliers:
+        raise DomainError(
+            ErrorCode.INVALID, "Pay one supplier's orders together.", field="orderIds"
+        )
+    supplier_id = suppliers.pop()
+    assert supplier_id is not None
+    lines = await OrderLine.filter(order_id__in=list(orders)).order_by("id")
+    stock_quantities = (
+        await stock.allocate(
+            buyer_id=buyer_id,
+            warehouse_id=stock_warehouse_id,
+            order_ids=order_ids,
+            lines=lines,
+            split=split_when_short,
+        )
+        if stock_warehouse_id is not None
+        else {}
+    )
+    skus = {
+        s.id: s
+        for s in await Sku.filter(id__in=[ln.sku_id for ln in lines if ln.sku_id]).select_related(
+            "product"
+        )
+    }
+    tiers: dict[int, list[PriceTier]] = defaultdict(list)
+    for tier in await PriceTier.filter(sku_id__in=list(skus)):
+        tiers[tier.sku_id].append(tier)
+    currencies = {s.currency for s in skus.values()}
+    if len(currencies) > 1:
+        raise DomainError(
+            ErrorCode.CURRENCY_MISMATCH, "SKUs are priced in several currencies.", field="orderIds"
+        )
+    currency = currencies.pop() if currencies else (await Organisation.get(id=supplier_id)).currency
+    methods: dict[int, list[FreightRule]] = {}
+    charges = []
+    for order in (orders[i] for i in order_ids):
+        chosen = logistics_method_id or order.logistics_method_id
+        if chosen is None:
+            raise DomainError(
+                ErrorCode.REQUIRED, "Choose a shipping method.", field="logisticsMethodId"
+            )
+        if chosen not in methods:
+            method = await LogisticsMethod.get_or_none(
+                id=chosen, supplier_id=supplier_id, is_active=True
+            )
+            if method is None:
+                raise not_found("Logistics method of this supplier", field="logisticsMethodId")
+            methods[chosen] = await FreightRule.filter(method_id=chosen)
+        goods = Decimal("0.00")
+        weight = 0
+        prices: dict[int, Decimal] = {}
+        for line in (ln for ln in lines if ln.order_id == order.id):
+            sku = skus.get(line.sku_id or 0)
+            if sku is None:
+                raise DomainError(
+                    ErrorCode.ILLEGAL_TRANSITION,
+                    f"Order {order.number} has an unconnected line.",
+                    field="orderIds",
+                )
+            if not sku.is_active or sku.product.status is not ProductStatus.ACTIVE:
+                raise DomainError(
+                    ErrorCode.INACTIVE,
+                    f"Order {order.number}: SKU {sku.code} is no longer sold; re-connect it.",
+                    field="orderIds",
+                )
+            if order.currency and order.currency != sku.currency:
+                raise DomainError(
+                    ErrorCode.CURRENCY_MISMATCH,
+                    f"Order {order.number} is in {order.currency}.",
+                    field="orderIds",
+                )
+            price = unit_price(sku, line.quantity, tiers[sku.id])
+            prices[line.id] = price
+            goods += price * (line.quantity - stock_quantities.get(line.id, 0))
+            weight += sku.weight_grams * line.quantity
+        country_code = (order.shipping_address or {}).get("country_code", "")
+        charges.append(
+            OrderCharge(
+                order=order,
+                goods=goods.quantize(CENT),
+                freight=freight(methods[chosen], country_code=country_code, weight_grams=weight),
+                unit_prices=prices,
+            )
+        )
+    return Charges(
+        orders=charges,
+        currency=currency,
+        supplier_id=supplier_id,
+        stock_quantities=stock_quantities,
+    )
