@@ -38,6 +38,19 @@ from domain.orders.models import Order, OrderStatus
 from domain.stock.models import MovementKind, StockItem
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models_initialised() -> None:
+    """Unsaved model instances need Tortoise's model set-up (their foreign-key attributes),
+    which a test alone in its run has not had from a server."""
+    from tortoise import Tortoise
+
+    from domain.db import MODELS_MODULE
+
+    Tortoise.init_models([MODELS_MODULE], "models")
+
+
 SCANNED = ("domain", "resolvers", "service", "schema", "integrations")
 # the catalogue and the plumbing that stores and carries payloads whole
 PLUMBING = {"domain/events/catalogue.py", "domain/events/__init__.py", "domain/events/outbox.py"}

@@ -16,13 +16,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 from domain.db import notify_after_commit
 from domain.persistence.events import insert_event
-
-if TYPE_CHECKING:
-    from domain.events.catalogue import EventPayload
 
 _collected: ContextVar[list[EventType] | None] = ContextVar("collected_events", default=None)
 
@@ -98,13 +95,22 @@ class PublishedEvent:
         )
 
 
+class Payload(Protocol):
+    """What a payload of ``domain.events.catalogue`` is to the recording (named here, so that
+    this module does not import the catalogue that imports it)."""
+
+    TYPE: ClassVar[EventType]
+
+    def to_payload(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event about to be written: what ``record_event`` records, and what statements that
     embed ``domain.persistence.events.recording_sql`` take their parameters from. Built by the
     constructors of ``domain.events.catalogue``, which decide its subject and audience."""
 
-    payload: EventPayload
+    payload: Payload
     subject_type: str
     subject_id: int | str
     audience: tuple[int, ...]

@@ -4,14 +4,30 @@ other statements embed to record an event with the change that causes it), two e
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from compat import tortoise as orm
 from domain.events.models import Event, EventAudience
 from domain.persistence.dialects import DialectSwitch
 
-if TYPE_CHECKING:
-    from domain.events import NewEvent
+
+class Recordable(Protocol):
+    """An event to write (``domain.events.NewEvent``; named here, so that the statements do not
+    import the module that calls them)."""
+
+    @property
+    def type(self) -> StrEnum: ...
+    @property
+    def subject_type(self) -> str: ...
+    @property
+    def subject_id(self) -> int | str: ...
+    @property
+    def audience(self) -> tuple[int, ...]: ...
+    @property
+    def actor_user_id(self) -> int | None: ...
+    @property
+    def payload(self) -> Any: ...
 
 
 def recording_sql(first: int, *, only_if: str | None = None) -> str:
@@ -33,14 +49,14 @@ def recording_sql(first: int, *, only_if: str | None = None) -> str:
 )"""
 
 
-def audience_of(event: NewEvent) -> list[int]:
+def audience_of(event: Recordable) -> list[int]:
     orgs = sorted(set(event.audience))
     if not orgs:
         raise ValueError("an event needs at least one organisation in its audience")
     return orgs
 
 
-def event_parameters(event: NewEvent) -> list[Any]:
+def event_parameters(event: Recordable) -> list[Any]:
     """The parameters of ``recording_sql``, in order."""
     return [
         event.type.value,
@@ -58,7 +74,7 @@ _RECORD_SQL: str | None = None
 
 
 @insert_event.postgres
-async def _insert_postgres(event: NewEvent) -> None:
+async def _insert_postgres(event: Recordable) -> None:
     global _RECORD_SQL
     if _RECORD_SQL is None:
         _RECORD_SQL = f"WITH {recording_sql(1)}\nSELECT 1"
@@ -66,7 +82,7 @@ async def _insert_postgres(event: NewEvent) -> None:
 
 
 @insert_event.other
-async def _insert_other(event: NewEvent) -> None:
+async def _insert_other(event: Recordable) -> None:
     audience = audience_of(event)
     row = await Event.create(
         type=event.type.value,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pypika_tortoise import Table
 from tortoise.models import Model
@@ -14,12 +14,9 @@ from compat import tortoise as orm
 from domain.catalogue.models import Product, Sku
 from domain.orders.models import Order, OrderLine, OrderTransition
 from domain.persistence.dialects import DialectSwitch
-from domain.persistence.events import event_parameters, insert_event, recording_sql
+from domain.persistence.events import Recordable, event_parameters, insert_event, recording_sql
 from domain.persistence.rows import RowBuilder, builder, fetch
 from domain.persistence.sql import int_list, placeholder
-
-if TYPE_CHECKING:
-    from domain.events import NewEvent
 
 _ORDER_WHERE: dict[tuple[str, str], str] = {}
 
@@ -162,7 +159,7 @@ change_order: DialectSwitch[bool] = DialectSwitch("orders.change_and_record")
 
 @change_order.postgres
 async def _change_postgres(
-    order: Order, values: dict[str, Any], *, timeline: OrderTransition, event: NewEvent
+    order: Order, values: dict[str, Any], *, timeline: OrderTransition, event: Recordable
 ) -> bool:
     """Set ``values`` on the order if its ``version`` is still the one ``order`` was read with
     (and bump it), add the ``timeline`` entry and insert the ``event``: one statement. False
@@ -182,7 +179,7 @@ async def _change_postgres(
 
 @change_order.other
 async def _change_other(
-    order: Order, values: dict[str, Any], *, timeline: OrderTransition, event: NewEvent
+    order: Order, values: dict[str, Any], *, timeline: OrderTransition, event: Recordable
 ) -> bool:
     """As on PostgreSQL, in three statements."""
     db = orm.connection_of(Order)
