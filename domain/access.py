@@ -24,21 +24,36 @@ class Viewer:
         return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
 
     def require_role(self, minimum: Role) -> None:
-        if not self.has_role(minimum):
-            raise DomainError(
-                ErrorCode.FORBIDDEN, f"This needs the {minimum.value} role or higher."
-            )
+        _raise(refusal(self, kind=None, role=minimum))
+
+
+_WRONG_KIND = {
+    OrganisationKind.BUYER: "Only a buyer organisation can do this.",
+    OrganisationKind.SUPPLIER: "Only a supplier's staff can do this.",
+}
+
+
+def refusal(viewer: Viewer, *, kind: OrganisationKind | None, role: Role) -> DomainError | None:
+    """Why ``viewer`` may not act as a member of an organisation of ``kind`` (None: either)
+    with ``role`` or higher, or None when they may: the one rule behind the domain's guards and
+    the API's declarations (``resolvers.permissions.Requires``)."""
+    if kind is not None and viewer.organisation_kind is not kind:
+        return DomainError(ErrorCode.FORBIDDEN, _WRONG_KIND[kind])
+    if not viewer.has_role(role):
+        return DomainError(ErrorCode.FORBIDDEN, f"This needs the {role.value} role or higher.")
+    return None
+
+
+def _raise(error: DomainError | None) -> None:
+    if error is not None:
+        raise error
 
 
 def require_supplier_staff(viewer: Viewer) -> None:
     """Supplier staff (STAFF or higher in a SUPPLIER organisation)."""
-    if viewer.organisation_kind is not OrganisationKind.SUPPLIER:
-        raise DomainError(ErrorCode.FORBIDDEN, "Only a supplier's staff can do this.")
-    viewer.require_role(Role.STAFF)
+    _raise(refusal(viewer, kind=OrganisationKind.SUPPLIER, role=Role.STAFF))
 
 
 def require_buyer(viewer: Viewer, minimum: Role = Role.STAFF) -> None:
     """A member (STAFF or higher by default) of a BUYER organisation."""
-    if viewer.organisation_kind is not OrganisationKind.BUYER:
-        raise DomainError(ErrorCode.FORBIDDEN, "Only a buyer organisation can do this.")
-    viewer.require_role(minimum)
+    _raise(refusal(viewer, kind=OrganisationKind.BUYER, role=minimum))

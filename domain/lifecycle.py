@@ -9,12 +9,12 @@ that owns what it changes and decides from the order whether it applies:
 
 1. SHIPPED, CANCELLED, REFUNDED: an order paid from cloud-warehouse stock settles its
    reservations: shipping deducts the held units, ending unshipped releases them
-   (``stock_ledger.settle_paid_from_stock``).
+   (``domain.stock.ledger.settle_paid_from_stock``).
 2. SHIPPED: a stocking (CLOUD_WAREHOUSE) order's units go in transit to the buyer's stock
-   (``stock_ledger.stocking_order_in_transit``).
+   (``domain.stock.ledger.stocking_order_in_transit``).
 3. SHIPPED: an order of a buyer's store whose tracking push is due (``tracking_sync`` PENDING,
    set by the shipping command) wakes the tracking pusher once the transaction commits
-   (``tracking.wake_tracking_push``: ``TRACKING_TOPIC``).
+   (``domain.orders.tracking.wake_tracking_push``: ``TRACKING_TOPIC``).
 
 A hook that fails fails the command: everything rolls back, the status change too. What a
 command does besides the status change (charging a wallet, queueing a warehouse push or

@@ -26,8 +26,9 @@ from strawberry import Info
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types.base import get_object_definition
 
+from domain import access
 from domain.access import Viewer
-from domain.errors import DomainError, ErrorCode
+from domain.errors import DomainError
 from domain.organisations.models import OrganisationKind, Role
 from resolvers.errors import PublicError
 from schema.types.errors import UserError
@@ -44,11 +45,6 @@ SUPPLIER = OrganisationKind.SUPPLIER
 EITHER = None  # an organisation of either kind
 VIEWER, STAFF, ADMIN, OWNER = Role.VIEWER, Role.STAFF, Role.ADMIN, Role.OWNER
 
-# the messages of ``domain.access``'s guards, so a refusal reads the same whoever makes it
-_WRONG_KIND = {
-    OrganisationKind.BUYER: "Only a buyer organisation can do this.",
-    OrganisationKind.SUPPLIER: "Only a supplier's staff can do this.",
-}
 _KIND_NAMES = {None: "any organisation", BUYER: "a buyer", SUPPLIER: "a supplier"}
 
 
@@ -85,14 +81,9 @@ class Requires(BasePermission):
         return f"Requires({kind}, {self.role.value}{', scoped' if self.scoped else ''})"
 
     def refusal(self, viewer: Viewer) -> DomainError | None:
-        """Why ``viewer`` may not use the field, or None when they may."""
-        if self.kind is not None and viewer.organisation_kind is not self.kind:
-            return DomainError(ErrorCode.FORBIDDEN, _WRONG_KIND[self.kind])
-        if not self.scoped and not viewer.has_role(self.role):
-            return DomainError(
-                ErrorCode.FORBIDDEN, f"This needs the {self.role.value} role or higher."
-            )
-        return None
+        """Why ``viewer`` may not use the field, or None when they may (the domain's rule,
+        ``domain.access.refusal``)."""
+        return access.refusal(viewer, kind=self.kind, role=VIEWER if self.scoped else self.role)
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         """False without a viewer (``on_unauthorized``: UNAUTHENTICATED); raises the

@@ -62,8 +62,9 @@ async def compute_charges(
 ) -> Charges:
     """Goods and freight for paying these orders (all AWAITING_PAYMENT, one supplier).
 
-    With ``stock_warehouse_id`` the units the buyer's stock there covers (``stock.allocate``)
-    cost freight only: their goods were paid by the stocking order.
+    With ``stock_warehouse_id`` the units the buyer's stock there covers
+    (``domain.stock.commands.allocate``) cost freight only: their goods were paid by the
+    stocking order.
     """
     if not order_ids:
         raise DomainError(ErrorCode.REQUIRED, "Name at least one order.", field="orderIds")

@@ -7,7 +7,7 @@ queue goes in as one statement, each request answered only once its row is commi
 
 A worker then leases pending rows (a conditional UPDATE, as for warehouse tasks, so two
 instances never take the same row), takes each order in through
-``order_intake.ingest_store_order`` and marks the row DONE with the order's id. Taking in is
+``domain.orders.intake.ingest_store_order`` and marks the row DONE with the order's id. Taking in is
 idempotent (an order is unique per store order id), so a row run twice after a crash still
 makes one order. A row that keeps failing is retried with a doubling delay and left FAILED,
 with the error, after the last attempt.

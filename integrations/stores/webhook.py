@@ -9,7 +9,7 @@ worker moments later (``orderCreated`` events and the ``orders`` query show it).
 event answers 200 ``duplicate``; an order delivered again under a new event id is still taken
 in once (orders are unique per store order id).
 
-Concurrent requests share their INSERT (``store_inbox.InboxIntake``, a group commit), and a
+Concurrent requests share their INSERT (``domain.stores.inbox.InboxIntake``, a group commit), and a
 store's webhook secret is kept in memory for ``SECRET_TTL`` seconds once read (secrets never
 change after a store is connected; a store removed from the database is refused after at most
 that long, and anything accepted meanwhile fails in the inbox, naming the reason). A database
