@@ -176,7 +176,7 @@ WITH o AS (
     RETURNING id, status, created_at
 ), lines AS (
     INSERT INTO order_line (order_id, title, quantity, sku_id, source, unit_price, stock_quantity)
-    SELECT o.id, 'Bench tee', k, ($10::int[])[k], 'PRODUCT_CONNECTION', 5.00, 0
+    SELECT o.id, 'Bench tee', k, ($10::int[])[k], 'PRODUCT_LINK', 5.00, 0
     FROM o CROSS JOIN generate_series(1, 3) AS k
 )
 INSERT INTO order_transition (order_id, from_status, to_status, reason, created_at)

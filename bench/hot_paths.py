@@ -24,7 +24,7 @@ write. Each ratio is write req/s ÷ read req/s: the share of the read throughput
 write request reaches (1.0: a write costs no more than reading the order). The issue gives no
 target: the rows say ``report``.
 
-Data: organisations, catalogue, wallets, partnership and warehouse connection through the
+Data: organisations, catalogue, wallets, partnership and third-party warehouse through the
 domain layer in this process; the order pools set-based (``bulk_create``) in the shape the
 domain gives them (paid orders with their PAYMENT ledger entries, pushed orders with their
 warehouse record and the order created at the simulator through ``WarehouseClient``). A pool
@@ -301,13 +301,13 @@ class Payer:
 @dataclass(frozen=True)
 class Distributor:
     """The withdrawing distributor: its wallet, paid orders pushed to the simulator's warehouse
-    and that warehouse's connection."""
+    and that third-party warehouse."""
 
     buyer_id: int
     token: str
     wallet_id: int
     order_ids: list[int]
-    connection_id: int
+    third_party_warehouse_id: int
 
 
 def pool_size(load: LoadOptions) -> int:
@@ -370,12 +370,12 @@ async def seed_distributor(cat: Catalogue, pool: int, sim_url: str, app_url: str
     authorised = await partnerships.authorise_warehouse(
         viewer=cat.supplier, provider="SimWMS", name="Sim", api_url=sim_url, api_key=WAREHOUSE_KEY
     )
-    connection = authorised.connection
+    third_party_warehouse = authorised.third_party_warehouse
     await partnerships.select_distribution_warehouse(
         viewer=cat.supplier,
         partnership_id=accepted.id,
         warehouse_id=accepted.warehouse_id,
-        connection_id=connection.id,
+        third_party_warehouse_id=third_party_warehouse.id,
     )
     price = UNIT_PRICE + FREIGHT
     wallet = await payments.top_up(
@@ -406,7 +406,7 @@ async def seed_distributor(cat: Catalogue, pool: int, sim_url: str, app_url: str
 
     started = time.perf_counter()
     pushed = await _push_to_simulator(
-        ids, base_url=sim_url, callback=callback_url(app_url, connection.id)
+        ids, base_url=sim_url, callback=callback_url(app_url, third_party_warehouse.id)
     )
     took = time.perf_counter() - started
     progress(f"  {NAME}: {len(ids):,} orders created at the simulator in {took:.1f} s")
@@ -417,7 +417,7 @@ async def seed_distributor(cat: Catalogue, pool: int, sim_url: str, app_url: str
                 WarehouseOrder(
                     order_id=oid,
                     supplier_id=cat.supplier.organisation_id,
-                    connection_id=connection.id,
+                    third_party_warehouse_id=third_party_warehouse.id,
                     reference=str(oid),
                     push_status=PushStatus.PUSHED,
                     warehouse_order_id=pushed[oid],
@@ -428,7 +428,7 @@ async def seed_distributor(cat: Catalogue, pool: int, sim_url: str, app_url: str
                 for oid in ids[first : first + BATCH]
             ]
         )
-    return Distributor(distributor.organisation_id, token, wallet.id, ids, connection.id)
+    return Distributor(distributor.organisation_id, token, wallet.id, ids, third_party_warehouse.id)
 
 
 async def _push_to_simulator(
@@ -734,9 +734,9 @@ async def check_withdrawals(
     ]
     check.expect(not wrong, f"{len(wrong)} orders not CANCELLED and refunded as withdrawn")
     records = dict(
-        await WarehouseOrder.filter(connection_id=data.connection_id).values_list(
-            "order_id", "withdrawal_status"
-        )
+        await WarehouseOrder.filter(
+            third_party_warehouse_id=data.third_party_warehouse_id
+        ).values_list("order_id", "withdrawal_status")
     )
     check.expect(
         {int(oid) for oid, st in records.items() if st == WithdrawalStatus.WITHDRAWN} == withdrawn,

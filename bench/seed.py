@@ -262,7 +262,7 @@ async def _bulk_orders(
                         title=f"Bench tee ({sku.code})",
                         quantity=1 + n,
                         sku_id=sku.id,
-                        source=LineSource.PRODUCT_CONNECTION,
+                        source=LineSource.PRODUCT_LINK,
                         unit_price=Decimal("5.00"),
                     )
                     for oid in ids

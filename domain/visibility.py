@@ -15,14 +15,14 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain.access import Viewer
+from domain.after_sales.models import AfterSalesOrder
 from domain.catalogue.models import LogisticsMethod, Product, ProductStatus, Sku
 from domain.distribution.models import (
-    AfterSalesOrder,
     DistributionSettings,
     DistributionWarehouse,
     Partnership,
+    ThirdPartyWarehouse,
     WarehouseAttempt,
-    WarehouseConnection,
     Withdrawal,
 )
 from domain.events.models import Event, EventAudience
@@ -30,7 +30,7 @@ from domain.orders.models import Depute, Order, OrderLine, Quote
 from domain.organisations.models import ApiToken, Organisation, OrganisationKind, Role, User
 from domain.payments.models import Wallet, WalletEntry
 from domain.stock.models import CloudWarehouse, StockItem, StockMovement
-from domain.stores.models import ProductConnection, Store, StoreProduct, StoreVariant
+from domain.stores.models import ProductLink, Store, StoreProduct, StoreVariant
 
 
 def _is_supplier(viewer: Viewer) -> bool:
@@ -100,9 +100,9 @@ def store_variants(viewer: Viewer) -> QuerySet[StoreVariant]:
     return StoreVariant.filter(store_id__in=_ids(own_stores(viewer)))
 
 
-def product_links(viewer: Viewer) -> QuerySet[ProductConnection]:
+def product_links(viewer: Viewer) -> QuerySet[ProductLink]:
     """Links of the buyer's store products (the buyer made them; suppliers see orders)."""
-    return ProductConnection.filter(buyer_id=viewer.organisation_id)
+    return ProductLink.filter(buyer_id=viewer.organisation_id)
 
 
 def quotes(viewer: Viewer) -> QuerySet[Quote]:
@@ -143,11 +143,11 @@ def distribution_warehouses(viewer: Viewer) -> QuerySet[DistributionWarehouse]:
     return DistributionWarehouse.filter(partnership_id__in=_ids(partnerships(viewer)))
 
 
-def third_party_warehouses(viewer: Viewer) -> QuerySet[WarehouseConnection]:
+def third_party_warehouses(viewer: Viewer) -> QuerySet[ThirdPartyWarehouse]:
     """A supplier's connections to third-party warehouses: its own staff only."""
     if not _is_supplier(viewer) or not viewer.has_role(Role.STAFF):
-        return WarehouseConnection.filter(id=-1)
-    return WarehouseConnection.filter(supplier_id=viewer.organisation_id)
+        return ThirdPartyWarehouse.filter(id=-1)
+    return ThirdPartyWarehouse.filter(supplier_id=viewer.organisation_id)
 
 
 def distribution_settings(viewer: Viewer) -> QuerySet[DistributionSettings]:
@@ -202,7 +202,7 @@ SCOPES: dict[type[Model], Callable[[Viewer], QuerySet]] = {
     Store: stores,
     StoreProduct: store_products,
     StoreVariant: store_variants,
-    ProductConnection: product_links,
+    ProductLink: product_links,
     Quote: quotes,
     Order: orders,
     OrderLine: order_lines,
@@ -211,7 +211,7 @@ SCOPES: dict[type[Model], Callable[[Viewer], QuerySet]] = {
     WalletEntry: wallet_entries,
     Partnership: partnerships,
     DistributionWarehouse: distribution_warehouses,
-    WarehouseConnection: third_party_warehouses,
+    ThirdPartyWarehouse: third_party_warehouses,
     DistributionSettings: distribution_settings,
     AfterSalesOrder: after_sales_orders,
     Withdrawal: withdrawals,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.access import Viewer
-from domain.distribution.models import WarehouseConnection
+from domain.distribution.models import ThirdPartyWarehouse
 from domain.events import PublishedEvent
 from domain.stores.models import Store
 from resolvers.loaders import Loaders
@@ -55,7 +55,9 @@ class WarehouseCheck(Protocol):
     """Ping a supplier's third-party warehouse with its stored credentials and record the
     result (``testThirdPartyWarehouse``)."""
 
-    async def __call__(self, *, viewer: Viewer, connection_id: int) -> WarehouseConnection: ...
+    async def __call__(
+        self, *, viewer: Viewer, third_party_warehouse_id: int
+    ) -> ThirdPartyWarehouse: ...
 
 
 @dataclass(frozen=True)

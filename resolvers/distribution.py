@@ -258,7 +258,7 @@ class DistributionMutations:
                     warehouse_id=parse_id(
                         warehouse_id, "DistributionWarehouse", field="warehouseId"
                     ),
-                    connection_id=optional_id(
+                    third_party_warehouse_id=optional_id(
                         third_party_warehouse_id,
                         "ThirdPartyWarehouse",
                         field="thirdPartyWarehouseId",
@@ -284,7 +284,9 @@ class DistributionMutations:
                 api_key=input.api_key,
             )
             return {
-                "third_party_warehouse": ThirdPartyWarehouse.from_model(created.connection),
+                "third_party_warehouse": ThirdPartyWarehouse.from_model(
+                    created.third_party_warehouse
+                ),
                 "callback_secret": created.callback_secret,
             }
 
@@ -299,11 +301,11 @@ class DistributionMutations:
         self, info: Info, id: strawberry.ID
     ) -> ThirdPartyWarehousePayload:
         async def command() -> dict:
-            connection = await info.context.services.check_warehouse(
+            third_party_warehouse = await info.context.services.check_warehouse(
                 viewer=viewer_of(info),
-                connection_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
+                third_party_warehouse_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
             )
-            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
+            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(third_party_warehouse)}
 
         return await run_command(ThirdPartyWarehousePayload, command)
 
@@ -312,11 +314,11 @@ class DistributionMutations:
         self, info: Info, id: strawberry.ID
     ) -> ThirdPartyWarehousePayload:
         async def command() -> dict:
-            connection = await partnerships.revoke_connection(
+            third_party_warehouse = await partnerships.revoke_third_party_warehouse(
                 viewer=viewer_of(info),
-                connection_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
+                third_party_warehouse_id=parse_id(id, "ThirdPartyWarehouse", field="id"),
             )
-            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(connection)}
+            return {"third_party_warehouse": ThirdPartyWarehouse.from_model(third_party_warehouse)}
 
         return await run_command(ThirdPartyWarehousePayload, command)
 

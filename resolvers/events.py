@@ -17,7 +17,7 @@ from resolvers.errors import PublicError, bad_input
 from resolvers.ids import parse_id, parse_ids
 from resolvers.permissions import EITHER, requires, viewer_of
 from schema.global_ids import gid
-from schema.types.enums import EventType
+from schema.types.enums import EventType, current
 from schema.types.events import Event, EventConnection, EventEdge
 from schema.types.orders import OrderStatus, OrderStatusChange, Quote, QuoteUpdate
 from schema.types.pagination import PageInfo
@@ -68,7 +68,7 @@ class EventQueries:
         rows = await event_queries.events_for_organisation(
             viewer.organisation_id,
             after_seq=_cursor(after, name="after"),
-            types=[t.value for t in types] if types else None,
+            types=[current(t) for t in types] if types else None,
             limit=first + 1,
             read_own_writes=True,
         )
@@ -96,7 +96,7 @@ class EventSubscriptions:
         after_event_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Event, None]:
         async for event in event_stream(
-            info, [t.value for t in types] if types else None, after_event_id
+            info, [current(t) for t in types] if types else None, after_event_id
         ):
             yield Event.from_published(event)
 

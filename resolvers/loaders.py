@@ -19,7 +19,7 @@ from domain.models import (
     OrderTransition,
     PriceTier,
     Product,
-    ProductConnection,
+    ProductLink,
     Sku,
     Store,
     StoreVariant,
@@ -28,7 +28,7 @@ from domain.orders import queries as order_queries
 from domain.orders.queries import LineWithSku, visible_orders
 from domain.organisations.models import Organisation
 from domain.persistence.rows import fetch_query
-from domain.stores.models import ConnectionStatus
+from domain.stores.models import ProductLinkStatus
 
 M = TypeVar("M", bound=Model)
 
@@ -129,11 +129,11 @@ class Loaders:
         self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")
         self.rules_by_method = _grouped(FreightRule, "method_id")
         self.variants_by_store_product = _grouped(StoreVariant, "product_id")
-        self.connections_by_store_product = _grouped(
-            ProductConnection,
+        self.links_by_store_product = _grouped(
+            ProductLink,
             "store_product_id",
             order="-id",
-            status__in=[ConnectionStatus.ACTIVE, ConnectionStatus.STALE],
+            status__in=[ProductLinkStatus.ACTIVE, ProductLinkStatus.STALE],
         )
 
         async def load_orders(ids: Sequence[int]) -> list[Any]:

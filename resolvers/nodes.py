@@ -16,6 +16,7 @@ from strawberry import Info
 from tortoise.models import Model
 
 from domain import visibility
+from domain.after_sales import models as am
 from domain.catalogue import models as cm
 from domain.distribution import models as dm
 from domain.errors import DomainError, ErrorCode
@@ -43,7 +44,7 @@ NODE_TYPES: dict[str, tuple[type[Model], Callable[[Any], Node]]] = {
     "Store": (stm.Store, stores.Store.from_model),
     "StoreProduct": (stm.StoreProduct, stores.StoreProduct.from_model),
     "StoreVariant": (stm.StoreVariant, stores.StoreVariant.from_model),
-    "ProductLink": (stm.ProductConnection, stores.ProductLink.from_model),
+    "ProductLink": (stm.ProductLink, stores.ProductLink.from_model),
     "Quote": (om.Quote, orders.Quote.from_model),
     "Order": (om.Order, orders.Order.from_model),
     "OrderLine": (om.OrderLine, orders.OrderLine.from_model),
@@ -55,12 +56,12 @@ NODE_TYPES: dict[str, tuple[type[Model], Callable[[Any], Node]]] = {
         dm.DistributionWarehouse,
         distribution.DistributionWarehouse.from_model,
     ),
-    "ThirdPartyWarehouse": (dm.WarehouseConnection, distribution.ThirdPartyWarehouse.from_model),
+    "ThirdPartyWarehouse": (dm.ThirdPartyWarehouse, distribution.ThirdPartyWarehouse.from_model),
     "DistributionSettings": (
         dm.DistributionSettings,
         distribution.DistributionSettings.from_model,
     ),
-    "AfterSalesOrder": (dm.AfterSalesOrder, distribution.AfterSalesOrder.from_model),
+    "AfterSalesOrder": (am.AfterSalesOrder, distribution.AfterSalesOrder.from_model),
     "Withdrawal": (dm.Withdrawal, distribution.Withdrawal.from_model),
     "WarehouseAttempt": (dm.WarehouseAttempt, distribution.WarehouseAttempt.from_model),
     "CloudWarehouse": (sm.CloudWarehouse, stock.CloudWarehouse.from_model),

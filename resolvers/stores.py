@@ -1,11 +1,11 @@
-"""Stores: connecting, syncing, product connections and quotes for unrecognized products."""
+"""Stores: connecting, syncing, product links and quotes for unrecognized products."""
 
 from __future__ import annotations
 
 import strawberry
 from strawberry import Info
 
-from domain.catalogue import links as connections
+from domain.catalogue import links as product_links
 from domain.orders import queries as order_queries
 from domain.orders import quotes
 from domain.pages import MAX_PAGE
@@ -119,7 +119,7 @@ class StoreMutations:
     )
     async def connect_product(self, info: Info, input: ConnectProductInput) -> ProductLinkPayload:
         async def command() -> dict:
-            connection = await connections.connect_product(
+            product_link = await product_links.connect_product(
                 viewer=viewer_of(info),
                 store_product_id=parse_id(
                     input.store_product_id, "StoreProduct", field="storeProductId"
@@ -129,7 +129,7 @@ class StoreMutations:
                     input.logistics_method_id, "LogisticsMethod", field="logisticsMethodId"
                 ),
                 links=[
-                    connections.VariantLink(
+                    product_links.VariantLink(
                         parse_id(
                             v.store_variant_id, "StoreVariant", field=f"variants.{i}.storeVariantId"
                         ),
@@ -138,7 +138,7 @@ class StoreMutations:
                     for i, v in enumerate(input.variants)
                 ],
             )
-            return {"product_link": ProductLink.from_model(connection)}
+            return {"product_link": ProductLink.from_model(product_link)}
 
         return await run_command(ProductLinkPayload, command, in_input=True)
 
@@ -150,11 +150,11 @@ class StoreMutations:
         self, info: Info, product_link_id: strawberry.ID
     ) -> ProductLinkPayload:
         async def command() -> dict:
-            connection = await connections.disconnect_product(
+            product_link = await product_links.disconnect_product(
                 viewer=viewer_of(info),
-                connection_id=parse_id(product_link_id, "ProductLink", field="productLinkId"),
+                product_link_id=parse_id(product_link_id, "ProductLink", field="productLinkId"),
             )
-            return {"product_link": ProductLink.from_model(connection)}
+            return {"product_link": ProductLink.from_model(product_link)}
 
         return await run_command(ProductLinkPayload, command)
 

@@ -21,14 +21,10 @@ from domain.validation import is_key
 PREFIX = "gid://supplygraph/"
 _GID = re.compile(r"gid://supplygraph/([A-Z][A-Za-z]{0,63})/([1-9][0-9]{0,18})")
 
-# Names subjects and payload keys had before a type was renamed (events recorded earlier keep
-# them in the database).
-_RENAMED = {"ProductConnection": "ProductLink"}
-
 
 def gid(type_name: str, key: int | str) -> strawberry.ID:
     """The global id of object ``key`` of GraphQL type ``type_name``."""
-    return strawberry.ID(f"{PREFIX}{_RENAMED.get(type_name, type_name)}/{key}")
+    return strawberry.ID(f"{PREFIX}{type_name}/{key}")
 
 
 def optional_gid(type_name: str, key: int | str | None) -> strawberry.ID | None:
@@ -105,14 +101,6 @@ PAYLOAD_ID_TYPES: Mapping[str, str] = {
 }
 
 
-# Payload keys named after a type before it was renamed.
-_RENAMED_KEYS = {"connectionId": "productLinkId"}
-
-
-def subject_type_for_clients(subject_type: str) -> str:
-    return _RENAMED.get(subject_type, subject_type)
-
-
 def payload_for_clients(value: Any) -> Any:
     """``value`` with every id under a known key written as a global id (recursively)."""
     if isinstance(value, list):
@@ -121,7 +109,6 @@ def payload_for_clients(value: Any) -> Any:
         return value
     out: dict[str, Any] = {}
     for k, v in value.items():
-        k = _RENAMED_KEYS.get(k, k)
         type_name = PAYLOAD_ID_TYPES.get(k)
         if type_name is None:
             out[k] = payload_for_clients(v)

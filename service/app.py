@@ -209,7 +209,7 @@ def create_app(settings: Settings) -> Starlette:
                 methods=["POST"],
             ),
             Route(
-                "/webhooks/warehouses/{connection_id}",
+                "/webhooks/warehouses/{third_party_warehouse_id}",
                 receive_warehouse_callback,
                 methods=["POST"],
             ),

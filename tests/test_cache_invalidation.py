@@ -393,7 +393,7 @@ async def _tour(
     await run(
         "mutation($c: ID!) { testThirdPartyWarehouse(id: $c) { userErrors { code } } }",
         supplier.token,
-        c=d.connection_id,
+        c=d.third_party_warehouse_id,
     )
     await run(
         "mutation { updateDistributionSettings(autoPushReturns: false) { userErrors { code } } }",
@@ -565,7 +565,7 @@ async def _tour(
     await run(
         "mutation($c: ID!) { revokeThirdPartyWarehouse(id: $c) { userErrors { code } } }",
         supplier.token,
-        c=d.connection_id,
+        c=d.third_party_warehouse_id,
     )
     await run(
         "mutation($p: ID!) { discontinueProduct(productId: $p) { userErrors { code } } }",

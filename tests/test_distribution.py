@@ -58,13 +58,17 @@ async def test_partnership_push_and_shipped_callback(
         )
     )["distributionWarehouses"]["nodes"]
     assert warehouses == [
-        {"id": d.warehouse_id, "createdBySystem": True, "thirdPartyWarehouseId": d.connection_id}
+        {
+            "id": d.warehouse_id,
+            "createdBySystem": True,
+            "thirdPartyWarehouseId": d.third_party_warehouse_id,
+        }
     ]
-    # test connection reaches the simulator with the sealed key
+    # test third_party_warehouse reaches the simulator with the sealed key
     tested = await ok(
         client,
         "mutation($c: ID!) { testThirdPartyWarehouse(id: $c) { thirdPartyWarehouse { lastTestOk lastTestMessage } userErrors { code } } }",
-        {"c": d.connection_id},
+        {"c": d.third_party_warehouse_id},
         token=d.supplier.token,
     )
     assert tested["thirdPartyWarehouse"]["lastTestOk"] is True

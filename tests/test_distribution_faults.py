@@ -23,8 +23,8 @@ from domain.distribution import pushes as distribution_orders
 from domain.distribution.models import (
     TaskKind,
     TaskState,
+    ThirdPartyWarehouse,
     WarehouseCallbackReceipt,
-    WarehouseConnection,
     WarehouseTask,
 )
 from integrations.warehouses.protocol import (
@@ -503,10 +503,10 @@ async def test_callbacks_forged_stale_unknown_or_malformed_are_refused_and_repla
 ) -> None:
     d = await partnered(client, make_member, sim)
     order_id = await pushed_order(client, d)
-    assert d.connection_id is not None
-    connection = await WarehouseConnection.get(id=key_of(d.connection_id))
-    secret = connection.callback_secret
-    url = f"{server.url}/webhooks/warehouses/{connection.id}"
+    assert d.third_party_warehouse_id is not None
+    third_party_warehouse = await ThirdPartyWarehouse.get(id=key_of(d.third_party_warehouse_id))
+    secret = third_party_warehouse.callback_secret
+    url = f"{server.url}/webhooks/warehouses/{third_party_warehouse.id}"
     before = await order_state(client, d.supplier.token, order_id)
     tolerance = int(server.settings.warehouse_callback_tolerance)
     shipped = outbound_callback(warehouse_reference(order_id))
@@ -516,7 +516,9 @@ async def test_callbacks_forged_stale_unknown_or_malformed_are_refused_and_repla
         if reason is not None:
             assert response.json() == {"status": "unauthorized", "reason": reason}
         assert await order_state(client, d.supplier.token, order_id) == before
-        assert not await WarehouseCallbackReceipt.filter(connection_id=connection.id).exists()
+        assert not await WarehouseCallbackReceipt.filter(
+            third_party_warehouse_id=third_party_warehouse.id
+        ).exists()
 
     await refused(await post_callback(url, shipped, secret="not-the-secret"), 401, "mismatch")
     await refused(await post_callback(url, shipped, secret=None), 401, "missing")
@@ -566,7 +568,7 @@ async def test_callbacks_forged_stale_unknown_or_malformed_are_refused_and_repla
     assert (answer.status_code, answer.json()) == (200, {"status": "duplicate"})
     assert (
         await WarehouseCallbackReceipt.filter(
-            connection_id=connection.id, event_id=event_id
+            third_party_warehouse_id=third_party_warehouse.id, event_id=event_id
         ).count()
         == 1
     )
@@ -585,18 +587,22 @@ async def test_a_callback_for_another_connections_order_is_unknown(
 ) -> None:
     mine = await partnered(client, make_member, sim)
     order_id = await pushed_order(client, mine)
-    other = await partnered(client, make_member, sim)  # another supplier, its own connection
-    assert other.connection_id is not None
-    connection = await WarehouseConnection.get(id=key_of(other.connection_id))
+    other = await partnered(
+        client, make_member, sim
+    )  # another supplier, its own third-party warehouse
+    assert other.third_party_warehouse_id is not None
+    third_party_warehouse = await ThirdPartyWarehouse.get(id=key_of(other.third_party_warehouse_id))
     before = await order_state(client, mine.supplier.token, order_id)
     answer = await post_callback(
-        f"{server.url}/webhooks/warehouses/{connection.id}",
+        f"{server.url}/webhooks/warehouses/{third_party_warehouse.id}",
         outbound_callback(warehouse_reference(order_id)),
-        secret=connection.callback_secret,
+        secret=third_party_warehouse.callback_secret,
     )
     assert answer.status_code == 404 and answer.json()["status"] == "unknown"
     assert await order_state(client, mine.supplier.token, order_id) == before
-    assert not await WarehouseCallbackReceipt.filter(connection_id=connection.id).exists()
+    assert not await WarehouseCallbackReceipt.filter(
+        third_party_warehouse_id=third_party_warehouse.id
+    ).exists()
 
 
 # --- reconciliation ---------------------------------------------------------------------------

@@ -12,13 +12,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
-from domain.distribution.models import (
-    AfterSalesOrder,
-    TaskKind,
-    WarehouseTask,
-    Withdrawal,
-    WithdrawalStatus,
-)
+from domain.after_sales.models import AfterSalesOrder
+from domain.distribution.models import TaskKind, WarehouseTask, Withdrawal, WithdrawalStatus
 from domain.events import EventType, PublishedEvent, catalogue
 from domain.events.catalogue import (
     CATALOGUE,

@@ -505,7 +505,7 @@ async def set_up(
         await ok(
             client,
             "mutation($p: ID!, $w: ID!, $c: ID) { selectDistributionWarehouse(partnershipId: $p, warehouseId: $w, thirdPartyWarehouseId: $c) { partnership { warehouseId } userErrors { code field message } } }",
-            {"p": partnership_id, "w": warehouse_of, "c": first.connection_id},
+            {"p": partnership_id, "w": warehouse_of, "c": first.third_party_warehouse_id},
             token=supplier.token,
         )
         distributions.append(
@@ -515,7 +515,7 @@ async def set_up(
                 first.catalogue,
                 partnership_id,
                 warehouse_of,
-                first.connection_id,
+                first.third_party_warehouse_id,
             )
         )
     warehouse_id = await warehouse(client, supplier)

@@ -578,11 +578,21 @@ async def test_status_subscription_and_mapping_drift(
     assert connection["status"] == "STALE" and "Crimson" in connection["staleReason"]
     stale = (
         await client.data(
-            "{ events(types: [CONNECTION_STALE]) { edges { node { payload } } } }",
+            "{ events(types: [PRODUCT_LINK_STALE]) { edges { node { payload } } } }",
             token=buyer.token,
         )
     )["events"]["edges"]
     assert len(stale[0]["node"]["payload"]["affectedOrderIds"]) == 1
+    # the name it had before, deprecated, still selects those events (under their new name)
+    by_old_name = (
+        await client.data(
+            "{ events(types: [CONNECTION_STALE]) { edges { node { type payload } } } }",
+            token=buyer.token,
+        )
+    )["events"]["edges"]
+    assert [e["node"] for e in by_old_name] == [
+        {"type": "PRODUCT_LINK_STALE", "payload": stale[0]["node"]["payload"]}
+    ]
 
 
 async def test_order_level_sku_connection_abnormal_hold_and_bad_input(

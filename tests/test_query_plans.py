@@ -66,10 +66,11 @@ from tortoise.transactions import in_transaction
 
 from domain.access import Viewer
 from domain.after_sales import queries as after_sales_queries
+from domain.after_sales.models import AfterSalesStatus
 from domain.catalogue import commands as catalogue
 from domain.catalogue import queries as catalogue_queries
 from domain.distribution import queries as distribution_queries
-from domain.distribution.models import AfterSalesStatus, PushStatus, WithdrawalStatus
+from domain.distribution.models import PushStatus, WithdrawalStatus
 from domain.events import outbox
 from domain.events import queries as event_queries
 from domain.orders import queries as order_queries
@@ -291,7 +292,7 @@ SELECT 'QP{tag}-' || g,
 FROM generate_series(1, {ORDERS}) AS g;
 
 INSERT INTO order_line (order_id, title, quantity, sku_id, source, unit_price, stock_quantity)
-SELECT o.id, 'Plans tee', k, ({_array(skus)})[k], 'PRODUCT_CONNECTION', 5, 0
+SELECT o.id, 'Plans tee', k, ({_array(skus)})[k], 'PRODUCT_LINK', 5, 0
 FROM supply_order o CROSS JOIN generate_series(1, 3) AS k WHERE o.{orders_of};
 
 INSERT INTO order_transition (order_id, from_status, to_status, reason, created_at)
@@ -389,7 +390,7 @@ SELECT s, 'Sea ' || g, 20, 40, true FROM unnest({all_s}) AS s CROSS JOIN generat
 """
         )
         await conn.execute_query(
-            f"""INSERT INTO warehouse_connection (supplier_id, provider, name, api_url, api_key,
+            f"""INSERT INTO third_party_warehouse (supplier_id, provider, name, api_url, api_key,
                     callback_secret, is_active, last_test_message, created_at)
                 SELECT s, 'plans', 'Plans 3PL', 'http://127.0.0.1:9/wms', $1, $1, true, '', now()
                 FROM unnest({all_s}) AS s""",
@@ -402,7 +403,7 @@ SELECT s, 'Sea ' || g, 20, 40, true FROM unnest({all_s}) AS s CROSS JOIN generat
         "ANALYZE supply_order, order_line, order_transition, warehouse_order, after_sales_order, "
         "withdrawal, event, event_audience, partnership, distribution_warehouse, stock_item, "
         'stock_movement, wallet, wallet_entry, store, store_product, quote, "user", '
-        "organisation, logistics_method, cloud_warehouse, warehouse_connection"
+        "organisation, logistics_method, cloud_warehouse, third_party_warehouse"
     )
 
     async def one(sql: str, *values: Any) -> Any:
@@ -940,7 +941,7 @@ CASES: list[Case] = [
     Case(
         "thirdPartyWarehouses",
         lambda d: distribution_queries.list_connections(viewer=d.supplier, first=PAGE, after=None),
-        {"warehouse_connection": ("supplier_id",)},
+        {"third_party_warehouse": ("supplier_id",)},
     ),
     # quotes, stores, wallets
     Case(

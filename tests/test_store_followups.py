@@ -48,7 +48,7 @@ async def connected_order(
     connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
     assert connected["userErrors"] == [], connected
     store["red"] = red
-    store["connection"] = connected["productLink"]
+    store["link"] = connected["productLink"]
     made = await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
     assert made["webhook_status"] == 202
     await server.store_inbox_drained()
@@ -246,16 +246,16 @@ async def test_disconnect_product_applies_to_future_orders_only(
 ) -> None:
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     _, store, first = await connected_order(client, server, supplier, buyer, sim)
-    connection_id = store["connection"]["id"]
+    link_id = store["link"]["id"]
     other = await make_member("BUYER")
     mutation = "mutation($c: ID!) { disconnectProduct(productLinkId: $c) { productLink { id status } userErrors { code field } } }"
-    foreign = (await client.data(mutation, {"c": connection_id}, token=other.token))[
+    foreign = (await client.data(mutation, {"c": link_id}, token=other.token))[
         "disconnectProduct"
     ]
     assert foreign["userErrors"] == [{"code": "NOT_FOUND", "field": "productLinkId"}]
-    done = await ok(client, mutation, {"c": connection_id}, token=buyer.token)
+    done = await ok(client, mutation, {"c": link_id}, token=buyer.token)
     assert done["productLink"]["status"] == "DISCONNECTED"
-    again = (await client.data(mutation, {"c": connection_id}, token=buyer.token))[
+    again = (await client.data(mutation, {"c": link_id}, token=buyer.token))[
         "disconnectProduct"
     ]
     assert again["userErrors"] == [{"code": "ILLEGAL_TRANSITION", "field": "productLinkId"}]

@@ -9,16 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from domain.access import Viewer, require_buyer, require_supplier_staff
+from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.after_sales.status_events import return_event
 from domain.catalogue.models import Sku
 from domain.db import transaction
-from domain.distribution.models import (
-    AfterSalesOrder,
-    AfterSalesStatus,
-    PushStatus,
-    TaskKind,
-    WarehouseTask,
-)
+from domain.distribution.models import PushStatus, TaskKind, WarehouseTask
 from domain.distribution.partnerships import (
     accepted_partnership,
     distribution_settings,
@@ -155,8 +150,8 @@ async def _queue_push(item: AfterSalesOrder, *, actor_user_id: int | None) -> No
     partnership = await accepted_partnership(
         supplier_id=item.supplier_id, distributor_id=item.distributor_id
     )
-    connection = await fulfilling_connection(partnership) if partnership else None
-    if connection is None:
+    third_party_warehouse = await fulfilling_connection(partnership) if partnership else None
+    if third_party_warehouse is None:
         raise DomainError(
             ErrorCode.NO_WAREHOUSE,
             "No third-party warehouse fulfils this distributor.",
@@ -167,7 +162,7 @@ async def _queue_push(item: AfterSalesOrder, *, actor_user_id: int | None) -> No
     ).update(
         push_status=PushStatus.PUSHING,
         push_error=None,
-        connection_id=connection.id,
+        third_party_warehouse_id=third_party_warehouse.id,
         reference=f"R{item.id}",
     )
     if moved != 1:
@@ -177,7 +172,7 @@ async def _queue_push(item: AfterSalesOrder, *, actor_user_id: int | None) -> No
     await item.refresh_from_db()
     await enqueue(
         kind=TaskKind.PUSH_RETURN,
-        connection_id=connection.id,
+        third_party_warehouse_id=third_party_warehouse.id,
         after_sales_id=item.id,
         actor_user_id=actor_user_id,
     )
@@ -242,7 +237,7 @@ async def return_push_finished(
 
 async def apply_return_status(
     *,
-    connection_id: int,
+    third_party_warehouse_id: int,
     reference: str,
     status: str,
     received: dict[str, int] | None = None,
@@ -250,7 +245,9 @@ async def apply_return_status(
 ) -> AfterSalesOrder | None:
     """The warehouse's word on a return: RECEIVED stocks it in (with received quantities)."""
     async with transaction():
-        item = await AfterSalesOrder.get_or_none(reference=reference, connection_id=connection_id)
+        item = await AfterSalesOrder.get_or_none(
+            reference=reference, third_party_warehouse_id=third_party_warehouse_id
+        )
         if item is None:
             return None
         await AfterSalesOrder.filter(id=item.id).update(checked_at=datetime.now(UTC))

@@ -9,7 +9,7 @@ from tortoise.expressions import Subquery
 
 from domain import visibility
 from domain.access import Viewer
-from domain.distribution.models import AfterSalesOrder, AfterSalesStatus
+from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.errors import DomainError, ErrorCode
 from domain.orders.models import Order
 from domain.organisations.models import Organisation

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.distribution.models import AfterSalesOrder
+from domain.after_sales.models import AfterSalesOrder
 from domain.events import record_event
 from domain.events.catalogue import ReturnStatusChanged
 

@@ -1,6 +1,6 @@
 """Supplier catalogue: products, SKUs, price tiers, logistics methods and freight rules.
 
-Changing or discontinuing a SKU marks every product connection that uses it STALE
+Changing or discontinuing a SKU marks every product link that uses it STALE
 (``domain.catalogue.links.mark_stale``): mapping drift is caught before buyers pay.
 """
 

@@ -10,13 +10,13 @@ from domain.catalogue.models import LogisticsMethod, Product, ProductStatus, Sku
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event
-from domain.events.catalogue import ConnectionStale, OrderUpdated, ProductConnectionUpdated
+from domain.events.catalogue import OrderUpdated, ProductLinkStale, ProductLinkUpdated
 from domain.orders.access import order_of_buyer
 from domain.orders.models import LineSource, Order, OrderLine, OrderStatus
 from domain.orders.status import transition
 from domain.stores.models import (
-    ConnectionStatus,
-    ProductConnection,
+    ProductLink,
+    ProductLinkStatus,
     StoreProduct,
     StoreVariant,
     VariantMapping,
@@ -38,16 +38,16 @@ def attributes_match(variant: dict[str, str], sku: dict[str, str]) -> bool:
 
 
 async def active_mappings(store_variant_ids: Iterable[int]) -> dict[int, tuple[Sku, int]]:
-    """store variant id -> (SKU, logistics method id) through ACTIVE connections."""
+    """store variant id -> (SKU, logistics method id) through ACTIVE product links."""
     ids = list(set(store_variant_ids))
     if not ids:
         return {}
     mappings = await VariantMapping.filter(
-        store_variant_id__in=ids, connection__status=ConnectionStatus.ACTIVE
-    ).select_related("connection")
+        store_variant_id__in=ids, product_link__status=ProductLinkStatus.ACTIVE
+    ).select_related("product_link")
     skus = {s.id: s for s in await Sku.filter(id__in=[m.sku_id for m in mappings])}
     return {
-        m.store_variant_id: (skus[m.sku_id], m.connection.logistics_method_id) for m in mappings
+        m.store_variant_id: (skus[m.sku_id], m.product_link.logistics_method_id) for m in mappings
     }
 
 
@@ -65,10 +65,10 @@ async def connect_product(
     product_id: int,
     logistics_method_id: int,
     links: list[VariantLink],
-) -> ProductConnection:
+) -> ProductLink:
     """Connect a store product to a supplier product, one SKU per store variant.
 
-    Replaces an earlier connection of the same store product. Every UNRECOGNIZED order that
+    Replaces an earlier link of the same store product. Every UNRECOGNIZED order that
     this completes moves to AWAITING_PAYMENT.
     """
     require_buyer(viewer)
@@ -108,14 +108,14 @@ async def connect_product(
                 raise DomainError(
                     ErrorCode.ATTRIBUTES_MISMATCH,
                     f"Store variant {variant.title!r} ({variant.attributes}) does not match "
-                    f"SKU {sku.code} ({sku.attributes}); use an order-level SKU connection "
+                    f"SKU {sku.code} ({sku.attributes}); use an order-level SKU link "
                     "or ask the supplier.",
                     field=f"{path}.skuId",
                 )
-        await ProductConnection.filter(
-            store_product_id=store_product.id, status__not=ConnectionStatus.DISCONNECTED
-        ).update(status=ConnectionStatus.DISCONNECTED)
-        connection = await ProductConnection.create(
+        await ProductLink.filter(
+            store_product_id=store_product.id, status__not=ProductLinkStatus.DISCONNECTED
+        ).update(status=ProductLinkStatus.DISCONNECTED)
+        product_link = await ProductLink.create(
             store_product_id=store_product.id,
             buyer_id=viewer.organisation_id,
             supplier_id=product.supplier_id,
@@ -125,7 +125,7 @@ async def connect_product(
         await VariantMapping.bulk_create(
             [
                 VariantMapping(
-                    connection_id=connection.id,
+                    product_link_id=product_link.id,
                     store_variant_id=link.store_variant_id,
                     sku_id=link.sku_id,
                     sku_version=skus[link.sku_id].version,
@@ -138,37 +138,37 @@ async def connect_product(
             buyer_id=viewer.organisation_id,
             actor_user_id=viewer.user_id,
         )
-        await _connection_event(connection, actor_user_id=viewer.user_id)
-    return connection
+        await _connection_event(product_link, actor_user_id=viewer.user_id)
+    return product_link
 
 
-async def _connection_event(connection: ProductConnection, *, actor_user_id: int) -> None:
-    await record_event(ProductConnectionUpdated.of(connection, actor_user_id=actor_user_id))
+async def _connection_event(product_link: ProductLink, *, actor_user_id: int) -> None:
+    await record_event(ProductLinkUpdated.of(product_link, actor_user_id=actor_user_id))
 
 
-async def disconnect_product(*, viewer: Viewer, connection_id: int) -> ProductConnection:
+async def disconnect_product(*, viewer: Viewer, product_link_id: int) -> ProductLink:
     """Future orders of the store product are no longer mapped; existing orders keep theirs."""
     require_buyer(viewer)
     async with transaction():
-        connection = await ProductConnection.get_or_none(
-            id=connection_id, buyer_id=viewer.organisation_id
+        product_link = await ProductLink.get_or_none(
+            id=product_link_id, buyer_id=viewer.organisation_id
         )
-        if connection is None:
+        if product_link is None:
             raise not_found("Product link", field="productLinkId")
-        if connection.status is ConnectionStatus.DISCONNECTED:
+        if product_link.status is ProductLinkStatus.DISCONNECTED:
             raise DomainError(
                 ErrorCode.ILLEGAL_TRANSITION, "Already disconnected.", field="productLinkId"
             )
-        connection.status = ConnectionStatus.DISCONNECTED
-        await connection.save(update_fields=["status", "updated_at"])
-        await _connection_event(connection, actor_user_id=viewer.user_id)
-    return connection
+        product_link.status = ProductLinkStatus.DISCONNECTED
+        await product_link.save(update_fields=["status", "updated_at"])
+        await _connection_event(product_link, actor_user_id=viewer.user_id)
+    return product_link
 
 
 async def recognise_orders(
     *, store_variant_ids: list[int], buyer_id: int, actor_user_id: int | None
 ) -> list[Order]:
-    """Map unmapped lines of the buyer's UNRECOGNIZED orders through active connections; an
+    """Map unmapped lines of the buyer's UNRECOGNIZED orders through active product links; an
     order whose every line is now mapped becomes AWAITING_PAYMENT (one event each)."""
     mapping = await active_mappings(store_variant_ids)
     if not mapping:
@@ -185,13 +185,11 @@ async def recognise_orders(
         for line in (ln for ln in lines if ln.order_id == order.id):
             sku, method_id = mapping[line.store_variant_id]  # type: ignore[index]
             if order.supplier_id not in (None, sku.supplier_id):
-                continue  # one supplier per order: this line needs another connection
+                continue  # one supplier per order: this line needs another link
             order.supplier_id = sku.supplier_id
             order.currency = sku.currency
             order.logistics_method_id = order.logistics_method_id or method_id
-            await OrderLine.filter(id=line.id).update(
-                sku_id=sku.id, source=LineSource.PRODUCT_CONNECTION
-            )
+            await OrderLine.filter(id=line.id).update(sku_id=sku.id, source=LineSource.PRODUCT_LINK)
         if await complete_if_mapped(order, actor_user_id=actor_user_id):
             recognised.append(order)
     return recognised
@@ -234,7 +232,7 @@ async def complete_if_mapped(
 
 
 async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_id: int) -> Order:
-    """An order-level SKU connection: one line of one unpaid order, whatever its variants."""
+    """An order-level SKU link: one line of one unpaid order, whatever its variants."""
     require_buyer(viewer)
     async with transaction():
         order = await order_of_buyer(viewer, order_id)
@@ -277,23 +275,23 @@ async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_
     return order
 
 
-async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[ProductConnection]:
-    """Mark ACTIVE connections using these SKUs STALE and tell each buyer which unpaid orders
+async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[ProductLink]:
+    """Mark ACTIVE product links using these SKUs STALE and tell each buyer which unpaid orders
     are affected (the buyer re-connects before paying)."""
     if not sku_ids:
         return []
     mappings = await VariantMapping.filter(
-        sku_id__in=sku_ids, connection__status=ConnectionStatus.ACTIVE
-    ).select_related("connection")
-    connections = {m.connection_id: m.connection for m in mappings}
-    for connection in connections.values():
-        connection.status = ConnectionStatus.STALE
-        connection.stale_reason = reason[:500]
-        await connection.save(update_fields=["status", "stale_reason", "updated_at"])
-        variant_ids = [m.store_variant_id for m in mappings if m.connection_id == connection.id]
+        sku_id__in=sku_ids, product_link__status=ProductLinkStatus.ACTIVE
+    ).select_related("product_link")
+    product_links = {m.product_link_id: m.product_link for m in mappings}
+    for product_link in product_links.values():
+        product_link.status = ProductLinkStatus.STALE
+        product_link.stale_reason = reason[:500]
+        await product_link.save(update_fields=["status", "stale_reason", "updated_at"])
+        variant_ids = [m.store_variant_id for m in mappings if m.product_link_id == product_link.id]
         affected = (
             await Order.filter(
-                buyer_id=connection.buyer_id,
+                buyer_id=product_link.buyer_id,
                 status__in=UNPAID,
                 lines__store_variant_id__in=variant_ids,
                 lines__sku_id__in=sku_ids,
@@ -302,6 +300,8 @@ async def mark_stale(*, sku_ids: list[int], reason: str, actor: Viewer) -> list[
             .values_list("id", flat=True)
         )
         await record_event(
-            ConnectionStale.of(connection, affected_order_ids=affected, actor_user_id=actor.user_id)
+            ProductLinkStale.of(
+                product_link, affected_order_ids=affected, actor_user_id=actor.user_id
+            )
         )
-    return list(connections.values())
+    return list(product_links.values())

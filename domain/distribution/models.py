@@ -1,4 +1,4 @@
-"""Distribution: partnerships, distribution warehouses, third-party warehouse connections,
+"""Distribution: partnerships, distribution warehouses, third-party warehouses,
 after-sales (return) orders, withdrawals, and the warehouse work queue with its attempts."""
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ class WithdrawalResolution(StrEnum):
     RETRIED = "RETRIED"
     CONVERTED_TO_RETURN = "CONVERTED_TO_RETURN"
     CLOSED = "CLOSED"
-
-
-class AfterSalesStatus(StrEnum):
-    REQUESTED = "REQUESTED"  # created by the distributor, not yet at the warehouse
-    AWAITING_STOCK_IN = "AWAITING_STOCK_IN"  # pushed; the warehouse waits for the parcel
-    STOCKED_IN = "STOCKED_IN"  # the warehouse received it
-    WITHDRAWN = "WITHDRAWN"  # the distributor withdrew it
 
 
 class TaskKind(StrEnum):
@@ -91,7 +84,7 @@ class Partnership(Model):
 
 class DistributionWarehouse(Model):
     """A warehouse of one partnership: created with it, or added by the distributor. The
-    supplier may have a third-party warehouse fulfil it (``connection_id``)."""
+    supplier may have a third-party warehouse fulfil it (``third_party_warehouse_id``)."""
 
     id = fields.IntField(primary_key=True)
     partnership: fields.ForeignKeyRelation = fields.ForeignKeyField(
@@ -101,17 +94,17 @@ class DistributionWarehouse(Model):
     name = fields.CharField(max_length=200)
     address = fields.JSONField(default=dict)
     created_by_system = fields.BooleanField(default=False)
-    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
-        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    third_party_warehouse: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.ThirdPartyWarehouse", related_name=False, on_delete=fields.RESTRICT, null=True
     )
-    connection_id: int | None
+    third_party_warehouse_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "distribution_warehouse"
 
 
-class WarehouseConnection(Model):
+class ThirdPartyWarehouse(Model):
     """A supplier's authorised third-party warehouse. Credentials are sealed, never returned."""
 
     id = fields.IntField(primary_key=True)
@@ -131,7 +124,7 @@ class WarehouseConnection(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
-        table = "warehouse_connection"
+        table = "third_party_warehouse"
 
 
 class DistributionSettings(Model):
@@ -152,13 +145,14 @@ class DistributionSettings(Model):
 
 class WarehouseDocument(Model):
     """What an order and a return share at a third-party warehouse: where it goes
-    (``connection``), our unique ``reference`` there (written before the first call), how its
-    push went, and its latest withdrawal's status (``domain.withdrawals.show_withdrawal``)."""
+    (``third_party_warehouse``), our unique ``reference`` there (written before the first call),
+    how its push went, and its latest withdrawal's status
+    (``domain.distribution.withdrawals.show_withdrawal``)."""
 
-    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
-        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    third_party_warehouse: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.ThirdPartyWarehouse", related_name=False, on_delete=fields.RESTRICT, null=True
     )
-    connection_id: int | None
+    third_party_warehouse_id: int | None
     reference = fields.CharField(max_length=64, null=True)
     push_status = fields.CharEnumField(PushStatus, max_length=16, default=PushStatus.NOT_PUSHED)
     push_error = fields.CharField(max_length=500, null=True)
@@ -190,41 +184,6 @@ class WarehouseOrder(WarehouseDocument):
     class Meta:
         table = "warehouse_order"
         indexes = (("supplier_id", "push_status"), ("push_status", "checked_at"))
-
-
-class AfterSalesOrder(WarehouseDocument):
-    """A distributor's return of a delivered order, stocked in at the third-party warehouse."""
-
-    id = fields.BigIntField(primary_key=True)
-    number = fields.CharField(max_length=32, unique=True)
-    order: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "models.Order", related_name=False, on_delete=fields.RESTRICT, db_index=True
-    )
-    order_id: int
-    distributor: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
-    )
-    distributor_id: int
-    supplier: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "models.Organisation", related_name=False, on_delete=fields.RESTRICT
-    )
-    supplier_id: int
-    status = fields.CharEnumField(AfterSalesStatus, max_length=20)
-    reason = fields.CharField(max_length=500)
-    items = fields.JSONField(default=list)  # [{"lineId", "skuId", "skuCode", "quantity", ...}]
-    warehouse_return_id = fields.CharField(max_length=100, null=True)  # the warehouse's id
-    version = fields.IntField(default=1)
-    created_at = fields.DatetimeField(auto_now_add=True)
-    updated_at = fields.DatetimeField(auto_now=True)
-
-    class Meta:
-        table = "after_sales_order"
-        indexes = (
-            ("supplier_id", "updated_at", "id"),
-            ("supplier_id", "id"),
-            ("distributor_id", "id"),
-            ("status", "checked_at"),
-        )
 
 
 class Withdrawal(Model):
@@ -287,10 +246,10 @@ class WarehouseTask(Model):
         "models.Withdrawal", related_name=False, on_delete=fields.RESTRICT, null=True
     )
     withdrawal_id: int | None
-    connection: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
-        "models.WarehouseConnection", related_name=False, on_delete=fields.RESTRICT, null=True
+    third_party_warehouse: fields.ForeignKeyNullableRelation = fields.ForeignKeyField(
+        "models.ThirdPartyWarehouse", related_name=False, on_delete=fields.RESTRICT, null=True
     )  # none: nothing at a warehouse to call
-    connection_id: int | None
+    third_party_warehouse_id: int | None
     state = fields.CharEnumField(TaskState, max_length=8, default=TaskState.PENDING)
     attempts = fields.IntField(default=0)
     due_at = fields.DatetimeField()
@@ -343,13 +302,13 @@ class WarehouseCallbackReceipt(Model):
     """A warehouse callback already processed (deduplication on the event id)."""
 
     id = fields.BigIntField(primary_key=True)
-    connection: fields.ForeignKeyRelation = fields.ForeignKeyField(
-        "models.WarehouseConnection", related_name=False, on_delete=fields.CASCADE
-    )  # deduplication: part of the connection
-    connection_id: int
+    third_party_warehouse: fields.ForeignKeyRelation = fields.ForeignKeyField(
+        "models.ThirdPartyWarehouse", related_name=False, on_delete=fields.CASCADE
+    )  # deduplication: part of the warehouse
+    third_party_warehouse_id: int
     event_id = fields.CharField(max_length=100)
     received_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "warehouse_callback_receipt"
-        unique_together = (("connection_id", "event_id"),)
+        unique_together = (("third_party_warehouse_id", "event_id"),)

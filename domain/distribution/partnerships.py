@@ -1,5 +1,5 @@
 """Commands on partnerships between suppliers and distributors, their distribution warehouses,
-the supplier's third-party warehouse connections and distribution settings, and the lookups
+the supplier's third-party warehouses and distribution settings, and the lookups
 they share. Their reads for the API: ``domain.distribution.queries``."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from domain.distribution.models import (
     DistributionWarehouse,
     Partnership,
     PartnershipStatus,
-    WarehouseConnection,
+    ThirdPartyWarehouse,
 )
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event
@@ -153,10 +153,10 @@ async def select_distribution_warehouse(
     viewer: Viewer,
     partnership_id: int,
     warehouse_id: int,
-    connection_id: int | None,
+    third_party_warehouse_id: int | None,
 ) -> Partnership:
     """The supplier chooses which distribution warehouse fulfils the distributor, and whether
-    one of its authorised third-party warehouses runs it (``connection_id``)."""
+    one of its authorised third-party warehouses runs it (``third_party_warehouse_id``)."""
     require_supplier_staff(viewer)
     async with transaction():
         partnership = await partnership_of(viewer, partnership_id)
@@ -165,38 +165,42 @@ async def select_distribution_warehouse(
         )
         if warehouse is None:
             raise not_found("Distribution warehouse of this partnership", field="warehouseId")
-        if connection_id is not None:
-            await connection_of(viewer, connection_id, field="thirdPartyWarehouseId")
-        warehouse.connection_id = connection_id
-        await warehouse.save(update_fields=["connection_id"])
+        if third_party_warehouse_id is not None:
+            await third_party_warehouse_of(
+                viewer, third_party_warehouse_id, field="thirdPartyWarehouseId"
+            )
+        warehouse.third_party_warehouse_id = third_party_warehouse_id
+        await warehouse.save(update_fields=["third_party_warehouse_id"])
         partnership.warehouse_id = warehouse.id
         await partnership.save(update_fields=["warehouse_id", "updated_at"])
         await _partnership_event(partnership, viewer.user_id)
     return partnership
 
 
-async def fulfilling_connection(partnership: Partnership) -> WarehouseConnection | None:
+async def fulfilling_connection(partnership: Partnership) -> ThirdPartyWarehouse | None:
     """The active third-party warehouse that fulfils this partnership's orders, if any."""
     if partnership.warehouse_id is None:
         return None
     warehouse = await DistributionWarehouse.get_or_none(id=partnership.warehouse_id)
-    if warehouse is None or warehouse.connection_id is None:
+    if warehouse is None or warehouse.third_party_warehouse_id is None:
         return None
-    return await WarehouseConnection.get_or_none(id=warehouse.connection_id, is_active=True)
+    return await ThirdPartyWarehouse.get_or_none(
+        id=warehouse.third_party_warehouse_id, is_active=True
+    )
 
 
-# -- third-party warehouse connections ---------------------------------------------------------
+# -- third-party warehouses ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class NewConnection:
-    connection: WarehouseConnection
+class AuthorisedWarehouse:
+    third_party_warehouse: ThirdPartyWarehouse
     callback_secret: str
 
 
 async def authorise_warehouse(
     *, viewer: Viewer, provider: str, name: str, api_url: str, api_key: str
-) -> NewConnection:
+) -> AuthorisedWarehouse:
     """The supplier authorises a third-party warehouse; the callback secret is shown once."""
     require_supplier_staff(viewer)
     viewer.require_role(Role.ADMIN)
@@ -208,7 +212,7 @@ async def authorise_warehouse(
     api_key = clean_text(api_key, field="apiKey", max_length=500)
     secret = secrets.token_urlsafe(32)
     async with transaction():
-        connection = await WarehouseConnection.create(
+        third_party_warehouse = await ThirdPartyWarehouse.create(
             supplier_id=viewer.organisation_id,
             provider=provider,
             name=name,
@@ -216,50 +220,56 @@ async def authorise_warehouse(
             api_key=api_key,
             callback_secret=secret,
         )
-        await _connection_event(connection, "AUTHORISED", actor_user_id=viewer.user_id)
-    return NewConnection(connection=connection, callback_secret=secret)
+        await _connection_event(third_party_warehouse, "AUTHORISED", actor_user_id=viewer.user_id)
+    return AuthorisedWarehouse(third_party_warehouse=third_party_warehouse, callback_secret=secret)
 
 
 async def _connection_event(
-    connection: WarehouseConnection, change: str, *, actor_user_id: int | None
+    third_party_warehouse: ThirdPartyWarehouse, change: str, *, actor_user_id: int | None
 ) -> None:
     await record_event(
-        ThirdPartyWarehouseUpdated.of(connection, change=change, actor_user_id=actor_user_id)
+        ThirdPartyWarehouseUpdated.of(
+            third_party_warehouse, change=change, actor_user_id=actor_user_id
+        )
     )
 
 
-async def connection_of(
-    viewer: Viewer, connection_id: int, *, field: str = "connectionId"
-) -> WarehouseConnection:
+async def third_party_warehouse_of(
+    viewer: Viewer, third_party_warehouse_id: int, *, field: str = "thirdPartyWarehouseId"
+) -> ThirdPartyWarehouse:
     require_supplier_staff(viewer)
-    connection = await WarehouseConnection.get_or_none(
-        id=connection_id, supplier_id=viewer.organisation_id, is_active=True
+    third_party_warehouse = await ThirdPartyWarehouse.get_or_none(
+        id=third_party_warehouse_id, supplier_id=viewer.organisation_id, is_active=True
     )
-    if connection is None:
+    if third_party_warehouse is None:
         raise not_found("Third-party warehouse", field=field)
-    return connection
+    return third_party_warehouse
 
 
 async def record_connection_test(
-    connection: WarehouseConnection, *, ok: bool, message: str, actor_user_id: int | None
-) -> WarehouseConnection:
-    connection.last_test_ok = ok
-    connection.last_test_message = message[:500]
-    connection.last_tested_at = datetime.now(UTC)
+    third_party_warehouse: ThirdPartyWarehouse, *, ok: bool, message: str, actor_user_id: int | None
+) -> ThirdPartyWarehouse:
+    third_party_warehouse.last_test_ok = ok
+    third_party_warehouse.last_test_message = message[:500]
+    third_party_warehouse.last_tested_at = datetime.now(UTC)
     async with transaction():
-        await connection.save(update_fields=["last_test_ok", "last_test_message", "last_tested_at"])
-        await _connection_event(connection, "TESTED", actor_user_id=actor_user_id)
-    return connection
+        await third_party_warehouse.save(
+            update_fields=["last_test_ok", "last_test_message", "last_tested_at"]
+        )
+        await _connection_event(third_party_warehouse, "TESTED", actor_user_id=actor_user_id)
+    return third_party_warehouse
 
 
-async def revoke_connection(*, viewer: Viewer, connection_id: int) -> WarehouseConnection:
+async def revoke_third_party_warehouse(
+    *, viewer: Viewer, third_party_warehouse_id: int
+) -> ThirdPartyWarehouse:
     viewer.require_role(Role.ADMIN)
     async with transaction():
-        connection = await connection_of(viewer, connection_id)
-        connection.is_active = False
-        await connection.save(update_fields=["is_active"])
-        await _connection_event(connection, "REVOKED", actor_user_id=viewer.user_id)
-    return connection
+        third_party_warehouse = await third_party_warehouse_of(viewer, third_party_warehouse_id)
+        third_party_warehouse.is_active = False
+        await third_party_warehouse.save(update_fields=["is_active"])
+        await _connection_event(third_party_warehouse, "REVOKED", actor_user_id=viewer.user_id)
+    return third_party_warehouse
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from domain.db import transaction
 from domain.distribution.models import (
     PushStatus,
     TaskKind,
-    WarehouseConnection,
+    ThirdPartyWarehouse,
     WarehouseOrder,
     WarehouseTask,
     WithdrawalStatus,
@@ -64,13 +64,15 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
         )
     settings = await distribution_settings(viewer.organisation_id)
     async with transaction():
-        orders: list[tuple[Order, WarehouseConnection]] = []
+        orders: list[tuple[Order, ThirdPartyWarehouse]] = []
         to_charge: dict[int, list[int]] = {}
-        connections: dict[int, WarehouseConnection | None] = {}
+        third_party_warehouses: dict[int, ThirdPartyWarehouse | None] = {}
         for i, order_id in enumerate(order_ids):
             where = f"orderIds.{i}"
             order = await order_of_supplier(viewer, order_id, field=where)
-            if order.buyer_id not in connections:  # one lookup per distributor, not per order
+            if (
+                order.buyer_id not in third_party_warehouses
+            ):  # one lookup per distributor, not per order
                 partnership = await accepted_partnership(
                     supplier_id=viewer.organisation_id, distributor_id=order.buyer_id
                 )
@@ -80,9 +82,9 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
                         f"Order {order.number} is not from a partnered distributor.",
                         field=where,
                     )
-                connections[order.buyer_id] = await fulfilling_connection(partnership)
-            connection = connections[order.buyer_id]
-            if connection is None:
+                third_party_warehouses[order.buyer_id] = await fulfilling_connection(partnership)
+            third_party_warehouse = third_party_warehouses[order.buyer_id]
+            if third_party_warehouse is None:
                 raise DomainError(
                     ErrorCode.NO_WAREHOUSE,
                     "No third-party warehouse fulfils this distributor; select one with "
@@ -114,7 +116,7 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
                     "for shipping are pushed.",
                     field=where,
                 )
-            orders.append((order, connection))
+            orders.append((order, third_party_warehouse))
         for buyer_id, unpaid in to_charge.items():
             await charge_orders(
                 buyer_id=buyer_id,
@@ -122,14 +124,14 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
                 logistics_method_id=None,
                 actor_user_id=viewer.user_id,
             )
-        for order, connection in orders:
+        for order, third_party_warehouse in orders:
             await order.refresh_from_db()
             updated = await WarehouseOrder.filter(
                 order_id=order.id, push_status__in=PUSHABLE
             ).update(
                 push_status=PushStatus.PUSHING,
                 push_error=None,
-                connection_id=connection.id,
+                third_party_warehouse_id=third_party_warehouse.id,
                 supplier_id=order.supplier_id,
                 reference=str(order.id),
             )
@@ -140,7 +142,7 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
             record = await WarehouseOrder.get(order_id=order.id)
             await enqueue(
                 kind=TaskKind.PUSH_ORDER,
-                connection_id=connection.id,
+                third_party_warehouse_id=third_party_warehouse.id,
                 order_id=order.id,
                 actor_user_id=viewer.user_id,
             )
@@ -208,7 +210,7 @@ async def push_finished(
 
 async def apply_outbound_status(
     *,
-    connection_id: int,
+    third_party_warehouse_id: int,
     reference: str,
     status: str,
     carrier: str | None = None,
@@ -219,10 +221,12 @@ async def apply_outbound_status(
 
     SHIPPED ships the order (its tracking then goes to the distributor's store), EXCEPTION
     and a cancel by the warehouse that nobody asked for hold it as ABNORMAL with the reason;
-    other statuses are recorded. Returns None for a reference this connection does not hold.
+    other statuses are recorded. Returns None for a reference this warehouse does not hold.
     """
     async with transaction():
-        record = await WarehouseOrder.get_or_none(reference=reference, connection_id=connection_id)
+        record = await WarehouseOrder.get_or_none(
+            reference=reference, third_party_warehouse_id=third_party_warehouse_id
+        )
         if record is None:
             return None
         order = await Order.get(id=record.order_id)

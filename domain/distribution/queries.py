@@ -9,7 +9,7 @@ from domain.distribution.models import (
     DistributionSettings,
     DistributionWarehouse,
     Partnership,
-    WarehouseConnection,
+    ThirdPartyWarehouse,
     Withdrawal,
 )
 from domain.distribution.partnerships import distribution_settings, partnership_of
@@ -38,7 +38,7 @@ async def list_distribution_warehouses(
 
 async def list_connections(
     *, viewer: Viewer, first: int, after: int | None = None
-) -> tuple[list[WarehouseConnection], bool]:
+) -> tuple[list[ThirdPartyWarehouse], bool]:
     """Supplier staff: a page of the supplier's third-party warehouses, in id order."""
     require_supplier_staff(viewer)
     return await keyset_page(visibility.third_party_warehouses(viewer), first=first, after=after)

@@ -14,14 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import F, Subquery
 
+from domain.after_sales.models import AfterSalesOrder
 from domain.db import notify_after_commit, transaction
-from domain.distribution.models import (
-    AfterSalesOrder,
-    TaskKind,
-    TaskState,
-    WarehouseAttempt,
-    WarehouseTask,
-)
+from domain.distribution.models import TaskKind, TaskState, WarehouseAttempt, WarehouseTask
 from domain.events import record_event
 from domain.events.catalogue import WarehouseAttemptRecorded
 from domain.leases import lease_free
@@ -35,7 +30,7 @@ TASKS_TOPIC = "warehouse_tasks"  # commit listeners woken when a task was queued
 async def enqueue(
     *,
     kind: TaskKind,
-    connection_id: int | None,
+    third_party_warehouse_id: int | None,
     actor_user_id: int | None,
     order_id: int | None = None,
     after_sales_id: int | None = None,
@@ -46,7 +41,7 @@ async def enqueue(
     notify_after_commit(TASKS_TOPIC)
     return await WarehouseTask.create(
         kind=kind,
-        connection_id=connection_id,
+        third_party_warehouse_id=third_party_warehouse_id,
         order_id=order_id,
         after_sales_id=after_sales_id,
         withdrawal_id=withdrawal_id,

@@ -12,11 +12,10 @@ from __future__ import annotations
 from tortoise.expressions import Subquery
 
 from domain.access import Viewer, require_buyer
+from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.after_sales.status_events import return_event
 from domain.db import transaction
 from domain.distribution.models import (
-    AfterSalesOrder,
-    AfterSalesStatus,
     PushStatus,
     TaskKind,
     WarehouseOrder,
@@ -132,7 +131,7 @@ async def _queue_cancel(
     at_warehouse = record.push_status in (PushStatus.PUSHED, PushStatus.PUSHING)
     await enqueue(
         kind=TaskKind.CANCEL_ORDER,
-        connection_id=record.connection_id if at_warehouse else None,
+        third_party_warehouse_id=record.third_party_warehouse_id if at_warehouse else None,
         order_id=record.order_id,
         withdrawal_id=withdrawal.id,
         actor_user_id=actor_user_id,
@@ -188,7 +187,7 @@ async def withdraw_after_sales(
         at_warehouse = item.push_status in (PushStatus.PUSHED, PushStatus.PUSHING)
         await enqueue(
             kind=TaskKind.CANCEL_RETURN,
-            connection_id=item.connection_id if at_warehouse else None,
+            third_party_warehouse_id=item.third_party_warehouse_id if at_warehouse else None,
             after_sales_id=item.id,
             withdrawal_id=withdrawal.id,
             actor_user_id=viewer.user_id,

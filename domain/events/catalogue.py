@@ -21,8 +21,8 @@ what it is about (its subject):
 - DEPUTE_UPDATED (Depute): its order's buyer and supplier.
 - WALLET_CHANGED (Wallet): the wallet's buyer and supplier.
 - STORE_UPDATED (Store): the buyer (the suppliers of its orders see stores: shared data).
-- PRODUCT_CONNECTION_UPDATED (ProductConnection): the buyer and the supplier.
-- CONNECTION_STALE (ProductConnection): the buyer.
+- PRODUCT_LINK_UPDATED (ProductLink): the buyer and the supplier.
+- PRODUCT_LINK_STALE (ProductLink): the buyer.
 - PRODUCT_UPDATED (Product), LOGISTICS_METHOD_UPDATED (LogisticsMethod),
   CLOUD_WAREHOUSE_UPDATED (CloudWarehouse): the supplier (buyers see them: shared data).
 - INVENTORY_CHANGED, STOCK_LOW, STOCK_THRESHOLD_CHANGED (StockItem): the buyer owning the stock.
@@ -51,16 +51,15 @@ from functools import cache
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Self, TypeVar, get_type_hints
 
+from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.catalogue.models import LogisticsMethod
 from domain.distribution.models import (
-    AfterSalesOrder,
-    AfterSalesStatus,
     DistributionSettings,
     Partnership,
     PartnershipStatus,
     PushStatus,
     TaskKind,
-    WarehouseConnection,
+    ThirdPartyWarehouse,
     WarehouseOrder,
     WarehouseTask,
     Withdrawal,
@@ -80,7 +79,7 @@ from domain.orders.models import (
 from domain.organisations.models import ApiToken, Organisation, Role, User
 from domain.payments.models import Wallet
 from domain.stock.models import CloudWarehouse, MovementKind, StockItem
-from domain.stores.models import ConnectionStatus, ProductConnection, Store
+from domain.stores.models import ProductLink, ProductLinkStatus, Store
 
 # -- how an attribute is stored ------------------------------------------------------------------
 
@@ -384,7 +383,7 @@ class WalletChanged(EventPayload):
         )
 
 
-# -- stores and product connections ----------------------------------------------------------------
+# -- stores and product links ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,47 +400,47 @@ class StoreUpdated(EventPayload):
 
 
 @dataclass(frozen=True, slots=True)
-class ProductConnectionUpdated(EventPayload):
-    TYPE: ClassVar[EventType] = EventType.PRODUCT_CONNECTION_UPDATED
-    connection_id: Annotated[int, _id("connectionId")]
+class ProductLinkUpdated(EventPayload):
+    TYPE: ClassVar[EventType] = EventType.PRODUCT_LINK_UPDATED
+    product_link_id: Annotated[int, _id("productLinkId")]
     store_product_id: Annotated[int, _id("storeProductId")]
-    status: Annotated[ConnectionStatus, _enum("status", ConnectionStatus)]
+    status: Annotated[ProductLinkStatus, _enum("status", ProductLinkStatus)]
 
     @classmethod
-    def of(cls, connection: ProductConnection, *, actor_user_id: int | None) -> NewEvent:
+    def of(cls, product_link: ProductLink, *, actor_user_id: int | None) -> NewEvent:
         """Seen by the buyer and the supplier."""
         payload = cls(
-            connection_id=connection.id,
-            store_product_id=connection.store_product_id,
-            status=connection.status,
+            product_link_id=product_link.id,
+            store_product_id=product_link.store_product_id,
+            status=product_link.status,
         )
-        audience = _orgs(connection.buyer_id, connection.supplier_id)
-        return payload._as_event("ProductConnection", connection.id, audience, actor_user_id)
+        audience = _orgs(product_link.buyer_id, product_link.supplier_id)
+        return payload._as_event("ProductLink", product_link.id, audience, actor_user_id)
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionStale(EventPayload):
-    TYPE: ClassVar[EventType] = EventType.CONNECTION_STALE
-    connection_id: Annotated[int, _id("connectionId")]
+class ProductLinkStale(EventPayload):
+    TYPE: ClassVar[EventType] = EventType.PRODUCT_LINK_STALE
+    product_link_id: Annotated[int, _id("productLinkId")]
     reason: Annotated[str | None, _stored("reason")]
     affected_order_ids: Annotated[tuple[int, ...], _ids("affectedOrderIds")]
 
     @classmethod
     def of(
         cls,
-        connection: ProductConnection,
+        product_link: ProductLink,
         *,
         affected_order_ids: Iterable[int],
         actor_user_id: int | None,
     ) -> NewEvent:
         """Seen by the buyer, who re-connects the affected unpaid orders."""
         payload = cls(
-            connection_id=connection.id,
-            reason=connection.stale_reason,
+            product_link_id=product_link.id,
+            reason=product_link.stale_reason,
             affected_order_ids=tuple(sorted(affected_order_ids)),
         )
         return payload._as_event(
-            "ProductConnection", connection.id, [connection.buyer_id], actor_user_id
+            "ProductLink", product_link.id, [product_link.buyer_id], actor_user_id
         )
 
 
@@ -607,12 +606,12 @@ class ThirdPartyWarehouseUpdated(EventPayload):
 
     @classmethod
     def of(
-        cls, connection: WarehouseConnection, *, change: str, actor_user_id: int | None
+        cls, warehouse: ThirdPartyWarehouse, *, change: str, actor_user_id: int | None
     ) -> NewEvent:
         """Seen by the supplier."""
-        payload = cls(third_party_warehouse_id=connection.id, change=change)
+        payload = cls(third_party_warehouse_id=warehouse.id, change=change)
         return payload._as_event(
-            "ThirdPartyWarehouse", connection.id, [connection.supplier_id], actor_user_id
+            "ThirdPartyWarehouse", warehouse.id, [warehouse.supplier_id], actor_user_id
         )
 
 
@@ -748,8 +747,8 @@ CATALOGUE: Mapping[EventType, type[EventPayload]] = MappingProxyType(
             DeputeUpdated,
             WalletChanged,
             StoreUpdated,
-            ProductConnectionUpdated,
-            ConnectionStale,
+            ProductLinkUpdated,
+            ProductLinkStale,
             ProductUpdated,
             LogisticsMethodUpdated,
             CloudWarehouseUpdated,

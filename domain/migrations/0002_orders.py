@@ -3,7 +3,8 @@ from tortoise.migrations import operations as ops
 import functools
 from domain.catalogue.models import ProductStatus
 from domain.orders.models import DeputeOutcome, DeputeStatus, DeputeType, LineSource, OrderKind, OrderStatus, QuoteStatus, TrackingSync
-from domain.stores.models import ConnectionStatus, StorePlatform
+from domain.stores.models import ProductLinkStatus as ConnectionStatus
+from domain.stores.models import StorePlatform
 from domain.payments.models import EntryKind
 from json import dumps, loads
 from tortoise.fields.base import OnDelete

@@ -1,7 +1,8 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from domain.distribution.models import AfterSalesStatus, PartnershipStatus, PushStatus, TaskKind, TaskState, WithdrawalResolution, WithdrawalStatus
+from domain.distribution.models import PartnershipStatus, PushStatus, TaskKind, TaskState, WithdrawalResolution, WithdrawalStatus
+from domain.after_sales.models import AfterSalesStatus
 from domain.secrets import SealedTextField
 from json import dumps, loads
 from tortoise import fields

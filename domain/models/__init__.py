@@ -1,14 +1,14 @@
 """All Tortoise models of the application, registered as the ``models`` app."""
 
+from domain.after_sales.models import AfterSalesOrder
 from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, Product, Sku
 from domain.distribution.models import (
-    AfterSalesOrder,
     DistributionSettings,
     DistributionWarehouse,
     Partnership,
+    ThirdPartyWarehouse,
     WarehouseAttempt,
     WarehouseCallbackReceipt,
-    WarehouseConnection,
     WarehouseOrder,
     WarehouseTask,
     Withdrawal,
@@ -32,7 +32,7 @@ from domain.stock.models import (
     StockReservation,
 )
 from domain.stores.models import (
-    ProductConnection,
+    ProductLink,
     Store,
     StoreProduct,
     StoreVariant,
@@ -58,7 +58,7 @@ __all__ = [
     "Partnership",
     "PriceTier",
     "Product",
-    "ProductConnection",
+    "ProductLink",
     "Quote",
     "Sku",
     "StockItem",
@@ -67,13 +67,13 @@ __all__ = [
     "Store",
     "StoreProduct",
     "StoreVariant",
+    "ThirdPartyWarehouse",
     "User",
     "VariantMapping",
     "Wallet",
     "WalletEntry",
     "WarehouseAttempt",
     "WarehouseCallbackReceipt",
-    "WarehouseConnection",
     "WarehouseOrder",
     "WarehouseTask",
     "WebhookReceipt",

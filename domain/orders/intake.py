@@ -133,7 +133,7 @@ async def _ingest(*, store: Store, data: StoreOrderData) -> Ingested:
                 title=line.title[:300],
                 quantity=line.quantity,
                 sku_id=sku.id if sku else None,
-                source=LineSource.PRODUCT_CONNECTION if sku else LineSource.UNMAPPED,
+                source=LineSource.PRODUCT_LINK if sku else LineSource.UNMAPPED,
             )
         if all_mapped and data.lines:
             order.status = OrderStatus.AWAITING_PAYMENT

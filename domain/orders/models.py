@@ -31,7 +31,7 @@ class LineSource(StrEnum):
     """How a line got its SKU."""
 
     UNMAPPED = "UNMAPPED"
-    PRODUCT_CONNECTION = "PRODUCT_CONNECTION"
+    PRODUCT_LINK = "PRODUCT_LINK"
     ORDER_SKU = "ORDER_SKU"  # an order-level SKU connection for this line only
     DIRECT = "DIRECT"  # manual orders name the SKU
 

@@ -17,7 +17,7 @@ class StorePlatform(StrEnum):
     OTHER = "OTHER"
 
 
-class ConnectionStatus(StrEnum):
+class ProductLinkStatus(StrEnum):
     ACTIVE = "ACTIVE"
     STALE = "STALE"  # the supplier changed or discontinued a SKU it uses
     DISCONNECTED = "DISCONNECTED"
@@ -80,15 +80,15 @@ class StoreVariant(Model):
         unique_together = (("store_id", "external_id"),)
 
 
-class ProductConnection(Model):
+class ProductLink(Model):
     """A store product connected to a supplier product, with a logistics method."""
 
     id = fields.IntField(primary_key=True)
     store_product: fields.ForeignKeyRelation[StoreProduct] = fields.ForeignKeyField(
-        "models.StoreProduct", related_name="connections", on_delete=fields.CASCADE
+        "models.StoreProduct", related_name="product_links", on_delete=fields.CASCADE
     )
     store_product_id: int
-    # the store's buyer, copied: a connection goes with the buyer's store as its product does
+    # the store's buyer, copied: a product link goes with the buyer's store as its product does
     buyer: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.Organisation", related_name=False, on_delete=fields.CASCADE, db_index=True
     )
@@ -105,23 +105,25 @@ class ProductConnection(Model):
         "models.LogisticsMethod", related_name=False, on_delete=fields.RESTRICT
     )
     logistics_method_id: int
-    status = fields.CharEnumField(ConnectionStatus, max_length=16, default=ConnectionStatus.ACTIVE)
+    status = fields.CharEnumField(
+        ProductLinkStatus, max_length=16, default=ProductLinkStatus.ACTIVE
+    )
     stale_reason = fields.CharField(max_length=500, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
-        table = "product_connection"
+        table = "product_link"
 
 
 class VariantMapping(Model):
     """One store variant to one SKU, as of the SKU's ``version`` when it was connected."""
 
     id = fields.IntField(primary_key=True)
-    connection: fields.ForeignKeyRelation[ProductConnection] = fields.ForeignKeyField(
-        "models.ProductConnection", related_name="mappings", on_delete=fields.CASCADE
+    product_link: fields.ForeignKeyRelation[ProductLink] = fields.ForeignKeyField(
+        "models.ProductLink", related_name="mappings", on_delete=fields.CASCADE
     )
-    connection_id: int
+    product_link_id: int
     store_variant: fields.ForeignKeyRelation = fields.ForeignKeyField(
         "models.StoreVariant", related_name=False, on_delete=fields.CASCADE, db_index=True
     )  # no variant, nothing to map

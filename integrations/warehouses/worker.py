@@ -23,15 +23,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from domain.after_sales import commands as after_sales
+from domain.after_sales.models import AfterSalesOrder
 from domain.distribution import pushes as distribution_orders
 from domain.distribution import tasks as warehouse_tasks
 from domain.distribution import withdrawals
-from domain.distribution.models import (
-    AfterSalesOrder,
-    TaskKind,
-    WarehouseConnection,
-    WarehouseTask,
-)
+from domain.distribution.models import TaskKind, ThirdPartyWarehouse, WarehouseTask
 from domain.errors import DomainError
 from domain.request_context import request_id_var
 from integrations.outbound import new_client
@@ -69,8 +65,8 @@ class Unreachable(Exception):
     """The warehouse could not be reached (after the client's own retries)."""
 
 
-def callback_url(public_url: str, connection_id: int) -> str:
-    return f"{public_url.rstrip('/')}/webhooks/warehouses/{connection_id}"
+def callback_url(public_url: str, third_party_warehouse_id: int) -> str:
+    return f"{public_url.rstrip('/')}/webhooks/warehouses/{third_party_warehouse_id}"
 
 
 class WarehouseWorker:
@@ -167,14 +163,14 @@ class WarehouseWorker:
             log.exception("warehouse task %s failed", task.id)
             await self._give_up(task, f"internal error: {type(error).__name__}")
 
-    def _client(self, connection: WarehouseConnection) -> WarehouseClient:
-        """A client of this connection on the worker's shared pool (making an
+    def _client(self, third_party_warehouse: ThirdPartyWarehouse) -> WarehouseClient:
+        """A client of this third-party warehouse on the worker's shared pool (making an
         ``httpx.AsyncClient`` per call costs about 20 ms of CPU)."""
         if self._http is None:
             self._http = new_client(transport=self._transport)
         return WarehouseClient(
-            base_url=connection.api_url,
-            api_key=connection.api_key,
+            base_url=third_party_warehouse.api_url,
+            api_key=third_party_warehouse.api_key,
             timeout=self.settings.timeout,
             retries=self.settings.retries,
             backoff=self.settings.backoff,
@@ -192,18 +188,18 @@ class WarehouseWorker:
                 task, delay=0.2, error="waiting for the push", count_run=False
             )
             return
-        connection = (
-            await WarehouseConnection.get_or_none(id=task.connection_id)
-            if task.connection_id is not None
+        third_party_warehouse = (
+            await ThirdPartyWarehouse.get_or_none(id=task.third_party_warehouse_id)
+            if task.third_party_warehouse_id is not None
             else None
         )
-        if connection is None:
+        if third_party_warehouse is None:
             # nothing sits at a warehouse: a withdraw completes at once; a push cannot happen
             if task.kind in (TaskKind.CANCEL_ORDER, TaskKind.CANCEL_RETURN):
                 await warehouse_tasks.record_attempt(task, ok=True, outcome="not at a warehouse")
                 await withdrawals.withdraw_finished(task, ok=True)
             else:
-                await self._give_up(task, "the third-party warehouse connection is gone")
+                await self._give_up(task, "the third-party warehouse is gone")
             return
         handler = {
             TaskKind.PUSH_ORDER: self._push_order,
@@ -211,9 +207,9 @@ class WarehouseWorker:
             TaskKind.PUSH_RETURN: self._push_return,
             TaskKind.CANCEL_RETURN: self._cancel_return,
         }[task.kind]
-        async with self._client(connection) as client:
+        async with self._client(third_party_warehouse) as client:
             try:
-                await handler(task, client, connection)
+                await handler(task, client, third_party_warehouse)
             except WarehouseApiError as error:
                 if error.transient:
                     raise Unreachable(f"warehouse unreachable: {error.message}") from error
@@ -221,7 +217,10 @@ class WarehouseWorker:
                 await self._finish(task, ok=False, error=f"warehouse refused: {error.message}")
 
     async def _push_order(
-        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+        self,
+        task: WarehouseTask,
+        client: WarehouseClient,
+        third_party_warehouse: ThirdPartyWarehouse,
     ) -> None:
         assert task.order_id is not None
         request = await distribution_orders.outbound_request(task.order_id)
@@ -238,7 +237,7 @@ class WarehouseWorker:
             reference=request.reference,
             recipient=recipient,
             items=items,
-            callback_url=callback_url(self.settings.public_url, connection.id),
+            callback_url=callback_url(self.settings.public_url, third_party_warehouse.id),
             idempotency_key=f"sg-task-{task.id}",
         )
         await warehouse_tasks.record_attempt(
@@ -249,7 +248,10 @@ class WarehouseWorker:
         )
 
     async def _cancel_order(
-        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+        self,
+        task: WarehouseTask,
+        client: WarehouseClient,
+        third_party_warehouse: ThirdPartyWarehouse,
     ) -> None:
         assert task.order_id is not None
         reference = str(task.order_id)
@@ -270,7 +272,10 @@ class WarehouseWorker:
         await withdrawals.withdraw_finished(task, ok=True)
 
     async def _push_return(
-        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+        self,
+        task: WarehouseTask,
+        client: WarehouseClient,
+        third_party_warehouse: ThirdPartyWarehouse,
     ) -> None:
         item = await AfterSalesOrder.get(id=task.after_sales_id)
         try:
@@ -286,7 +291,7 @@ class WarehouseWorker:
             reference=item.reference or f"R{item.id}",
             items=items,
             original_reference=str(item.order_id),
-            callback_url=callback_url(self.settings.public_url, connection.id),
+            callback_url=callback_url(self.settings.public_url, third_party_warehouse.id),
             idempotency_key=f"sg-task-{task.id}",
         )
         await warehouse_tasks.record_attempt(
@@ -295,7 +300,10 @@ class WarehouseWorker:
         await after_sales.return_push_finished(task, ok=True, warehouse_return_id=created.id)
 
     async def _cancel_return(
-        self, task: WarehouseTask, client: WarehouseClient, connection: WarehouseConnection
+        self,
+        task: WarehouseTask,
+        client: WarehouseClient,
+        third_party_warehouse: ThirdPartyWarehouse,
     ) -> None:
         item = await AfterSalesOrder.get(id=task.after_sales_id)
         try:
@@ -348,18 +356,20 @@ class WarehouseWorker:
             older_than=older, limit=self.settings.batch
         ):
             await distribution_orders.mark_checked(record.order_id)
-            connection = await WarehouseConnection.get_or_none(id=record.connection_id)
-            if connection is None or record.reference is None:
+            third_party_warehouse = await ThirdPartyWarehouse.get_or_none(
+                id=record.third_party_warehouse_id
+            )
+            if third_party_warehouse is None or record.reference is None:
                 continue
             try:
-                async with self._client(connection) as client:
+                async with self._client(third_party_warehouse) as client:
                     state = await client.get_outbound_order(record.reference)
             except WarehouseApiError as error:
                 log.warning("reconciling order %s: %s", record.order_id, error)
                 continue
             checked += 1
             await distribution_orders.apply_outbound_status(
-                connection_id=connection.id,
+                third_party_warehouse_id=third_party_warehouse.id,
                 reference=record.reference,
                 status=state.status.value,
                 carrier=state.carrier,
@@ -370,18 +380,20 @@ class WarehouseWorker:
             older_than=older, limit=self.settings.batch
         ):
             await after_sales.mark_return_checked(item.id)
-            connection = await WarehouseConnection.get_or_none(id=item.connection_id)
-            if connection is None or item.reference is None:
+            third_party_warehouse = await ThirdPartyWarehouse.get_or_none(
+                id=item.third_party_warehouse_id
+            )
+            if third_party_warehouse is None or item.reference is None:
                 continue
             try:
-                async with self._client(connection) as client:
+                async with self._client(third_party_warehouse) as client:
                     state = await client.get_return(item.reference)
             except WarehouseApiError as error:
                 log.warning("reconciling return %s: %s", item.number, error)
                 continue
             checked += 1
             await after_sales.apply_return_status(
-                connection_id=connection.id,
+                third_party_warehouse_id=third_party_warehouse.id,
                 reference=item.reference,
                 status=state.status.value,
                 received={line.sku: line.received_quantity for line in state.items},

@@ -9,6 +9,7 @@ import strawberry
 from strawberry import Info
 
 from domain import limits
+from domain.after_sales import models as am
 from domain.distribution import models as m
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.errors import UserError
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 PartnershipStatus = strawberry.enum(m.PartnershipStatus)
 WithdrawalResolution = strawberry.enum(m.WithdrawalResolution)
-AfterSalesStatus = strawberry.enum(m.AfterSalesStatus)
+AfterSalesStatus = strawberry.enum(am.AfterSalesStatus)
 WarehouseTaskKind = strawberry.enum(m.TaskKind)
 
 
@@ -86,7 +87,9 @@ class DistributionWarehouse(Node):
             partnership_id=gid("Partnership", w.partnership_id),
             name=w.name,
             created_by_system=w.created_by_system,
-            third_party_warehouse_id=optional_gid("ThirdPartyWarehouse", w.connection_id),
+            third_party_warehouse_id=optional_gid(
+                "ThirdPartyWarehouse", w.third_party_warehouse_id
+            ),
             created_at=w.created_at,
         )
 
@@ -109,7 +112,7 @@ class ThirdPartyWarehouse(Node):
         return f"/webhooks/warehouses/{key_of(self.id)}"
 
     @classmethod
-    def from_model(cls, c: m.WarehouseConnection) -> ThirdPartyWarehouse:
+    def from_model(cls, c: m.ThirdPartyWarehouse) -> ThirdPartyWarehouse:
         return cls(
             id=gid("ThirdPartyWarehouse", c.id),
             provider=c.provider,
@@ -156,7 +159,9 @@ class OrderDistribution:
         return cls(
             push_status=r.push_status,
             push_error=r.push_error,
-            third_party_warehouse_id=optional_gid("ThirdPartyWarehouse", r.connection_id),
+            third_party_warehouse_id=optional_gid(
+                "ThirdPartyWarehouse", r.third_party_warehouse_id
+            ),
             warehouse_order_id=r.warehouse_order_id,
             warehouse_status=r.warehouse_status,
             pushed_at=r.pushed_at,
@@ -272,7 +277,7 @@ class AfterSalesOrder(Node):
         return [WarehouseAttempt.from_model(a) for a in rows]
 
     @classmethod
-    def from_model(cls, r: m.AfterSalesOrder) -> AfterSalesOrder:
+    def from_model(cls, r: am.AfterSalesOrder) -> AfterSalesOrder:
         return cls(
             id=gid("AfterSalesOrder", r.id),
             number=r.number,

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from domain.events import PublishedEvent
 from domain.events.catalogue import public_payload
 from domain.events.models import Event as EventModel
-from schema.global_ids import gid, payload_for_clients, subject_type_for_clients
+from schema.global_ids import gid, payload_for_clients
 from schema.types.enums import EventType
 from schema.types.node import Node
 from schema.types.pagination import PageInfo
@@ -47,7 +47,7 @@ class Event(Node):
         return cls(
             id=gid("Event", e.seq),
             type=EventType(e.type),
-            subject_type=subject_type_for_clients(e.subject_type),
+            subject_type=e.subject_type,
             subject_id=gid(e.subject_type, e.subject_id),
             payload=payload_for_clients(public_payload(e)),
             actor_user_id=gid("User", e.actor_user_id) if e.actor_user_id else None,

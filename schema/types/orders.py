@@ -17,6 +17,7 @@ from domain.payments import models as w
 from domain.payments.charges import MAX_ORDERS_PER_PAYMENT, Charges
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
+from schema.types.enums import LineSource
 from schema.types.errors import UserError
 from schema.types.node import Node
 from schema.types.pagination import PageInfo
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 OrderKind = strawberry.enum(m.OrderKind)
 OrderStatus = strawberry.enum(m.OrderStatus, description="Order status; names are stable.")
-LineSource = strawberry.enum(m.LineSource)
+
 TrackingSync = strawberry.enum(m.TrackingSync)
 DeputeType = strawberry.enum(m.DeputeType)
 DeputeOutcome = strawberry.enum(m.DeputeOutcome)
@@ -74,7 +75,7 @@ class OrderLine(Node):
             id=gid("OrderLine", ln.id),
             title=ln.title,
             quantity=ln.quantity,
-            source=ln.source,
+            source=LineSource(ln.source),
             unit_price=ln.unit_price,
             store_variant_id=optional_gid("StoreVariant", ln.store_variant_id),
             sku_id=optional_gid("Sku", ln.sku_id),

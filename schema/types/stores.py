@@ -1,4 +1,4 @@
-"""Connected stores, their products and variants, product connections."""
+"""Connected stores, their products and variants, product links."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from schema.types.errors import UserError
 from schema.types.node import Node
 
 StorePlatform = strawberry.enum(m.StorePlatform)
-ProductLinkStatus = strawberry.enum(m.ConnectionStatus, name="ProductLinkStatus")
+ProductLinkStatus = strawberry.enum(m.ProductLinkStatus, name="ProductLinkStatus")
 
 
 @strawberry.type(description="A connected store. Its credentials are never returned.")
@@ -69,7 +69,7 @@ class ProductLink(Node):
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, c: m.ProductConnection) -> ProductLink:
+    def from_model(cls, c: m.ProductLink) -> ProductLink:
         return cls(
             id=gid("ProductLink", c.id),
             store_product_id=gid("StoreProduct", c.store_product_id),
@@ -105,7 +105,7 @@ class StoreProduct(Node):
         description="The current (not disconnected) link to a supplier product, if any."
     )
     async def product_link(self, info: Info) -> ProductLink | None:
-        rows = await info.context.loaders.connections_by_store_product.load(key_of(self.id))
+        rows = await info.context.loaders.links_by_store_product.load(key_of(self.id))
         return ProductLink.from_model(rows[0]) if rows else None
 
 

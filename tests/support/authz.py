@@ -459,12 +459,12 @@ async def pair_secrets(
     None for someone with no organisation) is not a party to, read from the database."""
     from tortoise.expressions import Q
 
+    from domain.after_sales.models import AfterSalesOrder
     from domain.distribution.models import (
-        AfterSalesOrder,
         DistributionWarehouse,
         Partnership,
+        ThirdPartyWarehouse,
         WarehouseAttempt,
-        WarehouseConnection,
         Withdrawal,
     )
     from domain.events.models import Event, EventAudience
@@ -472,7 +472,7 @@ async def pair_secrets(
     from domain.organisations.models import ApiToken, Organisation, User
     from domain.payments.models import Wallet, WalletEntry
     from domain.stock.models import StockItem, StockMovement
-    from domain.stores.models import ProductConnection, Store, StoreProduct, StoreVariant
+    from domain.stores.models import ProductLink, Store, StoreProduct, StoreVariant
 
     secrets = Secrets()
 
@@ -519,7 +519,7 @@ async def pair_secrets(
         await StoreVariant.filter(store_id__in=store_ids).values_list("id", flat=True),
     )
     for kind, model, left, right in (
-        ("ProductLink", ProductConnection, "buyer_id", "supplier_id"),
+        ("ProductLink", ProductLink, "buyer_id", "supplier_id"),
         ("Quote", Quote, "buyer_id", "supplier_id"),
         ("Wallet", Wallet, "buyer_id", "supplier_id"),
         ("Partnership", Partnership, "supplier_id", "distributor_id"),
@@ -553,7 +553,7 @@ async def pair_secrets(
         "ThirdPartyWarehouse",
         [
             i
-            for i, s in await WarehouseConnection.filter(supplier_id__in=pair).values_list(
+            for i, s in await ThirdPartyWarehouse.filter(supplier_id__in=pair).values_list(
                 "id", "supplier_id"
             )
             if hidden(s)

@@ -88,7 +88,7 @@ class Distribution:
     catalogue: dict[str, Any]
     partnership_id: str
     warehouse_id: str
-    connection_id: str | None
+    third_party_warehouse_id: str | None
 
 
 async def partnered(
@@ -119,7 +119,7 @@ async def partnered(
     )
     assert accepted["partnership"]["status"] == "ACCEPTED"
     warehouse_id = accepted["partnership"]["warehouseId"]
-    connection_id = None
+    third_party_warehouse_id = None
     if sim is not None:
         authorised = await ok(
             client,
@@ -127,16 +127,16 @@ async def partnered(
             {"u": sim.url},
             token=supplier.token,
         )
-        connection_id = authorised["thirdPartyWarehouse"]["id"]
+        third_party_warehouse_id = authorised["thirdPartyWarehouse"]["id"]
         await sim.configure(authorised["callbackSecret"])
         await ok(
             client,
             "mutation($p: ID!, $w: ID!, $c: ID) { selectDistributionWarehouse(partnershipId: $p, warehouseId: $w, thirdPartyWarehouseId: $c) { partnership { warehouseId } userErrors { code field message } } }",
-            {"p": partnership_id, "w": warehouse_id, "c": connection_id},
+            {"p": partnership_id, "w": warehouse_id, "c": third_party_warehouse_id},
             token=supplier.token,
         )
     return Distribution(
-        supplier, distributor, catalogue, partnership_id, warehouse_id, connection_id
+        supplier, distributor, catalogue, partnership_id, warehouse_id, third_party_warehouse_id
     )
 
 
