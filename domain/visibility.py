@@ -29,6 +29,7 @@ from domain.events.models import Event, EventAudience
 from domain.orders.models import Depute, Order, OrderLine, Quote
 from domain.organisations.models import ApiToken, Organisation, OrganisationKind, Role, User
 from domain.payments.models import Wallet, WalletEntry
+from domain.sla.models import SlaBreach
 from domain.stock.models import CloudWarehouse, StockItem, StockMovement
 from domain.stores.models import ProductLink, Store, StoreProduct, StoreVariant
 
@@ -164,6 +165,11 @@ def withdrawals(viewer: Viewer) -> QuerySet[Withdrawal]:
     return Withdrawal.filter(**_distribution_side(viewer))
 
 
+def sla_breaches(viewer: Viewer) -> QuerySet[SlaBreach]:
+    """The caller's organisation's own breaches (by its own deadlines)."""
+    return SlaBreach.filter(organisation_id=viewer.organisation_id)
+
+
 def warehouse_attempts(viewer: Viewer) -> QuerySet[WarehouseAttempt]:
     """Calls made for an order or a return: visible with the order or the return."""
     return WarehouseAttempt.filter(
@@ -220,6 +226,7 @@ SCOPES: dict[type[Model], Callable[[Viewer], QuerySet]] = {
     StockItem: stock_items,
     StockMovement: stock_movements,
     Event: events,
+    SlaBreach: sla_breaches,
 }
 
 

@@ -24,12 +24,13 @@ from domain.events import models as em
 from domain.orders import models as om
 from domain.organisations import models as org
 from domain.payments import models as wm
+from domain.sla import models as slm
 from domain.stock import models as sm
 from domain.stores import models as stm
 from domain.validation import is_key
 from resolvers.permissions import EITHER, requires, viewer_of
 from schema import global_ids
-from schema.types import catalogue, distribution, events, orders, organisations, stock, stores
+from schema.types import catalogue, distribution, events, orders, organisations, sla, stock, stores
 from schema.types.node import Node
 
 MAX_NODES = 100
@@ -68,6 +69,7 @@ NODE_TYPES: dict[str, tuple[type[Model], Callable[[Any], Node]]] = {
     "StockItem": (sm.StockItem, stock.StockItem.from_model),
     "StockMovement": (sm.StockMovement, stock.StockMovement.from_model),
     "Event": (em.Event, events.Event.from_model),
+    "SlaBreach": (slm.SlaBreach, sla.SlaBreach.from_model),
 }
 
 

@@ -34,6 +34,7 @@ from resolvers.events import EventQueries, EventSubscriptions, OrderSubscription
 from resolvers.nodes import NodeQueries
 from resolvers.orders import OrderMutations, OrderQueries
 from resolvers.organisations import OrganisationMutations, OrganisationQueries
+from resolvers.sla import SlaMutations, SlaQueries, SlaSubscriptions
 from resolvers.stock import StockMutations, StockQueries, StockSubscriptions
 from resolvers.stores import StoreMutations, StoreQueries
 from schema.execution import FastExecutionContext
@@ -53,6 +54,7 @@ Query = merge_types(
         OrderQueries,
         DistributionQueries,
         StockQueries,
+        SlaQueries,
     ),
 )
 Mutation = merge_types(
@@ -64,11 +66,18 @@ Mutation = merge_types(
         OrderMutations,
         DistributionMutations,
         StockMutations,
+        SlaMutations,
     ),
 )
 Subscription = merge_types(
     "Subscription",
-    (EventSubscriptions, OrderSubscriptions, DistributionSubscriptions, StockSubscriptions),
+    (
+        EventSubscriptions,
+        OrderSubscriptions,
+        DistributionSubscriptions,
+        StockSubscriptions,
+        SlaSubscriptions,
+    ),
 )
 
 

@@ -91,6 +91,7 @@ PAYLOAD_ID_TYPES: Mapping[str, str] = {
     "deputeId": "Depute",
     "storeId": "Store",
     "stockItemId": "StockItem",
+    "slaBreachId": "SlaBreach",
     "productLinkId": "ProductLink",
     "storeProductId": "StoreProduct",
     "storeVariantId": "StoreVariant",

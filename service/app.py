@@ -25,6 +25,7 @@ from integrations.bus.broadcast import create_broadcast
 from integrations.bus.channel import events_channel
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
+from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
@@ -167,11 +168,15 @@ def create_app(settings: Settings) -> Starlette:
             )
             app.state.store_inbox = inbox
             app.state.inbox_intake = store_inbox.InboxIntake()
+            sla_worker = SlaWorker(sweep_interval=settings.sla_sweep_interval)
+            hub.on_dispatch(sla_worker.on_event)
+            app.state.sla = sla_worker
             await hub.start()
             await publisher.start()
             await tracking.start()
             await warehouses.start()
             await inbox.start()
+            await sla_worker.start()
             add_commit_listener(publisher.wake)
             add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
             add_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
@@ -185,6 +190,7 @@ def create_app(settings: Settings) -> Starlette:
                 remove_commit_listener(publisher.wake)
                 remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
                 remove_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
+                await sla_worker.stop()
                 await inbox.stop()
                 await warehouses.stop()
                 await tracking.stop()

@@ -194,6 +194,13 @@ class Settings:
         "Seconds between attempts to publish events while the broadcast backend is down.",
     )
 
+    sla_sweep_interval: float = _setting(
+        "SLA_SWEEP_INTERVAL",
+        "30",
+        lambda raw: 0.0 if float(raw) == 0 else _positive_float(raw),
+        "Seconds between sweeps for service-level breaches (one instance sweeps at a time, "
+        "under a lease); 0: this instance never sweeps.",
+    )
     tracking_retry_delay: float = _setting(
         "TRACKING_RETRY_DELAY",
         "5",

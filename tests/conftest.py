@@ -92,6 +92,8 @@ def base_settings(database_url: str) -> Settings:
             "LOG_FORMAT": "text",
             "EVENT_RESYNC_INTERVAL": "1",
             "OUTBOX_RETRY_INTERVAL": "0.2",
+            # time-driven SLA sweeps are driven by the tests that want them (tests/test_sla.py)
+            "SLA_SWEEP_INTERVAL": "0",
             "SECRETS_KEY": generate_key(),
             # this process starts hundreds of servers; GC tuning is per process (test_runtime)
             "GC_TUNING": "false",

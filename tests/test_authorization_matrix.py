@@ -124,6 +124,7 @@ NO_PRIVATE_DATA = frozenset(
         "Query.cloudWarehouses",
         "Query.distributionSettings",
         "Query.orderCounts",
+        "Query.slaRules",  # the rules and the caller's own deadlines: nothing of anyone else
     }
 )
 
@@ -232,6 +233,7 @@ def arguments(w: World) -> Arguments:
         "cancelOrders.orderIds": [order("cancel")],
         "payOrders.orderIds": [order("pay")],
         "shipOrder.orderId": order("ship"),
+        "SlaRuleInput.rule": "PAID_NOT_SHIPPED",
         "markDelivered.orderId": order("deliver"),
         "holdOrderAbnormal.orderId": order("hold"),
         "resolveOrderAbnormal.orderId": order("abnormal"),
@@ -634,6 +636,12 @@ async def build_world(
         'mutation { createApiToken(input: {name: "spare"}) { token { id } userErrors { code } } }',
         token=a.token,
     )
+    # a year on, every service-level deadline has passed: the pair has breaches of its own
+    from datetime import UTC, datetime, timedelta
+
+    from domain.sla import commands as sla
+
+    await sla.sweep(now=datetime.now(UTC) + timedelta(days=365))
     first = (await client.data("{ events(first: 1) { edges { node { id } } } }", token=a.token))[
         "events"
     ]["edges"][0]["node"]["id"]

@@ -299,6 +299,10 @@ async def _tour(
         supplier.token,
         i=token["token"]["id"],
     )
+    await run(
+        "mutation { setSlaRule(input: {rule: QUOTE_UNANSWERED, minutes: 90}) { userErrors { code } } }",
+        supplier.token,
+    )
 
     # the catalogue (createProduct and createLogisticsMethod ran in ``partnered``)
     await run(

@@ -96,7 +96,12 @@ def _sample(hint: Any, *, none: bool) -> Any:
         return (3, 12)
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         return list(hint)[-1]
-    samples: dict[Any, Any] = {bool: True, int: 42, str: "text"}
+    samples: dict[Any, Any] = {
+        bool: True,
+        int: 42,
+        str: "text",
+        datetime: datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
     if hint not in samples:
         raise AssertionError(f"no sample for {hint!r}: extend this test")
     return samples[hint]

@@ -249,15 +249,11 @@ async def test_disconnect_product_applies_to_future_orders_only(
     link_id = store["link"]["id"]
     other = await make_member("BUYER")
     mutation = "mutation($c: ID!) { disconnectProduct(productLinkId: $c) { productLink { id status } userErrors { code field } } }"
-    foreign = (await client.data(mutation, {"c": link_id}, token=other.token))[
-        "disconnectProduct"
-    ]
+    foreign = (await client.data(mutation, {"c": link_id}, token=other.token))["disconnectProduct"]
     assert foreign["userErrors"] == [{"code": "NOT_FOUND", "field": "productLinkId"}]
     done = await ok(client, mutation, {"c": link_id}, token=buyer.token)
     assert done["productLink"]["status"] == "DISCONNECTED"
-    again = (await client.data(mutation, {"c": link_id}, token=buyer.token))[
-        "disconnectProduct"
-    ]
+    again = (await client.data(mutation, {"c": link_id}, token=buyer.token))["disconnectProduct"]
     assert again["userErrors"] == [{"code": "ILLEGAL_TRANSITION", "field": "productLinkId"}]
 
     second = await sim.order(

@@ -34,6 +34,9 @@ what it is about (its subject):
   return's distributor and supplier.
 - WITHDRAWAL_STATUS_CHANGED (Withdrawal): the distributor and the supplier.
 - RETURN_STATUS_CHANGED (AfterSalesOrder): the distributor and the supplier.
+- SLA_BREACH_OPENED, SLA_BREACH_CLEARED (SlaBreach): the organisation whose deadline passed
+  (each party of what is late has its own breach, by its own deadline).
+- SLA_RULE_UPDATED (Organisation): the organisation that set its deadline for a rule.
 
 Ids in payloads are the integer keys (as strings, except ``userId``);
 ``schema.global_ids.payload_for_clients`` turns them into global ids at the API's edge.
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from types import MappingProxyType
@@ -78,6 +82,7 @@ from domain.orders.models import (
 )
 from domain.organisations.models import ApiToken, Organisation, Role, User
 from domain.payments.models import Wallet
+from domain.sla.models import SlaBreach, SlaRule, SlaSetting
 from domain.stock.models import CloudWarehouse, MovementKind, StockItem
 from domain.stores.models import ProductLink, ProductLinkStatus, Store
 
@@ -727,6 +732,84 @@ class ReturnStatusChanged(EventPayload):
         return payload._as_event("AfterSalesOrder", item.id, audience, actor_user_id)
 
 
+# -- service levels -------------------------------------------------------------------------------
+
+_SUBJECT_KEYS = {
+    "Order": "order_id",
+    "Withdrawal": "withdrawal_id",
+    "Quote": "quote_id",
+    "StockItem": "stock_item_id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreachChange(EventPayload):
+    """What both breach events say: the breach, its rule, and what is late (one of the ids)."""
+
+    sla_breach_id: Annotated[int, _id("slaBreachId")]
+    rule: Annotated[SlaRule, _enum("rule", SlaRule)]
+    order_id: Annotated[int | None, _id("orderId", omitted_if_none=True)]
+    withdrawal_id: Annotated[int | None, _id("withdrawalId", omitted_if_none=True)]
+    quote_id: Annotated[int | None, _id("quoteId", omitted_if_none=True)]
+    stock_item_id: Annotated[int | None, _id("stockItemId", omitted_if_none=True)]
+    due_at: Annotated[datetime, _stored("dueAt", datetime.isoformat, datetime.fromisoformat)]
+
+    @classmethod
+    def _values(cls, breach: SlaBreach) -> dict[str, Any]:
+        ids: dict[str, int | None] = dict.fromkeys(_SUBJECT_KEYS.values())
+        ids[_SUBJECT_KEYS[breach.subject_type]] = breach.subject_id
+        if breach.order_id is not None:
+            ids["order_id"] = breach.order_id
+        return {
+            "sla_breach_id": breach.id,
+            "rule": breach.rule,
+            **ids,
+            "due_at": breach.due_at,
+        }
+
+    def _breach_event(self, breach: SlaBreach) -> NewEvent:
+        """Seen by the organisation whose deadline it is."""
+        return self._as_event("SlaBreach", breach.id, [breach.organisation_id], None)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreachOpened(SlaBreachChange):
+    TYPE: ClassVar[EventType] = EventType.SLA_BREACH_OPENED
+
+    @classmethod
+    def of(cls, breach: SlaBreach) -> NewEvent:
+        """Seen by the breach's organisation."""
+        return cls(**cls._values(breach))._breach_event(breach)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreachCleared(SlaBreachChange):
+    TYPE: ClassVar[EventType] = EventType.SLA_BREACH_CLEARED
+    reason: Annotated[str, _stored("reason")]
+
+    @classmethod
+    def of(cls, breach: SlaBreach) -> NewEvent:
+        """Seen by the breach's organisation."""
+        payload = cls(**cls._values(breach), reason=breach.clear_reason or "")
+        return payload._breach_event(breach)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaRuleUpdated(EventPayload):
+    TYPE: ClassVar[EventType] = EventType.SLA_RULE_UPDATED
+    rule: Annotated[SlaRule, _enum("rule", SlaRule)]
+    minutes: Annotated[int, _stored("minutes")]
+    enabled: Annotated[bool, _stored("enabled")]
+
+    @classmethod
+    def of(cls, setting: SlaSetting, *, actor_user_id: int | None) -> NewEvent:
+        """Seen by the organisation whose deadline it is."""
+        payload = cls(rule=setting.rule, minutes=setting.minutes, enabled=setting.enabled)
+        return payload._as_event(
+            "Organisation", setting.organisation_id, [setting.organisation_id], actor_user_id
+        )
+
+
 # -- the catalogue ---------------------------------------------------------------------------------
 
 P = TypeVar("P", bound=EventPayload)
@@ -762,6 +845,9 @@ CATALOGUE: Mapping[EventType, type[EventPayload]] = MappingProxyType(
             WarehouseAttemptRecorded,
             WithdrawalStatusChanged,
             ReturnStatusChanged,
+            SlaBreachOpened,
+            SlaBreachCleared,
+            SlaRuleUpdated,
         )
     }
 )

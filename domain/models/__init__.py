@@ -24,6 +24,7 @@ from domain.orders.models import (
 )
 from domain.organisations.models import ApiToken, Organisation, User
 from domain.payments.models import Wallet, WalletEntry
+from domain.sla.models import SlaBreach, SlaSetting, SweepLease
 from domain.stock.models import (
     CloudReceiptCallback,
     CloudWarehouse,
@@ -61,12 +62,15 @@ __all__ = [
     "ProductLink",
     "Quote",
     "Sku",
+    "SlaBreach",
+    "SlaSetting",
     "StockItem",
     "StockMovement",
     "StockReservation",
     "Store",
     "StoreProduct",
     "StoreVariant",
+    "SweepLease",
     "ThirdPartyWarehouse",
     "User",
     "VariantMapping",

@@ -471,6 +471,7 @@ async def pair_secrets(
     from domain.orders.models import Depute, Order, OrderLine, Quote
     from domain.organisations.models import ApiToken, Organisation, User
     from domain.payments.models import Wallet, WalletEntry
+    from domain.sla.models import SlaBreach
     from domain.stock.models import StockItem, StockMovement
     from domain.stores.models import ProductLink, Store, StoreProduct, StoreVariant
 
@@ -518,6 +519,8 @@ async def pair_secrets(
         "StoreVariant",
         await StoreVariant.filter(store_id__in=store_ids).values_list("id", flat=True),
     )
+    breaches = await SlaBreach.filter(organisation_id__in=pair).values_list("id", "organisation_id")
+    secrets.add("SlaBreach", [i for i, org in breaches if hidden(org)])
     for kind, model, left, right in (
         ("ProductLink", ProductLink, "buyer_id", "supplier_id"),
         ("Quote", Quote, "buyer_id", "supplier_id"),

@@ -1,0 +1,215 @@
+"""Opening and clearing breaches, the organisations' settings, and the sweep's lease.
+
+Time is a parameter (``now``) everywhere: the worker passes its clock, tests pass the moment
+they want, and nothing here reads the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+
+from domain.access import Viewer
+from domain.db import transaction
+from domain.errors import DomainError, ErrorCode
+from domain.events import record_event
+from domain.events.catalogue import SlaBreachCleared, SlaBreachOpened, SlaRuleUpdated
+from domain.organisations.models import OrganisationKind, Role
+from domain.sla.models import SlaBreach, SlaRule, SlaSetting, SweepLease
+from domain.sla.rules import RULES, Rule
+
+BATCH = 500  # rows opened per rule and deadline in one round; the next round takes the rest
+MAX_MINUTES = 60 * 24 * 365
+
+
+async def _deadlines(rule: Rule) -> tuple[dict[int, list[int]], set[int]]:
+    """The organisations with their own deadline for ``rule``, by deadline; and those who
+    switched it off."""
+    custom: dict[int, list[int]] = defaultdict(list)
+    off: set[int] = set()
+    for setting in await SlaSetting.filter(rule=rule.rule):
+        if not setting.enabled:
+            off.add(setting.organisation_id)
+        elif setting.minutes != rule.default_minutes:
+            custom[setting.minutes].append(setting.organisation_id)
+    return custom, off
+
+
+def _open_breaches(rule: Rule, kind: OrganisationKind) -> Any:
+    """The subjects with an open breach of ``rule`` for their party of ``kind``."""
+    return SlaBreach.filter(
+        rule=rule.rule,
+        subject_type=rule.subject_type,
+        cleared_at__isnull=True,
+        organisation_kind=kind,
+    ).values("subject_id")
+
+
+async def _due(rule: Rule, kind: OrganisationKind, now: datetime) -> list[tuple[dict, int]]:
+    """Watched rows past the deadline of their party of ``kind``, with no open breach for it:
+    (row, minutes)."""
+    custom, off = await _deadlines(rule)
+    special = {org for orgs in custom.values() for org in orgs} | off
+    c, party = rule.columns, rule.party(kind)
+    fields = {
+        "subject_id": c.subject,
+        "organisation_id": party,
+        "buyer_id": c.buyer,
+        "since": rule.since,
+        **({"supplier_id": c.supplier} if c.supplier else {}),
+        **({"order_id": c.order} if c.order else {}),
+    }
+    groups = [(rule.default_minutes, Q(**{f"{party}__not_in": list(special)}))]
+    groups += [(minutes, Q(**{f"{party}__in": orgs})) for minutes, orgs in custom.items()]
+    found = []
+    for minutes, parties in groups:
+        cutoff = now - timedelta(minutes=minutes)
+        rows = (
+            await rule.watching()
+            .filter(parties, **{f"{rule.since}__lte": cutoff, f"{party}__isnull": False})
+            .exclude(**{f"{c.subject}__in": Subquery(_open_breaches(rule, kind))})
+            .order_by(rule.since)
+            .limit(BATCH)
+            .values(**fields)
+        )
+        found += [(row, minutes) for row in rows]
+    return found
+
+
+async def _open(rule: Rule, kind: OrganisationKind, now: datetime) -> list[SlaBreach]:
+    due = await _due(rule, kind, now)
+    if not due:
+        return []
+    seen = {
+        (b["organisation_id"], b["subject_id"], b["since"])
+        for b in await SlaBreach.filter(
+            rule=rule.rule,
+            subject_type=rule.subject_type,
+            subject_id__in=[row["subject_id"] for row, _ in due],
+        ).values("organisation_id", "subject_id", "since")
+    }
+    opened = []
+    async with transaction():
+        for row, minutes in due:
+            if (row["organisation_id"], row["subject_id"], row["since"]) in seen:
+                continue  # this episode had its breach: raised once
+            breach = await SlaBreach.create(
+                organisation_id=row["organisation_id"],
+                organisation_kind=kind,
+                rule=rule.rule,
+                subject_type=rule.subject_type,
+                subject_id=row["subject_id"],
+                since=row["since"],
+                due_at=row["since"] + timedelta(minutes=minutes),
+                opened_at=now,
+                order_id=row.get("order_id"),
+                buyer_id=row["buyer_id"],
+                supplier_id=row.get("supplier_id"),
+            )
+            await record_event(SlaBreachOpened.of(breach))
+            opened.append(breach)
+    return opened
+
+
+async def _clear(breaches: list[SlaBreach], now: datetime) -> list[SlaBreach]:
+    """Clear ``breaches`` (each once: another instance may be clearing them too)."""
+    cleared = []
+    async with transaction():
+        for breach in breaches:
+            reason = RULES[breach.rule].cleared
+            done = await SlaBreach.filter(id=breach.id, cleared_at__isnull=True).update(
+                cleared_at=now, clear_reason=reason
+            )
+            if done:
+                breach.cleared_at, breach.clear_reason = now, reason
+                await record_event(SlaBreachCleared.of(breach))
+                cleared.append(breach)
+    return cleared
+
+
+async def _moved_on(rule: Rule) -> list[SlaBreach]:
+    """Open breaches of ``rule`` whose subject left the watched state."""
+    still = rule.watching().values(rule.columns.subject)
+    return (
+        await SlaBreach.filter(
+            rule=rule.rule, subject_type=rule.subject_type, cleared_at__isnull=True
+        )
+        .exclude(subject_id__in=Subquery(still))
+        .limit(BATCH)
+    )
+
+
+async def sweep(*, now: datetime) -> tuple[list[SlaBreach], list[SlaBreach]]:
+    """Open every breach whose deadline has passed by ``now`` and clear those whose subject
+    moved on (what ``settle`` missed). Returns (opened, cleared)."""
+    opened: list[SlaBreach] = []
+    cleared: list[SlaBreach] = []
+    for rule in RULES.values():
+        cleared += await _clear(await _moved_on(rule), now)
+        for kind in rule.sides:
+            opened += await _open(rule, kind, now)
+    return opened, cleared
+
+
+async def settle(*, subject_type: str, subject_id: int, now: datetime) -> list[SlaBreach]:
+    """After a change to one subject: clear its open breaches whose rule no longer holds."""
+    open_ = await SlaBreach.filter(
+        subject_type=subject_type, subject_id=subject_id, cleared_at__isnull=True
+    )
+    ended = []
+    for breach in open_:
+        rule = RULES[breach.rule]
+        holds = await rule.watching().filter(**{rule.columns.subject: subject_id}).exists()
+        if not holds:
+            ended.append(breach)
+    return await _clear(ended, now) if ended else []
+
+
+async def set_rule(
+    *, viewer: Viewer, rule: SlaRule, minutes: int | None, enabled: bool
+) -> SlaSetting:
+    """The caller's organisation's own deadline for a rule (None: the default), or the rule
+    switched off for it. Its breaches already open stay open."""
+    viewer.require_role(Role.ADMIN)
+    spec = RULES[rule]
+    if viewer.organisation_kind not in spec.sides:
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"{rule.value} concerns buyers only: a supplier never has such a breach.",
+            field="rule",
+        )
+    if minutes is not None and not 0 <= minutes <= MAX_MINUTES:
+        raise DomainError(
+            ErrorCode.INVALID, f"minutes must be between 0 and {MAX_MINUTES}.", field="minutes"
+        )
+    async with transaction():
+        setting, _ = await SlaSetting.get_or_create(
+            organisation_id=viewer.organisation_id,
+            rule=rule,
+            defaults={"minutes": spec.default_minutes},
+        )
+        setting.minutes = spec.default_minutes if minutes is None else minutes
+        setting.enabled = enabled
+        await setting.save()
+        await record_event(SlaRuleUpdated.of(setting, actor_user_id=viewer.user_id))
+    return setting
+
+
+async def take_lease(*, name: str, holder: str, now: datetime, seconds: float) -> bool:
+    """Hold the ``name`` sweep until ``now`` + ``seconds`` if nobody else does (or renew)."""
+    until = now + timedelta(seconds=seconds)
+    taken = await SweepLease.filter(Q(name=name) & (Q(until__lt=now) | Q(holder=holder))).update(
+        holder=holder, until=until
+    )
+    if taken:
+        return True
+    try:
+        async with transaction():
+            await SweepLease.create(name=name, holder=holder, until=until)
+    except IntegrityError:
+        return False
+    return True

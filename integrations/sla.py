@@ -1,0 +1,62 @@
+"""The service-level worker: sweeps for breaches whose deadline passed (one instance at a time,
+under a lease), and settles a subject's open breaches as soon as an event says it changed.
+
+Every instance hears every event, so each settles; clearing is a conditional update, so a
+breach clears once. The sweep clears whatever settling missed (an instance that died between
+an event and its settle)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from domain.events import EventType, PublishedEvent
+from domain.sla import commands as sla
+from domain.sla.rules import SUBJECT_TYPES
+from integrations.background import WakeableLoop
+
+log = logging.getLogger(__name__)
+
+LEASE = "sla"
+OWN_EVENTS = frozenset({EventType.SLA_BREACH_OPENED.value, EventType.SLA_BREACH_CLEARED.value})
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class SlaWorker(WakeableLoop):
+    name = "sla worker"
+
+    def __init__(
+        self, *, sweep_interval: float, clock: Callable[[], datetime] = wall_clock
+    ) -> None:
+        """``sweep_interval`` seconds between sweeps (0: this instance never sweeps)."""
+        super().__init__(poll_interval=sweep_interval or 3600)
+        self.sweep_interval = sweep_interval
+        self.clock = clock
+        self.holder = f"sla-{uuid.uuid4().hex[:12]}"
+        self._changed: set[tuple[str, int]] = set()
+        self._next_sweep: datetime | None = None
+
+    def on_event(self, event: PublishedEvent | None) -> None:
+        """The hub's listener: a change to something a rule watches settles it."""
+        if event is None or event.type in OWN_EVENTS or event.subject_type not in SUBJECT_TYPES:
+            return
+        self._changed.add((event.subject_type, int(event.subject_id)))
+        self.wake()
+
+    async def round(self) -> None:
+        now = self.clock()
+        changed, self._changed = self._changed, set()
+        for subject_type, subject_id in sorted(changed):
+            await sla.settle(subject_type=subject_type, subject_id=subject_id, now=now)
+        if self.sweep_interval and (self._next_sweep is None or now >= self._next_sweep):
+            self._next_sweep = now + timedelta(seconds=self.sweep_interval)
+            lease = self.sweep_interval * 3
+            if await sla.take_lease(name=LEASE, holder=self.holder, now=now, seconds=lease):
+                opened, cleared = await sla.sweep(now=now)
+                if opened or cleared:
+                    log.info("sla sweep: %d opened, %d cleared", len(opened), len(cleared))
