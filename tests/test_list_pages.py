@@ -49,9 +49,10 @@ CONNECTIONS = {
     "withdrawals": "Withdrawal",
     "cloudWarehouses": "CloudWarehouse",
     "inventory": "StockItem",
+    "slaBreaches": "SlaBreach",
 }
 # root fields that answer a plain list, each bounded otherwise
-BOUNDED_ROOT_LISTS = {"nodes", "orderCounts"}  # at most 100 ids; one per status
+BOUNDED_ROOT_LISTS = {"nodes", "orderCounts", "slaRules"}  # 100 ids; one per status, rule
 # connections of their own making, each with its own maximum
 OTHER_CONNECTIONS = {"events", "orders", "afterSalesOrders", "stockMovements"}
 # required arguments of the fields above: ids of the right type that name nothing

@@ -49,11 +49,12 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name='SweepLease',
             fields=[
-                ('name', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('name', fields.CharField(unique=True, max_length=32)),
                 ('holder', fields.CharField(max_length=64)),
                 ('until', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'sweep_lease', 'app': 'models', 'pk_attr': 'name', 'table_description': 'Which instance runs a periodic sweep, until when (taken by a conditional update).'},
+            options={'table': 'sweep_lease', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Which instance runs a periodic sweep, until when (taken by a conditional update).'},
             bases=['Model'],
         ),
     ]

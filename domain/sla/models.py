@@ -88,7 +88,8 @@ class SlaSetting(Model):
 class SweepLease(Model):
     """Which instance runs a periodic sweep, until when (taken by a conditional update)."""
 
-    name = fields.CharField(max_length=32, primary_key=True)
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=32, unique=True)
     holder = fields.CharField(max_length=64)
     until = fields.DatetimeField()
 
