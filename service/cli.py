@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,17 @@ async def apply_migrations(database_url: str) -> None:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
+    host, port = args.host or settings.host, args.port or settings.port
+    print(
+        f"supplygraph: GraphQL http://{host}:{port}/graphql · "
+        f"dashboard http://{host}:{port}/dashboard",
+        flush=True,
+    )
     uvicorn.run(
         "main:app_factory",
         factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         workers=args.workers or settings.workers,
         ws_max_size=settings.max_body_bytes,
         ws_ping_interval=20,
@@ -95,24 +102,56 @@ async def _create_token(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _seed_demo(settings: Settings, args: argparse.Namespace) -> None:
-    from domain.organisations import commands as organisations
-    from domain.organisations import tokens
-    from domain.organisations.models import OrganisationKind, User
+    from service import demo
 
-    demo = [
-        ("Demo Supplier", OrganisationKind.SUPPLIER, "owner@supplier.demo"),
-        ("Demo Seller", OrganisationKind.BUYER, "owner@seller.demo"),
-        ("Demo Distributor", OrganisationKind.BUYER, "owner@distributor.demo"),
-    ]
     async with _database(settings):
-        for name, kind, email in demo:
-            user = await User.get_or_none(email=email)
-            if user is None:
-                _, user = await organisations.create_organisation(
-                    name=name, kind=kind, owner_email=email, owner_name=f"{name} owner"
-                )
-            _, secret = await tokens.issue_token(user=user, name="demo")
-            print(f"{name:<18} {kind.value:<9} {email:<24} token: {secret}")
+        seeded = await demo.seed_demo()
+    for line in seeded.summary():
+        print(line)
+    for token in seeded.tokens.all():
+        print(token.line())
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
+    import httpx
+
+    from service import demo, simulate
+
+    task = asyncio.current_task()
+    assert task is not None
+    # SIGTERM stops it as Ctrl-C does: cancelled, it cleans up on the way out
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    url = (args.url or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    async with httpx.AsyncClient() as http:  # before issuing tokens it could not revoke
+        await http.get(f"{url}/healthz")
+    async with _database(settings):
+        tokens = await demo.issue_tokens(name="simulate")
+    await simulate.run(
+        url=url,
+        tokens=tokens,
+        interval=args.interval,
+        steps=args.steps,
+        seed=args.seed,
+        deadlines=args.demo_deadlines,
+    )
+
+
+def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> None:
+    if args.interval < 0 or (args.steps is not None and args.steps < 1):
+        raise SystemExit("supplygraph: --interval must be >= 0 and --steps >= 1")
+    import httpx
+
+    from service.simulate import SimulationError
+
+    try:
+        # Ctrl-C or SIGTERM: it has cleaned up and said how far it got
+        with suppress(KeyboardInterrupt, asyncio.CancelledError):
+            asyncio.run(_simulate(settings, args))
+    except SimulationError as exc:
+        raise SystemExit(f"supplygraph: {exc}") from None
+    except httpx.TransportError as exc:
+        message = f"supplygraph: the server does not answer ({exc!r}); is it running?"
+        raise SystemExit(message) from None
 
 
 def _cmd_export_schema(settings: Settings, args: argparse.Namespace) -> None:
@@ -170,8 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(run=_async(_create_token))
 
     sub.add_parser(
-        "seed-demo", help="create demo organisations and print a token for each"
+        "seed-demo",
+        help="create the demo organisations, catalogue and orders; print a token for each owner",
     ).set_defaults(run=_async(_seed_demo))
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="keep demo orders, withdrawals and breaches flowing through a running server's API",
+    )
+    simulate.add_argument("--url", help="the server (default: PUBLIC_URL, else http://HOST:PORT)")
+    simulate.add_argument("--interval", type=float, default=2.0, help="seconds between actions")
+    simulate.add_argument("--steps", type=int, help="stop after this many actions (default: never)")
+    simulate.add_argument("--seed", type=int, help="seed of the random choices (repeatable runs)")
+    simulate.add_argument(
+        "--demo-deadlines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="shorten the demo organisations' service-level deadlines to minutes while running",
+    )
+    simulate.set_defaults(run=_cmd_simulate)
 
     export = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     export.add_argument("--output", default=str(SCHEMA_FILE), help="file, or - for stdout")
