@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate migrations schema seed clean bench-stock bench bench-plot soak vendor-graphiql
+.PHONY: run test lint format migrate migrations schema seed simulate clean bench-stock bench bench-plot soak vendor-graphiql vendor-dashboard
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -59,10 +59,20 @@ seed: $(STAMP)
 	$(BIN)/python main.py migrate
 	$(BIN)/python main.py seed-demo
 
+# against the server `make run` serves (after `make seed`); SIMULATE_ARGS: e.g. --interval 0.5
+SIMULATE_ARGS ?=
+simulate: $(STAMP)
+	$(BIN)/python main.py simulate $(SIMULATE_ARGS)
+
 # GraphiQL's browser bundles (service/static/graphiql/), fetched with npm at the versions pinned in
 # service/static/vendor.py; commit what it writes.
 vendor-graphiql: $(STAMP)
 	$(BIN)/python service/static/vendor.py
+
+# The dashboard's graphql-ws client (service/static/dashboard/vendor/), fetched with npm at the
+# version pinned in service/static/vendor.py; commit what it writes.
+vendor-dashboard: $(STAMP)
+	$(BIN)/python service/static/vendor.py dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache supplygraph.sqlite3*

@@ -35,6 +35,7 @@ from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
 from schema.build import create_schema
 from service import runtime
 from service.cors import cors_middleware
+from service.dashboard import dashboard_routes
 from service.graphiql import asset_routes
 from service.graphql_view import GraphQLView
 from service.live import LiveEndpoint, Multiplexer
@@ -221,6 +222,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
             WebSocketRoute("/graphql", LiveEndpoint(graphql, settings)),
             *asset_routes(settings),
+            *dashboard_routes(),
         ],
         middleware=[
             Middleware(HttpMetricsMiddleware),

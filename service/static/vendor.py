@@ -1,14 +1,17 @@
-"""Vendor GraphiQL's browser bundles into ``service/static/graphiql/`` (``make vendor-graphiql``).
+"""Vendor browser bundles: GraphiQL's into ``service/static/graphiql/`` (``make
+vendor-graphiql``), the dashboard's graphql-ws client into ``service/static/dashboard/vendor/``
+(``make vendor-dashboard``).
 
-The packages are the ones Strawberry's own GraphiQL page loads from a public CDN
-(``strawberry/static/graphiql.html``), pinned here. Each is fetched with ``npm pack`` (the npm
-client and the registry it is configured with), checked against the integrity npm reports,
-and the files the page loads are copied with the package's licence into
-``graphiql/NAME@VERSION/``; ``graphiql/manifest.json`` is rewritten to list them (name,
-version, source, integrity, and a SHA-384 per file that the page uses as its ``integrity``
-attribute). Directories of versions no longer pinned are removed.
+GraphiQL's packages are the ones Strawberry's own GraphiQL page loads from a public CDN
+(``strawberry/static/graphiql.html``), pinned here; the dashboard's is graphql-ws's browser
+(UMD) build. Each is fetched with ``npm pack`` (the npm client and the registry it is
+configured with), checked against the integrity npm reports, and the files the page loads are
+copied with the package's licence into ``<target>/NAME@VERSION/``; ``<target>/manifest.json``
+is rewritten to list them (name, version, source, integrity, and a SHA-384 per file that the
+page uses as its ``integrity`` attribute). Directories of versions no longer pinned are removed.
 
-    .venv/bin/python service/static/vendor.py
+    .venv/bin/python service/static/vendor.py             # GraphiQL
+    .venv/bin/python service/static/vendor.py dashboard   # the dashboard's graphql-ws
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TARGET = HERE / "graphiql"
-MANIFEST = TARGET / "manifest.json"
 LICENCE_NAMES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "license")
 
 
@@ -59,6 +61,37 @@ PACKAGES = (
         licences_from=("graphiql@3.8.3", "graphiql-explorer@0.9.0"),
     ),
 )
+
+# The dashboard's subscription client (service/dashboard.py): its UMD build, a classic script
+# that defines ``window.graphqlWs`` (no dependencies).
+DASHBOARD_TARGET = HERE / "dashboard" / "vendor"
+DASHBOARD_PACKAGES = (Package("graphql-ws", "6.4.2", ("umd/graphql-ws.min.js",)),)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What one page vendors, and where."""
+
+    target: Path
+    packages: tuple[Package, ...]
+    about: str
+
+
+BUNDLES = {
+    "graphiql": Bundle(
+        TARGET,
+        PACKAGES,
+        "GraphiQL's browser bundles, served by the app with DEBUG=true. Written by "
+        "`make vendor-graphiql` (service/static/vendor.py): change the pins there, not here.",
+    ),
+    "dashboard": Bundle(
+        DASHBOARD_TARGET,
+        DASHBOARD_PACKAGES,
+        "The dashboard's graphql-ws client, served by the app at /dashboard/assets/vendor/. "
+        "Written by `make vendor-dashboard` (service/static/vendor.py): change the pins there, "
+        "not here.",
+    ),
+}
 
 
 def sri(data: bytes, algorithm: str) -> str:
@@ -109,12 +142,12 @@ def licence_of(members: dict[str, bytes]) -> bytes | None:
     return None
 
 
-def vendor(package: Package, work: Path) -> dict[str, Any]:
-    """Copy one package's files and licence into ``TARGET``; its manifest entry."""
+def vendor(package: Package, work: Path, target: Path = TARGET) -> dict[str, Any]:
+    """Copy one package's files and licence into ``target``; its manifest entry."""
     tarball, info = npm_pack(package.spec, work)
     members = read_members(tarball)
     metadata = json.loads(members["package.json"])
-    directory = TARGET / package.spec
+    directory = target / package.spec
     if directory.exists():
         shutil.rmtree(directory)
     files = []
@@ -151,29 +184,31 @@ def vendor(package: Package, work: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    TARGET.mkdir(parents=True, exist_ok=True)
+def main(argv: list[str] | None = None) -> None:
+    names = sys.argv[1:] if argv is None else argv
+    name = names[0] if names else "graphiql"
+    if name not in BUNDLES or len(names) > 1:
+        sys.exit(f"usage: vendor.py [{' | '.join(BUNDLES)}]")
+    bundle = BUNDLES[name]
+    target, manifest_file = bundle.target, bundle.target / "manifest.json"
+    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
-        entries = [vendor(package, Path(work)) for package in PACKAGES]
-    pinned = {package.spec for package in PACKAGES}
-    for stale in TARGET.glob("?*@*"):
+        entries = [vendor(package, Path(work), target) for package in bundle.packages]
+    pinned = {package.spec for package in bundle.packages}
+    for stale in target.glob("?*@*"):
         if stale.is_dir() and not stale.name.startswith("@") and stale.name not in pinned:
             shutil.rmtree(stale)
-    for scope in TARGET.glob("@*"):
+    for scope in target.glob("@*"):
         for stale in scope.iterdir():
             if f"{scope.name}/{stale.name}" not in pinned:
                 shutil.rmtree(stale)
         if not any(scope.iterdir()):
             scope.rmdir()
-    manifest = {
-        "about": "GraphiQL's browser bundles, served by the app with DEBUG=true. Written by "
-        "`make vendor-graphiql` (service/static/vendor.py): change the pins there, not here.",
-        "packages": entries,
-    }
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = {"about": bundle.about, "packages": entries}
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     for entry in entries:
         print(f"{entry['name']}@{entry['version']}: {len(entry['files'])} files")
-    print(f"wrote {MANIFEST.relative_to(HERE.parent.parent)}")
+    print(f"wrote {manifest_file.relative_to(HERE.parent.parent)}")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,10 @@ class RunningServer:
         await asyncio.wait_for(self.task, 20)
 
 
-async def start_server(settings: Settings) -> RunningServer:
-    port = free_port()
+async def start_server(settings: Settings, *, port: int | None = None) -> RunningServer:
+    """Serve the app with ``settings`` on a free port, or on ``port`` (a server restarted where
+    its clients reconnect to)."""
+    port = port or free_port()
     if not settings.public_url:
         settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
     app = create_app(settings)
