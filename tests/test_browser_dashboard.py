@@ -462,6 +462,7 @@ async def test_a_withdraw_the_warehouse_refuses_fails_with_its_reason_and_is_ret
                 )
                 returned = board.page.locator(f'#returns > li[data-return-id="{made["id"]}"]')
                 await expect(returned).to_contain_text(made["number"])
+                await expect(returned).not_to_contain_text("null")  # no missing value shown
                 await expect(returned).to_have_attribute("data-status", made["status"])
                 await expect(
                     board.page.locator(

@@ -483,10 +483,9 @@ export class ReturnsPanel {
       (li, r) => {
         li.dataset.status = r.status;
         setText(li.querySelector(".number"), r.number);
-        li.querySelector(".slot-status").replaceChildren(
-          statusBadge(r.status),
-          r.withdrawalStatus ? statusBadge(r.withdrawalStatus, "secondary") : null,
-        );
+        const badges = [statusBadge(r.status)];
+        if (r.withdrawalStatus) badges.push(statusBadge(r.withdrawalStatus, "secondary"));
+        li.querySelector(".slot-status").replaceChildren(...badges);
         li.querySelector(".slot-time").replaceChildren(timeEl(r.updatedAt));
         const meta = [`Push: ${humanise(r.pushStatus)}`, r.distributorName].filter(Boolean);
         setText(li.querySelector(".meta"), meta.join(" · "));
