@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from domain.events import EventType, PublishedEvent
+from domain.events.catalogue import order_of
 from domain.sla import commands as sla
 from domain.sla.rules import SUBJECT_TYPES
 from integrations.background import WakeableLoop
@@ -39,20 +40,31 @@ class SlaWorker(WakeableLoop):
         self.clock = clock
         self.holder = f"sla-{uuid.uuid4().hex[:12]}"
         self._changed: set[tuple[str, int]] = set()
+        self._orders: set[int] = set()
         self._next_sweep: datetime | None = None
 
     def on_event(self, event: PublishedEvent | None) -> None:
-        """The hub's listener: a change to something a rule watches settles it."""
-        if event is None or event.type in OWN_EVENTS or event.subject_type not in SUBJECT_TYPES:
+        """The hub's listener: a change to something a rule watches settles it, and a change
+        about an order settles everything about that order (a retried withdraw records the new
+        withdrawal's event; the failed one's breach ends with it)."""
+        if event is None or event.type in OWN_EVENTS:
             return
-        self._changed.add((event.subject_type, int(event.subject_id)))
-        self.wake()
+        order_id = order_of(event)
+        if order_id is not None:
+            self._orders.add(order_id)
+        if event.subject_type in SUBJECT_TYPES:
+            self._changed.add((event.subject_type, int(event.subject_id)))
+        if order_id is not None or event.subject_type in SUBJECT_TYPES:
+            self.wake()
 
     async def round(self) -> None:
         now = self.clock()
         changed, self._changed = self._changed, set()
+        orders, self._orders = self._orders, set()
         for subject_type, subject_id in sorted(changed):
             await sla.settle(subject_type=subject_type, subject_id=subject_id, now=now)
+        for order_id in sorted(orders):
+            await sla.settle(order_id=order_id, now=now)
         if self.sweep_interval and (self._next_sweep is None or now >= self._next_sweep):
             self._next_sweep = now + timedelta(seconds=self.sweep_interval)
             lease = self.sweep_interval * 3

@@ -153,7 +153,9 @@ MUTATIONS: Mapping[str, frozenset[EventType]] = MappingProxyType(
         "retryWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
         "setSlaRule": frozenset({_E.SLA_RULE_UPDATED}),
         "closeWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
-        "convertWithdrawalToReturn": frozenset({_E.RETURN_STATUS_CHANGED}),
+        "convertWithdrawalToReturn": frozenset(
+            {_E.RETURN_STATUS_CHANGED, _E.WITHDRAWAL_STATUS_CHANGED}
+        ),
         "createAfterSalesOrder": frozenset({_E.RETURN_STATUS_CHANGED}),
         "pushReturns": frozenset({_E.RETURN_STATUS_CHANGED}),
         "createCloudWarehouse": frozenset({_E.CLOUD_WAREHOUSE_UPDATED}),

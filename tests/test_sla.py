@@ -388,3 +388,42 @@ async def test_through_the_api_seen_by_the_two_organisations_only_and_live(
         ),
     )
     assert still is not None
+
+
+async def test_a_change_about_an_order_settles_the_breaches_of_its_withdrawals(
+    world: World,
+) -> None:
+    """A retried withdraw records the new withdrawal's event, which names the order: the failed
+    withdrawal's breach ends with it (``settle(order_id=...)``, what the worker runs)."""
+    await _failed(world)
+    failed = WITHDRAWALS[SlaRule.WITHDRAW_FAILED_UNRESOLVED]
+    deadline = T0 + timedelta(minutes=RULES[SlaRule.WITHDRAW_FAILED_UNRESOLVED].default_minutes)
+    await sla.sweep(now=deadline)
+    assert len(await _of(SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed)) == 2
+    await Withdrawal.filter(id=failed).update(resolution=WithdrawalResolution.RETRIED)
+    cleared = await sla.settle(order_id=world.orders[3], now=deadline + SECOND)
+    assert {b.subject_id for b in cleared} == {failed}
+    assert all(b.cleared_at for b in await _of(SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed))
+
+
+async def test_closing_a_failed_withdraw_through_the_api_clears_its_breaches_at_once(
+    world: World, client: GraphQLHttp
+) -> None:
+    await _failed(world)
+    failed = WITHDRAWALS[SlaRule.WITHDRAW_FAILED_UNRESOLVED]
+    await sla.sweep(now=T0 + timedelta(days=2))
+    mine = await _of(SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed, world.d.supplier.organisation_id)
+    assert len(mine) == 1 and mine[0].cleared_at is None
+    await ok(
+        client,
+        'mutation($w: ID!) { closeWithdrawal(withdrawalId: $w, note: "handled by phone") { userErrors { code message } } }',
+        {"w": gid("Withdrawal", failed)},
+        token=world.d.supplier.token,
+    )
+    # the served instance's worker heard the event and settled the withdrawal: no sweep ran
+    breaches = await eventually(
+        lambda: _of(SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed),
+        lambda found: all(b.cleared_at is not None for b in found),
+        timeout=5,
+    )
+    assert {b.clear_reason for b in breaches} == {"the failed withdraw was resolved"}

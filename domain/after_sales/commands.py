@@ -142,7 +142,9 @@ async def convert_withdrawal(*, viewer: Viewer, withdrawal_id: int, reason: str)
         created = await _create(
             order=order, items=items, reason=reason, actor_user_id=viewer.user_id
         )
-        await mark_converted(withdrawal, f"after-sales order {created.number}")
+        await mark_converted(
+            withdrawal, f"after-sales order {created.number}", actor_user_id=viewer.user_id
+        )
     return created
 
 

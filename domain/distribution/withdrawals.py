@@ -320,10 +320,12 @@ async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> 
     return failed
 
 
-async def mark_converted(withdrawal: Withdrawal, note: str) -> None:
-    """The failed withdraw became an after-sales return (``after_sales.convert_withdrawal``)."""
+async def mark_converted(withdrawal: Withdrawal, note: str, *, actor_user_id: int | None) -> None:
+    """The failed withdraw became an after-sales return (``after_sales.convert_withdrawal``);
+    recorded like a close, so both sides hear that it is resolved."""
     await _resolve(withdrawal, WithdrawalResolution.CONVERTED_TO_RETURN, note)
     await show_withdrawal(None, order_id=withdrawal.order_id)
+    await _event(withdrawal, actor_user_id)
 
 
 async def failed_withdrawal_of_order(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:

@@ -867,6 +867,12 @@ def parse(event: PublishedEvent) -> EventPayload:
     return payload_class(event.type).from_payload(event.payload)
 
 
+def order_of(event: PublishedEvent) -> int | None:
+    """The order an event is about, if its payload names one."""
+    order_id = getattr(parse(event), "order_id", None)
+    return order_id if isinstance(order_id, int) else None
+
+
 def payload_of(event: PublishedEvent, kind: type[P]) -> P:
     """The payload of ``event``, which must be of ``kind`` (subscriptions read one type)."""
     if event.type != kind.TYPE:

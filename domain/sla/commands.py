@@ -155,16 +155,25 @@ async def sweep(*, now: datetime) -> tuple[list[SlaBreach], list[SlaBreach]]:
     return opened, cleared
 
 
-async def settle(*, subject_type: str, subject_id: int, now: datetime) -> list[SlaBreach]:
-    """After a change to one subject: clear its open breaches whose rule no longer holds."""
-    open_ = await SlaBreach.filter(
-        subject_type=subject_type, subject_id=subject_id, cleared_at__isnull=True
-    )
+async def settle(
+    *,
+    now: datetime,
+    subject_type: str | None = None,
+    subject_id: int | None = None,
+    order_id: int | None = None,
+) -> list[SlaBreach]:
+    """After a change: clear the open breaches of one subject, or of everything about one
+    order (its withdrawals too), whose rule no longer holds."""
+    query = SlaBreach.filter(cleared_at__isnull=True)
+    if subject_type is not None:
+        query = query.filter(subject_type=subject_type, subject_id=subject_id)
+    if order_id is not None:
+        query = query.filter(order_id=order_id)
     ended = []
-    for breach in open_:
+    for breach in await query:
         rule = RULES[breach.rule]
-        holds = await rule.watching().filter(**{rule.columns.subject: subject_id}).exists()
-        if not holds:
+        watched = rule.watching().filter(**{rule.columns.subject: breach.subject_id})
+        if not await watched.exists():
             ended.append(breach)
     return await _clear(ended, now) if ended else []
 
