@@ -9,6 +9,7 @@ subject as soon as an event says it changed, which is what the API test relies o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -427,3 +428,20 @@ async def test_closing_a_failed_withdraw_through_the_api_clears_its_breaches_at_
         timeout=5,
     )
     assert {b.clear_reason for b in breaches} == {"the failed withdraw was resolved"}
+
+
+async def test_one_instance_holds_the_sweep_until_its_lease_runs_out(server: RunningServer) -> None:
+    name, at = f"test-{uuid.uuid4().hex[:8]}", T0
+    assert await sla.take_lease(name=name, holder="a", now=at, seconds=90)
+    assert not await sla.take_lease(
+        name=name, holder="b", now=at + timedelta(seconds=89), seconds=90
+    )
+    assert await sla.take_lease(name=name, holder="a", now=at + timedelta(seconds=60), seconds=90)
+    # a's renewal runs to +150 s: b waits for that, then takes over
+    assert not await sla.take_lease(
+        name=name, holder="b", now=at + timedelta(seconds=149), seconds=90
+    )
+    assert await sla.take_lease(name=name, holder="b", now=at + timedelta(seconds=151), seconds=90)
+    assert not await sla.take_lease(
+        name=name, holder="a", now=at + timedelta(seconds=152), seconds=90
+    )
