@@ -48,6 +48,7 @@ from service.persisted_documents import (
     RedisDocuments,
     load_manifest,
 )
+from service.security_headers import SecurityHeadersMiddleware
 from service.settings import Settings
 
 log = logging.getLogger("supplygraph")
@@ -227,6 +228,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[
             Middleware(HttpMetricsMiddleware),
             Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds),
             *cors_middleware(settings),  # outside the body limit: a 413 is readable too
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],

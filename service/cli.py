@@ -62,6 +62,7 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         ws_ping_timeout=20,
         log_config=None,
         access_log=False,
+        server_header=False,  # no "server: uvicorn" banner (service/security_headers.py)
         timeout_graceful_shutdown=10,
     )
 

@@ -172,6 +172,13 @@ class Settings:
         "Comma-separated browser origins allowed to open a WebSocket from another site "
         "(`*` for any). Same-origin and non-browser clients are always allowed.",
     )
+    hsts_seconds: int = _setting(
+        "HSTS_SECONDS",
+        "31536000",
+        _non_negative_int,
+        "Strict-Transport-Security max-age sent on answers to https requests (behind a TLS proxy: "
+        "with uvicorn's proxy headers from FORWARDED_ALLOW_IPS); 0: never sent.",
+    )
     cors_allowed_origins: tuple[str, ...] = _setting(
         "CORS_ALLOWED_ORIGINS",
         "",

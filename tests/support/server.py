@@ -91,6 +91,7 @@ async def start_server(settings: Settings, *, port: int | None = None) -> Runnin
         log_config=None,
         lifespan="on",
         ws_max_size=settings.max_body_bytes,
+        server_header=False,  # as main.py serve
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
