@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 
+from integrations.stores.protocol import sign
 from integrations.stores.simulator import create_store_simulator
 from schema.global_ids import gid
 from tests.conftest import MakeMember, Member
@@ -269,7 +273,27 @@ async def test_webhook_signatures_and_duplicates(
     await server.store_inbox_drained()
     async with httpx.AsyncClient() as http:
         missing = await http.post(url, content=b"{}", headers={"content-type": "application/json"})
+        # a captured body, signed, with a new event id and a time years ahead: refused
+        body = json.dumps(good["order"]).encode()
+
+        async def resend(at: datetime) -> httpx.Response:
+            return await http.post(
+                url,
+                content=body,
+                headers={
+                    "content-type": "application/json",
+                    "x-shopify-hmac-sha256": sign(body, SECRET),
+                    "x-shopify-event-id": uuid.uuid4().hex,
+                    "x-shopify-triggered-at": at.isoformat(),
+                },
+            )
+
+        ahead = await resend(datetime.now(UTC) + timedelta(days=3 * 365))
+        skewed = await resend(datetime.now(UTC) + timedelta(minutes=1))  # a clock a bit fast
     assert missing.status_code == 401
+    assert ahead.status_code == 400 and "ahead" in ahead.json()["error"]
+    assert skewed.status_code == 202
+    await server.store_inbox_drained()  # the same store order: still one order
     edges = (
         await client.data(
             "{ orders { edges { node { status storeOrderNumber } } } }", token=buyer.token

@@ -2,12 +2,13 @@
 
 Checked in this order, and nothing is written unless all pass: the signature
 (``X-Shopify-Hmac-Sha256``, constant-time; bad or missing → 401), the event id and trigger time
-(missing or malformed → 400), the trigger time's age (older than the replay window → 200
-``stale``, ignored), the body (malformed → 400). Then the body goes to the store's inbox
-(``domain.stores.inbox``) and the answer is 202 ``accepted``: the order is taken in by the inbox
-worker moments later (``orderCreated`` events and the ``orders`` query show it). A redelivered
-event answers 200 ``duplicate``; an order delivered again under a new event id is still taken
-in once (orders are unique per store order id).
+(missing or malformed → 400), the trigger time (more than ``CLOCK_SKEW`` ahead of our clock →
+400; older than the replay window → 200 ``stale``, ignored), the body (malformed → 400). Then
+the body goes to the store's inbox (``domain.stores.inbox``) and the answer is 202
+``accepted``: the order is taken in by the inbox worker moments later (``orderCreated`` events
+and the ``orders`` query show it). A redelivered event answers 200 ``duplicate``; an order
+delivered again under a new event id is still taken in once (orders are unique per store order
+id).
 
 Concurrent requests share their INSERT (``domain.stores.inbox.InboxIntake``, a group commit), and a
 store's webhook secret is kept in memory for ``SECRET_TTL`` seconds once read (secrets never
@@ -34,6 +35,7 @@ from integrations.stores.protocol import StorePayloadError, parse_order, verify
 
 log = logging.getLogger(__name__)
 REPLAY_WINDOW = timedelta(hours=48)
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of our clock a store's may run
 SECRET_TTL = 30.0
 _secrets: dict[int, tuple[str, float]] = {}  # store id → (webhook secret, read at)
 
@@ -90,7 +92,10 @@ async def _receive(request: Request) -> Response:
         return _answer(400, "invalid", error="X-Shopify-Triggered-At must be ISO 8601 with zone")
     if not event_id or len(event_id) > 100:
         return _answer(400, "invalid", error="X-Shopify-Event-Id is required")
-    if datetime.now(UTC) - triggered_at > REPLAY_WINDOW:
+    now = datetime.now(UTC)
+    if triggered_at - now > CLOCK_SKEW:  # a captured body re-signed for the future: refused
+        return _answer(400, "invalid", error="X-Shopify-Triggered-At is ahead of our clock")
+    if now - triggered_at > REPLAY_WINDOW:
         log.info("stale store webhook %s for store %s ignored", event_id, store_id)
         return _answer(200, "stale")
     try:

@@ -95,7 +95,7 @@ async def receive_warehouse_callback(request: Request) -> JSONResponse:
             third_party_warehouse.id,
             error,
         )
-        return _answer(401, "unauthorized", reason=error.reason)
+        return _answer(401, "unauthorized")  # as an unknown warehouse: the reason is logged
     try:
         callback = parse_callback(body)
     except WarehousePayloadError as error:
