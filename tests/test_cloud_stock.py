@@ -416,6 +416,11 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
         assert unknown.status_code == 404
         malformed = await post({"event_id": "evt-x", "reference": order_id, "items": "8"})
         assert malformed.status_code == 400
+        # references that are no key: a Unicode digit, a number past 64 bits (were a bare 500)
+        for bad in ("\u00b2", "1" * 30, "0", "-5"):
+            refused = await post({**body, "event_id": f"evt-{bad}", "reference": bad})
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json()["status"] == "invalid"
         applied = await post(body)
         assert applied.json() == {"status": "applied", "orderStatus": "ABNORMAL"}
         again = await post(body)

@@ -702,3 +702,47 @@ async def test_order_level_sku_connection_abnormal_hold_and_bad_input(
         )
     )["topUpWallet"]["userErrors"]
     assert negative == [{"code": "INVALID", "field": "amount"}]
+
+
+async def test_a_payment_too_large_for_any_amount_is_refused_with_a_typed_error(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """Goods at the highest price a SKU may have, times a few: the total passes what an amount
+    column holds (it answered INTERNAL_SERVER_ERROR); now a typed refusal, nothing written."""
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    product = await ok(
+        client,
+        """mutation { createProduct(input: {title: "Gold", skus: [
+          {code: "GOLD", attributes: {}, weightGrams: 100, unitPrice: "999999999999.99"}]})
+          { product { skus { id } } userErrors { code field message } } }""",
+        token=supplier.token,
+    )
+    method = await ok(
+        client,
+        """mutation { createLogisticsMethod(input: {name: "Air", minDays: 1, maxDays: 2, rules: [
+          {countryCode: "*", firstWeightGrams: 500, firstPrice: "1.00", stepGrams: 500,
+           stepPrice: "1.00"}]}) { logisticsMethod { id } userErrors { code field message } } }""",
+        token=supplier.token,
+    )
+    order = await ok(
+        client,
+        """mutation($k: ID!, $m: ID!) { createManualOrder(input: {lines: [{skuId: $k, quantity: 3}],
+          logisticsMethodId: $m, shippingAddress: {name: "Ann", address1: "1 High St",
+          city: "London", zip: "N1", countryCode: "GB"}}) { order { id } userErrors { code field message } } }""",
+        {"k": product["product"]["skus"][0]["id"], "m": method["logisticsMethod"]["id"]},
+        token=buyer.token,
+    )
+    for query in (
+        "query($o: [ID!]!) { freightQuote(orderIds: $o) { total } }",
+        "mutation($o: [ID!]!) { payOrders(orderIds: $o) { userErrors { code field } } }",
+    ):
+        answer = await client.post(query, {"o": [order["order"]["id"]]}, token=buyer.token)
+        text = json.dumps(answer)
+        assert "INTERNAL_SERVER_ERROR" not in text, text
+        assert "INVALID" in text or "BAD_USER_INPUT" in text, text
+    status = await client.data(
+        "query($o: ID!) { order(id: $o) { status paidAmount } }",
+        {"o": order["order"]["id"]},
+        token=buyer.token,
+    )
+    assert status["order"] == {"status": "AWAITING_PAYMENT", "paidAmount": "0.00"}

@@ -15,7 +15,7 @@ from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.orders.status import require_status
 from domain.organisations.models import Organisation
 from domain.stock import commands as stock
-from domain.validation import CENT
+from domain.validation import CENT, MAX_AMOUNT
 
 MAX_ORDERS_PER_PAYMENT = 100
 
@@ -163,9 +163,17 @@ async def compute_charges(
                 unit_prices=prices,
             )
         )
-    return Charges(
+    made = Charges(
         orders=charges,
         currency=currency,
         supplier_id=supplier_id,
         stock_quantities=stock_quantities,
     )
+    if made.total >= MAX_AMOUNT:  # checked before any column that cannot hold it is written
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"These orders would cost {made.total} {currency}: more than the largest amount "
+            f"one payment can carry (below {MAX_AMOUNT:,.0f}). Pay fewer at once.",
+            field="orderIds",
+        )
+    return made

@@ -28,6 +28,7 @@ from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
 from domain.stock.commands import receive_from_warehouse
 from domain.stock.models import CloudReceiptCallback, CloudWarehouse
+from domain.validation import is_key
 from integrations.warehouses.protocol import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
@@ -42,6 +43,11 @@ def _answer(status: int, outcome: str, **extra: str) -> JSONResponse:
     return JSONResponse({"status": outcome, **extra}, status_code=status)
 
 
+def _is_order_key(reference: str) -> bool:
+    """ASCII digits naming a possible row (``"²"`` is a digit to ``str.isdigit``, not to us)."""
+    return reference.isascii() and reference.isdigit() and is_key(int(reference))
+
+
 def _parse(body: bytes) -> tuple[str, str, dict[str, int]]:
     data: Any = json.loads(body)
     if not isinstance(data, dict):
@@ -49,8 +55,8 @@ def _parse(body: bytes) -> tuple[str, str, dict[str, int]]:
     event_id, reference, items = data.get("event_id"), data.get("reference"), data.get("items")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= 100:
         raise ValueError("event_id: a string of 1 to 100 characters")
-    if not isinstance(reference, str) or not reference:
-        raise ValueError("reference: our order id")
+    if not isinstance(reference, str) or not _is_order_key(reference):
+        raise ValueError("reference: our order id (digits 0-9, a positive 64-bit integer)")
     if not isinstance(items, list):
         raise ValueError("items: a list")
     received: dict[str, int] = {}
