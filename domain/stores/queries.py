@@ -6,6 +6,7 @@ from __future__ import annotations
 from domain import visibility
 from domain.access import Viewer
 from domain.errors import not_found
+from domain.organisations.models import Role
 from domain.pages import keyset_page
 from domain.stores.models import Store, StoreProduct
 
@@ -30,3 +31,9 @@ async def store_of_buyer(viewer: Viewer, store_id: int) -> Store:
     if store is None:
         raise not_found("Store", field="storeId")
     return store
+
+
+def shows_backend(viewer: Viewer | None, *, buyer_id: int) -> bool:
+    """Whether ``viewer`` may read a store's backend address (``apiUrl``): next to its
+    credentials, so its buyer's ADMINs and OWNER only; never a supplier, nor a VIEWER or STAFF."""
+    return viewer is not None and viewer.organisation_id == buyer_id and viewer.has_role(Role.ADMIN)

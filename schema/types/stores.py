@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from domain import limits
 from domain.stores import models as m
+from domain.stores import queries as store_queries
 from schema.global_ids import gid, key_of
 from schema.types.errors import UserError
 from schema.types.node import Node
@@ -22,9 +23,20 @@ ProductLinkStatus = strawberry.enum(m.ProductLinkStatus, name="ProductLinkStatus
 class Store(Node):
     name: str
     platform: StorePlatform
-    api_url: str
     last_synced_at: datetime | None
     created_at: datetime
+    _api_url: strawberry.Private[str]
+    _buyer_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="The store's backend address: shown to its buyer's ADMINs and OWNER only "
+        "(it sits next to the store's credentials); null for everyone else."
+    )
+    def api_url(self, info: Info) -> str | None:
+        viewer = info.context.viewer
+        return (
+            self._api_url if store_queries.shows_backend(viewer, buyer_id=self._buyer_id) else None
+        )
 
     @classmethod
     def from_model(cls, s: m.Store) -> Store:
@@ -32,9 +44,10 @@ class Store(Node):
             id=gid("Store", s.id),
             name=s.name,
             platform=s.platform,
-            api_url=s.api_url,
             last_synced_at=s.last_synced_at,
             created_at=s.created_at,
+            _api_url=s.api_url,
+            _buyer_id=s.buyer_id,
         )
 
 
