@@ -71,6 +71,7 @@ class EventQueries:
             types=[current(t) for t in types] if types else None,
             limit=first + 1,
             read_own_writes=True,
+            viewer=viewer,
         )
         page = rows[:first]
         edges = [EventEdge(cursor=str(e.seq), node=Event.from_published(e)) for e in page]
@@ -171,6 +172,7 @@ async def event_stream(
     )
     try:
         async for event in stream:
-            yield event
+            if event_queries.shown_to(viewer, event):
+                yield event
     except SubscriptionEnded as ended:
         raise PublicError(str(ended), code="UNAUTHENTICATED") from ended

@@ -3,10 +3,12 @@ the old behaviour."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
-from tests.test_order_flow import sim
+from tests.test_order_flow import ok, sim
 from tests.test_store_followups import connected_order
 from tests.test_store_integration import Sim
 
@@ -36,3 +38,39 @@ async def test_a_stores_backend_address_is_shown_to_its_buyers_admins_only(
         assert [s["apiUrl"] for s in stores] == [sim.url]
     stores = (await client.data(STORES, token=staff.token))["stores"]["nodes"]
     assert [s["apiUrl"] for s in stores] == [None]
+
+
+CREATE_TOKEN = """mutation($n: String!) { createApiToken(input: {name: $n})
+  { token { id } userErrors { code } } }"""
+TOKEN_EVENTS = "{ events(types: [API_TOKEN_CREATED, API_TOKEN_REVOKED]) { edges { node { subjectId payload } } } }"
+
+
+async def test_a_viewer_sees_the_events_of_its_own_tokens_only_as_apitokens_shows_them(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, ws_connect: Any
+) -> None:
+    admin = await make_member("BUYER")
+    viewer = await make_member("BUYER", role="VIEWER", organisation_id=admin.organisation_id)
+    socket = await ws_connect(token=viewer.token)
+    await socket.acknowledged()
+    await socket.subscribe(
+        "subscription { events(types: [API_TOKEN_CREATED]) { subjectId payload } }"
+    )
+    await server.wait_for_subscribers(1)
+    theirs = await ok(client, CREATE_TOKEN, {"n": "admin's deploy key"}, token=admin.token)
+    mine = await ok(client, CREATE_TOKEN, {"n": "my script"}, token=viewer.token)
+
+    # live: the colleague's token never reaches the viewer; its own does
+    live: list[str] = []
+    while mine["token"]["id"] not in live:  # (its own member token's event may come first)
+        live.append((await socket.next_data())["events"]["subjectId"])
+    assert theirs["token"]["id"] not in live
+    # history: the same rule, as `apiTokens` shows tokens
+    seen = (await client.data(TOKEN_EVENTS, token=viewer.token))["events"]["edges"]
+    listed = await client.data("{ apiTokens { nodes { id } } }", token=viewer.token)
+    own = {token["id"] for token in listed["apiTokens"]["nodes"]}
+    assert mine["token"]["id"] in own and theirs["token"]["id"] not in own
+    assert {e["node"]["subjectId"] for e in seen} == own
+    everything = (await client.data(TOKEN_EVENTS, token=admin.token))["events"]["edges"]
+    assert {theirs["token"]["id"], mine["token"]["id"]} <= {
+        e["node"]["subjectId"] for e in everything
+    }
