@@ -39,7 +39,7 @@ from domain.orders import intake as order_intake
 from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.organisations import commands as organisations
 from domain.organisations import tokens
-from domain.organisations.models import Organisation, OrganisationKind, User
+from domain.organisations.models import ApiToken, Organisation, OrganisationKind, User
 from domain.payments import commands as payments
 
 
@@ -237,14 +237,26 @@ async def _owner(org: DemoOrganisation, *, create: bool) -> User:
 
 async def issue_tokens(*, name: str, create: bool = False) -> DemoTokens:
     """A new token for each demo owner; without ``create`` the organisations must exist
-    (NOT_FOUND otherwise), with it they are created when missing."""
+    (NOT_FOUND otherwise), with it they are created when missing. Earlier tokens of that name
+    beyond the newest few are revoked first (through the domain: every instance hears it), so
+    seeding again and again never meets ``MAX_ACTIVE_TOKENS_PER_USER``."""
     issued = []
     for org in ORGANISATIONS:
         user = await _owner(org, create=create)
+        await _make_room(user, org.kind, name=name)
         token, secret = await tokens.issue_token(user=user, name=name)
         issued.append(DemoToken(organisation=org, token_id=token.id, secret=secret))
     supplier, seller, distributor = issued
     return DemoTokens(supplier=supplier, seller=seller, distributor=distributor)
+
+
+async def _make_room(user: User, kind: OrganisationKind, *, name: str) -> None:
+    keep = tokens.MAX_ACTIVE_TOKENS_PER_USER // 2 - 1
+    earlier = await ApiToken.filter(user_id=user.id, name=name, revoked_at__isnull=True).order_by(
+        "-id"
+    )
+    for old in earlier[keep:]:  # revoked as through the API: its event tells every instance
+        await tokens.revoke_token(viewer=_viewer(user, kind), token_id=old.id)
 
 
 async def _viewers() -> tuple[Viewer, Viewer, Viewer]:

@@ -3,8 +3,10 @@ the old behaviour."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.organisations import tokens
 from tests.conftest import MakeMember
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -74,3 +76,30 @@ async def test_a_viewer_sees_the_events_of_its_own_tokens_only_as_apitokens_show
     assert {theirs["token"]["id"], mine["token"]["id"]} <= {
         e["node"]["subjectId"] for e in everything
     }
+
+
+async def test_tokens_expire_by_default_and_a_user_holds_a_bounded_number(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    viewer_org = await make_member("BUYER")
+    viewer = await make_member("BUYER", role="VIEWER", organisation_id=viewer_org.organisation_id)
+    made = await client.data(
+        'mutation { createApiToken(input: {name: "x"}) { token { expiresAt } userErrors { code } } }',
+        token=viewer.token,
+    )
+    expires = datetime.fromisoformat(made["createApiToken"]["token"]["expiresAt"])
+    lifetime = expires - datetime.now(UTC)
+    assert timedelta(days=89) < lifetime <= tokens.DEFAULT_LIFETIME  # was: never
+    # the member's own token and this one are two; fill up to the limit, then one more
+    for i in range(tokens.MAX_ACTIVE_TOKENS_PER_USER - 2):
+        last = await ok(client, CREATE_TOKEN, {"n": f"t{i}"}, token=viewer.token)
+    refused = await client.data(CREATE_TOKEN, {"n": "one too many"}, token=viewer.token)
+    assert refused["createApiToken"] == {"token": None, "userErrors": [{"code": "TOO_MANY"}]}
+    # a revoked one makes room again
+    await ok(
+        client,
+        "mutation($i: ID!) { revokeApiToken(input: {id: $i}) { userErrors { code } } }",
+        {"i": last["token"]["id"]},
+        token=viewer_org.token,
+    )
+    await ok(client, CREATE_TOKEN, {"n": "room again"}, token=viewer.token)

@@ -6,6 +6,8 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from tortoise.expressions import Q
+
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -18,6 +20,14 @@ from domain.validation import clean_text, utc_datetime
 TOKEN_PREFIX = "sg_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+DEFAULT_LIFETIME = timedelta(days=90)
+"""A token created without ``expiresAt`` expires this long after its creation (a forgotten
+token does not stay valid forever); ask for a later expiry explicitly."""
+
+MAX_ACTIVE_TOKENS_PER_USER = 20
+"""Tokens one user may hold at once (neither revoked nor expired): a 21st is refused with
+``TOO_MANY``; revoke one first."""
+
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -28,14 +38,29 @@ async def issue_token(
 ) -> tuple[ApiToken, str]:
     """Create a token for ``user``; returns the row and the secret (never stored, shown once)."""
     name = clean_text(name, field="name", max_length=100)
+    now = datetime.now(UTC)
     if expires_at is not None:
         expires_at = utc_datetime(expires_at, field="expiresAt")
-        if expires_at <= datetime.now(UTC):
+        if expires_at <= now:
             raise DomainError(
                 ErrorCode.INVALID, "The expiry must be in the future.", field="expiresAt"
             )
+    else:
+        expires_at = now + DEFAULT_LIFETIME
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with transaction():
+        await User.select_for_update().filter(id=user.id).first()  # one count at a time
+        active = await ApiToken.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            user_id=user.id,
+            revoked_at__isnull=True,
+        ).count()
+        if active >= MAX_ACTIVE_TOKENS_PER_USER:
+            raise DomainError(
+                ErrorCode.TOO_MANY,
+                f"At most {MAX_ACTIVE_TOKENS_PER_USER} active tokens per user: revoke one first.",
+                field="name",
+            )
         token = await ApiToken.create(
             user_id=user.id,
             organisation_id=user.organisation_id,
