@@ -26,7 +26,10 @@ BATCH = 500  # rows opened per rule and deadline in one round; the next round ta
 MAX_MINUTES = 60 * 24 * 365
 
 
-async def _deadlines(rule: Rule) -> tuple[dict[int, list[int]], set[int]]:
+Deadlines = tuple[dict[int, list[int]], set[int]]
+
+
+async def _deadlines(rule: Rule) -> Deadlines:
     """The organisations with their own deadline for ``rule``, by deadline; and those who
     switched it off."""
     custom: dict[int, list[int]] = defaultdict(list)
@@ -49,10 +52,12 @@ def _open_breaches(rule: Rule, kind: OrganisationKind) -> Any:
     ).values("subject_id")
 
 
-async def _due(rule: Rule, kind: OrganisationKind, now: datetime) -> list[tuple[dict, int]]:
+async def _due(
+    rule: Rule, kind: OrganisationKind, deadlines: Deadlines, now: datetime
+) -> list[tuple[dict, int]]:
     """Watched rows past the deadline of their party of ``kind``, with no open breach for it:
     (row, minutes)."""
-    custom, off = await _deadlines(rule)
+    custom, off = deadlines
     special = {org for orgs in custom.values() for org in orgs} | off
     c, party = rule.columns, rule.party(kind)
     fields = {
@@ -80,8 +85,10 @@ async def _due(rule: Rule, kind: OrganisationKind, now: datetime) -> list[tuple[
     return found
 
 
-async def _open(rule: Rule, kind: OrganisationKind, now: datetime) -> list[SlaBreach]:
-    due = await _due(rule, kind, now)
+async def _open(
+    rule: Rule, kind: OrganisationKind, deadlines: Deadlines, now: datetime
+) -> list[SlaBreach]:
+    due = await _due(rule, kind, deadlines, now)
     if not due:
         return []
     seen = {
@@ -150,8 +157,9 @@ async def sweep(*, now: datetime) -> tuple[list[SlaBreach], list[SlaBreach]]:
     cleared: list[SlaBreach] = []
     for rule in RULES.values():
         cleared += await _clear(await _moved_on(rule), now)
+        deadlines = await _deadlines(rule)  # every organisation's, read once per rule
         for kind in rule.sides:
-            opened += await _open(rule, kind, now)
+            opened += await _open(rule, kind, deadlines, now)
     return opened, cleared
 
 
