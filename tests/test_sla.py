@@ -86,9 +86,7 @@ async def world(
         buyer_id=d.distributor.organisation_id,
         warehouse_id=warehouse.id,
         sku_id=key_of(d.catalogue["skus"]["TEE-R-M"]),
-        on_hand=10,
-        available=10,
-    )
+    )  # empty: no movement to account for (tests/test_cloud_stock.py checks every ledger)
     return World(d, orders, unrecognized, key_of(quote["quote"]["id"]), item.id)
 
 
@@ -183,8 +181,8 @@ CASES: dict[SlaRule, Case] = {
     ),
     SlaRule.STOCK_BELOW_THRESHOLD: Case(
         lambda w: w.stock,
-        lambda w: StockItem.filter(id=w.stock).update(low_stock_threshold=11, updated_at=T0),
-        lambda w: StockItem.filter(id=w.stock).update(available=11),
+        lambda w: StockItem.filter(id=w.stock).update(low_stock_threshold=1, updated_at=T0),
+        lambda w: StockItem.filter(id=w.stock).update(low_stock_threshold=None),
     ),
 }
 
