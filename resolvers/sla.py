@@ -13,6 +13,7 @@ from domain.events.catalogue import parse
 from domain.pages import MAX_PAGE
 from domain.sla import commands as sla
 from domain.sla import queries as sla_queries
+from domain.sla.rules import RULES
 from resolvers.events import event_stream
 from resolvers.ids import optional_id, page_arguments
 from resolvers.mutations import run_command
@@ -76,13 +77,15 @@ class SlaMutations:
     )
     async def set_sla_rule(self, info: Info, input: SlaRuleInput) -> SlaRulePayload:
         async def command() -> dict:
-            viewer = viewer_of(info)
-            await sla.set_rule(
-                viewer=viewer, rule=input.rule, minutes=input.minutes, enabled=input.enabled
+            setting = await sla.set_rule(
+                viewer=viewer_of(info),
+                rule=input.rule,
+                minutes=input.minutes,
+                enabled=input.enabled,
             )
-            settings = await sla_queries.rule_settings(viewer)
-            [setting] = [s for s in settings if s.rule.rule is input.rule]
-            return {"setting": SlaRuleSetting.of(setting)}
+            return {
+                "setting": SlaRuleSetting.of(sla_queries.rule_setting(RULES[input.rule], setting))
+            }
 
         return await run_command(SlaRulePayload, command, in_input=True)
 

@@ -734,13 +734,6 @@ class ReturnStatusChanged(EventPayload):
 
 # -- service levels -------------------------------------------------------------------------------
 
-_SUBJECT_KEYS = {
-    "Order": "order_id",
-    "Withdrawal": "withdrawal_id",
-    "Quote": "quote_id",
-    "StockItem": "stock_item_id",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class SlaBreachChange(EventPayload):
@@ -756,14 +749,10 @@ class SlaBreachChange(EventPayload):
 
     @classmethod
     def _values(cls, breach: SlaBreach) -> dict[str, Any]:
-        ids: dict[str, int | None] = dict.fromkeys(_SUBJECT_KEYS.values())
-        ids[_SUBJECT_KEYS[breach.subject_type]] = breach.subject_id
-        if breach.order_id is not None:
-            ids["order_id"] = breach.order_id
         return {
             "sla_breach_id": breach.id,
             "rule": breach.rule,
-            **ids,
+            **breach.late_ids(),
             "due_at": breach.due_at,
         }
 

@@ -66,6 +66,24 @@ class SlaBreach(Model):
             ("rule", "cleared_at"),
         )
 
+    def late_ids(self) -> dict[str, int | None]:
+        """What is late, by kind: ``order_id``, ``withdrawal_id``, ``quote_id``,
+        ``stock_item_id`` (the subject's, and the order concerned; the others None)."""
+        ids: dict[str, int | None] = dict.fromkeys(SUBJECT_KEYS.values())
+        ids[SUBJECT_KEYS[self.subject_type]] = self.subject_id
+        if self.order_id is not None:
+            ids["order_id"] = self.order_id
+        return ids
+
+
+SUBJECT_KEYS = {
+    "Order": "order_id",
+    "Withdrawal": "withdrawal_id",
+    "Quote": "quote_id",
+    "StockItem": "stock_item_id",
+}
+"""The attribute naming a breach's subject, by the subject's type."""
+
 
 class SlaSetting(Model):
     """An organisation's own deadline for a rule, or the rule switched off for it."""

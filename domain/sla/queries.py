@@ -50,20 +50,18 @@ class RuleSetting:
     customised: bool
 
 
+def rule_setting(rule: Rule, setting: SlaSetting | None) -> RuleSetting:
+    """``rule`` as ``setting`` (an organisation's own, or None: the default) makes it."""
+    if setting is None:
+        return RuleSetting(rule=rule, minutes=rule.default_minutes, enabled=True, customised=False)
+    return RuleSetting(rule=rule, minutes=setting.minutes, enabled=setting.enabled, customised=True)
+
+
 async def rule_settings(viewer: Viewer) -> list[RuleSetting]:
     """The rules that can concern the caller's organisation, with its deadlines."""
     own = {s.rule: s for s in await SlaSetting.filter(organisation_id=viewer.organisation_id)}
-    out = []
-    for rule in RULES.values():
-        if viewer.organisation_kind not in rule.sides:
-            continue
-        setting = own.get(rule.rule)
-        out.append(
-            RuleSetting(
-                rule=rule,
-                minutes=setting.minutes if setting else rule.default_minutes,
-                enabled=setting.enabled if setting else True,
-                customised=setting is not None,
-            )
-        )
-    return out
+    return [
+        rule_setting(rule, own.get(rule.rule))
+        for rule in RULES.values()
+        if viewer.organisation_kind in rule.sides
+    ]

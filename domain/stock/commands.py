@@ -115,17 +115,14 @@ async def receive_stock(
 
 
 async def receive_from_warehouse(
-    *, warehouse_id: int, reference: str, received_by_sku: dict[str, int]
+    *, warehouse_id: int, order_id: int, received_by_sku: dict[str, int]
 ) -> Order:
-    """The cloud warehouse's own receipt (its signed callback): ``reference`` is our order id,
-    ``received_by_sku`` the units that arrived per SKU code (SKUs not named: none arrived)."""
+    """The cloud warehouse's own receipt (its signed callback): ``order_id`` is the order its
+    ``reference`` names, ``received_by_sku`` the units that arrived per SKU code (SKUs not
+    named: none arrived)."""
     async with transaction():
-        order = (
-            await Order.get_or_none(
-                id=int(reference), kind=OrderKind.CLOUD_WAREHOUSE, cloud_warehouse_id=warehouse_id
-            )
-            if reference.isdigit()
-            else None
+        order = await Order.get_or_none(
+            id=order_id, kind=OrderKind.CLOUD_WAREHOUSE, cloud_warehouse_id=warehouse_id
         )
         if order is None:
             raise not_found("Cloud-warehouse order of this warehouse", field="reference")

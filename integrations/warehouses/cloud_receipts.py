@@ -43,19 +43,19 @@ def _answer(status: int, outcome: str, **extra: str) -> JSONResponse:
     return JSONResponse({"status": outcome, **extra}, status_code=status)
 
 
-def _is_order_key(reference: str) -> bool:
-    """ASCII digits naming a possible row (``"²"`` is a digit to ``str.isdigit``, not to us)."""
-    return reference.isascii() and reference.isdigit() and is_key(int(reference))
-
-
-def _parse(body: bytes) -> tuple[str, str, dict[str, int]]:
+def _parse(body: bytes) -> tuple[str, int, dict[str, int]]:
+    """(event id, our order's key, units per SKU code); ``ValueError`` for anything else."""
     data: Any = json.loads(body)
     if not isinstance(data, dict):
         raise ValueError("expected an object")
     event_id, reference, items = data.get("event_id"), data.get("reference"), data.get("items")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= 100:
         raise ValueError("event_id: a string of 1 to 100 characters")
-    if not isinstance(reference, str) or not _is_order_key(reference):
+    # ASCII digits naming a possible row ("²" is a digit to str.isdigit, not to us)
+    if not (isinstance(reference, str) and reference.isascii() and reference.isdigit()):
+        raise ValueError("reference: our order id (digits 0-9, a positive 64-bit integer)")
+    order_id = int(reference)
+    if not is_key(order_id):
         raise ValueError("reference: our order id (digits 0-9, a positive 64-bit integer)")
     if not isinstance(items, list):
         raise ValueError("items: a list")
@@ -66,7 +66,7 @@ def _parse(body: bytes) -> tuple[str, str, dict[str, int]]:
         if not isinstance(sku, str) or type(quantity) is not int or quantity < 0:
             raise ValueError(f"items.{i}: {{sku, received_quantity >= 0}}")
         received[sku] = received.get(sku, 0) + quantity
-    return event_id, reference, received
+    return event_id, order_id, received
 
 
 async def receive_cloud_receipt(request: Request) -> JSONResponse:
@@ -92,14 +92,14 @@ async def receive_cloud_receipt(request: Request) -> JSONResponse:
         log.warning("cloud receipt for warehouse %s refused: %s", warehouse.id, error)
         return _answer(401, "unauthorized")
     try:
-        event_id, reference, received = _parse(body)
+        event_id, order_id, received = _parse(body)
     except ValueError as error:
         return _answer(400, "invalid", error=str(error)[:300])
     try:
         async with transaction():
             await CloudReceiptCallback.create(warehouse_id=warehouse.id, event_id=event_id)
             order = await receive_from_warehouse(
-                warehouse_id=warehouse.id, reference=reference, received_by_sku=received
+                warehouse_id=warehouse.id, order_id=order_id, received_by_sku=received
             )
     except IntegrityError:
         return _answer(200, "duplicate")

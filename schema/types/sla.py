@@ -17,13 +17,6 @@ SlaRule = strawberry.enum(
     description="What is late. `slaRules` gives each rule's meaning and the caller's deadline.",
 )
 
-_SUBJECT_FIELDS = {
-    "Order": "order_id",
-    "Withdrawal": "withdrawal_id",
-    "Quote": "quote_id",
-    "StockItem": "stock_item_id",
-}
-
 
 @strawberry.type(
     description="The caller's organisation's deadline for a rule passed: raised once when it "
@@ -51,10 +44,8 @@ class SlaBreach(Node):
 
     @classmethod
     def from_model(cls, b: m.SlaBreach) -> SlaBreach:
-        ids: dict[str, strawberry.ID | None] = dict.fromkeys(_SUBJECT_FIELDS.values())
-        ids[_SUBJECT_FIELDS[b.subject_type]] = gid(b.subject_type, b.subject_id)
-        if b.order_id is not None:
-            ids["order_id"] = gid("Order", b.order_id)
+        types = {key: kind for kind, key in m.SUBJECT_KEYS.items()}
+        ids = {key: optional_gid(types[key], value) for key, value in b.late_ids().items()}
         return cls(
             id=gid("SlaBreach", b.id),
             rule=b.rule,
