@@ -49,18 +49,9 @@ async def issue_token(
         expires_at = now + DEFAULT_LIFETIME
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with transaction():
-        await User.select_for_update().filter(id=user.id).first()  # one count at a time
-        active = await ApiToken.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            user_id=user.id,
-            revoked_at__isnull=True,
-        ).count()
-        if active >= MAX_ACTIVE_TOKENS_PER_USER:
-            raise DomainError(
-                ErrorCode.TOO_MANY,
-                f"At most {MAX_ACTIVE_TOKENS_PER_USER} active tokens per user: revoke one first.",
-                field="name",
-            )
+        # Written first, counted after: SQLite's transaction starts as a writer (a read first
+        # could not become one while another process writes: "database is locked"), and on
+        # PostgreSQL the user's row lock makes a concurrent issue wait for this one's commit.
         token = await ApiToken.create(
             user_id=user.id,
             organisation_id=user.organisation_id,
@@ -69,6 +60,18 @@ async def issue_token(
             secret_hash=_digest(secret),
             expires_at=expires_at,
         )
+        await User.select_for_update().filter(id=user.id).first()
+        active = await ApiToken.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            user_id=user.id,
+            revoked_at__isnull=True,
+        ).count()
+        if active > MAX_ACTIVE_TOKENS_PER_USER:  # this one included; refused, nothing stays
+            raise DomainError(
+                ErrorCode.TOO_MANY,
+                f"At most {MAX_ACTIVE_TOKENS_PER_USER} active tokens per user: revoke one first.",
+                field="name",
+            )
         await record_event(
             ApiTokenCreated.of(
                 token, actor_user_id=actor_user_id if actor_user_id is not None else user.id
