@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make's targets are for development, tests and benchmarks, whose store and warehouse simulators
+# run on this machine: they may be called over plain http (a deployment lists its own hosts,
+# or none: see OUTBOUND_ALLOWED_HOSTS in the README)
+export OUTBOUND_ALLOWED_HOSTS ?= 127.0.0.1,localhost
 
 .PHONY: run test lint format migrate migrations schema seed simulate clean bench-stock bench bench-plot soak vendor-graphiql vendor-dashboard
 

@@ -31,6 +31,8 @@ PYTHON = sys.executable
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 REQUEST_TIMEOUT = 30.0
+# the bench's stores and warehouse simulators run on this machine (OUTBOUND_ALLOWED_HOSTS)
+LOCAL_HOSTS = "127.0.0.1,localhost"
 
 
 # --------------------------------------------------------------------------- result rows
@@ -510,3 +512,13 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def allow_local_simulators() -> str:
+    """Let this process register and call the simulators on this machine, as the servers it
+    starts may (``app_environment``); returns the allowed hosts."""
+    from domain import external_addresses
+
+    hosts = os.environ.get("OUTBOUND_ALLOWED_HOSTS", LOCAL_HOSTS)
+    external_addresses.configure(external_addresses.AddressPolicy.of(hosts.split(",")))
+    return hosts

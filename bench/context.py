@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, LoadOptions, LoadStats, ServerProcess, free_port
+from bench.common import (
+    PYTHON,
+    LoadOptions,
+    LoadStats,
+    ServerProcess,
+    allow_local_simulators,
+    free_port,
+)
 from bench.seed import Seeded
 
 MAX_SAMPLES_KEPT = 20_000  # per series in latencies.json
@@ -44,6 +51,7 @@ class BenchContext:
             "SECRETS_KEY": self.secrets_key,
             "LOG_LEVEL": "WARNING",
             "RESPONSE_CACHE": "false",
+            "OUTBOUND_ALLOWED_HOSTS": allow_local_simulators(),
         }
 
     async def app_server(self) -> ServerProcess:

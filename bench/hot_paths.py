@@ -63,6 +63,7 @@ from bench.common import (
     Req,
     Row,
     ServerProcess,
+    allow_local_simulators,
     compared,
     free_port,
     load_rows,
@@ -367,6 +368,7 @@ async def seed_distributor(cat: Catalogue, pool: int, sim_url: str, app_url: str
         viewer=cat.supplier, partnership_id=applied.id, accept=True
     )
     assert accepted.warehouse_id is not None
+    allow_local_simulators()  # the simulator runs on 127.0.0.1
     authorised = await partnerships.authorise_warehouse(
         viewer=cat.supplier, provider="SimWMS", name="Sim", api_url=sim_url, api_key=WAREHOUSE_KEY
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from bench.common import allow_local_simulators
 from domain.access import Viewer
 from domain.catalogue import commands as catalogue
 from domain.catalogue import links as connections
@@ -88,6 +89,7 @@ async def buyer_with_token(name: str, email: str) -> tuple[Viewer, str]:
 
 async def seed(orders: int) -> Seeded:
     started = time.perf_counter()
+    allow_local_simulators()  # the stores registered below name 127.0.0.1
     supplier, supplier_user = await organisations.create_organisation(
         name="Bench supplier",
         kind=OrganisationKind.SUPPLIER,

@@ -134,6 +134,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.configure_secrets()
+        settings.configure_outbound()
         outbound.tls_context()  # once, before anything is served (about 20 ms of CPU)
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)

@@ -23,6 +23,7 @@ async def _database(settings: Settings) -> Any:
     from domain.db import tortoise_config
 
     settings.configure_secrets()
+    settings.configure_outbound()
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
         yield
@@ -91,14 +92,21 @@ async def _create_org(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _create_token(settings: Settings, args: argparse.Namespace) -> None:
-    from domain.organisations import tokens
-    from domain.organisations.models import User
+    from domain.organisations import queries, tokens
 
     async with _database(settings):
-        user = await User.get_or_none(email=args.email.strip().lower())
-        if user is None:
-            raise SystemExit(f"no user with e-mail {args.email!r}")
-        _, secret = await tokens.issue_token(user=user, name=args.name)
+        # an e-mail is unique within an organisation only: several may use it
+        users = await queries.users_with_email(args.email, organisation_id=args.organisation)
+        if not users:
+            where = "" if args.organisation is None else f" in organisation {args.organisation}"
+            raise SystemExit(f"no user with e-mail {args.email!r}{where}")
+        if len(users) > 1:
+            listed = ", ".join(str(u.organisation_id) for u in users)
+            raise SystemExit(
+                f"{len(users)} users have the e-mail {args.email!r} (organisations {listed}): "
+                "choose one with --organisation ID"
+            )
+        _, secret = await tokens.issue_token(user=users[0], name=args.name)
         print(secret)
 
 
@@ -206,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("create-token", help="issue an API token for a user (printed once)")
     token.add_argument("--email", required=True)
+    token.add_argument(
+        "--organisation",
+        type=int,
+        help="the user's organisation (id): needed when several organisations use the e-mail",
+    )
     token.add_argument("--name", default="cli")
     token.set_defaults(run=_async(_create_token))
 

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from domain import external_addresses
+from domain.external_addresses import AddressPolicy
 from domain.secrets import check_key, configure, load_or_create_key
+from integrations import outbound
 
 DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
 
@@ -93,6 +96,13 @@ def _log_format(raw: str) -> str:
 
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if any(("/" in h or " " in h) for h in hosts):
+        raise ValueError("expected host names or addresses, separated by commas")
+    return hosts
 
 
 def _trusted_documents(raw: str) -> str:
@@ -345,6 +355,21 @@ class Settings:
         str,
         "Bearer token `/metrics` requires; empty: open (keep it on the internal network).",
     )
+    outbound_allowed_hosts: tuple[str, ...] = _setting(
+        "OUTBOUND_ALLOWED_HOSTS",
+        "",
+        _hosts,
+        "Comma-separated hosts (names or addresses) that store and warehouse addresses may name "
+        "over plain http and on internal addresses, such as `127.0.0.1` for the simulators "
+        "(`make run` sets `127.0.0.1,localhost`); any other address must be https on the "
+        "public internet.",
+    )
+    outbound_max_response_bytes: int = _setting(
+        "OUTBOUND_MAX_RESPONSE_BYTES",
+        "8388608",
+        _positive_int,
+        "Largest answer read from a store or warehouse API, in bytes; a larger one fails the call.",
+    )
     secrets_key: str = _setting(
         "SECRETS_KEY",
         "",
@@ -367,6 +392,11 @@ class Settings:
         """Install the credentials key for this process (see ``domain.secrets``)."""
         key = self.secrets_key or load_or_create_key(Path(self.secrets_key_file))
         configure(key)
+
+    def configure_outbound(self) -> None:
+        """Install the outbound-request policy for this process (``integrations.outbound``)."""
+        external_addresses.configure(AddressPolicy.of(self.outbound_allowed_hosts))
+        outbound.configure(max_response_bytes=self.outbound_max_response_bytes)
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from domain import external_addresses
 from domain.secrets import generate_key
 from schema.global_ids import gid
 from service.settings import Settings
@@ -28,6 +29,18 @@ from tests.support.server import RunningServer, start_server
 from tests.support.services import IN_CI, SKIPPED_SUITES, answers, postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The store and warehouse simulators the tests call run on this machine: the operator's
+# allow-list, as `make test` sets it, for this process and every server it starts.
+os.environ.setdefault("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1,localhost")
+LOCAL_POLICY = external_addresses.AddressPolicy.of(os.environ["OUTBOUND_ALLOWED_HOSTS"].split(","))
+
+
+@pytest.fixture(autouse=True)
+def _local_simulators_allowed() -> None:
+    """Every test starts with the allow-list above (an app started with other settings
+    installs its own policy for the whole process)."""
+    external_addresses.configure(LOCAL_POLICY)
 
 
 def migrate(database_url: str) -> None:
@@ -94,6 +107,7 @@ def base_settings(database_url: str) -> Settings:
             "OUTBOX_RETRY_INTERVAL": "0.2",
             # time-driven SLA sweeps are driven by the tests that want them (tests/test_sla.py)
             "SLA_SWEEP_INTERVAL": "0",
+            "OUTBOUND_ALLOWED_HOSTS": os.environ["OUTBOUND_ALLOWED_HOSTS"],
             "SECRETS_KEY": generate_key(),
             # this process starts hundreds of servers; GC tuning is per process (test_runtime)
             "GC_TUNING": "false",

@@ -25,6 +25,7 @@ from domain.events.catalogue import (
     PartnershipUpdated,
     ThirdPartyWarehouseUpdated,
 )
+from domain.external_addresses import check_registered_url
 from domain.orders.intake import clean_address
 from domain.organisations.models import Organisation, OrganisationKind, Role
 from domain.validation import clean_text
@@ -207,8 +208,7 @@ async def authorise_warehouse(
     provider = clean_text(provider, field="provider", max_length=100)
     name = clean_text(name, field="name", max_length=200)
     api_url = clean_text(api_url, field="apiUrl", max_length=500)
-    if not api_url.startswith(("http://", "https://")):
-        raise DomainError(ErrorCode.INVALID, "An http(s) address.", field="apiUrl")
+    await check_registered_url(api_url, field="apiUrl")
     api_key = clean_text(api_key, field="apiKey", max_length=500)
     secret = secrets.token_urlsafe(32)
     async with transaction():

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
-from domain.errors import DomainError, ErrorCode
 from domain.events import record_event
 from domain.events.catalogue import StoreUpdated
+from domain.external_addresses import check_registered_url
 from domain.stores.data import StoreProductData
 from domain.stores.models import Store, StorePlatform, StoreProduct, StoreVariant
 from domain.validation import clean_text
@@ -29,8 +29,7 @@ async def connect_store(
     require_buyer(viewer)
     name = clean_text(name, field="name", max_length=200)
     api_url = clean_text(api_url, field="apiUrl", max_length=500)
-    if not api_url.startswith(("http://", "https://")):
-        raise DomainError(ErrorCode.INVALID, "An http(s) address.", field="apiUrl")
+    await check_registered_url(api_url, field="apiUrl")
     access_token = clean_text(access_token, field="accessToken", max_length=500)
     secret = (
         clean_text(webhook_secret, field="webhookSecret", max_length=200)

@@ -176,7 +176,7 @@ class StoreClient:
         if status in (401, 403):
             message = f"{method} {path}: the store refused the credentials (HTTP {status})"
         else:
-            detail = response.text[:200].strip()
+            detail = _protocol_error(response)
             message = f"{method} {path}: HTTP {status}" + (f": {detail}" if detail else "")
         return StoreApiError(self._redact(message), transient=is_transient(status), status=status)
 
@@ -191,3 +191,13 @@ class StoreClient:
 
     def _redact(self, message: str) -> str:
         return message.replace(self._token, "***")
+
+
+def _protocol_error(response: httpx.Response) -> str:
+    """The store's reason when the body is the protocol's error (``{"errors": "..."}``),
+    shortened; nothing otherwise: a body as it came is never shown."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return ""
+    return errors.strip()[:200] if isinstance(errors, str) else ""

@@ -249,7 +249,8 @@ class WarehouseClient:
             parsed = parse_error(response.json())
         except ValueError:
             parsed = None
-        code, detail = parsed or (None, response.text[:200].strip())
+        # only an error in the warehouse protocol's shape is shown, never a body as it came
+        code, detail = parsed or (None, "")
         if status == 409:
             return WarehouseRefused(code or "CONFLICT", self._redact(detail))
         where = f"{method} {path}: HTTP {status}"

@@ -749,7 +749,8 @@ def parse_error(payload: Any) -> tuple[str, str] | None:
     if not isinstance(error, dict) or not isinstance(error.get("code"), str):
         return None
     message = error.get("message")
-    return error["code"], message if isinstance(message, str) else ""
+    # bounded: what the API shows of a refusal is the protocol's code and a short reason
+    return error["code"][:64], message[:200] if isinstance(message, str) else ""
 
 
 # --- callback signatures ----------------------------------------------------------------------
