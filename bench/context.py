@@ -18,6 +18,8 @@ from bench.common import (
 )
 from bench.seed import Seeded
 
+METRICS_TOKEN = "bench-metrics"  # the token the bench's servers take for /metrics
+
 MAX_SAMPLES_KEPT = 20_000  # per series in latencies.json
 
 
@@ -52,6 +54,7 @@ class BenchContext:
             "LOG_LEVEL": "WARNING",
             "RESPONSE_CACHE": "false",
             "OUTBOUND_ALLOWED_HOSTS": allow_local_simulators(),
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
 
     async def app_server(self) -> ServerProcess:

@@ -27,7 +27,7 @@ from bench.common import (
     measure,
     progress,
 )
-from bench.context import BenchContext
+from bench.context import METRICS_TOKEN, BenchContext
 from bench.orders_page import PAGE_SIZE, check_page, page_request
 
 NAME = "repeated_reads"
@@ -40,7 +40,9 @@ async def _cache_lookups(host: str, port: int) -> dict[str, float]:
     """``supplygraph_response_cache_lookups_total`` by result, from ``/metrics``."""
     conn = RawConnection(host, port)
     try:
-        status, body = await conn.send(make_req("GET", "/metrics", {}))
+        status, body = await conn.send(
+            make_req("GET", "/metrics", {"authorization": f"Bearer {METRICS_TOKEN}"})
+        )
     finally:
         await conn.close()
     if status != 200:

@@ -195,10 +195,13 @@ class HttpMetricsMiddleware:
 
 async def metrics_endpoint(request: Request) -> Response:
     token = request.app.state.settings.metrics_token
-    if token:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return Response("unauthorized\n", status_code=401, media_type="text/plain")
+    if not token:  # every tenant's operation names and counts: never public
+        return Response(
+            "metrics are off: set METRICS_TOKEN\n", status_code=404, media_type="text/plain"
+        )
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return Response("unauthorized\n", status_code=401, media_type="text/plain")
     metrics: Metrics = request.app.state.metrics
     await metrics.refresh()
     return Response(

@@ -353,7 +353,8 @@ class Settings:
         "METRICS_TOKEN",
         "",
         str,
-        "Bearer token `/metrics` requires; empty: open (keep it on the internal network).",
+        "Bearer token `/metrics` requires; empty: `/metrics` is not served (it shows every "
+        "tenant's operation names and counts).",
     )
     outbound_allowed_hosts: tuple[str, ...] = _setting(
         "OUTBOUND_ALLOWED_HOSTS",

@@ -33,6 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The store and warehouse simulators the tests call run on this machine: the operator's
 # allow-list, as `make test` sets it, for this process and every server it starts.
 os.environ.setdefault("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1,localhost")
+# /metrics is served with a token only; the tests' servers (and the processes they start) use
+# this one (``METRICS_HEADERS``)
+os.environ.setdefault("METRICS_TOKEN", "test-metrics-token")
+METRICS_HEADERS = {"authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
 LOCAL_POLICY = external_addresses.AddressPolicy.of(os.environ["OUTBOUND_ALLOWED_HOSTS"].split(","))
 
 
@@ -108,6 +112,7 @@ def base_settings(database_url: str) -> Settings:
             # time-driven SLA sweeps are driven by the tests that want them (tests/test_sla.py)
             "SLA_SWEEP_INTERVAL": "0",
             "OUTBOUND_ALLOWED_HOSTS": os.environ["OUTBOUND_ALLOWED_HOSTS"],
+            "METRICS_TOKEN": os.environ["METRICS_TOKEN"],
             "SECRETS_KEY": generate_key(),
             # this process starts hundreds of servers; GC tuning is per process (test_runtime)
             "GC_TUNING": "false",

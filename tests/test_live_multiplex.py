@@ -17,7 +17,7 @@ from domain.events import outbox
 from domain.events.models import Event
 from schema.global_ids import gid, key_of
 from service.live import LiveEndpoint, Multiplexer
-from tests.conftest import MakeMember, ServerFactory
+from tests.conftest import METRICS_HEADERS, MakeMember, ServerFactory
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer
 
@@ -100,7 +100,7 @@ async def test_sockets_with_the_same_subscription_share_one_group(
     for ws in sockets:
         await nothing_more(ws)
 
-    metrics = (await client.http.get("/metrics")).text
+    metrics = (await client.http.get("/metrics", headers=METRICS_HEADERS)).text
     assert "supplygraph_subscription_groups 1.0" in metrics
     assert "supplygraph_active_subscriptions 5.0" in metrics
 

@@ -6,7 +6,7 @@ import re
 
 from domain.distribution.models import WarehouseTask
 from schema.global_ids import key_of
-from tests.conftest import MakeMember, ServerFactory
+from tests.conftest import METRICS_HEADERS, MakeMember, ServerFactory
 from tests.support.distribution import paid_order, partnered
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
@@ -38,7 +38,7 @@ async def test_operations_routes_and_live_figures_are_exported(
     await ws.subscribe("subscription Live { events { id } }")
     await server.wait_for_subscribers(1)
 
-    text = (await client.http.get("/metrics")).text
+    text = (await client.http.get("/metrics", headers=METRICS_HEADERS)).text
     ok = sample(
         text, "supplygraph_graphql_operations_total", operation="Me", type="query", outcome="ok"
     )
@@ -79,3 +79,15 @@ async def test_background_work_carries_the_request_id(
     assert response.json()["data"]["withdrawOrder"]["userErrors"] == []
     [task] = await WarehouseTask.filter(order_id=key_of(order_id))
     assert task.request_id == "req-abc-123"
+
+
+async def test_metrics_are_not_served_without_a_token(make_server: ServerFactory) -> None:
+    """They name every tenant's operations and count them: no token set, no /metrics."""
+    server = await make_server(metrics_token="")
+    client = GraphQLHttp(server.url)
+    try:
+        answer = await client.http.get("/metrics")
+        assert answer.status_code == 404
+        assert "supplygraph_" not in answer.text
+    finally:
+        await client.close()

@@ -24,7 +24,7 @@ from service.response_cache import (
     analyse,
     request_key,
 )
-from tests.conftest import MakeMember, Member, ServerFactory
+from tests.conftest import METRICS_HEADERS, MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
 from tests.support.services import require_postgres, require_redis
@@ -104,7 +104,7 @@ async def test_repeated_query_is_answered_from_the_cache(
     assert second.headers["cache-control"] == "no-store"
     assert second.headers["x-request-id"] != first.headers["x-request-id"]
 
-    metrics = (await client.http.get("/metrics")).text
+    metrics = (await client.http.get("/metrics", headers=METRICS_HEADERS)).text
     assert sample(metrics, "supplygraph_response_cache_lookups_total", result="hit") == 1
     assert sample(metrics, "supplygraph_response_cache_lookups_total", result="miss") == 1
     # a hit still counts as an operation answered

@@ -27,7 +27,7 @@ from domain.organisations import tokens
 from domain.organisations.models import OrganisationKind
 from integrations.bus.hub import EventHub
 from schema.global_ids import gid
-from tests.conftest import MakeMember, Member
+from tests.conftest import METRICS_HEADERS, MakeMember, Member
 from tests.support.dashboard import Dashboard, Panel, of_type, status_change, withdrawal_of
 from tests.support.distribution import (
     WarehouseSim,
@@ -176,7 +176,7 @@ class Instance:
             return
         async with httpx.AsyncClient() as http:  # the other process: its metrics, then a margin
             for _ in range(200):
-                text = (await http.get(f"{self.url}/metrics")).text
+                text = (await http.get(f"{self.url}/metrics", headers=METRICS_HEADERS)).text
                 line = next(
                     ln
                     for ln in text.splitlines()
