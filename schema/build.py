@@ -169,8 +169,11 @@ def create_schema(
     max_batch_operations: int = 10,
     trusted_digests: Collection[str] | None = None,
     extra_extensions: Sequence[Callable[[], SchemaExtension]] = (),
+    after_validation: Sequence[Callable[[], SchemaExtension]] = (),
 ) -> SupplygraphSchema:
     """The schema with its limits; ``extra_extensions`` (such as metrics) come from the app.
+    ``after_validation`` extensions come after the validation cache, so a refusal they set in
+    ``on_validate`` is not replaced by the cached (empty) list of errors.
 
     The depth and alias rules are built once here: Strawberry's limiter extensions build new
     rule classes for every request, and the validation cache (keyed by the rules) would then
@@ -186,6 +189,7 @@ def create_schema(
         lambda: AddValidationRules(limits),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        *after_validation,
     ]
     return SupplygraphSchema(
         query=Query,

@@ -38,6 +38,9 @@ from service.cors import cors_middleware
 from service.dashboard import dashboard_routes
 from service.graphiql import asset_routes
 from service.graphql_view import GraphQLView
+from service.introspection import IntrospectionForAuthenticated
+from service.limits.extension import cost_extensions
+from service.limits.throttle import Throttle
 from service.live import LiveEndpoint, Multiplexer
 from service.metrics import HttpMetricsMiddleware, Metrics, OperationMetrics, metrics_endpoint
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -121,15 +124,17 @@ def _persisted_documents(settings: Settings) -> PersistedDocuments:
 
 def create_app(settings: Settings) -> Starlette:
     documents = _persisted_documents(settings)
+    throttle = Throttle.of(settings)
     schema = create_schema(
         max_depth=settings.max_query_depth,
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_aliases,
         max_batch_operations=settings.max_batch_operations,
         trusted_digests=documents.trusted_digests,
-        extra_extensions=[OperationMetrics],
+        extra_extensions=[*cost_extensions(throttle), OperationMetrics],
+        after_validation=() if settings.introspection_open else [IntrospectionForAuthenticated],
     )
-    graphql = GraphQLView(schema, settings, documents)
+    graphql = GraphQLView(schema, settings, documents, throttle=throttle)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -201,6 +206,7 @@ def create_app(settings: Settings) -> Starlette:
                 await hub.stop()  # ends open subscriptions cleanly
                 await publisher.stop()
                 await broadcast.disconnect()
+                await throttle.close()
                 if isinstance(documents.store, RedisDocuments):
                     await documents.store.close()
 

@@ -98,6 +98,13 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _introspection(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"authenticated", "open"}:
+        raise ValueError("expected authenticated or open")
+    return value
+
+
 def _hosts(raw: str) -> tuple[str, ...]:
     hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     if any(("/" in h or " " in h) for h in hosts):
@@ -145,6 +152,13 @@ class Settings:
     port: int = _setting("PORT", "8000", _port, "Port `serve` listens on.")
     workers: int = _setting("WORKERS", "1", _positive_int, "uvicorn worker processes for `serve`.")
     debug: bool = _setting("DEBUG", "false", _bool, "Serve GraphiQL at `/graphql`.")
+    introspection: str = _setting(
+        "INTROSPECTION",
+        "authenticated",
+        _introspection,
+        "`authenticated`: `__schema` and `__type` need a valid token; `open`: anyone may "
+        "introspect (DEBUG opens it too).",
+    )
     log_level: str = _setting("LOG_LEVEL", "INFO", _log_level, "Log level.")
     log_format: str = _setting("LOG_FORMAT", "json", _log_format, "`json` lines or plain `text`.")
     max_query_depth: int = _setting(
@@ -398,6 +412,10 @@ class Settings:
         """Install the outbound-request policy for this process (``integrations.outbound``)."""
         external_addresses.configure(AddressPolicy.of(self.outbound_allowed_hosts))
         outbound.configure(max_response_bytes=self.outbound_max_response_bytes)
+
+    @property
+    def introspection_open(self) -> bool:
+        return self.debug or self.introspection == "open"
 
     @property
     def is_sqlite(self) -> bool:
