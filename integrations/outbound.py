@@ -30,6 +30,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from compat.httpx import transport_on_pool
 from domain import external_addresses
 from domain.external_addresses import AddressRefused
 
@@ -128,14 +129,15 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = options.pop("limits", DEFAULT_LIMITS)
         super().__init__(verify=tls_context(), trust_env=False, limits=limits, **options)
         # the same pool httpx builds, with the checking network backend (httpx has no
-        # parameter for it)
-        self._pool = httpcore.AsyncConnectionPool(
+        # parameter for it: ``compat.httpx``)
+        pool = httpcore.AsyncConnectionPool(
             ssl_context=tls_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_CheckedBackend(),
         )
+        transport_on_pool(self, pool)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await super().handle_async_request(request)

@@ -13,12 +13,12 @@ import pytest
 from graphql import parse
 from tortoise import Tortoise
 
-from compat import broadcaster, graphql_core, strawberry, tortoise
+from compat import broadcaster, graphql_core, httpx, strawberry, tortoise
 from schema.build import create_schema
 from schema.execution import FastExecutionContext
 from tests.support.server import RunningServer
 
-MODULES = [broadcaster, graphql_core, strawberry, tortoise]
+MODULES = [broadcaster, graphql_core, httpx, strawberry, tortoise]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -33,6 +33,10 @@ def test_each_compat_module_was_checked_against_the_installed_version(module: Mo
 
 async def test_broadcaster_internals() -> None:
     await broadcaster.probe()
+
+
+def test_httpx_internals() -> None:
+    httpx.probe()
 
 
 def test_strawberry_and_graphql_core_internals() -> None:
