@@ -31,6 +31,9 @@ PYTHON = sys.executable
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 REQUEST_TIMEOUT = 30.0
+# Abuse limits off in every server a benchmark starts (unless its environment sets them): a
+# load generator is a few tokens (and addresses) sending as fast as the server answers.
+UNLIMITED = {"THROTTLE_MAXIMUM_AVAILABLE": "0", "ANONYMOUS_RATE": "0"}
 # the bench's stores and warehouse simulators run on this machine (OUTBOUND_ALLOWED_HOSTS)
 LOCAL_HOSTS = "127.0.0.1,localhost"
 
@@ -439,7 +442,8 @@ class ServerProcess:
         core: int | None = SERVER_CORE,
         health_path: str = "/healthz",
     ):
-        self.name, self.command, self.env, self.log_path = name, command, env, log_path
+        self.name, self.command, self.log_path = name, command, log_path
+        self.env = {**UNLIMITED, **env}
         self.core, self.health_path = core, health_path
         self.host = env.get("HOST", "127.0.0.1")
         self.port = int(env["PORT"])

@@ -20,7 +20,7 @@ import os
 
 import httpx
 
-from bench.common import Row, progress
+from bench.common import UNLIMITED, Row, progress
 from bench.context import BenchContext
 from bench.orders_page import QUERY
 from service.app import create_app
@@ -84,6 +84,7 @@ async def _count(client: httpx.AsyncClient, token: str, first: int) -> Statement
 async def run(ctx: BenchContext) -> list[Row]:
     settings = Settings.from_env(
         {
+            **UNLIMITED,
             **os.environ,
             "DATABASE_URL": ctx.database_url,
             "SECRETS_KEY": ctx.secrets_key,

@@ -7,6 +7,11 @@ invalidating the caller's organisation after a mutation. Responses that went thr
 carry ``x-cache: hit`` or ``x-cache: miss``. Media types, statuses and error bodies follow
 GraphQL over HTTP (``service/graphql_http.py``); a JSON array of operations is a batch, run one
 operation after the other, each as if it came alone.
+
+Abuse limits (``service/limits/``): a request without a valid token counts against its client
+address's bucket, refused 429 past it; an operation's cost is charged to its token by the
+schema's ``QueryCost`` when it runs, and here when it is answered from the cache; a single
+operation refused ``THROTTLED`` is a 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from compat.strawberry import core_schema
 from domain.access import Viewer
 from domain.db import DATABASE_UNAVAILABLE
 from domain.organisations import tokens
@@ -45,6 +51,16 @@ from service.graphql_http import (
     error_response,
     is_request_error,
     response_media_type,
+)
+from service.limits.bodies import with_cost, without_cost
+from service.limits.throttle import (
+    COST_STATE,
+    RETRY_AFTER_STATE,
+    THROTTLED,
+    Charge,
+    Throttle,
+    anonymous_message,
+    retry_after_header,
 )
 from service.metrics import Metrics
 from service.observability import new_request_id
@@ -72,6 +88,7 @@ _VIEWER = "supplygraph.viewer"  # authenticated before Strawberry ran (value: Vi
 _ERRORS = "supplygraph.errors"  # whether the executed result had errors
 _REQUEST_ERROR = "supplygraph.request_error"  # a single operation that did not execute
 _DOCUMENTS = "supplygraph.documents"  # persisted documents this request resolved, by hash
+_BATCH = "supplygraph.batch"  # the request is a batch of operations
 _STREAMING_ACCEPT = ("multipart/mixed", "text/event-stream")
 # extensions a request may carry and still be answered from the response cache
 _CACHEABLE_EXTENSIONS = frozenset({"clientLibrary", "persistedQuery", "documentId"})
@@ -94,6 +111,11 @@ def _bearer(value: object) -> str | None:
     return secret.strip()
 
 
+def _client_address(connection: Request | WebSocket) -> str:
+    client = connection.scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def _count_hit(metrics: Metrics, operation: Operation, seconds: float) -> None:
     """A cache hit, in the figures ``OperationMetrics`` keeps for executed operations too."""
     name = metrics.operation_label(operation.name)
@@ -110,6 +132,9 @@ class _Plan:
     operation: Operation
     key: Key
     settled: bool  # the cache reflects every commit of this process so far: it may answer
+    document: str
+    name: str | None
+    variables: dict[str, Any] | None
 
 
 def _has_lone_surrogate(value: object) -> bool:
@@ -165,6 +190,7 @@ class GraphQLView(GraphQL):
         settings: Settings,
         documents: PersistedDocuments | None = None,
         services: Services | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -189,6 +215,9 @@ class GraphQLView(GraphQL):
         self.documents = documents
         # what resolvers call of the integrations (``info.context.services``)
         self.services = services or integration_services(settings)
+        # query cost and address limits (``service/limits/``); the schema's ``QueryCost``
+        # charges executed operations, this view answers from the cache and refuses addresses
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -219,12 +248,14 @@ class GraphQLView(GraphQL):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
-        if cache is None or hub is None or hub.closed:
-            response = await self._execute(request)
-            await response(scope, receive, send)
+        plan = None
+        if cache is not None and hub is not None and not hub.closed:
+            plan = await self._plan(request, cache)
+        refusal = await self._refuse_anonymous(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        plan = await self._plan(request, cache)
-        if plan is None:
+        if cache is None or plan is None:
             response = await self._execute(request)
         elif plan.operation.kind is OperationType.MUTATION:
             try:
@@ -235,7 +266,14 @@ class GraphQLView(GraphQL):
             started = time.perf_counter()
             metrics: Metrics | None = getattr(app.state, "metrics", None)
             body = cache.get(plan.key) if plan.settled else None
+            charge = await self._charge_cached(plan) if body is not None else None
+            if charge is not None and charge.refusal is not None:
+                response = self._refused(request, charge)
+                await response(scope, receive, send)
+                return
             if body is not None:
+                if charge is not None:
+                    body = with_cost(body, charge.report)
                 media_type = self._media_type(request).encode()
                 await send(
                     {
@@ -261,7 +299,12 @@ class GraphQLView(GraphQL):
                 and not isinstance(response, StreamingResponse)
                 and request.scope.get("state", {}).get(_ERRORS) is False
             ):
-                cache.put(plan.key, ticket, bytes(response.body))
+                answer = bytes(response.body)
+                report = request.scope["state"].get(COST_STATE)
+                # kept without its cost: each answer served from the cache reports its own
+                kept = answer if report is None else without_cost(answer, report)
+                if kept is not None:
+                    cache.put(plan.key, ticket, kept)
             response.headers["x-cache"] = "miss"
         await response(scope, receive, send)
 
@@ -279,7 +322,60 @@ class GraphQLView(GraphQL):
             response.headers["content-type"] = media_type
             if media_type == GRAPHQL_RESPONSE_JSON and state.get(_REQUEST_ERROR):
                 response.status_code = 400
+        retry_after = state.get(RETRY_AFTER_STATE)
+        if retry_after is not None:  # an operation was THROTTLED; a batch's others ran
+            response.headers["retry-after"] = retry_after_header(retry_after)
+            if not state.get(_BATCH):
+                response.status_code = 429
         return response
+
+    async def _refuse_anonymous(self, request: Request) -> Response | None:
+        """The 429 of a request without a valid token past its client address's limit, else
+        None. Authenticates the bearer token if ``_plan`` has not (``get_context`` then takes
+        the viewer found); the address is the ASGI client's (uvicorn's proxy headers set it
+        from ``X-Forwarded-For`` for the proxies in ``FORWARDED_ALLOW_IPS``)."""
+        throttle = self.throttle
+        if throttle is None or not throttle.limits.addresses:
+            return None
+        state = request.scope.setdefault("state", {})
+        viewer = state.get(_VIEWER)
+        if _VIEWER not in state:
+            secret = _bearer(request.headers.get("authorization"))
+            if secret is not None:
+                viewer = state[_VIEWER] = await tokens.authenticate(secret=secret)
+        if viewer is not None:
+            return None
+        retry_after = await throttle.admit_address(_client_address(request))
+        if retry_after is None:
+            return None
+        return error_response(
+            429,
+            anonymous_message(retry_after),
+            self._media_type(request),
+            headers={"retry-after": retry_after_header(retry_after)},
+            code=THROTTLED,
+            retryAfter=retry_after,
+        )
+
+    async def _charge_cached(self, plan: _Plan) -> Charge | None:
+        """An answer from the cache costs what executing its document does."""
+        throttle = self.throttle
+        if throttle is None or not throttle.limits.costs:
+            return None
+        cost = throttle.price(core_schema(self.schema), plan.document, plan.name, plan.variables)
+        return None if cost is None else await throttle.charge(plan.viewer.token_id, cost)
+
+    def _refused(self, request: Request, charge: Charge) -> Response:
+        """An operation refused by its cost, answered as its execution would be."""
+        assert charge.refusal is not None
+        media_type = self._media_type(request)
+        headers = {"cache-control": "no-store"}
+        status = 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+        if charge.retry_after is not None:
+            status = 429
+            headers["retry-after"] = retry_after_header(charge.retry_after)
+        body = {"errors": [charge.refusal.formatted], "extensions": {"cost": charge.report}}
+        return Response(orjson.dumps(body), status, headers, media_type)
 
     @staticmethod
     def _media_type(request: Request) -> str:
@@ -302,6 +398,7 @@ class GraphQLView(GraphQL):
             return await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
             )
+        request.scope.setdefault("state", {})[_BATCH] = True
         results: list[ExecutionResult] = []
         for data in request_data:
             context.fresh_loaders()
@@ -437,7 +534,7 @@ class GraphQLView(GraphQL):
         if viewer is None:
             return None
         key = request_key(viewer, operation, document, name, variables)
-        return _Plan(viewer, operation, key, settled)
+        return _Plan(viewer, operation, key, settled, document, name, variables)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
@@ -473,7 +570,16 @@ class GraphQLView(GraphQL):
             secret = params["token"]
         await self._authenticate(context, secret)
         if context.viewer is None:
-            raise ConnectionRejectionError({"message": context.auth_problem or BAD_TOKEN})
+            refusal: dict[str, object] = {"message": context.auth_problem or BAD_TOKEN}
+            throttle = self.throttle
+            if throttle is not None and throttle.limits.addresses:
+                retry_after = await throttle.admit_address(_client_address(context.request))
+                if retry_after is not None:
+                    refusal = {
+                        "message": anonymous_message(retry_after),
+                        "extensions": {"code": THROTTLED, "retryAfter": retry_after},
+                    }
+            raise ConnectionRejectionError(refusal)
         context.fresh_loaders()
         return {"organisationId": gid("Organisation", context.viewer.organisation_id)}
 

@@ -62,6 +62,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number >= 0")
+    return value
+
+
 def _database_url(raw: str) -> str:
     scheme = urlparse(raw).scheme
     if scheme == "sqlite":
@@ -211,6 +218,37 @@ class Settings:
         "may call the API over HTTP (CORS, without cookies); empty: no CORS headers. WebSockets "
         "are not covered by CORS: a page that subscribes needs its origin in "
         "WS_ALLOWED_ORIGINS too.",
+    )
+    throttle_maximum_available: int = _setting(
+        "THROTTLE_MAXIMUM_AVAILABLE",
+        "1000",
+        _non_negative_int,
+        "Query cost points in each API token's bucket (Shopify's `maximumAvailable`), and the "
+        "most one document may cost: a costlier one is refused `MAX_COST_EXCEEDED`. 0: query "
+        "cost is neither computed, reported nor limited.",
+    )
+    throttle_restore_rate: float = _setting(
+        "THROTTLE_RESTORE_RATE",
+        "50",
+        _non_negative_float,
+        "Query cost points a token's bucket regains per second (Shopify's `restoreRate`); an "
+        "operation costing more than its bucket holds is refused `THROTTLED` (HTTP 429 with "
+        "`Retry-After`). 0: as THROTTLE_MAXIMUM_AVAILABLE=0.",
+    )
+    anonymous_rate: float = _setting(
+        "ANONYMOUS_RATE",
+        "2",
+        _non_negative_float,
+        "Requests per second each client address may send without a valid token (none, "
+        "unknown, expired or revoked); beyond ANONYMOUS_BURST they are refused `THROTTLED` "
+        "(HTTP 429). 0: not limited.",
+    )
+    anonymous_burst: int = _setting(
+        "ANONYMOUS_BURST",
+        "30",
+        _non_negative_int,
+        "Requests without a valid token one client address may send at once before "
+        "ANONYMOUS_RATE applies. 0: not limited.",
     )
     event_resync_interval: float = _setting(
         "EVENT_RESYNC_INTERVAL",

@@ -29,6 +29,11 @@ from tests.support.server import RunningServer, start_server
 from tests.support.services import IN_CI, SKIPPED_SUITES, answers, postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# Abuse limits (query cost, requests per address) are off in every server the suite starts, in
+# this process or another (``app_process``, ``make run``, the bench): tests send many requests
+# quickly with few tokens. ``tests/test_query_cost.py`` turns them on for its own servers.
+UNLIMITED = {"THROTTLE_MAXIMUM_AVAILABLE": "0", "ANONYMOUS_RATE": "0"}
+os.environ.update(UNLIMITED)
 
 # The store and warehouse simulators the tests call run on this machine: the operator's
 # allow-list, as `make test` sets it, for this process and every server it starts.
@@ -116,6 +121,7 @@ def base_settings(database_url: str) -> Settings:
             "SECRETS_KEY": generate_key(),
             # this process starts hundreds of servers; GC tuning is per process (test_runtime)
             "GC_TUNING": "false",
+            **UNLIMITED,
         }
     )
 

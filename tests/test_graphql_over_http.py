@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import MakeMember
+from tests.conftest import MakeMember, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.node import node_tools
 from tests.support.server import RunningServer
@@ -170,7 +170,10 @@ async def test_apollo_batch_http_link(server: RunningServer, make_member: MakeMe
     assert run["again"]["me"]["organisation"]["name"] == "Via Apollo"
 
 
-async def test_graphql_http_server_audit(server: RunningServer) -> None:
+async def test_graphql_http_server_audit(make_server: ServerFactory) -> None:
+    # the audit's requests are anonymous and some introspect (`__type`): who may introspect is
+    # a deployment's choice (INTROSPECTION), not part of the protocol it checks
+    server = await make_server(introspection="open")
     tools = node_tools("graphql-http audit")
     results = await tools.lines("audit.mjs", f"{server.url}/graphql")
     assert len(results) > 50

@@ -3,7 +3,8 @@ rules, subscriptions handed to the multiplexer, and queries and mutations run fo
 
 Behaves as Strawberry's own handler does (same close codes, frames and error shapes), except
 that subscriptions are shared through ``Multiplexer`` and a socket whose token was revoked can
-start no further operation.
+start no further operation. A subscription is charged its query cost once, as it starts
+(``service/limits/``), and refused with an ``error`` message when its token's bucket is short.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import logging
 from contextlib import aclosing
 from datetime import timedelta
 
-from graphql import GraphQLError, GraphQLSyntaxError, OperationType
+from graphql import GraphQLError, GraphQLFormattedError, GraphQLSyntaxError, OperationType
 from starlette.types import Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from compat.strawberry import PreExecutionError
+from compat.strawberry import PreExecutionError, core_schema
 from domain.organisations import tokens
 from resolvers.context import Context
 from service.graphql_view import BAD_TOKEN, GraphQLView
@@ -177,11 +178,29 @@ class Session:
         except GraphQLSyntaxError as error:
             raise ProtocolViolation(CloseCode.BAD_REQUEST, error.message) from error
         if kind is OperationType.SUBSCRIPTION:
+            refusal = await self._charge(message)
+            if refusal is not None:
+                await connection.send(error_frame(message.id, [refusal]))
+                return
             connection.operations[message.id] = self._multiplexer.join(connection, message)
         else:
             connection.operations[message.id] = asyncio.create_task(
                 self._run_once(message), name="live-socket-operation"
             )
+
+    async def _charge(self, message: Subscribe) -> GraphQLFormattedError | None:
+        """Charge a subscription's cost to the socket's token once, as it starts (its group
+        may already run, for others): the refusal to send instead, if any."""
+        throttle = self._view.throttle
+        viewer = self._connection.context.viewer
+        if throttle is None or not throttle.limits.costs or viewer is None:
+            return None
+        schema = core_schema(self._view.schema)
+        cost = throttle.price(schema, message.query, message.operation_name, message.variables)
+        if cost is None:
+            return None
+        charge = await throttle.charge(viewer.token_id, cost)
+        return None if charge.refusal is None else charge.refusal.formatted
 
     def _complete(self, op_id: str) -> None:
         operation = self._connection.operations.pop(op_id, None)
