@@ -13,8 +13,9 @@ authentication check, no database, no broadcast channel.
   ``{"sent": n, "seconds": s}`` (s: the wall time from the stamp to the last send). The payload
   has the fields of supplygraph's ``OrderStatusChange`` the bench subscribes to, with the reason
   the bench's mutations give and ids in supplygraph's global-id form (``eventId``
-  ``gid://supplygraph/Event/<n>``, ``orderId`` the posted one), so the frames have the same
-  size.
+  ``gid://supplygraph/Event/<key>``, the 22-character key made as supplygraph makes it, one
+  AES block per event and organisation (``schema/event_ids.py``); ``orderId`` the posted one),
+  so the frames have the same size and the per-event work is the same.
 - ``GET /stats``: ``{"subscribers": n}``; ``GET /healthz``.
 
     HOST=127.0.0.1 PORT=8200 python bench/ws_floor.py
@@ -22,15 +23,18 @@ authentication check, no database, no broadcast channel.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
 import os
+import struct
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import uvicorn
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -46,7 +50,16 @@ event_ids = itertools.count(1)
 EVENT_GID = "gid://supplygraph/Event/"  # supplygraph's global ids (schema/global_ids.py)
 
 
-def _frame(operation_id: str, order_id: str, event_id: int, at: str) -> str:
+_EVENT_CIPHER = Cipher(algorithms.AES(os.urandom(16)), modes.ECB())
+
+
+def _event_key(event_id: int, organisation_id: int = 0) -> str:
+    encryptor = _EVENT_CIPHER.encryptor()
+    block = encryptor.update(struct.pack(">QQ", organisation_id, event_id)) + encryptor.finalize()
+    return base64.urlsafe_b64encode(block).rstrip(b"=").decode()
+
+
+def _frame(operation_id: str, order_id: str, event_id: str, at: str) -> str:
     change = {
         "eventId": f"{EVENT_GID}{event_id}",
         "orderId": order_id,
@@ -105,7 +118,7 @@ async def emit(request: Request) -> JSONResponse:
     body = json.loads(await request.body())
     started = time.perf_counter()
     at = datetime.now(UTC).isoformat(timespec="microseconds")
-    event_id = next(event_ids)
+    event_id = _event_key(next(event_ids))
     sent = 0
     for operation_id, sockets in list(subscribers.items()):
         frame = _frame(operation_id, str(body["orderId"]), event_id, at)

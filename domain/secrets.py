@@ -10,6 +10,10 @@ with the database backups, not inside them.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ __all__ = [
     "SealedTextField",
     "SecretsNotConfigured",
     "configure",
+    "derived_key",
     "generate_key",
     "load_or_create_key",
     "open_sealed",
@@ -30,6 +35,7 @@ __all__ = [
 PREFIX = "sealed:v1:"
 
 _fernet: Fernet | None = None
+_material: bytes | None = None
 
 
 class SecretsNotConfigured(RuntimeError):
@@ -61,8 +67,19 @@ def load_or_create_key(path: Path) -> str:
 
 def configure(key: str) -> None:
     """Set the process-wide key (at start-up, before any sealed column is touched)."""
-    global _fernet
+    global _fernet, _material
     _fernet = Fernet(check_key(key).encode())
+    _material = base64.urlsafe_b64decode(key.encode())
+    derived_key.cache_clear()
+
+
+@functools.cache
+def derived_key(purpose: str) -> bytes:
+    """32 bytes for ``purpose`` (such as ``"event-ids"``), derived from the secrets key with
+    HMAC-SHA256: one setting keys every secret the service keeps, and no two uses share a key."""
+    if _material is None:
+        raise SecretsNotConfigured("domain.secrets.configure(key) was not called")
+    return hmac.new(_material, purpose.encode(), hashlib.sha256).digest()
 
 
 def _cipher() -> Fernet:

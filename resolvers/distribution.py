@@ -18,7 +18,7 @@ from domain.events import EventType as DomainEventType
 from domain.events.catalogue import ReturnStatusChanged, WithdrawalStatusChanged, payload_of
 from domain.pages import MAX_PAGE
 from domain.validation import filter_time
-from resolvers.events import event_stream
+from resolvers.events import event_id_for, event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id, parse_ids
 from resolvers.mutations import run_command
 from resolvers.orders import order_types
@@ -511,7 +511,7 @@ class DistributionSubscriptions:
             if wanted is not None and change.order_id not in wanted:
                 continue
             yield WithdrawalChange(
-                event_id=gid("Event", event.seq),
+                event_id=event_id_for(info, event),
                 withdrawal_id=gid("Withdrawal", change.withdrawal_id),
                 order_id=optional_gid("Order", change.order_id),
                 after_sales_id=optional_gid("AfterSalesOrder", change.after_sales_id),
@@ -533,7 +533,7 @@ class DistributionSubscriptions:
         ):
             change = payload_of(event, ReturnStatusChanged)
             yield ReturnChange(
-                event_id=gid("Event", event.seq),
+                event_id=event_id_for(info, event),
                 after_sales_id=gid("AfterSalesOrder", change.after_sales_id),
                 number=change.number,
                 status=change.status,

@@ -14,8 +14,9 @@ from domain.events import queries as event_queries
 from domain.events.catalogue import OrderStatusChanged, QuoteUpdated, payload_of
 from domain.orders import queries as order_queries
 from resolvers.errors import PublicError, bad_input
-from resolvers.ids import parse_id, parse_ids
+from resolvers.ids import parse_ids
 from resolvers.permissions import EITHER, requires, viewer_of
+from schema.event_ids import event_gid, event_key, parse_event_gid, seq_of_key
 from schema.global_ids import gid
 from schema.types.enums import EventType, current
 from schema.types.events import Event, EventConnection, EventEdge
@@ -25,28 +26,32 @@ from schema.types.pagination import PageInfo
 MAX_PAGE = 200
 
 
-def _cursor(raw: str | None, *, name: str) -> int:
-    """Event ids double as cursors: a non-negative integer."""
-    if raw is None or raw == "":
+def _cursor(raw: str | None, organisation_id: int) -> int:
+    """An ``events`` cursor: the key of an event id (``Event.id`` after ``…/Event/``), as the
+    caller's organisation sees it; empty: from the start."""
+    if not raw:
         return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**63:
-        raise bad_input(f"`{name}` must be an event id.")
-    return value
+    seq = seq_of_key(raw, organisation_id)
+    if seq is None:
+        raise bad_input("`after` must be a cursor this organisation was given.")
+    return seq
 
 
-def _event_id(raw: str) -> int:
-    """``afterEventId``: the id of an event (``gid://supplygraph/Event/<n>``); ``…/Event/0``
-    replays from the first event."""
-    if raw == gid("Event", 0):
-        return 0
+def _event_id(raw: str, organisation_id: int) -> int:
+    """``afterEventId``: the id of an event, as the caller's organisation was shown it;
+    ``…/Event/0`` replays from the first event."""
     try:
-        return parse_id(raw, "Event", field="afterEventId")
+        seq = parse_event_gid(raw, organisation_id, field="afterEventId")
     except DomainError as error:
         raise bad_input(f"`afterEventId` must be an event id: {error.message}") from None
+    if seq is None:
+        raise bad_input("`afterEventId` must be the id of an event this organisation was shown.")
+    return seq
+
+
+def event_id_for(info: Info, event: PublishedEvent) -> strawberry.ID:
+    """The id of ``event`` as the caller's organisation sees it (``schema.event_ids``)."""
+    return event_gid(event.seq, viewer_of(info).organisation_id)
 
 
 @strawberry.type
@@ -67,14 +72,17 @@ class EventQueries:
         viewer = viewer_of(info)
         rows = await event_queries.events_for_organisation(
             viewer.organisation_id,
-            after_seq=_cursor(after, name="after"),
+            after_seq=_cursor(after, viewer.organisation_id),
             types=[current(t) for t in types] if types else None,
             limit=first + 1,
             read_own_writes=True,
             viewer=viewer,
         )
         page = rows[:first]
-        edges = [EventEdge(cursor=str(e.seq), node=Event.from_published(e)) for e in page]
+        org = viewer.organisation_id
+        edges = [
+            EventEdge(cursor=event_key(e.seq, org), node=Event.from_published(e, org)) for e in page
+        ]
         return EventConnection(
             edges=edges,
             page_info=PageInfo.of(edges, has_next_page=len(rows) > first, after=after),
@@ -99,7 +107,7 @@ class EventSubscriptions:
         async for event in event_stream(
             info, [current(t) for t in types] if types else None, after_event_id
         ):
-            yield Event.from_published(event)
+            yield Event.from_published(event, viewer_of(info).organisation_id)
 
 
 @strawberry.type
@@ -128,7 +136,7 @@ class OrderSubscriptions:
                 continue
             info.context.fresh_loaders()
             yield OrderStatusChange(
-                event_id=gid("Event", event.seq),
+                event_id=event_id_for(info, event),
                 order_id=gid("Order", change.order_id),
                 from_status=change.from_status,
                 to_status=change.to_status,
@@ -149,7 +157,7 @@ class OrderSubscriptions:
             quote = await order_queries.get_quote(viewer=viewer_of(info), quote_id=update.quote_id)
             if quote is not None:
                 yield QuoteUpdate(
-                    event_id=gid("Event", event.seq),
+                    event_id=event_id_for(info, event),
                     quote_id=gid("Quote", quote.id),
                     status=update.status,
                     at=event.created_at,
@@ -163,7 +171,7 @@ async def event_stream(
     """The caller's events of ``types`` (replay after ``afterEventId``, then live): what every
     typed subscription filters and maps."""
     viewer = viewer_of(info)
-    after = _event_id(after_event_id) if after_event_id else None
+    after = _event_id(after_event_id, viewer.organisation_id) if after_event_id else None
     stream = info.context.hub.stream(
         organisation_id=viewer.organisation_id,
         token_id=viewer.token_id,

@@ -9,33 +9,36 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 import strawberry
 from strawberry import Info
 from tortoise.models import Model
 
 from domain import visibility
+from domain.access import Viewer
 from domain.after_sales import models as am
 from domain.catalogue import models as cm
 from domain.distribution import models as dm
 from domain.errors import DomainError, ErrorCode
 from domain.events import models as em
+from domain.events import queries as event_queries
 from domain.orders import models as om
 from domain.organisations import models as org
 from domain.payments import models as wm
+from domain.persistence.outbox import published
 from domain.sla import models as slm
 from domain.stock import models as sm
 from domain.stores import models as stm
 from domain.validation import is_key
 from resolvers.permissions import EITHER, requires, viewer_of
 from schema import global_ids
+from schema.event_ids import EVENT_PREFIX, parse_event_gid
 from schema.types import catalogue, distribution, events, orders, organisations, sla, stock, stores
 from schema.types.node import Node
 
 MAX_NODES = 100
 
-NODE_TYPES: dict[str, tuple[type[Model], Callable[[Any], Node]]] = {
+NODE_TYPES: dict[str, tuple[type[Model], Callable[..., Node]]] = {
     "Organisation": (org.Organisation, organisations.Organisation.from_model),
     "User": (org.User, organisations.User.from_model),
     "ApiToken": (org.ApiToken, organisations.ApiToken.from_model),
@@ -68,12 +71,16 @@ NODE_TYPES: dict[str, tuple[type[Model], Callable[[Any], Node]]] = {
     "CloudWarehouse": (sm.CloudWarehouse, stock.CloudWarehouse.from_model),
     "StockItem": (sm.StockItem, stock.StockItem.from_model),
     "StockMovement": (sm.StockMovement, stock.StockMovement.from_model),
-    "Event": (em.Event, events.Event.from_model),
+    "Event": (em.Event, events.Event.from_model),  # with the caller's organisation: ``_events``
     "SlaBreach": (slm.SlaBreach, sla.SlaBreach.from_model),
 }
 
 
-def _parse(raw: str, *, field: str) -> tuple[str, int]:
+def _parse(raw: str, viewer: Viewer, *, field: str) -> tuple[str, int]:
+    if isinstance(raw, str) and raw.startswith(EVENT_PREFIX):
+        # an event's id is its organisation's own (``schema.event_ids``): one that names no
+        # event of the caller's reads as an unknown id (0: no row)
+        return "Event", parse_event_gid(raw, viewer.organisation_id, field=field) or 0
     parts = global_ids.split(raw)
     if parts is None or parts[0] not in NODE_TYPES:
         raise DomainError(
@@ -87,18 +94,32 @@ def _parse(raw: str, *, field: str) -> tuple[str, int]:
 async def resolve_nodes(info: Info, raws: list[str], *, field: str) -> list[Node | None]:
     """The objects named by ``raws``, in order; null where the caller may not see one. One query
     per type asked for."""
-    wanted = [_parse(raw, field=f"{field}.{i}") for i, raw in enumerate(raws)]
+    viewer = viewer_of(info)
+    wanted = [_parse(raw, viewer, field=f"{field}.{i}") for i, raw in enumerate(raws)]
     keys_by_type: dict[str, list[int]] = defaultdict(list)
     for type_name, key in wanted:
         if is_key(key):  # a key no row can have finds nothing (and is never sent to SQL)
             keys_by_type[type_name].append(key)
-    viewer = viewer_of(info)
     found: dict[tuple[str, int], Node] = {}
     for type_name, keys in keys_by_type.items():
+        if type_name == "Event":
+            found.update(((type_name, seq), e) for seq, e in (await _events(viewer, keys)).items())
+            continue
         model, to_node = NODE_TYPES[type_name]
         for key, row in (await visibility.visible(model, viewer, keys)).items():
             found[(type_name, key)] = to_node(row)
     return [found.get(w) for w in wanted]
+
+
+async def _events(viewer: Viewer, seqs: list[int]) -> dict[int, Node]:
+    """Events by ``seq``, as ``events`` shows them to ``viewer`` (its organisation's ids; an
+    API token's events to those who see the token)."""
+    rows = await visibility.visible(em.Event, viewer, seqs)
+    shown: dict[int, Node] = {}
+    for seq, row in rows.items():
+        if event_queries.shown_to(viewer, published(row, ())):
+            shown[seq] = events.Event.from_model(row, viewer.organisation_id)
+    return shown
 
 
 @strawberry.type

@@ -14,11 +14,10 @@ from domain.pages import MAX_PAGE
 from domain.sla import commands as sla
 from domain.sla import queries as sla_queries
 from domain.sla.rules import RULES
-from resolvers.events import event_stream
+from resolvers.events import event_id_for, event_stream
 from resolvers.ids import optional_id, page_arguments
 from resolvers.mutations import run_command
 from resolvers.permissions import ADMIN, EITHER, requires, viewer_of
-from schema.global_ids import gid
 from schema.types.pagination import Connection
 from schema.types.sla import (
     SlaBreach,
@@ -113,7 +112,7 @@ class SlaSubscriptions:
             if breach is None:
                 continue
             yield SlaBreachChange(
-                event_id=gid("Event", event.seq),
+                event_id=event_id_for(info, event),
                 opened=event.type == DomainEventType.SLA_BREACH_OPENED.value,
                 breach=SlaBreach.from_model(breach),
                 at=event.created_at,

@@ -15,11 +15,11 @@ from domain.pages import MAX_PAGE
 from domain.stock import commands as stock
 from domain.stock import queries as stock_queries
 from domain.stock.models import StockItem as StockItemModel
-from resolvers.events import event_stream
+from resolvers.events import event_id_for, event_stream
 from resolvers.ids import optional_id, page_arguments, parse_cursor, parse_id
 from resolvers.mutations import run_command
 from resolvers.permissions import BUYER, EITHER, STAFF, SUPPLIER, requires, viewer_of
-from schema.global_ids import gid, optional_gid
+from schema.global_ids import optional_gid
 from schema.types.orders import Order, OrderPayload
 from schema.types.pagination import Connection, PageInfo
 from schema.types.stock import (
@@ -220,7 +220,7 @@ class StockSubscriptions:
         ):
             change = payload_of(event, InventoryChanged)
             yield InventoryChange(
-                event_id=gid("Event", event.seq),
+                event_id=event_id_for(info, event),
                 movement=change.movement,
                 order_id=optional_gid("Order", change.order_id),
                 at=event.created_at,

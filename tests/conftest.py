@@ -108,7 +108,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(database_url: str) -> Settings:
-    return Settings.from_env(
+    settings = Settings.from_env(
         {
             "DATABASE_URL": database_url,
             "LOG_FORMAT": "text",
@@ -124,6 +124,9 @@ def base_settings(database_url: str) -> Settings:
             **UNLIMITED,
         }
     )
+    # this process keys as its servers do: tests read event ids back (tests/support/events.py)
+    settings.configure_secrets()
+    return settings
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]

@@ -49,7 +49,7 @@ from domain.events.models import Event
 from integrations.stores.simulator import create_store_simulator
 from resolvers.nodes import MAX_NODES, NODE_TYPES
 from schema.build import create_schema
-from schema.global_ids import gid, key_of
+from schema.global_ids import gid
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.authz import (
     INPUT_CODES,
@@ -83,6 +83,7 @@ from tests.support.distribution import (
     order_state,
     warehouse_simulator,
 )
+from tests.support.events import seq_of
 from tests.support.graphql_client import GraphQLHttp, GraphQLWebSocket
 from tests.support.server import IDLE_SAFE, RunningServer, serve
 from tests.support.services import answers, redis_url
@@ -167,7 +168,7 @@ class World:
     stock_item: str
     wallet: str
     spare_token: str
-    first_event: str  # the seq before A's first event
+    first_event: str  # replays A's events from its first
     store_url: str
     warehouse_url: str
 
@@ -642,9 +643,6 @@ async def build_world(
     from domain.sla import commands as sla
 
     await sla.sweep(now=datetime.now(UTC) + timedelta(days=365))
-    first = (await client.data("{ events(first: 1) { edges { node { id } } } }", token=a.token))[
-        "events"
-    ]["edges"][0]["node"]["id"]
     return World(
         a=a,
         s=s,
@@ -676,7 +674,7 @@ async def build_world(
         stock_item=item["id"],
         wallet=wallet["id"],
         spare_token=spare_token["token"]["id"],
-        first_event=gid("Event", key_of(first) - 1),
+        first_event=gid("Event", 0),  # A is new: its replay from the start is its own events
         store_url=shop.url,
         warehouse_url=wh.url,
     )
@@ -1029,8 +1027,8 @@ class Listener:
             )
             if isinstance(value, dict):
                 event_id = value.get("eventId", value.get("id"))
-                if event_id is not None and key_of(event_id) > after:
-                    ids.append(key_of(event_id))
+                if event_id is not None and seq_of(event_id) > after:
+                    ids.append(seq_of(event_id))
         return ids
 
 

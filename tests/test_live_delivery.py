@@ -36,10 +36,10 @@ import pytest
 import websockets
 
 from integrations.stores.simulator import create_store_simulator
-from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.dashboard import Dashboard, Panel, of_type
 from tests.support.distribution import FAST_WAREHOUSE, WarehouseSim, warehouse_simulator
+from tests.support.events import seq_of
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.live_flow import ALL, Instance, Pace, run_flow, settle
 from tests.support.pauses import Pauses, frozen_heap
@@ -246,7 +246,7 @@ async def test_a_socket_that_stops_reading_holds_no_other_subscriber(
         seqs = []
         while len(seqs) < 120:
             frame = json.loads(await asyncio.wait_for(phone.recv(), 10))
-            seqs.append(key_of(frame["payload"]["data"]["events"]["id"]))
+            seqs.append(seq_of(frame["payload"]["data"]["events"]["id"]))
         assert seqs == sorted(seqs) and len(set(seqs)) == 120
     finally:
         await dashboard.close()

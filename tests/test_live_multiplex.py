@@ -15,9 +15,10 @@ from starlette.routing import WebSocketRoute
 
 from domain.events import outbox
 from domain.events.models import Event
-from schema.global_ids import gid, key_of
+from schema.global_ids import gid
 from service.live import LiveEndpoint, Multiplexer
 from tests.conftest import METRICS_HEADERS, MakeMember, ServerFactory
+from tests.support.events import seq_of
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer
 
@@ -94,7 +95,7 @@ async def test_sockets_with_the_same_subscription_share_one_group(
 
     await asyncio.gather(*(rename(client, member.token, f"Shared {i}") for i in range(10)))
     received = [await events(ws, 10) for ws in sockets]
-    ids = [key_of(e["id"]) for e in received[0]]
+    ids = [seq_of(e["id"]) for e in received[0]]
     assert ids == sorted(ids) and len(set(ids)) == 10
     assert all(r == received[0] for r in received)
     for ws in sockets:

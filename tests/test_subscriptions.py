@@ -8,8 +8,9 @@ import json
 import pytest
 import websockets
 
-from schema.global_ids import gid, key_of
+from schema.global_ids import gid
 from tests.conftest import MakeMember
+from tests.support.events import seq_of
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer
 
@@ -57,7 +58,7 @@ async def test_events_arrive_in_order_without_duplicates(
     ws = await subscribed(server, ws_connect, member.token, types=["ORGANISATION_UPDATED"])
     # concurrent mutations: ids still reach the subscriber strictly increasing
     await asyncio.gather(*(rename(client, member.token, f"Name {i}") for i in range(20)))
-    ids = [key_of((await ws.next_data())["events"]["id"]) for _ in range(20)]
+    ids = [seq_of((await ws.next_data())["events"]["id"]) for _ in range(20)]
     assert ids == sorted(ids) and len(set(ids)) == 20
     with pytest.raises(TimeoutError):
         await ws.receive(timeout=0.5)
@@ -139,7 +140,7 @@ async def test_reconnect_with_last_id_replays_without_gap_or_duplicate(
 
     names = [e["payload"]["name"] for e in first + received]
     assert names == ["one", "two", "three", "four", "five", "six", "seven"]
-    ids = [key_of(e["id"]) for e in first + received]
+    ids = [seq_of(e["id"]) for e in first + received]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     with pytest.raises(TimeoutError):
         await again.receive(timeout=0.5)

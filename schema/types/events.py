@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from domain.events import PublishedEvent
 from domain.events.catalogue import public_payload
 from domain.events.models import Event as EventModel
+from schema.event_ids import event_gid
 from schema.global_ids import gid, payload_for_clients
 from schema.types.enums import EventType
 from schema.types.node import Node
@@ -26,8 +27,8 @@ class Event(Node):
     occurred_at: datetime
 
     @classmethod
-    def from_model(cls, e: EventModel) -> Event:
-        """A stored event (published: it has its ``seq``)."""
+    def from_model(cls, e: EventModel, organisation_id: int) -> Event:
+        """A stored event (published: it has its ``seq``), as ``organisation_id`` sees it."""
         assert e.seq is not None
         return cls.from_published(
             PublishedEvent(
@@ -39,13 +40,16 @@ class Event(Node):
                 audience=frozenset(),
                 actor_user_id=e.actor_user_id,
                 created_at=e.created_at,
-            )
+            ),
+            organisation_id,
         )
 
     @classmethod
-    def from_published(cls, e: PublishedEvent) -> Event:
+    def from_published(cls, e: PublishedEvent, organisation_id: int) -> Event:
+        """``e`` as ``organisation_id`` sees it: its id is that organisation's
+        (``schema.event_ids``)."""
         return cls(
-            id=gid("Event", e.seq),
+            id=event_gid(e.seq, organisation_id),
             type=EventType(e.type),
             subject_type=e.subject_type,
             subject_id=gid(e.subject_type, e.subject_id),

@@ -30,8 +30,8 @@ from websockets.frames import DATA_OPCODES, Frame
 from bench.common import percentile
 from domain.events import PublishedEvent
 from domain.events import queries as event_queries
-from schema.global_ids import key_of
 from tests.conftest import Member
+from tests.support.events import seq_of
 from tests.support.pauses import Pauses
 
 Predicate = Callable[[PublishedEvent], bool]
@@ -146,7 +146,7 @@ class _Socket:
                     self.problems.append(f"{panel.name}: errors {payload['errors']}")
                     continue
                 value = next(iter(payload["data"].values()))
-                seq = key_of(value.get("eventId") or value["id"])
+                seq = seq_of(value.get("eventId") or value["id"])
                 self.arrivals[panel.name].append(Arrival(seq, at))
 
     async def close(self) -> None:

@@ -32,8 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integrations.warehouses.protocol import API_PREFIX
 from integrations.warehouses.simulator import create_warehouse_simulator
 from integrations.warehouses.worker import WorkerSettings
-from schema.global_ids import gid, key_of
+from schema.global_ids import gid
 from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
+from tests.support.events import seq_of
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.redis_server import RedisServer
 from tests.support.server import IDLE_SAFE, free_port, serve
@@ -475,7 +476,7 @@ class ResumingSubscriber:
     def arrived(self, event_id: str) -> float | None:
         """When the event ``event_id`` (or the first later one) arrived, if it has."""
         for event, at in zip(self.events, self.arrivals, strict=True):
-            if key_of(event["id"]) >= key_of(event_id):
+            if seq_of(event["id"]) >= seq_of(event_id):
                 return at
         return None
 
@@ -483,7 +484,7 @@ class ResumingSubscriber:
         """Wait until the event ``last_id`` (or a later one) has been received."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.events or key_of(self.events[-1]["id"]) < key_of(last_id):
+        while not self.events or seq_of(self.events[-1]["id"]) < seq_of(last_id):
             if self.failure is not None:
                 raise AssertionError(f"{self.name} stopped: {self.failure!r}") from self.failure
             remaining = deadline - loop.time()

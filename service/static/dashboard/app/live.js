@@ -25,13 +25,6 @@ export function socketUrl() {
   return url.href;
 }
 
-/** The number an event id ends with (`gid://supplygraph/Event/42` → 42): the API's event ids
- * increase, so this orders them. NaN for an id of another form. */
-export function sequenceOf(eventId) {
-  const match = /(\d+)$/.exec(eventId ?? "");
-  return match ? Number(match[1]) : Number.NaN;
-}
-
 function isCloseEvent(value) {
   return value != null && typeof value === "object" && typeof value.code === "number";
 }
@@ -42,7 +35,8 @@ function isCloseEvent(value) {
 export class Live {
   constructor({ token, onState, onResume, onRefused }) {
     this.streams = [];
-    this.highest = null; // {id, sequence}: the latest event seen on any stream
+    this.latest = null; // the id of the latest event received on any stream
+    this.received = 0; // events received: their order on this page (event ids are opaque)
     this.waits = new Set(); // pending retry waits, cut short when the browser comes online
     this.socket = null;
     this.pingTimer = null;
@@ -136,23 +130,26 @@ export class Live {
   }
 
   /** Before graphql-ws resubscribes: a stream that has seen no event of its own yet resumes
-   * after the latest event any stream saw (all event ids are one sequence), so that what
-   * happens while the socket is down is not lost to it either. */
+   * after the latest event any stream received (the socket delivers events in the order they
+   * happened, and every id it gets is this organisation's), so that what happens while the
+   * socket is down is not lost to it either. */
   prepareResume() {
-    if (!this.highest) return;
+    if (!this.latest) return;
     for (const stream of this.streams) {
-      if (!stream.variables.afterEventId) stream.variables.afterEventId = this.highest.id;
+      if (!stream.variables.afterEventId) stream.variables.afterEventId = this.latest;
     }
   }
 
-  noteEvent(eventId, sequence) {
-    if (Number.isFinite(sequence) && (!this.highest || sequence > this.highest.sequence)) {
-      this.highest = { id: eventId, sequence };
-    }
+  /** A new event: its place in the order of arrival. */
+  noteEvent(eventId) {
+    this.latest = eventId;
+    this.received += 1;
+    return this.received;
   }
 
   /** Subscribe `query`; `onEvent(payload, sequence)` gets each new `data[field]` once, in
-   * order; `onError(message)` a refusal of the operation (it is tried again after a while). */
+   * order, with its place in the order of arrival; `onError(message)` a refusal of the
+   * operation (it is tried again after a while). */
   stream({ query, field, onEvent, onError }) {
     const stream = new Stream(this, { query, field, onEvent, onError });
     this.streams.push(stream);
@@ -179,7 +176,6 @@ class Stream {
     this.onEvent = onEvent;
     this.onError = onError ?? (() => {});
     this.variables = {}; // graphql-ws sends this object again on every resubscription
-    this.lastSequence = null;
     this.seen = new Set();
     this.stopped = false;
     this.dispose = null;
@@ -224,17 +220,11 @@ class Stream {
     }
     const change = result.data?.[this.field];
     if (!change?.eventId) return;
-    const sequence = sequenceOf(change.eventId);
     if (this.seen.has(change.eventId)) return;
-    if (Number.isFinite(sequence) && this.lastSequence != null && sequence <= this.lastSequence) {
-      return;
-    }
     this.seen.add(change.eventId);
     if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.values().next().value);
-    if (Number.isFinite(sequence)) this.lastSequence = sequence;
     this.variables.afterEventId = change.eventId;
-    this.live.noteEvent(change.eventId, sequence);
-    this.onEvent(change, sequence);
+    this.onEvent(change, this.live.noteEvent(change.eventId));
   }
 
   stop() {

@@ -590,12 +590,12 @@ export class Feed {
     this.ctx = ctx;
     this.list = byId("feed");
     this.empty = byId("feed-empty");
-    this.entries = []; // newest first, by event sequence
+    this.entries = []; // newest first, by arrival (`sequence`: the page's count of events)
   }
 
   add(kind, change, sequence) {
     const entry = { kind, change, sequence, el: this.entry(kind, change) };
-    // newest first: before the first entry that is older (an id of unknown form goes on top)
+    // newest first: before the first entry that arrived earlier
     let index = Number.isFinite(sequence) ? this.entries.findIndex((e) => e.sequence < sequence) : 0;
     if (index === -1) index = this.entries.length;
     const before = this.entries[index]?.el ?? null;
