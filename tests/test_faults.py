@@ -357,6 +357,7 @@ async def test_redis_killed_and_restarted_loses_no_event_and_no_mutation(
     )
     subscribers: list[ResumingSubscriber] = []
     clients: list[GraphQLHttp] = []
+    mutations: MutationLoop | None = None
     try:
         redis.start()
         a = await make_server(
@@ -449,6 +450,8 @@ async def test_redis_killed_and_restarted_loses_no_event_and_no_mutation(
             assert subscriber.reconnects == 1, subscriber.name
         assert steady.reconnects == supplier_steady.reconnects == 0
     finally:
+        if mutations is not None:  # a failure above must not leave the loop running
+            mutations.stop()
         for subscriber in subscribers:
             await subscriber.close()
         for client in clients:

@@ -505,7 +505,9 @@ class ResumingSubscriber:
                 await self._task
 
 
-async def event_history(client: GraphQLHttp, token: str, after: str = "0") -> list[dict[str, Any]]:
+async def event_history(
+    client: GraphQLHttp, token: str, after: str | None = None
+) -> list[dict[str, Any]]:
     """Every event of the caller's organisation after ``after``, through the ``events`` query
     (the ground truth a subscriber must match)."""
     query = """query($after: String) { events(first: 200, after: $after) {
