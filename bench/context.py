@@ -31,6 +31,7 @@ class BenchContext:
     database_url: str = ""
     secrets_key: str = ""
     seeded: Seeded | None = None
+    write_floor: float | None = None  # tx/s of bench/write_floor.py in this run, when it ran
     stats: dict[str, LoadStats] = field(default_factory=dict)
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
     _app: ServerProcess | None = None

@@ -17,6 +17,10 @@ Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
 - ``live_mix``: a dashboard's mix of 18 subscriptions through the whole distribution flow
   (requests and background work), commit-to-client p50/p99 by event source, beside one
   subscription through the same flow (``bench/live_mix.py``).
+- ``write_floor``: a payment-shaped transaction written out with asyncpg (lock the wallet,
+  debit, ledger entry, compare-and-set the order, timeline entry, event and audience, commit),
+  32 tasks in one process on the servers' core: the physical limit every write path is
+  reported against (PostgreSQL only; ``bench/write_floor.py``).
 - ``hot_paths``: ``payOrders`` (wallet; wallet + cloud-stock reservation) and ``withdrawOrder``
   on distinct orders, beside an ``order(id:)`` read; the withdraw cascade to WITHDRAWN against
   the warehouse simulator; every payment and withdraw checked in the database afterwards.
@@ -69,6 +73,7 @@ from bench import (
     scale_out,
     sql_per_request,
     webhook_ingest,
+    write_floor,
 )
 from bench.common import ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
@@ -84,6 +89,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         webhook_ingest,
         live_subscribers,
         live_mix,
+        write_floor,
         hot_paths,
         repeated_reads,
         scale_out,
