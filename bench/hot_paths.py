@@ -320,13 +320,6 @@ async def seed_payer(cat: Catalogue, pool: int) -> Payer:
     """The paying buyer: wallet funded for both pools, stock of ``pool`` units in a cloud
     warehouse, and the two pools of AWAITING_PAYMENT orders."""
     payer, token = await buyer_with_token("Hot payer", "payer@hot.bench.test")
-    need = pool * (UNIT_PRICE + FREIGHT) + pool * FREIGHT
-    wallet = await payments.top_up(
-        viewer=cat.supplier,
-        buyer_id=payer.organisation_id,
-        amount=need + Decimal("100.00"),
-        currency=cat.sku.currency,
-    )
     warehouse, _ = await stock.create_cloud_warehouse(
         viewer=cat.supplier, name="Hot cloud warehouse", address=ADDRESS
     )
@@ -345,6 +338,14 @@ async def seed_payer(cat: Catalogue, pool: int) -> Payer:
     )
     stock_ids = await bulk_orders(
         prefix=STOCK_PREFIX, buyer_id=payer.organisation_id, cat=cat, count=pool
+    )
+    # after the orders: a supplier tops up only buyers it trades with
+    need = pool * (UNIT_PRICE + FREIGHT) + pool * FREIGHT
+    wallet = await payments.top_up(
+        viewer=cat.supplier,
+        buyer_id=payer.organisation_id,
+        amount=need + Decimal("100.00"),
+        currency=cat.sku.currency,
     )
     return Payer(
         buyer_id=payer.organisation_id,
@@ -811,10 +812,10 @@ def _write_rows(
     latencies = load_rows(name, stats, baseline)
     for row in latencies:
         row.target = TARGET
-    return rows
     rows = [rate, *latencies]
     if write_floor is not None:  # the same rate against the physical limit (bench/write_floor)
         rows.append(compared(f"{name}.vs_write_floor", stats.rate, "req/s", write_floor))
+    return rows
 
 
 async def _run_writes(

@@ -214,12 +214,6 @@ async def seed(database_url: str, secrets_key: str) -> Seeded:
         supplier_user = await User.get(id=cat.supplier.user_id)
         _, supplier_token = await tokens.issue_token(user=supplier_user, name="soak")
         buyer, buyer_token = await buyer_with_token("Soak buyer", "buyer@soak.test")
-        await payments.top_up(
-            viewer=cat.supplier,
-            buyer_id=buyer.organisation_id,
-            amount=Decimal("1000.00"),
-            currency=cat.sku.currency,
-        )
         order_ids = []
         for n in range(SEED_ORDERS):
             order = await order_intake.create_manual_order(
@@ -229,6 +223,13 @@ async def seed(database_url: str, secrets_key: str) -> Seeded:
                 logistics_method_id=cat.method_id,
             )
             order_ids.append(order.id)
+        # after the orders: a supplier tops up only buyers it trades with
+        await payments.top_up(
+            viewer=cat.supplier,
+            buyer_id=buyer.organisation_id,
+            amount=Decimal("1000.00"),
+            currency=cat.sku.currency,
+        )
         return Seeded(
             buyer_id=buyer.organisation_id,
             buyer_token=buyer_token,

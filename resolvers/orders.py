@@ -277,7 +277,11 @@ class OrderMutations:
         return await run_command(PayOrdersPayload, command)
 
     @strawberry.mutation(
-        extensions=[requires(SUPPLIER, STAFF)], description="Credit a buyer's wallet."
+        extensions=[requires(SUPPLIER, STAFF)],
+        description=(
+            "Credit the wallet of a buyer the caller trades with (an accepted partnership or an"
+            " order between them); any other buyer is NOT_FOUND, as an unknown id."
+        ),
     )
     async def top_up_wallet(
         self, info: Info, buyer_id: strawberry.ID, amount: Decimal, currency: str, note: str = ""

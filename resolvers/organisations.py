@@ -86,7 +86,10 @@ class OrganisationMutations:
 
     @strawberry.mutation(
         extensions=[requires(EITHER, ADMIN)],
-        description="Add a person to the caller's organisation (only an OWNER adds an OWNER).",
+        description=(
+            "Add a person to the caller's organisation (only an OWNER adds an OWNER). An e-mail"
+            " is unique within an organisation: ALREADY_EXISTS speaks of the caller's own."
+        ),
     )
     async def add_user(self, info: Info, input: AddUserInput) -> AddUserPayload:
         async def command() -> dict:

@@ -176,7 +176,7 @@ class StockMutations:
         description="Raise STOCK_LOW when the available units fall below this (null: never).",
     )
     async def set_low_stock_threshold(
-        self, info: Info, stock_item_id: strawberry.ID, threshold: int | None
+        self, info: Info, stock_item_id: strawberry.ID, threshold: int | None = None
     ) -> StockItemPayload:
         async def command() -> dict:
             item = await stock.set_low_stock_threshold(

@@ -6,7 +6,8 @@ Distributor" (BUYER). ``seed_demo`` makes sure they exist, with
 - the supplier's catalogue: one product with four SKUs (colours and sizes, one with a quantity
   tier) and one logistics method with a freight rule for every country (``*``);
 - the distributor's partnership with the supplier, accepted, and a second distribution warehouse;
-- both buyers' wallets topped up;
+- both buyers' wallets topped up (the seller's once its first order is placed: a supplier tops
+  up only buyers it trades with, ``domain.trading``);
 
 and, on every run, adds orders: the seller's in every usual state (AWAITING_PAYMENT,
 AWAITING_SHIPPING, SHIPPED, FULFILLED, CANCELLED), one paid three days ago and one shipped eleven
@@ -38,6 +39,7 @@ from domain.orders import fulfilment
 from domain.orders import intake as order_intake
 from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.organisations import commands as organisations
+from domain.organisations import queries as organisation_queries
 from domain.organisations import tokens
 from domain.organisations.models import ApiToken, Organisation, OrganisationKind, User
 from domain.payments import commands as payments
@@ -219,9 +221,16 @@ def _viewer(user: User, kind: OrganisationKind) -> Viewer:
     )
 
 
+async def owner_of(org: DemoOrganisation) -> User | None:
+    """The demo organisation's owner: the user who founded an organisation of its kind with its
+    e-mail. An e-mail is unique within an organisation only, so a tenant's user may have a demo
+    address too; it is never taken for the demo's owner (whose tokens ``seed-demo`` prints)."""
+    return await organisation_queries.founder(org.email, org.kind)
+
+
 async def _owner(org: DemoOrganisation, *, create: bool) -> User:
     """The owner of a demo organisation (created with it when missing and ``create``)."""
-    user = await User.get_or_none(email=org.email)
+    user = await owner_of(org)
     if user is not None:
         return user
     if not create:
@@ -333,6 +342,17 @@ class _Orders:
         self.shop = shop
         self.made: list[SeededOrder] = []
 
+    async def top_up(self) -> None:
+        """Money into the buyer's wallet with the supplier (the two must trade already)."""
+        currency = (await Organisation.get(id=self.supplier.organisation_id)).currency
+        await payments.top_up(
+            viewer=self.supplier,
+            buyer_id=self.buyer.organisation_id,
+            amount=TOP_UP,
+            currency=currency,
+            note="demo top-up",
+        )
+
     async def place(self, *, note: str = "") -> Order:
         n = len(self.made)
         skus = self.shop.sku_ids
@@ -399,8 +419,10 @@ async def backdate(*, order_id: int, paid_at: datetime, shipped_at: datetime | N
 
 
 async def _seller_orders(orders: _Orders, now: datetime) -> tuple[int, int]:
-    """The seller's orders in every usual state; returns (late paid, late shipped) ids."""
+    """The seller's orders in every usual state; returns (late paid, late shipped) ids. Its
+    wallet is topped up after its first order, which makes it a trading party of the supplier."""
     await orders.place()
+    await orders.top_up()
     await orders.paid()
     await orders.paid()
     await orders.shipped()
@@ -419,7 +441,9 @@ async def _seller_orders(orders: _Orders, now: datetime) -> tuple[int, int]:
 
 async def _distributor_orders(orders: _Orders) -> None:
     """Paid orders, one withdrawn (its outcome is the served instance's worker's), and a
-    shipped one whose customer returns an item."""
+    shipped one whose customer returns an item. Partnered, it trades with the supplier before
+    any order: its wallet is topped up first."""
+    await orders.top_up()
     await orders.paid()
     await orders.paid()
     withdrawn = await orders.paid(note=WITHDRAWN)
@@ -438,22 +462,13 @@ async def _distributor_orders(orders: _Orders) -> None:
 
 
 async def seed_demo(*, now: datetime | None = None) -> Seeded:
-    """Make sure the demo organisations, catalogue and partnership exist; top up the buyers'
-    wallets; add orders in every state. Returns what it made, with a new token per owner."""
+    """Make sure the demo organisations, catalogue and partnership exist; add orders in every
+    state, topping up the buyers' wallets. Returns what it made, with a new token per owner."""
     now = now or datetime.now(UTC)
     issued = await issue_tokens(name="demo", create=True)
     supplier, seller, distributor = await _viewers()
     shop = await ensure_catalogue(supplier=supplier)
     partnership = await ensure_partnership(supplier=supplier, distributor=distributor)
-    currency = (await Organisation.get(id=supplier.organisation_id)).currency
-    for buyer in (seller, distributor):
-        await payments.top_up(
-            viewer=supplier,
-            buyer_id=buyer.organisation_id,
-            amount=TOP_UP,
-            currency=currency,
-            note="demo top-up",
-        )
     seller_orders = _Orders(supplier=supplier, buyer=seller, org=SELLER, shop=shop)
     late_paid, late_shipped = await _seller_orders(seller_orders, now)
     distributor_orders = _Orders(supplier=supplier, buyer=distributor, org=DISTRIBUTOR, shop=shop)

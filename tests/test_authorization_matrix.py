@@ -129,11 +129,10 @@ NO_PRIVATE_DATA = frozenset(
     }
 )
 
-# Mutations an outsider may complete although they name an object of the pair, and why.
-OPEN_TO_OUTSIDERS = {
-    "Mutation.topUpWallet": "any supplier credits a buyer's wallet with itself (a wallet of T "
-    "and A), never the wallet of A with S",
-}
+# Mutations an outsider may complete although they name an object of the pair, and why. None:
+# ``topUpWallet`` was one (any supplier opened a wallet with any buyer) until a supplier could
+# top up only the buyers it trades with (``domain.trading``); T topping up A is NOT_FOUND now.
+OPEN_TO_OUTSIDERS: dict[str, str] = {}
 
 
 # -- the world -------------------------------------------------------------------------------------
@@ -704,8 +703,8 @@ S_VIEW = (
 
 
 async def pair_state(client: GraphQLHttp, w: World) -> dict[str, Any]:
-    """What A and S read of their own state (A's wallets with other suppliers left out: any
-    supplier may open one, see ``OPEN_TO_OUTSIDERS``)."""
+    """What A and S read of their own state (A's wallets with every supplier: no outsider may
+    open one)."""
     state: dict[str, Any] = {}
     a_vars = {"s": w.store, "p": w.partnership, "w": w.wallet, "i": w.stock_item}
     for document in A_VIEW:
@@ -715,7 +714,6 @@ async def pair_state(client: GraphQLHttp, w: World) -> dict[str, Any]:
     for document in S_VIEW:
         data = await client.data(document, {"s": w.s.gid}, token=w.s.token)
         state.update({f"S.{k}": v for k, v in data.items()})
-    state["A.wallets"] = [x for x in state["A.wallets"]["nodes"] if x["supplierId"] == w.s.gid]
     return state
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from domain.catalogue.models import LogisticsMethod, Product, Sku
 from domain.distribution.models import DistributionWarehouse, Partnership, PartnershipStatus
 from domain.orders.models import Order, OrderStatus
-from domain.organisations.models import User
 from domain.sla import commands as sla
 from schema.global_ids import gid
 from service import demo, simulate
@@ -49,8 +48,12 @@ async def test_seed_demo_twice_keeps_one_catalogue_and_adds_orders_in_every_stat
     second = await demo.seed_demo()
     now = datetime.now(UTC)
 
-    supplier = (await User.get(email=demo.SUPPLIER.email)).organisation_id
-    distributor = (await User.get(email=demo.DISTRIBUTOR.email)).organisation_id
+    supplier_owner, distributor_owner = (
+        await demo.owner_of(demo.SUPPLIER),
+        await demo.owner_of(demo.DISTRIBUTOR),
+    )
+    assert supplier_owner is not None and distributor_owner is not None
+    supplier, distributor = supplier_owner.organisation_id, distributor_owner.organisation_id
     assert first.catalogue == second.catalogue
     assert await Product.filter(supplier_id=supplier).count() == 1
     assert await Sku.filter(supplier_id=supplier).count() == len(demo.SKUS)

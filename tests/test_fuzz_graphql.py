@@ -565,13 +565,6 @@ async def seed_world(client: GraphQLHttp, make_member: MakeMember) -> World:
           { warehouse { id } userErrors { code } } }""",
         supplier.token,
     )
-    wallet = await _payload(
-        client,
-        """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
-          { wallet { id } userErrors { code } } }""",
-        supplier.token,
-        {"b": buyer.gid},
-    )
     sku = product["product"]["skus"][0]["id"]
     order = await _payload(
         client,
@@ -580,6 +573,14 @@ async def seed_world(client: GraphQLHttp, make_member: MakeMember) -> World:
           { order { id lines { id } } userErrors { code } } }""",
         buyer.token,
         {"s": sku},
+    )
+    # after the order: a supplier tops up only buyers it trades with
+    wallet = await _payload(
+        client,
+        """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
+          { wallet { id } userErrors { code } } }""",
+        supplier.token,
+        {"b": buyer.gid},
     )
     spare_token = await _payload(
         client,

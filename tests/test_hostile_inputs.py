@@ -131,13 +131,6 @@ async def world(client: GraphQLHttp, make_member: MakeMember) -> World:
           { warehouse { id } userErrors { code } } }""",
         supplier.token,
     )
-    await _ok(
-        client,
-        """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
-          { userErrors { code } } }""",
-        supplier.token,
-        {"b": buyer.gid},
-    )
     sku = product["product"]["skus"][0]["id"]
     order = await _ok(
         client,
@@ -146,6 +139,14 @@ async def world(client: GraphQLHttp, make_member: MakeMember) -> World:
           { order { id lines { id } } userErrors { code } } }""",
         buyer.token,
         {"s": sku},
+    )
+    # after the order: a supplier tops up only buyers it trades with
+    await _ok(
+        client,
+        """mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "100.00", currency: "USD")
+          { userErrors { code } } }""",
+        supplier.token,
+        {"b": buyer.gid},
     )
     return World(
         buyer=buyer,

@@ -23,12 +23,16 @@ from domain.catalogue.models import ProductStatus
 from domain.orders.models import Quote as QuoteModel
 from domain.pages import MAX_PAGE
 from domain.payments.models import WalletEntry as WalletEntryModel
+from domain.stores.models import Store as StoreModel
+from domain.stores.models import StorePlatform
+from domain.stores.models import StoreProduct as StoreProductModel
 from resolvers.permissions import declared
 from schema.build import create_schema
 from schema.global_ids import gid, key_of
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
+from tests.support.trading import partner
 from tests.test_order_flow import ok
 from tests.test_order_queries import _statements
 
@@ -252,12 +256,25 @@ async def test_quotes_page_newest_first_and_each_side_sees_its_own(
         await make_member("BUYER"),
         await make_member("BUYER"),
     )
+    products = {}  # a store product of each asker's own (the quote's foreign key)
+    for asker in (buyer, other):
+        store = await StoreModel.create(
+            buyer_id=asker.organisation_id,
+            name="Shop",
+            platform=StorePlatform.SHOPIFY,
+            api_url="https://shop.example",
+            access_token="token",
+            webhook_secret="secret",
+        )
+        products[asker.organisation_id] = await StoreProductModel.create(
+            store_id=store.id, external_id="1", title="Tee"
+        )
     for i in range(9):  # buyer, buyer, other, ...: the other buyer's quotes lie between
         asker = other if i % 3 == 2 else buyer
         await QuoteModel.create(
             buyer_id=asker.organisation_id,
             supplier_id=supplier.organisation_id,
-            store_product_id=1,
+            store_product_id=products[asker.organisation_id].id,
             requested_by_user_id=asker.user_id,
         )
 
@@ -294,6 +311,8 @@ async def test_wallet_entries_page_newest_first_within_the_callers_wallets(
 ) -> None:
     supplier, stranger = await make_member("SUPPLIER"), await make_member("SUPPLIER")
     buyer, other = await make_member("BUYER"), await make_member("BUYER")
+    for partnered in (buyer, other):  # a supplier tops up only buyers it trades with
+        await partner(client, supplier, partnered)
     wallets: dict[str, str] = {}
     for i in range(7):  # the other buyer's top-ups lie between
         whose = other if i % 3 == 1 else buyer

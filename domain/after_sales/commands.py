@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from domain import limits
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.after_sales.status_events import return_event
@@ -84,6 +85,13 @@ async def _create(
         raise DomainError(
             ErrorCode.INVALID, "The order is not from a partnered distributor.", field="orderId"
         )
+    await limits.ensure_room(
+        AfterSalesOrder.filter(order_id=order.id),
+        limits.MAX_RETURNS_PER_ORDER,
+        message=f"At most {limits.MAX_RETURNS_PER_ORDER} after-sales orders per order.",
+        field="orderId",
+        lock=Order.filter(id=order.id),
+    )
     payload = [
         {
             "lineId": str(item.line_id),
@@ -159,6 +167,13 @@ async def _queue_push(item: AfterSalesOrder, *, actor_user_id: int | None) -> No
             "No third-party warehouse fulfils this distributor.",
             field="afterSalesIds",
         )
+    await limits.ensure_room(
+        WarehouseTask.filter(kind=TaskKind.PUSH_RETURN, after_sales_id=item.id),
+        limits.MAX_PUSHES,
+        message=f"{item.number} was pushed {limits.MAX_PUSHES} times already.",
+        field="afterSalesIds",
+        lock=None,
+    )
     moved = await AfterSalesOrder.filter(
         id=item.id, push_status__in=[PushStatus.NOT_PUSHED, PushStatus.PUSH_FAILED]
     ).update(

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from tortoise.expressions import F
 
+from domain import limits
 from domain.access import Viewer, require_supplier_staff
 from domain.catalogue.links import mark_stale
 from domain.catalogue.models import (
@@ -141,6 +142,12 @@ async def create_product(
         raise DomainError(ErrorCode.ALREADY_EXISTS, "A SKU code is already used.", field="skus")
     currency = await _supplier_currency(viewer)
     async with transaction():
+        await limits.ensure_room(
+            Product.filter(supplier_id=viewer.organisation_id),
+            limits.MAX_PRODUCTS_PER_SUPPLIER,
+            message=f"At most {limits.MAX_PRODUCTS_PER_SUPPLIER} products per supplier.",
+            lock=Organisation.filter(id=viewer.organisation_id),
+        )
         product = await Product.create(
             supplier_id=viewer.organisation_id, title=title, description=description
         )
@@ -268,6 +275,13 @@ async def create_logistics_method(
     if len({r.country_code for r in cleaned}) != len(cleaned):
         raise DomainError(ErrorCode.INVALID, "One rule per country.", field="rules")
     async with transaction():
+        await limits.ensure_room(
+            LogisticsMethod.filter(supplier_id=viewer.organisation_id),
+            limits.MAX_LOGISTICS_METHODS_PER_SUPPLIER,
+            message=f"At most {limits.MAX_LOGISTICS_METHODS_PER_SUPPLIER} logistics methods "
+            "per supplier.",
+            lock=Organisation.filter(id=viewer.organisation_id),
+        )
         method = await LogisticsMethod.create(
             supplier_id=viewer.organisation_id, name=name, min_days=min_days, max_days=max_days
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from domain import limits, visibility
 from domain.access import Viewer, require_buyer
-from domain.catalogue.models import LogisticsMethod, Product, ProductStatus, Sku
+from domain.catalogue.models import LogisticsMethod, ProductStatus, Sku
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event
@@ -76,11 +77,11 @@ async def connect_product(
         raise DomainError(ErrorCode.REQUIRED, "Map at least one variant.", field="variants")
     async with transaction():
         store_product = await own_store_product(viewer, store_product_id)
-        product = await Product.get_or_none(id=product_id)
+        # a product the buyer may see (``domain.visibility``: active ones); a discontinued one
+        # is not found, word for word as an id nobody has
+        product = await visibility.products(viewer).get_or_none(id=product_id)
         if product is None:
             raise not_found("Product", field="productId")
-        if product.status is not ProductStatus.ACTIVE:
-            raise DomainError(ErrorCode.INACTIVE, "The product is discontinued.", field="productId")
         method = await LogisticsMethod.get_or_none(
             id=logistics_method_id, supplier_id=product.supplier_id, is_active=True
         )
@@ -112,6 +113,14 @@ async def connect_product(
                     "or ask the supplier.",
                     field=f"{path}.skuId",
                 )
+        await limits.ensure_room(
+            ProductLink.filter(store_product_id=store_product.id),
+            limits.MAX_PRODUCT_LINKS_PER_STORE_PRODUCT,
+            message=f"At most {limits.MAX_PRODUCT_LINKS_PER_STORE_PRODUCT} links per store "
+            "product (disconnected ones included).",
+            field="storeProductId",
+            lock=StoreProduct.filter(id=store_product.id),
+        )
         await ProductLink.filter(
             store_product_id=store_product.id, status__not=ProductLinkStatus.DISCONNECTED
         ).update(status=ProductLinkStatus.DISCONNECTED)
@@ -246,8 +255,8 @@ async def connect_order_sku(*, viewer: Viewer, order_id: int, line_id: int, sku_
         line = await OrderLine.get_or_none(id=line_id, order_id=order.id)
         if line is None:
             raise not_found("Order line", field="lineId")
-        sku = await Sku.get_or_none(id=sku_id).select_related("product")
-        if sku is None:
+        sku = await visibility.skus(viewer).get_or_none(id=sku_id).select_related("product")
+        if sku is None:  # a SKU of a discontinued product too: as an id nobody has
             raise not_found("SKU", field="skuId")
         if not sku.is_active or sku.product.status is not ProductStatus.ACTIVE:
             raise DomainError(ErrorCode.INACTIVE, f"SKU {sku.code} is inactive.", field="skuId")

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from domain import visibility
+from domain import limits, visibility
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction
 from domain.distribution.models import (
@@ -142,6 +142,14 @@ async def add_distribution_warehouse(
     cleaned = clean_address(address, field="address")
     async with transaction():
         partnership = await partnership_of(viewer, partnership_id)
+        await limits.ensure_room(
+            DistributionWarehouse.filter(partnership_id=partnership.id),
+            limits.MAX_DISTRIBUTION_WAREHOUSES_PER_PARTNERSHIP,
+            message=f"At most {limits.MAX_DISTRIBUTION_WAREHOUSES_PER_PARTNERSHIP} distribution "
+            "warehouses per partnership.",
+            field="partnershipId",
+            lock=Partnership.filter(id=partnership.id),
+        )
         warehouse = await DistributionWarehouse.create(
             partnership_id=partnership.id, name=name, address=cleaned
         )
@@ -212,6 +220,13 @@ async def authorise_warehouse(
     api_key = clean_text(api_key, field="apiKey", max_length=500)
     secret = secrets.token_urlsafe(32)
     async with transaction():
+        await limits.ensure_room(
+            ThirdPartyWarehouse.filter(supplier_id=viewer.organisation_id),
+            limits.MAX_THIRD_PARTY_WAREHOUSES_PER_SUPPLIER,
+            message=f"At most {limits.MAX_THIRD_PARTY_WAREHOUSES_PER_SUPPLIER} third-party "
+            "warehouses per supplier (revoked ones included).",
+            lock=Organisation.filter(id=viewer.organisation_id),
+        )
         third_party_warehouse = await ThirdPartyWarehouse.create(
             supplier_id=viewer.organisation_id,
             provider=provider,
@@ -265,7 +280,9 @@ async def revoke_third_party_warehouse(
 ) -> ThirdPartyWarehouse:
     viewer.require_role(Role.ADMIN)
     async with transaction():
-        third_party_warehouse = await third_party_warehouse_of(viewer, third_party_warehouse_id)
+        third_party_warehouse = await third_party_warehouse_of(
+            viewer, third_party_warehouse_id, field="id"
+        )
         third_party_warehouse.is_active = False
         await third_party_warehouse.save(update_fields=["is_active"])
         await _connection_event(third_party_warehouse, "REVOKED", actor_user_id=viewer.user_id)

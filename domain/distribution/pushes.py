@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from domain import limits
 from domain.access import Viewer, require_supplier_staff
 from domain.catalogue.models import Sku
 from domain.db import transaction
@@ -107,6 +108,13 @@ async def push_orders(*, viewer: Viewer, order_ids: list[int]) -> list[Order]:
                     f"Order {order.number} is {record.push_status.value}.",
                     field=where,
                 )
+            await limits.ensure_room(
+                WarehouseTask.filter(kind=TaskKind.PUSH_ORDER, order_id=order.id),
+                limits.MAX_PUSHES,
+                message=f"Order {order.number} was pushed {limits.MAX_PUSHES} times already.",
+                field=where,
+                lock=None,
+            )
             if order.status is OrderStatus.AWAITING_PAYMENT and settings.charge_on_push:
                 to_charge.setdefault(order.buyer_id, []).append(order.id)
             elif order.status is not OrderStatus.AWAITING_SHIPPING:

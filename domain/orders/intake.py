@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
 
+from domain import visibility
 from domain.access import Viewer, require_buyer
 from domain.catalogue.links import active_mappings
-from domain.catalogue.models import LogisticsMethod, ProductStatus, Sku
+from domain.catalogue.models import LogisticsMethod, ProductStatus
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
 from domain.events import record_event
@@ -194,9 +195,13 @@ async def create_manual_order(
     for i, line in enumerate(lines):
         positive_int(line.quantity, field=f"lines.{i}.quantity", maximum=100_000)
     address = clean_address(shipping_address)
+    # the SKUs the buyer may see (``domain.visibility``): one of a discontinued product is not
+    # found, word for word as an id nobody has (it would tell its code and that it exists)
     skus = {
         s.id: s
-        for s in await Sku.filter(id__in=[ln.sku_id for ln in lines]).select_related("product")
+        for s in await visibility.skus(viewer)
+        .filter(id__in=[ln.sku_id for ln in lines])
+        .select_related("product")
     }
     for i, line in enumerate(lines):
         sku = skus.get(line.sku_id)

@@ -105,6 +105,7 @@ class Order(Model):
             ("supplier_id", "id"),
             ("buyer_id", "status", "id"),
             ("supplier_id", "status", "id"),
+            ("supplier_id", "buyer_id"),  # whether they trade (``domain.trading``)
             ("tracking_number",),
             ("store_order_number",),
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from domain import limits
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.catalogue.links import own_store_product
 from domain.catalogue.models import Product, ProductStatus, Sku
@@ -16,6 +17,7 @@ from domain.events.catalogue import QuoteUpdated
 from domain.limits import MAX_QUOTED_PRICES
 from domain.orders.models import Quote, QuoteStatus
 from domain.organisations.models import Organisation, OrganisationKind
+from domain.stores.models import StoreProduct
 from domain.validation import clean_text, money
 
 
@@ -49,6 +51,13 @@ async def request_quote(
         raise not_found("Supplier", field="supplierId")
     async with transaction():
         store_product = await own_store_product(viewer, store_product_id)
+        await limits.ensure_room(
+            Quote.filter(store_product_id=store_product.id),
+            limits.MAX_QUOTES_PER_STORE_PRODUCT,
+            message=f"At most {limits.MAX_QUOTES_PER_STORE_PRODUCT} quotes per store product.",
+            field="storeProductId",
+            lock=StoreProduct.filter(id=store_product.id),
+        )
         quote = await Quote.create(
             buyer_id=viewer.organisation_id,
             supplier_id=supplier_id,

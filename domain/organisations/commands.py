@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
+from domain import limits
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
@@ -54,19 +55,32 @@ async def add_user(*, viewer: Viewer, email: str, name: str, role: Role) -> User
     name = clean_text(name, field="name", max_length=200)
     async with transaction():
         organisation = await get_organisation(viewer=viewer)
+        await limits.ensure_room(
+            User.filter(organisation_id=organisation.id),
+            limits.MAX_USERS_PER_ORGANISATION,
+            message=f"At most {limits.MAX_USERS_PER_ORGANISATION} users per organisation.",
+            lock=Organisation.filter(id=organisation.id),
+        )
         user = await _insert_user(organisation=organisation, email=email, name=name, role=role)
         await record_event(UserCreated.of(user, actor_user_id=viewer.user_id))
     return user
 
 
 async def _insert_user(*, organisation: Organisation, email: str, name: str, role: Role) -> User:
-    if await User.exists(email=email):
-        raise DomainError(
-            ErrorCode.ALREADY_EXISTS, "A user with this e-mail already exists.", field="email"
-        )
+    """A user of ``organisation``. An e-mail is unique within an organisation only: one used by
+    another organisation is no concern of this one (refusing it would tell which addresses other
+    tenants use), so ALREADY_EXISTS speaks of the caller's own organisation only."""
+    if await User.exists(organisation_id=organisation.id, email=email):
+        raise _already_exists()
     try:
         return await User.create(organisation=organisation, email=email, name=name, role=role)
-    except IntegrityError as exc:  # a concurrent insert of the same e-mail
-        raise DomainError(
-            ErrorCode.ALREADY_EXISTS, "A user with this e-mail already exists.", field="email"
-        ) from exc
+    except IntegrityError as exc:  # a concurrent insert of the same e-mail in this organisation
+        raise _already_exists() from exc
+
+
+def _already_exists() -> DomainError:
+    return DomainError(
+        ErrorCode.ALREADY_EXISTS,
+        "A user of this organisation already has this e-mail.",
+        field="email",
+    )

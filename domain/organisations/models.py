@@ -40,7 +40,7 @@ class User(Model):
         "models.Organisation", related_name="users", on_delete=fields.CASCADE
     )
     organisation_id: int
-    email = fields.CharField(max_length=254, unique=True)
+    email = fields.CharField(max_length=254)  # unique within its organisation only
     name = fields.CharField(max_length=200)
     role = fields.CharEnumField(Role, max_length=16)
     is_active = fields.BooleanField(default=True)
@@ -48,6 +48,10 @@ class User(Model):
 
     class Meta:
         table = "user"
+        # An e-mail is unique within an organisation, not across them: a platform-wide rule
+        # would tell one tenant which addresses others use (and let it squat them). E-mail
+        # first, so the operator's look-ups by e-mail alone (``create-token``) use it too.
+        unique_together = (("email", "organisation_id"),)
         indexes = (("organisation_id", "id"),)
 
 

@@ -6,8 +6,9 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
+from domain import limits
 from domain.access import Viewer
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, not_found
@@ -24,9 +25,9 @@ DEFAULT_LIFETIME = timedelta(days=90)
 """A token created without ``expiresAt`` expires this long after its creation (a forgotten
 token does not stay valid forever); ask for a later expiry explicitly."""
 
-MAX_ACTIVE_TOKENS_PER_USER = 20
+MAX_ACTIVE_TOKENS_PER_USER = limits.MAX_ACTIVE_TOKENS_PER_USER
 """Tokens one user may hold at once (neither revoked nor expired): a 21st is refused with
-``TOO_MANY``; revoke one first."""
+``TOO_MANY``; revoke one first. (Documented with the other maximums in ``domain.limits``.)"""
 
 
 def _digest(secret: str) -> str:
@@ -72,12 +73,31 @@ async def issue_token(
                 f"At most {MAX_ACTIVE_TOKENS_PER_USER} active tokens per user: revoke one first.",
                 field="name",
             )
+        await _drop_old_spent_tokens(user.id, now)
         await record_event(
             ApiTokenCreated.of(
                 token, actor_user_id=actor_user_id if actor_user_id is not None else user.id
             )
         )
     return token, secret
+
+
+async def _drop_old_spent_tokens(user_id: int, now: datetime) -> None:
+    """Keep the user's latest ``limits.MAX_SPENT_TOKENS_KEPT_PER_USER`` revoked or expired
+    tokens: creating and revoking tokens again and again does not grow ``apiTokens`` without
+    bound. A spent token authenticates nothing, so dropping it changes no one's access (its
+    events stay, and name its user)."""
+    spent = ApiToken.filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=now), user_id=user_id)
+    kept = (
+        spent.order_by("-id")
+        .limit(limits.MAX_SPENT_TOKENS_KEPT_PER_USER)
+        .values_list("id", flat=True)
+    )
+    await (
+        ApiToken.filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=now), user_id=user_id)
+        .exclude(id__in=Subquery(kept))
+        .delete()
+    )
 
 
 async def create_token(

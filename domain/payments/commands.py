@@ -25,11 +25,13 @@ from domain.events import record_event
 from domain.events.catalogue import WalletChanged
 from domain.orders.models import OrderLine, OrderStatus
 from domain.orders.status import transition
-from domain.organisations.models import Organisation, OrganisationKind
+from domain.organisations.models import Organisation
 from domain.payments.charges import Charges, compute_charges
 from domain.payments.models import EntryKind, Wallet, WalletEntry
 from domain.stock import commands as stock
+from domain.trading import trades_with
 from domain.validation import clean_text, money
+from domain.validation import currency as valid_currency
 
 
 def to_cents(amount: Decimal) -> int:
@@ -158,16 +160,22 @@ async def charge_orders(
 async def top_up(
     *, viewer: Viewer, buyer_id: int, amount: Decimal, currency: str, note: str = ""
 ) -> Wallet:
-    """Supplier staff credit a buyer's wallet (money received outside the platform)."""
+    """Supplier staff credit a buyer's wallet (money received outside the platform).
+
+    Checked in this order, so no answer tells another tenant's ids apart: the arguments that
+    do not depend on the buyer (a malformed currency is INVALID whoever the buyer is); then the
+    buyer, which must trade with the supplier (``domain.trading``; any other id, a buyer's or
+    not, is the same NOT_FOUND); only then the wallet's currency (CURRENCY_MISMATCH).
+    """
     require_supplier_staff(viewer)
+    code = valid_currency(currency, field="currency")
     amount = money(amount, field="amount")
     note = clean_text(note, field="note", max_length=300, required=False)
-    buyer = await Organisation.get_or_none(id=buyer_id, kind=OrganisationKind.BUYER)
-    if buyer is None:
+    if not await trades_with(supplier_id=viewer.organisation_id, buyer_id=buyer_id):
         raise not_found("Buyer", field="buyerId")
     async with transaction():
-        wallet = await wallet_for(buyer_id=buyer.id, supplier_id=viewer.organisation_id)
-        if currency.strip().upper() != wallet.currency:
+        wallet = await wallet_for(buyer_id=buyer_id, supplier_id=viewer.organisation_id)
+        if code != wallet.currency:
             raise DomainError(
                 ErrorCode.CURRENCY_MISMATCH,
                 f"This wallet is in {wallet.currency}.",

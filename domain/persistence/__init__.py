@@ -6,6 +6,7 @@ the hot paths fast live here, so no rule module holds SQL text:
 - ``rows``: model instances built from raw rows (the ORM's own building cost more than the query);
 - ``orders``: the order a command acts on, order lines with their SKUs, latest transitions;
 - ``tokens``: a bearer token's viewer in one statement;
+- ``trading``: whether a supplier and a buyer trade, two EXISTS in one statement;
 - ``inbox``: store webhook bodies inserted in batches.
 
 Where PostgreSQL and SQLite need different statements the operation is a ``DialectSwitch``

@@ -15,6 +15,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from secrets import token_urlsafe
 
+from domain import limits
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.catalogue.models import LogisticsMethod, Sku
 from domain.db import transaction
@@ -24,6 +25,7 @@ from domain.events.catalogue import CloudWarehouseUpdated, StockThresholdChanged
 from domain.orders.intake import ManualLine, clean_address, create_manual_order
 from domain.orders.models import Order, OrderKind, OrderLine, OrderStatus
 from domain.orders.status import transition
+from domain.organisations.models import Organisation
 from domain.stock.ledger import Delta, apply_change, stock_item
 from domain.stock.models import (
     CloudWarehouse,
@@ -46,6 +48,13 @@ async def create_cloud_warehouse(
     cleaned = clean_address(address, field="address")
     secret = token_urlsafe(32)
     async with transaction():
+        await limits.ensure_room(
+            CloudWarehouse.filter(supplier_id=viewer.organisation_id),
+            limits.MAX_CLOUD_WAREHOUSES_PER_SUPPLIER,
+            message=f"At most {limits.MAX_CLOUD_WAREHOUSES_PER_SUPPLIER} cloud warehouses per "
+            "supplier.",
+            lock=Organisation.filter(id=viewer.organisation_id),
+        )
         warehouse = await CloudWarehouse.create(
             supplier_id=viewer.organisation_id, name=name, address=cleaned, callback_secret=secret
         )
@@ -149,7 +158,7 @@ async def _receive(order: Order, received: dict[int, int], *, actor_user_id: int
         )
     lines = {ln.id: ln for ln in await OrderLine.filter(order_id=order.id).order_by("id")}
     problems = [
-        DomainError(ErrorCode.NOT_FOUND, "Not a line of this order.", field=f"lines.{i}")
+        DomainError(ErrorCode.NOT_FOUND, "Not a line of this order.", field=f"lines.{i}.lineId")
         for i, line_id in enumerate(received)
         if line_id not in lines
     ] + [

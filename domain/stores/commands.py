@@ -6,11 +6,14 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+from domain import limits
 from domain.access import Viewer, require_buyer
 from domain.db import transaction
+from domain.errors import DomainError, ErrorCode
 from domain.events import record_event
 from domain.events.catalogue import StoreUpdated
 from domain.external_addresses import check_registered_url
+from domain.organisations.models import Organisation
 from domain.stores.data import StoreProductData
 from domain.stores.models import Store, StorePlatform, StoreProduct, StoreVariant
 from domain.validation import clean_text
@@ -37,6 +40,12 @@ async def connect_store(
         else secrets.token_urlsafe(32)
     )
     async with transaction():
+        await limits.ensure_room(
+            Store.filter(buyer_id=viewer.organisation_id),
+            limits.MAX_STORES_PER_BUYER,
+            message=f"At most {limits.MAX_STORES_PER_BUYER} stores per buyer.",
+            lock=Organisation.filter(id=viewer.organisation_id),
+        )
         store = await Store.create(
             buyer_id=viewer.organisation_id,
             name=name,
@@ -66,9 +75,23 @@ async def record_sync(store: Store, *, actor_user_id: int | None) -> None:
 async def upsert_store_products(
     *, store: Store, products: list[StoreProductData], actor_user_id: int | None = None
 ) -> int:
-    """Create or update the store's products and variants; returns how many variants."""
+    """Create or update the store's products and variants; returns how many variants. A store
+    keeps at most ``limits.MAX_STORE_PRODUCTS_PER_STORE`` products: a sync that would pass it
+    is refused (``TOO_MANY``) and writes none."""
     count = 0
     async with transaction():
+        await Store.filter(id=store.id).select_for_update().first()
+        known = set(
+            await StoreProduct.filter(store_id=store.id).values_list("external_id", flat=True)
+        )
+        added = {data.external_id for data in products} - known
+        if len(known) + len(added) > limits.MAX_STORE_PRODUCTS_PER_STORE:
+            raise DomainError(
+                ErrorCode.TOO_MANY,
+                f"The store has {len(known) + len(added)} products; at most "
+                f"{limits.MAX_STORE_PRODUCTS_PER_STORE} are kept per store.",
+                field="storeId",
+            )
         for data in products:
             product, _ = await StoreProduct.update_or_create(
                 store_id=store.id,
