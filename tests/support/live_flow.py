@@ -13,6 +13,7 @@ on a quiet server before the flow starts.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from domain.organisations import tokens
 from domain.organisations.models import OrganisationKind
 from integrations.bus.hub import EventHub
 from schema.global_ids import gid
-from tests.conftest import METRICS_HEADERS, MakeMember, Member
+from tests.conftest import MakeMember, Member
 from tests.support.dashboard import Dashboard, Panel, of_type, status_change, withdrawal_of
 from tests.support.distribution import (
     WarehouseSim,
@@ -176,7 +177,7 @@ class Instance:
             return
         async with httpx.AsyncClient() as http:  # the other process: its metrics, then a margin
             for _ in range(200):
-                text = (await http.get(f"{self.url}/metrics", headers=METRICS_HEADERS)).text
+                text = (await http.get(f"{self.url}/metrics", headers=metrics_headers())).text
                 line = next(
                     ln
                     for ln in text.splitlines()
@@ -423,3 +424,9 @@ async def _flow(
         lambda s: s["afterSalesOrder"]["withdrawalStatus"] == "WITHDRAW_FAILED",
     )
     await gap()
+
+
+def metrics_headers() -> dict[str, str]:
+    """``/metrics``'s token as the servers of this process were given it (the test suite's, or
+    the bench's when the bench runs this flow)."""
+    return {"authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
