@@ -19,6 +19,7 @@ actually connects to, so a name that resolves elsewhere later (DNS rebinding) ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -128,10 +129,9 @@ async def check_registered_url(url: str, *, field: str) -> None:
         host = policy.check_url(url)
         if not policy.is_allowed_host(host):
             port = urlsplit(url).port or 443
-            try:
+            # a name that does not resolve (now) is left to the connect-time check
+            with contextlib.suppress(OSError, TimeoutError):
                 async with asyncio.timeout(RESOLVE_TIMEOUT):
                     await policy.resolve(host, port)
-            except (OSError, TimeoutError):
-                pass
     except AddressRefused as refused:
         raise DomainError(ErrorCode.BAD_USER_INPUT, str(refused), field=field) from None
