@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from domain.events import PublishedEvent
 from domain.events.catalogue import public_payload
 from domain.events.models import Event as EventModel
+from domain.persistence.outbox import published
 from schema.event_ids import event_gid
 from schema.global_ids import gid, payload_for_clients
 from schema.types.enums import EventType
@@ -29,20 +30,7 @@ class Event(Node):
     @classmethod
     def from_model(cls, e: EventModel, organisation_id: int) -> Event:
         """A stored event (published: it has its ``seq``), as ``organisation_id`` sees it."""
-        assert e.seq is not None
-        return cls.from_published(
-            PublishedEvent(
-                seq=e.seq,
-                type=e.type,
-                subject_type=e.subject_type,
-                subject_id=e.subject_id,
-                payload=e.payload,
-                audience=frozenset(),
-                actor_user_id=e.actor_user_id,
-                created_at=e.created_at,
-            ),
-            organisation_id,
-        )
+        return cls.from_published(published(e, ()), organisation_id)
 
     @classmethod
     def from_published(cls, e: PublishedEvent, organisation_id: int) -> Event:
