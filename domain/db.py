@@ -106,3 +106,15 @@ async def transaction() -> AsyncIterator[None]:
         _pending_hooks.reset(token)
     for hook in pending:
         hook()
+
+
+@asynccontextmanager
+async def transaction_unless(one_statement: bool) -> AsyncIterator[None]:
+    """``transaction()``, unless the block writes in one statement, which is atomic by itself
+    (then a transaction would only hold its locks until a later commit). Inside an outer
+    transaction the block is part of it either way."""
+    if one_statement:
+        yield
+        return
+    async with transaction():
+        yield

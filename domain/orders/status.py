@@ -3,10 +3,11 @@ brings with it is declared in ``domain/lifecycle.py``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import DomainError, ErrorCode
-from domain.events import recorded
+from domain.events import NewEvent, recorded
 from domain.events.catalogue import OrderStatusChanged
 from domain.lifecycle import status_changed
 from domain.orders.models import Order, OrderStatus, OrderTransition
@@ -52,6 +53,57 @@ def require_status(order: Order, *allowed: OrderStatus, doing: str, field: str) 
         )
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """A checked status change about to be written: the order's new column values, its timeline
+    entry and its event. ``transition`` writes one; a command that writes several orders in one
+    statement (``domain.persistence.payments``) writes them itself, then calls ``transitioned``."""
+
+    order: Order
+    target: OrderStatus
+    values: dict[str, Any]
+    timeline: OrderTransition
+    event: NewEvent
+
+
+def plan_transition(
+    order: Order,
+    target: OrderStatus,
+    *,
+    actor_user_id: int | None,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+    field: str = "orderId",
+) -> StatusChange:
+    """The change of ``order`` to ``target`` (with ``changes`` to other columns), if the machine
+    allows it; nothing is written."""
+    check_transition(order, target, field=field)
+    timeline = OrderTransition(
+        order_id=order.id,
+        from_status=order.status,
+        to_status=target,
+        actor_user_id=actor_user_id,
+        reason=reason[:500],
+    )
+    event = OrderStatusChanged.of(
+        order, order.status, target, reason=reason, actor_user_id=actor_user_id
+    )
+    values = {**(changes or {}), "status": target}
+    return StatusChange(order, target, values, timeline, event)
+
+
+async def transitioned(change: StatusChange, *, actor_user_id: int | None) -> Order:
+    """After ``change`` was written (compare-and-set on the version it was planned with): the
+    order in memory as stored, the event announced, the status's hooks run."""
+    order = change.order
+    recorded(change.event)
+    for key, value in change.values.items():
+        setattr(order, key, value)
+    order.version += 1
+    await status_changed(order, actor_user_id=actor_user_id)
+    return order
+
+
 async def transition(
     order: Order,
     target: OrderStatus,
@@ -68,28 +120,22 @@ async def transition(
     Call inside the command's transaction. The update is compare-and-set on ``version``, so
     two concurrent commands on one order cannot both succeed (works on SQLite as on PostgreSQL).
     """
-    check_transition(order, target, field=field)
-    values = {**(changes or {}), "status": target}
-    previous = order.status
-    timeline = OrderTransition(
-        order_id=order.id,
-        from_status=previous,
-        to_status=target,
+    change = plan_transition(
+        order,
+        target,
         actor_user_id=actor_user_id,
-        reason=reason[:500],
+        reason=reason,
+        changes=changes,
+        field=field,
     )
-    event = OrderStatusChanged.of(
-        order, previous, target, reason=reason, actor_user_id=actor_user_id
+    if not await change_order(order, change.values, timeline=change.timeline, event=change.event):
+        raise conflict(order, field=field)
+    return await transitioned(change, actor_user_id=actor_user_id)
+
+
+def conflict(order: Order, *, field: str) -> DomainError:
+    return DomainError(
+        ErrorCode.CONFLICT,
+        f"Order {order.number} changed meanwhile; reload and retry.",
+        field=field,
     )
-    if not await change_order(order, values, timeline=timeline, event=event):
-        raise DomainError(
-            ErrorCode.CONFLICT,
-            f"Order {order.number} changed meanwhile; reload and retry.",
-            field=field,
-        )
-    recorded(event)
-    for key, value in values.items():
-        setattr(order, key, value)
-    order.version += 1
-    await status_changed(order, actor_user_id=actor_user_id)
-    return order

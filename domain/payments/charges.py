@@ -3,17 +3,18 @@ units the buyer's cloud stock covers (read only; shared by payment commands and 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from decimal import Decimal
 
-from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, ProductStatus, Sku
+from domain.catalogue.models import FreightRule, ProductStatus
 from domain.catalogue.pricing import freight, unit_price
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.orders.models import Order, OrderLine, OrderStatus
+from domain.orders.models import Order, OrderStatus
 from domain.orders.status import require_status
 from domain.organisations.models import Organisation
+from domain.persistence import charges as reads
+from domain.persistence.orders import lines_with_skus
 from domain.stock import commands as stock
 from domain.validation import CENT, MAX_AMOUNT
 
@@ -72,7 +73,7 @@ async def compute_charges(
         raise DomainError(
             ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
         )
-    orders = {o.id: o for o in await Order.filter(id__in=order_ids, buyer_id=buyer_id)}
+    orders = await reads.orders_of_buyer(buyer_id, order_ids)
     for i, order_id in enumerate(order_ids):
         order = orders.get(order_id)
         if order is None:
@@ -85,7 +86,8 @@ async def compute_charges(
         )
     supplier_id = suppliers.pop()
     assert supplier_id is not None
-    lines = await OrderLine.filter(order_id__in=list(orders)).order_by("id")
+    lines_skus = await lines_with_skus(list(orders))
+    lines = [line for line, _, _ in lines_skus]
     stock_quantities = (
         await stock.allocate(
             buyer_id=buyer_id,
@@ -97,15 +99,9 @@ async def compute_charges(
         if stock_warehouse_id is not None
         else {}
     )
-    skus = {
-        s.id: s
-        for s in await Sku.filter(id__in=[ln.sku_id for ln in lines if ln.sku_id]).select_related(
-            "product"
-        )
-    }
-    tiers: dict[int, list[PriceTier]] = defaultdict(list)
-    for tier in await PriceTier.filter(sku_id__in=list(skus)):
-        tiers[tier.sku_id].append(tier)
+    skus = {sku.id: sku for _, sku, _ in lines_skus if sku is not None}
+    products = {sku.id: product for _, sku, product in lines_skus if sku is not None}
+    tiers = await reads.tiers_of(list(skus))
     currencies = {s.currency for s in skus.values()}
     if len(currencies) > 1:
         raise DomainError(
@@ -121,12 +117,10 @@ async def compute_charges(
                 ErrorCode.REQUIRED, "Choose a shipping method.", field="logisticsMethodId"
             )
         if chosen not in methods:
-            method = await LogisticsMethod.get_or_none(
-                id=chosen, supplier_id=supplier_id, is_active=True
-            )
-            if method is None:
+            rules = await reads.active_method_rules(chosen, supplier_id)
+            if rules is None:
                 raise not_found("Logistics method of this supplier", field="logisticsMethodId")
-            methods[chosen] = await FreightRule.filter(method_id=chosen)
+            methods[chosen] = rules
         goods = Decimal("0.00")
         weight = 0
         prices: dict[int, Decimal] = {}
@@ -138,7 +132,8 @@ async def compute_charges(
                     f"Order {order.number} has an unconnected line.",
                     field="orderIds",
                 )
-            if not sku.is_active or sku.product.status is not ProductStatus.ACTIVE:
+            product = products[sku.id]
+            if not sku.is_active or product is None or product.status is not ProductStatus.ACTIVE:
                 raise DomainError(
                     ErrorCode.INACTIVE,
                     f"Order {order.number}: SKU {sku.code} is no longer sold; re-connect it.",

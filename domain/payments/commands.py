@@ -19,15 +19,19 @@ from decimal import Decimal
 from tortoise.expressions import F
 
 from domain.access import Viewer, require_buyer, require_supplier_staff
-from domain.db import transaction
+from domain.db import transaction, transaction_unless
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import record_event
+from domain.events import NewEvent, record_event, recorded
 from domain.events.catalogue import WalletChanged
 from domain.orders.models import OrderLine, OrderStatus
-from domain.orders.status import transition
+from domain.orders.status import StatusChange, conflict, plan_transition, transitioned
 from domain.organisations.models import Organisation
 from domain.payments.charges import Charges, compute_charges
 from domain.payments.models import EntryKind, Wallet, WalletEntry
+from domain.persistence import charges as reads
+from domain.persistence.dialects import is_postgres
+from domain.persistence.orders import change_order
+from domain.persistence.payments import PaidOrder, PaymentWrite, pay_in_one_statement
 from domain.stock import commands as stock
 from domain.trading import trades_with
 from domain.validation import clean_text, money
@@ -39,11 +43,24 @@ def to_cents(amount: Decimal) -> int:
 
 
 async def wallet_for(*, buyer_id: int, supplier_id: int) -> Wallet:
+    wallet = await reads.wallet_of(buyer_id, supplier_id)
+    if wallet is not None:
+        return wallet
     supplier = await Organisation.get(id=supplier_id)
     wallet, _ = await Wallet.get_or_create(
         buyer_id=buyer_id, supplier_id=supplier_id, defaults={"currency": supplier.currency}
     )
     return wallet
+
+
+def _short(wallet: Wallet, balance_cents: int, amount: Decimal, *, field: str) -> DomainError:
+    current = Decimal(balance_cents).scaleb(-2)
+    return DomainError(
+        ErrorCode.INSUFFICIENT_FUNDS,
+        f"The wallet holds {current} {wallet.currency}; {amount} {wallet.currency} is "
+        f"needed ({amount - current} short).",
+        field=field,
+    )
 
 
 async def _debit(wallet: Wallet, amount: Decimal, *, shortfall_field: str) -> None:
@@ -53,13 +70,14 @@ async def _debit(wallet: Wallet, amount: Decimal, *, shortfall_field: str) -> No
         balance_cents=F("balance_cents") - cents
     )
     if updated != 1:
-        current = (await Wallet.get(id=wallet.id)).balance
-        raise DomainError(
-            ErrorCode.INSUFFICIENT_FUNDS,
-            f"The wallet holds {current} {wallet.currency}; {amount} {wallet.currency} is "
-            f"needed ({amount - current} short).",
-            field=shortfall_field,
-        )
+        current = (await Wallet.get(id=wallet.id)).balance_cents
+        raise _short(wallet, current, amount, field=shortfall_field)
+
+
+def _one_statement(stock_warehouse_id: int | None) -> bool:
+    """Whether a payment is written in one statement (``domain.persistence.payments``):
+    on PostgreSQL, when no stock is reserved with it."""
+    return stock_warehouse_id is None and is_postgres()
 
 
 async def pay_orders(
@@ -70,7 +88,7 @@ async def pay_orders(
     stock_warehouse_id: int | None = None,
     split_when_short: bool = False,
 ) -> Charges:
-    """Pay AWAITING_PAYMENT orders from the buyer's wallet in one transaction: all of them
+    """Pay AWAITING_PAYMENT orders from the buyer's wallet atomically: all of them
     become AWAITING_SHIPPING, or (any problem, too little money, short stock) nothing changes.
 
     With ``stock_warehouse_id`` the lines ship from the buyer's stock there: only freight is
@@ -78,7 +96,7 @@ async def pay_orders(
     ``split_when_short`` the rest is supplied (and charged) as usual.
     """
     require_buyer(viewer)
-    async with transaction():
+    async with transaction_unless(_one_statement(stock_warehouse_id)):
         return await charge_orders(
             buyer_id=viewer.organisation_id,
             order_ids=order_ids,
@@ -101,7 +119,8 @@ async def charge_orders(
 ) -> Charges:
     """Charge the buyer's wallet for its AWAITING_PAYMENT orders, which become
     AWAITING_SHIPPING. Runs inside the caller's transaction (the buyer paying, or a supplier
-    charging on push); too little money raises INSUFFICIENT_FUNDS with the shortfall."""
+    charging on push), or on PostgreSQL without stock as one statement that is atomic by
+    itself; too little money raises INSUFFICIENT_FUNDS with the shortfall."""
     charges = await compute_charges(
         buyer_id=buyer_id,
         order_ids=order_ids,
@@ -116,17 +135,102 @@ async def charge_orders(
             f"The wallet is in {wallet.currency}, the orders in {charges.currency}.",
             field=field,
         )
+    now = datetime.now(UTC)
+    changes = [
+        plan_transition(
+            charge.order,
+            OrderStatus.AWAITING_SHIPPING,
+            actor_user_id=actor_user_id,
+            reason=f"paid {charge.total} {charges.currency}",
+            changes={
+                "goods_amount": charge.goods,
+                "freight_amount": charge.freight,
+                "paid_amount": charge.total,
+                "paid_at": now,
+                "currency": charges.currency,
+                "logistics_method_id": logistics_method_id or charge.order.logistics_method_id,
+            },
+            field=field,
+        )
+        for charge in charges.orders
+    ]
+    wallet_event = WalletChanged.of(wallet, reason="payment", actor_user_id=actor_user_id)
+    if _one_statement(stock_warehouse_id):
+        await _pay_in_one_statement(charges, changes, wallet, wallet_event, now, field=field)
+    else:
+        await _pay_statement_by_statement(
+            charges, changes, wallet, wallet_event, stock_warehouse_id, field=field
+        )
+    for change in changes:
+        await transitioned(change, actor_user_id=actor_user_id)
+    return charges
+
+
+async def _pay_in_one_statement(
+    charges: Charges,
+    changes: list[StatusChange],
+    wallet: Wallet,
+    wallet_event: NewEvent,
+    now: datetime,
+    *,
+    field: str,
+) -> None:
+    actor_user_id = wallet_event.actor_user_id
+    outcome = await pay_in_one_statement(
+        PaymentWrite(
+            wallet_id=wallet.id,
+            total_cents=to_cents(charges.total),
+            currency=charges.currency,
+            paid_at=now,
+            actor_user_id=actor_user_id,
+            orders=[
+                PaidOrder(
+                    order_id=charge.order.id,
+                    version=charge.order.version,
+                    goods=charge.goods,
+                    freight=charge.freight,
+                    logistics_method_id=change.values["logistics_method_id"],
+                    entry_note=f"order {charge.order.number}",
+                    reason=change.timeline.reason,
+                )
+                for charge, change in zip(charges.orders, changes, strict=True)
+            ],
+            line_prices={
+                line_id: price
+                for charge in charges.orders
+                for line_id, price in charge.unit_prices.items()
+            },
+            events=[*(change.event for change in changes), wallet_event],
+        )
+    )
+    if not outcome.written:
+        if outcome.balance_cents < to_cents(charges.total):
+            raise _short(wallet, outcome.balance_cents, charges.total, field=field)
+        raise conflict(changes[0].order, field=field)
+    recorded(wallet_event)
+
+
+async def _pay_statement_by_statement(
+    charges: Charges,
+    changes: list[StatusChange],
+    wallet: Wallet,
+    wallet_event: NewEvent,
+    stock_warehouse_id: int | None,
+    *,
+    field: str,
+) -> None:
+    """The same rows as ``_pay_in_one_statement``, inside the caller's transaction."""
+    actor_user_id = wallet_event.actor_user_id
     # LOCK_ORDER (above): the wallet first
     await _debit(wallet, charges.total, shortfall_field=field)
     if charges.stock_quantities:
         await stock.reserve(
-            buyer_id=buyer_id,
+            buyer_id=wallet.buyer_id,
             warehouse_id=stock_warehouse_id or 0,
             allocation=charges.stock_quantities,
             actor_user_id=actor_user_id,
         )
-    now = datetime.now(UTC)
-    for charge in charges.orders:
+    for charge, change in zip(charges.orders, changes, strict=True):
         order = charge.order
         await WalletEntry.create(
             wallet_id=wallet.id,
@@ -138,23 +242,11 @@ async def charge_orders(
         )
         for line_id, price in charge.unit_prices.items():
             await OrderLine.filter(id=line_id).update(unit_price=price)
-        await transition(
-            order,
-            OrderStatus.AWAITING_SHIPPING,
-            actor_user_id=actor_user_id,
-            reason=f"paid {charge.total} {charges.currency}",
-            changes={
-                "goods_amount": charge.goods,
-                "freight_amount": charge.freight,
-                "paid_amount": charge.total,
-                "paid_at": now,
-                "currency": charges.currency,
-                "logistics_method_id": logistics_method_id or order.logistics_method_id,
-            },
-            field=field,
-        )
-    await _wallet_event(wallet, actor_user_id, reason="payment")
-    return charges
+        if not await change_order(
+            order, change.values, timeline=change.timeline, event=change.event
+        ):
+            raise conflict(order, field=field)
+    await record_event(wallet_event)
 
 
 async def top_up(

@@ -3,6 +3,7 @@ other statements embed to record an event with the change that causes it), two e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -66,6 +67,52 @@ def event_parameters(event: Recordable) -> list[Any]:
         event.actor_user_id,
         datetime.now(UTC),
         audience_of(event),
+    ]
+
+
+def recording_many_sql(first: int, *, only_if: str) -> str:
+    """PostgreSQL: the common table expressions that insert any number of events and their
+    audiences, with the seven array parameters ``$first`` … ``$first + 6`` of
+    ``many_event_parameters``; nothing is inserted unless the earlier expression ``only_if``
+    returns a row. The ids are drawn first, so that each audience row names its event."""
+    p = [f"${i}" for i in range(first, first + 7)]
+    table = orm.table(Event)
+    return f"""drawn AS (
+    SELECT nextval(pg_get_serial_sequence('"{table}"', 'id')) AS id, e.*
+    FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],
+                {p[4]}::integer[]) WITH ORDINALITY AS e(type, subject_type, subject_id, payload,
+                                                       actor_user_id, n)
+    WHERE EXISTS (SELECT 1 FROM {only_if})
+), recorded AS (
+    INSERT INTO "{table}" (id, type, subject_type, subject_id, payload, actor_user_id,
+                           created_at)
+    SELECT id, type, subject_type, subject_id, payload::jsonb, actor_user_id, now()
+    FROM drawn
+), recorded_audience AS (
+    INSERT INTO "{orm.table(EventAudience)}" (event_id, organisation_id)
+    SELECT drawn.id, a.organisation
+    FROM drawn JOIN unnest({p[5]}::integer[], {p[6]}::integer[]) AS a(n, organisation)
+         ON drawn.n = a.n
+)"""
+
+
+def many_event_parameters(events: Sequence[Recordable]) -> list[Any]:
+    """The parameters of ``recording_many_sql``, in order: a column each, and the audiences as
+    (event's position from 1, organisation) pairs."""
+    positions: list[int] = []
+    organisations: list[int] = []
+    for n, event in enumerate(events, 1):
+        for organisation in audience_of(event):
+            positions.append(n)
+            organisations.append(organisation)
+    return [
+        [event.type.value for event in events],
+        [event.subject_type for event in events],
+        [str(event.subject_id) for event in events],
+        [orm.to_db(Event, "payload", event.payload.to_payload()) for event in events],
+        [event.actor_user_id for event in events],
+        positions,
+        organisations,
     ]
 
 

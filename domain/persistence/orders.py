@@ -16,7 +16,7 @@ from domain.orders.models import Order, OrderLine, OrderTransition
 from domain.persistence.dialects import DialectSwitch
 from domain.persistence.events import Recordable, event_parameters, insert_event, recording_sql
 from domain.persistence.rows import RowBuilder, builder, fetch
-from domain.persistence.sql import int_list, placeholder
+from domain.persistence.sql import id_in, int_list, placeholder
 
 _ORDER_WHERE: dict[tuple[str, str], str] = {}
 
@@ -69,8 +69,8 @@ async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
         return []
     db = orm.connection_of(OrderLine)
     table = orm.table(OrderLine)
-    sql = f'{_lines_with_skus_head(db.query_class)} WHERE "{table}"."order_id" IN '
-    sql += f'({int_list(order_ids)}) ORDER BY "{table}"."id"'
+    among, params = id_in(db.capabilities.dialect, f'"{table}"."order_id"', 1, order_ids)
+    sql = f'{_lines_with_skus_head(db.query_class)} WHERE {among} ORDER BY "{table}"."id"'
     built: dict[tuple[str, int], Any] = {}  # each SKU and product made once, however many lines
     skus, products = builder(Sku), builder(Product)
 
@@ -83,7 +83,7 @@ async def lines_with_skus(order_ids: Sequence[int]) -> list[LineWithSku]:
             built[key] = model_rows.build(row, prefix)
         return built[key]
 
-    _, rows = await db.execute_query(sql)
+    _, rows = await db.execute_query(sql, params)
     lines = builder(OrderLine)
     return [
         (lines.build(row, "l_"), instance(skus, "s_", row), instance(products, "p_", row))

@@ -1,0 +1,151 @@
+"""Paying under concurrency: all or nothing, never below zero, the ledger equal to the balance.
+
+On PostgreSQL a payment without stock is one statement outside a transaction
+(``domain.persistence.payments``); these tests pin what that must keep: racing payments of one
+wallet and of one order, a stale order in a payment of several, and the wallet locked before
+the orders (LOCK_ORDER in ``domain.payments.commands``). The first two run on SQLite too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from domain.orders.models import Order, OrderStatus, OrderTransition
+from domain.payments.models import EntryKind, Wallet, WalletEntry
+from domain.persistence.payments import PaidOrder, PaymentWrite, pay_in_one_statement
+from schema.global_ids import key_of
+from tests.conftest import MakeMember, Member
+from tests.support.graphql_client import GraphQLHttp
+from tests.support.server import RunningServer
+from tests.test_cloud_stock import manual_order, top_up
+from tests.test_order_flow import supplier_catalogue
+
+PAY = """mutation($o: [ID!]!) { payOrders(orderIds: $o) { orders { id status paidAmount }
+  userErrors { code field message } } }"""
+
+
+async def _pay(client: GraphQLHttp, buyer: Member, *order_ids: str) -> dict:
+    return (await client.data(PAY, {"o": list(order_ids)}, token=buyer.token))["payOrders"]
+
+
+async def _assert_wallet_equals_ledger(buyer: Member) -> Wallet:
+    wallet = await Wallet.get(buyer_id=buyer.organisation_id)
+    entries = await WalletEntry.filter(wallet_id=wallet.id)
+    assert wallet.balance_cents >= 0
+    assert wallet.balance == sum((e.amount for e in entries), Decimal("0.00"))
+    return wallet
+
+
+async def test_racing_payments_drain_the_wallet_exactly(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    orders = [await manual_order(client, buyer, cat, 1) for _ in range(13)]
+    await top_up(client, supplier, buyer, "100.00")
+    first = await _pay(client, buyer, orders[0])
+    price = Decimal(first["orders"][0]["paidAmount"])
+    affordable = int((Decimal("100.00") - price) // price)
+    answers = await asyncio.gather(*(_pay(client, buyer, order) for order in orders[1:]))
+    paid = [a for a in answers if not a["userErrors"]]
+    refused = [a["userErrors"][0]["code"] for a in answers if a["userErrors"]]
+    assert len(paid) == min(affordable, 12)
+    assert set(refused) <= {"INSUFFICIENT_FUNDS"}
+    wallet = await _assert_wallet_equals_ledger(buyer)
+    assert wallet.balance == Decimal("100.00") - price * (len(paid) + 1)
+    every = [key_of(o) for o in orders]
+    rows = await Order.filter(id__in=every, status=OrderStatus.AWAITING_SHIPPING)
+    payments = await WalletEntry.filter(wallet_id=wallet.id, kind=EntryKind.PAYMENT)
+    assert sorted(e.order_id for e in payments) == sorted(o.id for o in rows)
+
+
+async def test_one_order_paid_by_racing_requests_is_paid_once(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    order = await manual_order(client, buyer, cat, 1)
+    await top_up(client, supplier, buyer, "500.00")
+    answers = await asyncio.gather(*(_pay(client, buyer, order) for _ in range(6)))
+    assert sum(1 for a in answers if not a["userErrors"]) == 1
+    refusals = {a["userErrors"][0]["code"] for a in answers if a["userErrors"]}
+    assert refusals <= {"ILLEGAL_TRANSITION", "CONFLICT"}
+    await _assert_wallet_equals_ledger(buyer)
+    assert await WalletEntry.filter(order_id=key_of(order)).count() == 1
+    assert await OrderTransition.filter(order_id=key_of(order)).count() == 2  # created, paid
+
+
+async def test_a_stale_order_leaves_the_whole_payment_unwritten(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    if server.settings.is_sqlite:
+        pytest.skip("the one-statement payment is PostgreSQL's")
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    ids = [key_of(await manual_order(client, buyer, cat, 1)) for _ in range(2)]
+    await top_up(client, supplier, buyer, "100.00")
+    wallet = await Wallet.get(buyer_id=buyer.organisation_id)
+    current, stale = await Order.get(id=ids[0]), await Order.get(id=ids[1])
+    write = PaymentWrite(
+        wallet_id=wallet.id,
+        total_cents=200,
+        currency="USD",
+        paid_at=current.created_at,
+        actor_user_id=None,
+        orders=[
+            PaidOrder(o.id, version, Decimal("1.00"), Decimal("0.00"), None, "n", "r")
+            for o, version in ((current, current.version), (stale, stale.version - 1))
+        ],
+        line_prices={},
+        events=[],
+    )
+    outcome = await pay_in_one_statement(write)
+    assert (outcome.written, outcome.wallet_found, outcome.orders_current) == (False, True, 1)
+    assert (await Wallet.get(id=wallet.id)).balance_cents == wallet.balance_cents
+    assert await Order.filter(id__in=ids, status=OrderStatus.AWAITING_PAYMENT).count() == 2
+    assert await WalletEntry.filter(wallet_id=wallet.id, kind=EntryKind.PAYMENT).count() == 0
+
+
+async def test_the_payment_waits_for_the_wallet_before_locking_orders(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """LOCK_ORDER: with the wallet held elsewhere, a waiting payment holds no order row."""
+    if server.settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's")
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    order = await manual_order(client, buyer, cat, 1)
+    await top_up(client, supplier, buyer, "100.00")
+    holder = await asyncpg.connect(server.settings.database_url)
+    probe = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute(
+            "SELECT 1 FROM wallet WHERE buyer_id = $1 FOR UPDATE", buyer.organisation_id
+        )
+        paying = asyncio.create_task(_pay(client, buyer, order))
+        waiting = 0
+        for _ in range(400):  # until the payment waits for the wallet
+            waiting = await probe.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            )
+            if waiting or paying.done():
+                break
+            await asyncio.sleep(0.025)
+        assert waiting, "the payment never waited for the wallet"
+        async with probe.transaction():  # the order row is free meanwhile
+            await probe.execute(
+                "SELECT 1 FROM supply_order WHERE id = $1 FOR UPDATE NOWAIT", key_of(order)
+            )
+        await held.commit()
+        paid = await paying
+    finally:
+        await holder.close()
+        await probe.close()
+    assert paid["userErrors"] == []
+    assert paid["orders"][0]["status"] == "AWAITING_SHIPPING"
