@@ -59,6 +59,12 @@ def loaded_state(model: type[Model]) -> dict[str, Any]:
     }
 
 
+def mark_stored(instance: Model) -> None:
+    """``instance``, written by a hand-written statement, marked as loaded from the database
+    (so that a later ``save`` updates its row instead of inserting it again)."""
+    instance.__dict__.update(loaded_state(type(instance)))
+
+
 def compiled(query: QuerySet[Any]) -> tuple[BaseDBAsyncClient, str, list[Any]]:
     """The connection ``query`` would run on, and its SQL and parameters."""
     query._choose_db_if_not_chosen()

@@ -4,12 +4,16 @@ cascade on both sides; returns; bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from domain.distribution.models import TaskKind, WarehouseTask, Withdrawal
+from domain.events.models import Event
 from integrations.stores.simulator import create_store_simulator
+from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
     FAST_WAREHOUSE,
@@ -538,3 +542,43 @@ async def test_bigshop_store_order_filtered_pushed_and_tracking_reaches_the_stor
         await sim.advance(order_id, "SHIPPED", carrier="UPS", tracking_number="1Z99")
         fulfillments = await eventually(shop.fulfillments, lambda f: len(f) == 1)
         assert fulfillments[0]["tracking_number"] == "1Z99"
+
+
+async def test_racing_withdraws_of_one_order_make_one_withdrawal(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    """On PostgreSQL the request is one statement (``domain.persistence.withdrawals``); racing
+    requests still make one withdrawal, one cancel task and one WITHDRAWING event."""
+    d = await partnered(client, make_member, sim)
+    order_id = await paid_order(client, d)
+    await push(client, d, order_id)
+    await eventually(lambda: order_state(client, d.supplier.token, order_id), pushed)
+    answers = await asyncio.gather(
+        *(
+            client.data(
+                "mutation($o: ID!) { withdrawOrder(orderId: $o) { withdrawal { id status } "
+                "userErrors { code } } }",
+                {"o": order_id},
+                token=d.distributor.token,
+            )
+            for _ in range(6)
+        )
+    )
+    made = [a["withdrawOrder"] for a in answers if not a["withdrawOrder"]["userErrors"]]
+    refused = [
+        a["withdrawOrder"]["userErrors"] for a in answers if a["withdrawOrder"]["userErrors"]
+    ]
+    assert len(made) == 1 and made[0]["withdrawal"]["status"] == "WITHDRAWING"
+    assert all(errors == [{"code": "ILLEGAL_TRANSITION"}] for errors in refused)
+    order = key_of(order_id)
+    assert await Withdrawal.filter(order_id=order).count() == 1
+    assert await WarehouseTask.filter(order_id=order, kind=TaskKind.CANCEL_ORDER).count() == 1
+    withdrawing = await Event.filter(
+        type="WITHDRAWAL_STATUS_CHANGED", subject_id=str(key_of(made[0]["withdrawal"]["id"]))
+    )
+    assert [e.payload["status"] for e in withdrawing][:1] == ["WITHDRAWING"]
+    await eventually(
+        lambda: order_state(client, d.distributor.token, order_id),
+        lambda s: s["distribution"]["withdrawalStatus"] == "WITHDRAWN",
+    )
+    assert (await sim.effects())["outbound_cancelled"] == 1
