@@ -10,7 +10,7 @@ from decimal import Decimal
 from domain.catalogue.models import FreightRule, ProductStatus
 from domain.catalogue.pricing import freight, unit_price
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.orders.models import Order, OrderStatus
+from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.orders.status import require_status
 from domain.organisations.models import Organisation
 from domain.persistence import charges as reads
@@ -39,6 +39,8 @@ class Charges:
     currency: str
     supplier_id: int
     stock_quantities: dict[int, int] = dataclass_field(default_factory=dict)  # line id → units
+    stock_items: dict[int, int] = dataclass_field(default_factory=dict)  # SKU id → stock item id
+    lines: list[OrderLine] = dataclass_field(default_factory=list)  # of the orders paid
 
     @property
     def goods(self) -> Decimal:
@@ -88,7 +90,7 @@ async def compute_charges(
     assert supplier_id is not None
     lines_skus = await lines_with_skus(list(orders))
     lines = [line for line, _, _ in lines_skus]
-    stock_quantities = (
+    stock_quantities, stock_items = (
         await stock.allocate(
             buyer_id=buyer_id,
             warehouse_id=stock_warehouse_id,
@@ -97,7 +99,7 @@ async def compute_charges(
             split=split_when_short,
         )
         if stock_warehouse_id is not None
-        else {}
+        else ({}, {})
     )
     skus = {sku.id: sku for _, sku, _ in lines_skus if sku is not None}
     products = {sku.id: product for _, sku, product in lines_skus if sku is not None}
@@ -163,6 +165,8 @@ async def compute_charges(
         currency=currency,
         supplier_id=supplier_id,
         stock_quantities=stock_quantities,
+        stock_items=stock_items,
+        lines=lines,
     )
     if made.total >= MAX_AMOUNT:  # checked before any column that cannot hold it is written
         raise DomainError(

@@ -75,8 +75,9 @@ async def _debit(wallet: Wallet, amount: Decimal, *, shortfall_field: str) -> No
 
 
 def _one_statement(stock_warehouse_id: int | None) -> bool:
-    """Whether a payment is written in one statement (``domain.persistence.payments``):
-    on PostgreSQL, when no stock is reserved with it."""
+    """Whether a payment is written in one statement (``domain.persistence.payments``), atomic
+    without a transaction: on PostgreSQL, when no stock is reserved with it (with stock, two
+    statements in a transaction: the reservation's, then the payment's)."""
     return stock_warehouse_id is None and is_postgres()
 
 
@@ -155,8 +156,22 @@ async def charge_orders(
         for charge in charges.orders
     ]
     wallet_event = WalletChanged.of(wallet, reason="payment", actor_user_id=actor_user_id)
-    if _one_statement(stock_warehouse_id):
-        await _pay_in_one_statement(charges, changes, wallet, wallet_event, now, field=field)
+    if is_postgres():
+        stock_events = (
+            await stock.reserve_for_payment(
+                wallet_id=wallet.id,
+                warehouse_id=stock_warehouse_id or 0,
+                allocation=charges.stock_quantities,
+                lines=charges.lines,
+                items=charges.stock_items,
+                actor_user_id=actor_user_id,
+            )
+            if charges.stock_quantities
+            else []
+        )
+        await _pay_in_one_statement(
+            charges, changes, wallet, stock_events, wallet_event, now, field=field
+        )
     else:
         await _pay_statement_by_statement(
             charges, changes, wallet, wallet_event, stock_warehouse_id, field=field
@@ -170,11 +185,15 @@ async def _pay_in_one_statement(
     charges: Charges,
     changes: list[StatusChange],
     wallet: Wallet,
+    stock_events: list[NewEvent],
     wallet_event: NewEvent,
     now: datetime,
     *,
     field: str,
 ) -> None:
+    """PostgreSQL: the payment's statement (``domain.persistence.payments``), with the events
+    in the order the statement-by-statement way records them. With stock, it runs after the
+    reservation's statement (``stock_events`` are its events), in the payment's transaction."""
     actor_user_id = wallet_event.actor_user_id
     outcome = await pay_in_one_statement(
         PaymentWrite(
@@ -200,14 +219,15 @@ async def _pay_in_one_statement(
                 for charge in charges.orders
                 for line_id, price in charge.unit_prices.items()
             },
-            events=[*(change.event for change in changes), wallet_event],
+            events=[*stock_events, *(change.event for change in changes), wallet_event],
         )
     )
     if not outcome.written:
         if outcome.balance_cents < to_cents(charges.total):
             raise _short(wallet, outcome.balance_cents, charges.total, field=field)
         raise conflict(changes[0].order, field=field)
-    recorded(wallet_event)
+    for event in (*stock_events, wallet_event):
+        recorded(event)
 
 
 async def _pay_statement_by_statement(

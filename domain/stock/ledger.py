@@ -41,6 +41,12 @@ class Delta:
         return self.on_hand - self.reserved
 
 
+def fell_below(threshold: int | None, *, before: int, after: int) -> bool:
+    """Whether a movement took the available units below the item's low-stock threshold (a
+    STOCK_LOW event): only the movement that crosses it, not every one below it."""
+    return threshold is not None and after < threshold <= before
+
+
 async def stock_item(buyer_id: int, warehouse_id: int, sku_id: int) -> StockItem:
     item, _ = await StockItem.get_or_create(
         buyer_id=buyer_id, warehouse_id=warehouse_id, sku_id=sku_id
@@ -97,8 +103,8 @@ async def apply_change(
         InventoryChanged.of(item, movement=kind, order_id=order_id, actor_user_id=actor_user_id)
     )
     threshold = item.low_stock_threshold
-    before = item.available - delta.available
-    if threshold is not None and item.available < threshold <= before:
+    if fell_below(threshold, before=item.available - delta.available, after=item.available):
+        assert threshold is not None
         await record_event(
             StockLow.of(
                 item,
