@@ -135,6 +135,44 @@ async def _order_change(server: RunningServer) -> None:
     assert await changed.count() == 1
 
 
+@scenario("charges.pricing_rows")
+async def _pricing(server: RunningServer) -> None:
+    from decimal import Decimal
+
+    from domain.catalogue.models import PriceTier, Product, Sku
+    from domain.orders.models import OrderLine
+    from domain.persistence.charges import pricing_rows
+
+    buyer, supplier = await _organisation(), await _organisation()
+    product = await Product.create(supplier_id=supplier.id, title="Tee")
+    sku = await Sku.create(
+        product_id=product.id,
+        supplier_id=supplier.id,
+        code="TEE",
+        weight_grams=200,
+        unit_price=Decimal("5.00"),
+        currency="USD",
+    )
+    await PriceTier.create(sku_id=sku.id, min_quantity=10, unit_price=Decimal("4.50"))
+    order = await Order.create(
+        number=f"P{uuid.uuid4().hex[:12]}",
+        kind=OrderKind.MANUAL,
+        status=OrderStatus.AWAITING_PAYMENT,
+        buyer_id=buyer.id,
+        supplier_id=supplier.id,
+    )
+    priced = await OrderLine.create(order_id=order.id, title="Tee", quantity=2, sku_id=sku.id)
+    unmapped = await OrderLine.create(order_id=order.id, title="Other", quantity=1)
+    orders, lines, tiers = await pricing_rows(buyer.id, [order.id, order.id + 10_000])
+    assert list(orders) == [order.id]
+    assert [(line.id, s.code if s else None, p.title if p else None) for line, s, p in lines] == [
+        (priced.id, "TEE", "Tee"),
+        (unmapped.id, None, None),
+    ]
+    assert [(t.min_quantity, t.unit_price) for t in tiers[sku.id]] == [(10, Decimal("4.50"))]
+    assert (await pricing_rows(supplier.id, [order.id]))[0] == {}  # not the supplier's order
+
+
 @scenario("outbox.assign_sequence")
 async def _assign(server: RunningServer) -> None:
     await _event(server)  # at least one event to number, unless the publisher was quicker

@@ -14,7 +14,6 @@ from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.orders.status import require_status
 from domain.organisations.models import Organisation
 from domain.persistence import charges as reads
-from domain.persistence.orders import lines_with_skus
 from domain.stock import commands as stock
 from domain.validation import CENT, MAX_AMOUNT
 
@@ -75,7 +74,7 @@ async def compute_charges(
         raise DomainError(
             ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
         )
-    orders = await reads.orders_of_buyer(buyer_id, order_ids)
+    orders, lines_skus, tiers = await reads.pricing_rows(buyer_id, order_ids)
     for i, order_id in enumerate(order_ids):
         order = orders.get(order_id)
         if order is None:
@@ -88,7 +87,6 @@ async def compute_charges(
         )
     supplier_id = suppliers.pop()
     assert supplier_id is not None
-    lines_skus = await lines_with_skus(list(orders))
     lines = [line for line, _, _ in lines_skus]
     stock_quantities, stock_items = (
         await stock.allocate(
@@ -103,7 +101,6 @@ async def compute_charges(
     )
     skus = {sku.id: sku for _, sku, _ in lines_skus if sku is not None}
     products = {sku.id: product for _, sku, product in lines_skus if sku is not None}
-    tiers = await reads.tiers_of(list(skus))
     currencies = {s.currency for s in skus.values()}
     if len(currencies) > 1:
         raise DomainError(

@@ -5,13 +5,17 @@ The rules that use these rows are in ``domain.payments.charges``."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 
 from compat import tortoise as orm
-from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier
-from domain.orders.models import Order
+from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, Product, Sku
+from domain.orders.models import Order, OrderLine
 from domain.payments.models import Wallet
+from domain.persistence.dialects import DialectSwitch
+from domain.persistence.orders import LineWithSku, lines_with_skus
 from domain.persistence.rows import builder, fetch
 from domain.persistence.sql import id_in, placeholder
 
@@ -70,3 +74,73 @@ async def wallet_of(buyer_id: int, supplier_id: int) -> Wallet | None:
     sql += f'AND "supplier_id" = {_p(Wallet, 2)}'
     found = await fetch(Wallet, sql, [buyer_id, supplier_id])
     return found[0] if found else None
+
+
+Pricing = tuple[dict[int, Order], list[LineWithSku], dict[int, list[PriceTier]]]
+pricing_rows: DialectSwitch[Pricing] = DialectSwitch("charges.pricing_rows")
+_PRICING_PARTS = ((Order, "o"), (OrderLine, "l"), (Sku, "s"), (Product, "p"))
+_PRICING: str | None = None
+
+
+@pricing_rows.postgres
+async def _pricing_postgres(buyer_id: int, order_ids: Sequence[int]) -> Pricing:
+    """The buyer's orders among ``order_ids``, their lines with SKU and product, and the SKUs'
+    tiers: one statement (the tiers as a JSON array per line)."""
+    global _PRICING
+    if _PRICING is None:
+        columns = ", ".join(
+            f'{alias}."{column}" AS "{alias}_{column}"'
+            for model, alias in _PRICING_PARTS
+            for column in orm.columns(model)
+        )
+        tiers = (
+            "SELECT json_agg(json_build_array(t.id, t.min_quantity, t.unit_price::text)) "
+            f'FROM "{orm.table(PriceTier)}" t WHERE t.sku_id = s.id'
+        )
+        _PRICING = f"""SELECT {columns}, ({tiers}) AS tiers
+FROM "{orm.table(Order)}" o
+LEFT JOIN "{orm.table(OrderLine)}" l ON l.order_id = o.id
+LEFT JOIN "{orm.table(Sku)}" s ON s.id = l.sku_id
+LEFT JOIN "{orm.table(Product)}" p ON p.id = s.product_id
+WHERE o.buyer_id = $1 AND o.id = ANY($2::bigint[])
+ORDER BY l.id"""
+    _, rows = await orm.connection_of(Order).execute_query(
+        _PRICING, [buyer_id, [int(i) for i in order_ids]]
+    )
+    orders: dict[int, Order] = {}
+    lines: list[LineWithSku] = []
+    tiers: dict[int, list[PriceTier]] = defaultdict(list)
+    skus: dict[int, Sku] = {}
+    products: dict[int, Product] = {}
+    for row in rows:
+        if row["o_id"] not in orders:
+            orders[row["o_id"]] = builder(Order).build(row, "o_")
+        if row["l_id"] is None:
+            continue
+        sku = product = None
+        if row["s_id"] is not None:
+            if row["s_id"] not in skus:
+                skus[row["s_id"]] = builder(Sku).build(row, "s_")
+                found = row["tiers"] or "[]"
+                for tier_id, least, price in json.loads(found) if isinstance(found, str) else found:
+                    tiers[row["s_id"]].append(
+                        PriceTier(
+                            id=tier_id,
+                            sku_id=row["s_id"],
+                            min_quantity=least,
+                            unit_price=Decimal(price),
+                        )
+                    )
+            sku = skus[row["s_id"]]
+        if row["p_id"] is not None:
+            product = products.setdefault(row["p_id"], builder(Product).build(row, "p_"))
+        lines.append((builder(OrderLine).build(row, "l_"), sku, product))
+    return orders, lines, tiers
+
+
+@pricing_rows.other
+async def _pricing_other(buyer_id: int, order_ids: Sequence[int]) -> Pricing:
+    orders = await orders_of_buyer(buyer_id, order_ids)
+    lines = await lines_with_skus(list(orders))
+    tiers = await tiers_of(list({sku.id for _, sku, _ in lines if sku is not None}))
+    return orders, lines, tiers
