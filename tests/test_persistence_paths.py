@@ -163,14 +163,15 @@ async def _pricing(server: RunningServer) -> None:
     )
     priced = await OrderLine.create(order_id=order.id, title="Tee", quantity=2, sku_id=sku.id)
     unmapped = await OrderLine.create(order_id=order.id, title="Other", quantity=1)
-    orders, lines, tiers = await pricing_rows(buyer.id, [order.id, order.id + 10_000])
+    pricing = await pricing_rows(buyer.id, [order.id, order.id + 10_000], None)
+    orders, lines, tiers = pricing.orders, pricing.lines, pricing.tiers
     assert list(orders) == [order.id]
     assert [(line.id, s.code if s else None, p.title if p else None) for line, s, p in lines] == [
         (priced.id, "TEE", "Tee"),
         (unmapped.id, None, None),
     ]
     assert [(t.min_quantity, t.unit_price) for t in tiers[sku.id]] == [(10, Decimal("4.50"))]
-    assert (await pricing_rows(supplier.id, [order.id]))[0] == {}  # not the supplier's order
+    assert (await pricing_rows(supplier.id, [order.id], None)).orders == {}  # not the buyer
 
 
 @scenario("outbox.assign_sequence")

@@ -13,6 +13,7 @@ from domain.errors import DomainError, ErrorCode, not_found
 from domain.orders.models import Order, OrderLine, OrderStatus
 from domain.orders.status import require_status
 from domain.organisations.models import Organisation
+from domain.payments.models import Wallet
 from domain.persistence import charges as reads
 from domain.stock import commands as stock
 from domain.validation import CENT, MAX_AMOUNT
@@ -40,6 +41,7 @@ class Charges:
     stock_quantities: dict[int, int] = dataclass_field(default_factory=dict)  # line id → units
     stock_items: dict[int, int] = dataclass_field(default_factory=dict)  # SKU id → stock item id
     lines: list[OrderLine] = dataclass_field(default_factory=list)  # of the orders paid
+    wallet: Wallet | None = None  # the buyer's with the supplier, when read with the prices
 
     @property
     def goods(self) -> Decimal:
@@ -74,7 +76,8 @@ async def compute_charges(
         raise DomainError(
             ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
         )
-    orders, lines_skus, tiers = await reads.pricing_rows(buyer_id, order_ids)
+    pricing = await reads.pricing_rows(buyer_id, order_ids, logistics_method_id)
+    orders, lines_skus, tiers = pricing.orders, pricing.lines, pricing.tiers
     for i, order_id in enumerate(order_ids):
         order = orders.get(order_id)
         if order is None:
@@ -107,7 +110,7 @@ async def compute_charges(
             ErrorCode.CURRENCY_MISMATCH, "SKUs are priced in several currencies.", field="orderIds"
         )
     currency = currencies.pop() if currencies else (await Organisation.get(id=supplier_id)).currency
-    methods: dict[int, list[FreightRule]] = {}
+    methods: dict[int, list[FreightRule]] = dict(pricing.methods)
     charges = []
     for order in (orders[i] for i in order_ids):
         chosen = logistics_method_id or order.logistics_method_id
@@ -164,6 +167,7 @@ async def compute_charges(
         stock_quantities=stock_quantities,
         stock_items=stock_items,
         lines=lines,
+        wallet=pricing.wallet,
     )
     if made.total >= MAX_AMOUNT:  # checked before any column that cannot hold it is written
         raise DomainError(

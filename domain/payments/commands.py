@@ -129,7 +129,7 @@ async def charge_orders(
         stock_warehouse_id=stock_warehouse_id,
         split_when_short=split_when_short,
     )
-    wallet = await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)
+    wallet = charges.wallet or await wallet_for(buyer_id=buyer_id, supplier_id=charges.supplier_id)
     if wallet.currency != charges.currency:
         raise DomainError(
             ErrorCode.CURRENCY_MISMATCH,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from compat import tortoise as orm
 from domain.catalogue.models import FreightRule, LogisticsMethod, PriceTier, Product, Sku
@@ -76,16 +78,31 @@ async def wallet_of(buyer_id: int, supplier_id: int) -> Wallet | None:
     return found[0] if found else None
 
 
-Pricing = tuple[dict[int, Order], list[LineWithSku], dict[int, list[PriceTier]]]
+@dataclass(frozen=True)
+class Pricing:
+    """What pricing a payment reads: the buyer's orders, their lines with SKU and product, the
+    SKUs' tiers; where one statement brought them too, the freight rules of the shipping method
+    by method id (only an active method of the orders' supplier) and the buyer's wallet with
+    that supplier (None: not read, or none yet)."""
+
+    orders: dict[int, Order]
+    lines: list[LineWithSku]
+    tiers: dict[int, list[PriceTier]]
+    methods: dict[int, list[FreightRule]] = field(default_factory=dict)
+    wallet: Wallet | None = None
+
+
 pricing_rows: DialectSwitch[Pricing] = DialectSwitch("charges.pricing_rows")
 _PRICING_PARTS = ((Order, "o"), (OrderLine, "l"), (Sku, "s"), (Product, "p"))
 _PRICING: str | None = None
 
 
 @pricing_rows.postgres
-async def _pricing_postgres(buyer_id: int, order_ids: Sequence[int]) -> Pricing:
-    """The buyer's orders among ``order_ids``, their lines with SKU and product, and the SKUs'
-    tiers: one statement (the tiers as a JSON array per line)."""
+async def _pricing_postgres(
+    buyer_id: int, order_ids: Sequence[int], method_id: int | None
+) -> Pricing:
+    """One statement: the tiers, the method's rules (``method_id``, else each order's own) and
+    the wallet come as JSON beside each line."""
     global _PRICING
     if _PRICING is None:
         columns = ", ".join(
@@ -97,7 +114,23 @@ async def _pricing_postgres(buyer_id: int, order_ids: Sequence[int]) -> Pricing:
             "SELECT json_agg(json_build_array(t.id, t.min_quantity, t.unit_price::text)) "
             f'FROM "{orm.table(PriceTier)}" t WHERE t.sku_id = s.id'
         )
-        _PRICING = f"""SELECT {columns}, ({tiers}) AS tiers
+        rules = (
+            "SELECT json_agg(json_build_array(r.id, r.country_code, r.first_weight_grams, "
+            "r.first_price::text, r.step_grams, r.step_price::text)) "
+            f'FROM "{orm.table(FreightRule)}" r WHERE r.method_id = m.id'
+        )
+        method = (
+            f"SELECT json_build_array(m.id, COALESCE(({rules}), '[]'::json)) "
+            f'FROM "{orm.table(LogisticsMethod)}" m '
+            "WHERE m.id = COALESCE($3, o.logistics_method_id) AND m.supplier_id = o.supplier_id "
+            "AND m.is_active"
+        )
+        wallet = (
+            f'SELECT row_to_json(w) FROM "{orm.table(Wallet)}" w '
+            "WHERE w.buyer_id = o.buyer_id AND w.supplier_id = o.supplier_id"
+        )
+        _PRICING = f"""SELECT {columns}, ({tiers}) AS tiers, ({method}) AS method,
+       ({wallet}) AS wallet
 FROM "{orm.table(Order)}" o
 LEFT JOIN "{orm.table(OrderLine)}" l ON l.order_id = o.id
 LEFT JOIN "{orm.table(Sku)}" s ON s.id = l.sku_id
@@ -105,24 +138,30 @@ LEFT JOIN "{orm.table(Product)}" p ON p.id = s.product_id
 WHERE o.buyer_id = $1 AND o.id = ANY($2::bigint[])
 ORDER BY l.id"""
     _, rows = await orm.connection_of(Order).execute_query(
-        _PRICING, [buyer_id, [int(i) for i in order_ids]]
+        _PRICING, [buyer_id, [int(i) for i in order_ids], method_id]
     )
     orders: dict[int, Order] = {}
     lines: list[LineWithSku] = []
     tiers: dict[int, list[PriceTier]] = defaultdict(list)
     skus: dict[int, Sku] = {}
     products: dict[int, Product] = {}
+    methods: dict[int, list[FreightRule]] = {}
+    wallet: Wallet | None = None
     for row in rows:
         if row["o_id"] not in orders:
             orders[row["o_id"]] = builder(Order).build(row, "o_")
+            if row["method"] is not None:
+                found, rules = _json(row["method"])
+                methods[found] = [_rule(found, rule) for rule in rules]
+            if row["wallet"] is not None and wallet is None:
+                wallet = Wallet(**_json(row["wallet"]))
         if row["l_id"] is None:
             continue
         sku = product = None
         if row["s_id"] is not None:
             if row["s_id"] not in skus:
                 skus[row["s_id"]] = builder(Sku).build(row, "s_")
-                found = row["tiers"] or "[]"
-                for tier_id, least, price in json.loads(found) if isinstance(found, str) else found:
+                for tier_id, least, price in _json(row["tiers"] or "[]"):
                     tiers[row["s_id"]].append(
                         PriceTier(
                             id=tier_id,
@@ -135,12 +174,30 @@ ORDER BY l.id"""
         if row["p_id"] is not None:
             product = products.setdefault(row["p_id"], builder(Product).build(row, "p_"))
         lines.append((builder(OrderLine).build(row, "l_"), sku, product))
-    return orders, lines, tiers
+    return Pricing(orders, lines, tiers, methods, wallet)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _rule(method_id: int, values: list[Any]) -> FreightRule:
+    rule_id, country, first_grams, first_price, step_grams, step_price = values
+    return FreightRule(
+        id=rule_id,
+        method_id=method_id,
+        country_code=country,
+        first_weight_grams=first_grams,
+        first_price=Decimal(first_price),
+        step_grams=step_grams,
+        step_price=Decimal(step_price),
+    )
 
 
 @pricing_rows.other
-async def _pricing_other(buyer_id: int, order_ids: Sequence[int]) -> Pricing:
+async def _pricing_other(buyer_id: int, order_ids: Sequence[int], method_id: int | None) -> Pricing:
+    """Three statements; the method's rules and the wallet are read when needed."""
     orders = await orders_of_buyer(buyer_id, order_ids)
     lines = await lines_with_skus(list(orders))
     tiers = await tiers_of(list({sku.id for _, sku, _ in lines if sku is not None}))
-    return orders, lines, tiers
+    return Pricing(orders, lines, tiers)
