@@ -120,12 +120,12 @@ async def test_a_row_of_a_store_that_is_gone_fails_with_the_reason(
     store_id = await _store()
     # a receipt's store cannot be deleted under it (a foreign key): the worker's guard is
     # reached by the store not being found when the row is taken in
-    found = inbox_module.Store.get_or_none
+    found = inbox_module.connected_stores
 
-    def gone(*args: Any, **where: Any) -> Any:
-        return found(*args, **({**where, "id": -1} if where.get("id") == store_id else where))
+    async def gone(ids: set[int]) -> Any:
+        return {k: v for k, v in (await found(ids)).items() if k != store_id}
 
-    monkeypatch.setattr(inbox_module.Store, "get_or_none", gone)
+    monkeypatch.setattr(inbox_module, "connected_stores", gone)
     assert await store_inbox.accept(store_id=store_id, event_id="gone-1", body=b'{"order": {}}')
     assert not await store_inbox.accept(store_id=store_id, event_id="gone-1", body=b"{}")
     row = await _row("gone-1", store_id=store_id)
@@ -146,16 +146,16 @@ async def test_a_failure_is_retried_and_then_left_failed_with_the_error(
     try:
         buyer = await make_member("BUYER")
         store = await connect_store(client, buyer, sim)
-        real = inbox_module.ingest_store_order
+        real = inbox_module.ingest_store_orders
         calls: list[int] = []
 
-        async def flaky(**kwargs: Any) -> Any:
+        async def flaky(entries: Any) -> Any:
             calls.append(1)
             if len(calls) == 1:
                 raise RuntimeError("database went away")
-            return await real(**kwargs)
+            return await real(entries)
 
-        monkeypatch.setattr(inbox_module, "ingest_store_order", flaky)
+        monkeypatch.setattr(inbox_module, "ingest_store_orders", flaky)
         made, row = await _delivered(server, sim, store)
         assert row.state == InboxState.DONE and row.attempts == 2 and len(calls) == 2
         assert row.last_error is None
@@ -166,10 +166,10 @@ async def test_a_failure_is_retried_and_then_left_failed_with_the_error(
             == 1
         )
 
-        async def broken(**kwargs: Any) -> Any:
+        async def broken(entries: Any) -> Any:
             raise RuntimeError("still broken")
 
-        monkeypatch.setattr(inbox_module, "ingest_store_order", broken)
+        monkeypatch.setattr(inbox_module, "ingest_store_orders", broken)
         tee = await sim.product("Tee")
         made = await sim.order(
             tee["variants"][0]["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}"

@@ -1,9 +1,22 @@
-"""Orders coming in: store orders (webhook or sync) and manual orders placed by the buyer.
-Store connections and synced store products are ``domain.stores.commands``."""
+"""Orders coming in: store orders (webhook, inbox worker or sync) and manual orders placed by the
+buyer. Store connections and synced store products are ``domain.stores.commands``.
+
+Store orders are taken in by the batch (``ingest_store_orders``; ``ingest_store_order`` is a batch
+of one), in three steps that keep the rules (``domain.orders.intake_rules``) apart from the
+statements (``domain.persistence.intake``):
+
+1. read what the rules need for the whole batch at once (``StoreOrderFacts``: the orders already
+   taken in, the store variants, their SKUs through active product links), creating the store
+   products and variants the lines name that do not exist yet;
+2. decide each order alone (``decide_store_order``), so a rule that fails for one order fails
+   that order only;
+3. write every new order with its lines, first timeline entry and ``ORDER_CREATED`` event in one
+   transaction of two multi-row statements.
+"""
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
@@ -14,9 +27,24 @@ from domain.catalogue.links import active_mappings
 from domain.catalogue.models import LogisticsMethod, ProductStatus
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
-from domain.events import record_event
+from domain.events import NewEvent, record_event, recorded
 from domain.events.catalogue import OrderCreated
 from domain.limits import MAX_ORDER_LINES
+from domain.orders.intake_rules import (
+    ADDRESS_FIELDS,
+    NewStoreOrder,
+    NewVariant,
+    StoreOrderFacts,
+    StoreOrderKey,
+    TimelineRow,
+    VariantKey,
+    creation_records,
+    decide_store_order,
+    key_of,
+    new_order_number,
+    store_order_key,
+    variants_to_create,
+)
 from domain.orders.models import (
     LineSource,
     Order,
@@ -25,45 +53,11 @@ from domain.orders.models import (
     OrderStatus,
     OrderTransition,
 )
+from domain.persistence.intake import insert_order_details, insert_orders
+from domain.persistence.rows import fetch_query
 from domain.stores.data import StoreOrderData
 from domain.stores.models import Store, StoreProduct, StoreVariant
 from domain.validation import country, positive_int
-
-ADDRESS_FIELDS = (
-    "name",
-    "address1",
-    "address2",
-    "city",
-    "province",
-    "zip",
-    "country_code",
-    "phone",
-)
-
-
-def new_order_number() -> str:
-    return "SG" + secrets.token_hex(5).upper()
-
-
-async def _variant_for(
-    store: Store, external_product_id: str, external_variant_id: str, title: str
-) -> StoreVariant:
-    variant = await StoreVariant.get_or_none(store_id=store.id, external_id=external_variant_id)
-    if variant is not None:
-        return variant
-    product, _ = await StoreProduct.get_or_create(
-        store_id=store.id, external_id=external_product_id, defaults={"title": title[:300]}
-    )
-    return await StoreVariant.create(
-        store_id=store.id,
-        product_id=product.id,
-        external_id=external_variant_id,
-        title=title[:300],
-        attributes={},
-    )
-
-
-INTAKE_RACES = 3  # intakes lost to a concurrent one creating the same variant, then give up
 
 
 @dataclass(frozen=True)
@@ -72,85 +66,182 @@ class Ingested:
     created: bool
 
 
+INTAKE_RACES = 3  # tries of a batch of one that lost a unique key (an order number drawn twice)
+
+
+# --------------------------------------------------------------------------- reading and writing
+
+
 async def ingest_store_order(*, store: Store, data: StoreOrderData) -> Ingested:
     """Take a store order in, once: a second delivery (same event id, or same store order id)
-    changes nothing. Lines whose store variant is connected get their SKU; the order is
-    AWAITING_PAYMENT when all are, else UNRECOGNIZED."""
+    changes nothing. A batch of one (``ingest_store_orders``), whose failure is raised; tried
+    again when it lost a unique key it cannot skip (a new order's number drawn twice)."""
     for attempt in range(1, INTAKE_RACES + 1):
         try:
-            return await _ingest(store=store, data=data)
+            [outcome] = await ingest_store_orders([(store, data)])
         except IntegrityError:
-            # a concurrent delivery of the same order won the race: it is there now
-            existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
-            if existing is not None:
-                return Ingested(existing, created=False)
             if attempt == INTAKE_RACES:
                 raise
-            # or a concurrent intake created the same store product or variant first: go again
+            continue
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
     raise AssertionError("unreachable")
 
 
-async def _ingest(*, store: Store, data: StoreOrderData) -> Ingested:
-    async with transaction():
-        existing = await Order.get_or_none(store_id=store.id, store_order_id=data.external_id)
-        if existing is not None:
-            return Ingested(existing, created=False)
-        variants = [
-            await _variant_for(
-                store, line.external_product_id, line.external_variant_id, line.title
-            )
-            for line in data.lines
-        ]
-        mapping = await active_mappings(v.id for v in variants)
-        suppliers = {mapping[v.id][0].supplier_id for v in variants if v.id in mapping}
-        supplier_id = min(suppliers) if suppliers else None
-        first = next((mapping[v.id] for v in variants if v.id in mapping), None)
-        address = {k: str(data.shipping_address.get(k, "") or "") for k in ADDRESS_FIELDS}
-        order = await Order.create(
-            number=new_order_number(),
-            kind=OrderKind.STORE,
-            status=OrderStatus.UNRECOGNIZED,
-            buyer_id=store.buyer_id,
-            supplier_id=supplier_id,
-            store_id=store.id,
-            store_order_id=data.external_id,
-            store_order_number=data.number[:64],
-            currency=first[0].currency if first else None,
-            customer_name=data.customer_name[:200],
-            shipping_address=address,
-            logistics_method_id=first[1] if first else None,
+async def ingest_store_orders(
+    entries: Sequence[tuple[Store, StoreOrderData]],
+) -> list[Ingested | Exception]:
+    """Take store orders in, each once, in one transaction: an outcome per entry, in order.
+
+    An entry whose rules fail gets its exception and the others go on; an order already taken
+    in (before, by a concurrent instance, or by an earlier entry of the batch) is returned with
+    ``created`` False and nothing new is written for it. A failure of the reads or of the
+    write is raised: nothing of the batch is written then (its entries may be tried alone).
+    """
+    facts = await _read_facts(entries)
+    outcomes: list[Ingested | Exception | None] = [None] * len(entries)
+    first_of: dict[StoreOrderKey, int] = {}
+    new: dict[StoreOrderKey, tuple[int, NewStoreOrder]] = {}
+    for i, (store, data) in enumerate(entries):
+        key = store_order_key(store, data)
+        if key in first_of:
+            continue  # the same store order again: the first entry's outcome, below
+        first_of[key] = i
+        try:
+            decision = decide_store_order(store, data, facts)
+        except Exception as error:  # this order's rules failed: it fails alone
+            outcomes[i] = error
+            continue
+        if isinstance(decision, Order):
+            outcomes[i] = Ingested(decision, created=False)
+        else:
+            new[key] = (i, decision)
+    if new:
+        created = await _write(new)
+        raced = [key for key in new if key not in created]
+        taken = await _taken_in(raced) if raced else {}
+        for key, (i, _) in new.items():
+            if key in created:
+                outcomes[i] = Ingested(created[key], created=True)
+            elif key in taken:  # a concurrent intake inserted it first
+                outcomes[i] = Ingested(taken[key], created=False)
+            else:
+                outcomes[i] = LookupError(f"store order {key[1]} was neither inserted nor found")
+    result: list[Ingested | Exception] = []
+    for i, (store, data) in enumerate(entries):
+        first = outcomes[first_of[store_order_key(store, data)]]
+        outcome = outcomes[i]
+        if outcome is None:  # a repeat of an earlier entry: its order, not created again
+            outcome = Ingested(first.order, created=False) if isinstance(first, Ingested) else first
+        assert outcome is not None, "every store order has an outcome"
+        result.append(outcome)
+    return result
+
+
+async def _read_facts(entries: Sequence[tuple[Store, StoreOrderData]]) -> StoreOrderFacts:
+    """The facts of ``entries``: a few statements whatever their number."""
+    taken_in = await _taken_in([store_order_key(store, data) for store, data in entries])
+    pending = [(s, d) for s, d in entries if store_order_key(s, d) not in taken_in]
+    wanted = {
+        (store.id, line.external_variant_id) for store, data in pending for line in data.lines
+    }
+    variants = await _variants(wanted)
+    missing = variants_to_create(pending, variants)
+    if missing:
+        await _create_variants(missing)
+        variants = await _variants(wanted)
+    return StoreOrderFacts(taken_in, variants, await active_mappings(variants.values()))
+
+
+async def _taken_in(keys: Sequence[StoreOrderKey]) -> dict[StoreOrderKey, Order]:
+    if not keys:
+        return {}
+    wanted = set(keys)
+    found = await fetch_query(
+        Order.filter(
+            store_id__in=sorted({store for store, _ in wanted}),
+            store_order_id__in=sorted({external for _, external in wanted}),
         )
-        all_mapped = True
-        for line, variant in zip(data.lines, variants, strict=True):
-            sku_and_method = mapping.get(variant.id)
-            sku = sku_and_method[0] if sku_and_method else None
-            if sku is not None and sku.supplier_id != supplier_id:
-                sku = None
-            all_mapped = all_mapped and sku is not None
-            await OrderLine.create(
-                order_id=order.id,
-                external_id=line.external_id,
-                store_variant_id=variant.id,
-                title=line.title[:300],
-                quantity=line.quantity,
-                sku_id=sku.id if sku else None,
-                source=LineSource.PRODUCT_LINK if sku else LineSource.UNMAPPED,
+    )
+    orders = {key_of(order): order for order in found}
+    return {key: order for key, order in orders.items() if key in wanted}
+
+
+async def _variants(keys: set[VariantKey]) -> dict[VariantKey, int]:
+    if not keys:
+        return {}
+    rows = await StoreVariant.filter(
+        store_id__in=sorted({store for store, _ in keys}),
+        external_id__in=sorted({external for _, external in keys}),
+    ).values_list("id", "store_id", "external_id")
+    return {(store, external): pk for pk, store, external in rows if (store, external) in keys}
+
+
+async def _create_variants(missing: Sequence[NewVariant]) -> None:
+    """Create ``missing`` store variants, with their store products where those are new too
+    (a product or variant a concurrent intake creates first is left as it made it)."""
+    products: dict[tuple[int, str], str] = {}
+    for new in missing:
+        products.setdefault((new.store_id, new.external_product_id), new.title)
+    await StoreProduct.bulk_create(
+        [
+            StoreProduct(store_id=store, external_id=external, title=title)
+            for (store, external), title in sorted(products.items())
+        ],
+        ignore_conflicts=True,
+    )
+    rows = await StoreProduct.filter(
+        store_id__in=sorted({store for store, _ in products}),
+        external_id__in=sorted({external for _, external in products}),
+    ).values_list("id", "store_id", "external_id")
+    product_ids = {(store, external): pk for pk, store, external in rows}
+    await StoreVariant.bulk_create(
+        [
+            StoreVariant(
+                store_id=new.store_id,
+                product_id=product_ids[(new.store_id, new.external_product_id)],
+                external_id=new.external_variant_id,
+                title=new.title,
+                attributes={},
             )
-        if all_mapped and data.lines:
-            order.status = OrderStatus.AWAITING_PAYMENT
-            await order.save(update_fields=["status"])
-        await _created(order, actor_user_id=None, reason=f"synced from store {store.name}")
-    return Ingested(order, created=True)
+            for new in sorted(missing, key=lambda v: (v.store_id, v.external_variant_id))
+        ],
+        ignore_conflicts=True,
+    )
+
+
+async def _write(
+    new: Mapping[StoreOrderKey, tuple[int, NewStoreOrder]],
+) -> dict[StoreOrderKey, Order]:
+    """Insert the decided orders (by key, so that concurrent batches lock alike) with their
+    lines, first timeline entries and events; the orders inserted, by key. An order a
+    concurrent instance inserted first is skipped, and so are its lines and event."""
+    decisions = [decision for _, (_, decision) in sorted(new.items())]
+    async with transaction():
+        inserted = await insert_orders([decision.order for decision in decisions])
+        created = {key_of(order): order for order in inserted}
+        lines: list[dict[str, object]] = []
+        entries: list[TimelineRow] = []
+        events: list[NewEvent] = []
+        for decision in decisions:
+            order = created.get(decision.key)
+            if order is None:
+                continue
+            lines += ({**line, "order_id": order.id} for line in decision.lines)
+            entry, event = creation_records(order, actor_user_id=None, reason=decision.reason)
+            entries.append(entry)
+            events.append(event)
+        if events:
+            await insert_order_details(lines, entries, events)
+            for event in events:
+                recorded(event)
+    return created
 
 
 async def _created(order: Order, *, actor_user_id: int | None, reason: str) -> None:
-    await OrderTransition.create(
-        order_id=order.id,
-        from_status=None,
-        to_status=order.status,
-        actor_user_id=actor_user_id,
-        reason=reason,
-    )
+    entry, _ = creation_records(order, actor_user_id=actor_user_id, reason=reason)
+    await OrderTransition.create(**entry)
     await record_event(OrderCreated.of(order, actor_user_id=actor_user_id))
 
 

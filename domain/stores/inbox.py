@@ -5,12 +5,13 @@
 of concurrent requests together: while one INSERT is in flight the next requests queue, and the
 queue goes in as one statement, each request answered only once its row is committed.
 
-A worker then leases pending rows (a conditional UPDATE, as for warehouse tasks, so two
-instances never take the same row), takes each order in through
-``domain.orders.intake.ingest_store_order`` and marks the row DONE with the order's id. Taking in is
-idempotent (an order is unique per store order id), so a row run twice after a crash still
-makes one order. A row that keeps failing is retried with a doubling delay and left FAILED,
-with the error, after the last attempt.
+A worker then leases a batch of due rows (a conditional UPDATE, as for warehouse tasks, so two
+instances never take the same row; on PostgreSQL one statement that skips rows another instance
+is leasing at that moment), takes their orders in together through
+``domain.orders.intake.ingest_store_orders`` and marks the rows DONE with their orders' ids in one
+statement (``finish_all``). Taking in is idempotent (an order is unique per store order id), so
+a row run twice after a crash still makes one order. A row that keeps failing is retried with a
+doubling delay and left FAILED, with the error, after the last attempt.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from tortoise.expressions import F
-
-from domain.leases import lease_free
+from domain.db import transaction
 from domain.orders.models import InboxState, WebhookReceipt
-from domain.persistence.inbox import insert_receipts
+from domain.persistence.inbox import claim_receipts, finish_done, insert_receipts
 
 Event = tuple[int, str, str]  # store id, event id, body
 
@@ -95,25 +94,9 @@ class InboxIntake:
 
 
 async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WebhookReceipt]:
-    """Take the lease of up to ``limit`` due rows, oldest first (three statements)."""
-    now = datetime.now(UTC)
-    ids = (
-        await WebhookReceipt.filter(lease_free(now), state=InboxState.PENDING, due_at__lte=now)
-        .order_by("id")
-        .limit(limit)
-        .values_list("id", flat=True)
-    )
-    if not ids:
-        return []
-    await WebhookReceipt.filter(lease_free(now), id__in=list(ids), state=InboxState.PENDING).update(
-        lease_owner=owner,
-        lease_until=now + timedelta(seconds=lease_seconds),
-        attempts=F("attempts") + 1,
-    )
-    return (
-        await WebhookReceipt.filter(id__in=list(ids), state=InboxState.PENDING, lease_owner=owner)
-        .order_by("id")
-        .all()
+    """Take the lease of up to ``limit`` due rows, oldest first (one statement on PostgreSQL)."""
+    return await claim_receipts(
+        owner=owner, lease_seconds=lease_seconds, limit=limit, now=datetime.now(UTC)
     )
 
 
@@ -146,6 +129,16 @@ async def finish(
         lease_until=None,
         last_error=(error or None) and error[:500],
     )
+
+
+async def finish_all(done: Sequence[tuple[WebhookReceipt, int]]) -> int:
+    """Mark leased rows DONE with their orders' ids, as ``finish`` does one; a row whose lease
+    was lost meanwhile is left to its new holder. Returns how many were marked."""
+    if not done:
+        return 0
+    marked = [(row.id, row.lease_owner, order_id) for row, order_id in done]
+    async with transaction():  # one statement on PostgreSQL, one commit on SQLite
+        return await finish_done(marked, datetime.now(UTC))
 
 
 async def pending_count() -> int:
