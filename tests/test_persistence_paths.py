@@ -23,7 +23,14 @@ import domain.persistence
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
 from domain.events.models import Event
-from domain.orders.models import Order, OrderKind, OrderStatus, OrderTransition, WebhookReceipt
+from domain.orders.models import (
+    InboxState,
+    Order,
+    OrderKind,
+    OrderStatus,
+    OrderTransition,
+    WebhookReceipt,
+)
 from domain.organisations.models import Organisation, OrganisationKind
 from domain.persistence import outbox as persisted_outbox
 from domain.persistence.dialects import ENGINES, SWITCHES, calls, engine
@@ -63,6 +70,116 @@ async def _inbox(server: RunningServer) -> None:
         assert await WebhookReceipt.filter(store_id=store).count() == 3
     finally:
         await WebhookReceipt.filter(store_id=store).delete()
+
+
+@scenario("inbox.finish_done")
+async def _inbox_done(server: RunningServer) -> None:
+    from domain.persistence.inbox import finish_done, insert_receipts
+
+    store = await _store()
+    now = datetime.now(UTC)
+    await insert_receipts([(store, "a", "{}"), (store, "b", "{}")], now)
+    a, b = await WebhookReceipt.filter(store_id=store).order_by("event_id")
+    await WebhookReceipt.filter(id__in=[a.id, b.id]).update(lease_owner="me")
+    order = await _store_order(store, "done")
+    try:
+        assert await finish_done([(a.id, "me", order.id), (b.id, "other", order.id)], now) == 1
+        a, b = await WebhookReceipt.filter(store_id=store).order_by("event_id")
+        assert (a.state, a.order_id, a.lease_owner) == (InboxState.DONE, order.id, None)
+        assert (b.state, b.order_id, b.lease_owner) == (InboxState.PENDING, None, "me")
+    finally:
+        await WebhookReceipt.filter(store_id=store).delete()
+
+
+@scenario("inbox.claim")
+async def _inbox_claim(server: RunningServer) -> None:
+    from datetime import timedelta
+
+    from domain.persistence.inbox import claim_receipts, insert_receipts
+
+    store = await _store()
+    # due long ago, claimed as of then: no other row of the run is due as early
+    then = datetime(2000, 1, 1, tzinfo=UTC)
+    await insert_receipts([(store, e, "{}") for e in ("a", "b", "c")], then)
+    held = await WebhookReceipt.get(store_id=store, event_id="b")
+    await WebhookReceipt.filter(id=held.id).update(
+        lease_owner="other", lease_until=then + timedelta(minutes=1)
+    )
+    worker = server.app.state.store_inbox
+    await worker.stop()  # the server's own worker leaves them alone meanwhile
+    try:
+        claimed = await claim_receipts(owner="me", lease_seconds=30, limit=10, now=then)
+        assert [r.event_id for r in claimed] == ["a", "c"]  # "b" is held by another instance
+        assert all(r.lease_owner == "me" and r.attempts == 1 for r in claimed)
+        assert not await claim_receipts(owner="again", lease_seconds=30, limit=10, now=then)
+    finally:
+        await WebhookReceipt.filter(store_id=store).delete()
+        await worker.start()
+
+
+async def _store_order(store_id: int, external_id: str) -> Order:
+    from domain.stores.models import Store
+
+    store = await Store.get(id=store_id)
+    return await Order.create(
+        number=f"P{uuid.uuid4().hex[:12]}",
+        kind=OrderKind.STORE,
+        status=OrderStatus.UNRECOGNIZED,
+        buyer_id=store.buyer_id,
+        store_id=store.id,
+        store_order_id=external_id,
+    )
+
+
+@scenario("intake.insert_orders")
+async def _intake_orders(server: RunningServer) -> None:
+    from domain.persistence.intake import insert_orders
+    from domain.stores.models import Store
+
+    store = await Store.get(id=await _store())
+    taken = await _store_order(store.id, "taken")
+
+    def draft(external_id: str) -> dict[str, object]:
+        return {
+            "number": f"P{uuid.uuid4().hex[:12]}",
+            "kind": OrderKind.STORE,
+            "status": OrderStatus.UNRECOGNIZED,
+            "buyer_id": store.buyer_id,
+            "store_id": store.id,
+            "store_order_id": external_id,
+            "shipping_address": {"city": "Paris"},
+        }
+
+    inserted = await insert_orders([draft("new"), draft("taken")])
+    assert [o.store_order_id for o in inserted] == ["new"]  # "taken" was taken before
+    [new] = inserted
+    stored = await Order.get(id=new.id)  # as the ORM reads it back, defaults filled in
+    assert new.id != taken.id and new.shipping_address == stored.shipping_address
+    assert (new.version, new.paid_amount, new.created_at) == (1, 0, stored.created_at)
+
+
+@scenario("intake.insert_order_details")
+async def _intake_details(server: RunningServer) -> None:
+    from domain.events.catalogue import OrderCreated
+    from domain.orders.models import OrderLine
+    from domain.persistence.intake import insert_order_details
+
+    orders = [await _store_order(await _store(), name) for name in ("one", "two")]
+    async with transaction():
+        await insert_order_details(
+            [{"order_id": o.id, "title": "Tee", "quantity": n + 1} for n, o in enumerate(orders)],
+            [{"order_id": o.id, "to_status": o.status, "reason": "in"} for o in orders],
+            [OrderCreated.of(o, actor_user_id=None) for o in orders],
+        )
+    for n, order in enumerate(orders):
+        [line] = await OrderLine.filter(order_id=order.id)
+        assert (line.title, line.quantity) == ("Tee", n + 1)
+        assert await OrderTransition.filter(order_id=order.id, reason="in").count() == 1
+        [event] = await Event.filter(
+            type="ORDER_CREATED", subject_id=str(order.id)
+        ).prefetch_related("audience")
+        assert event.payload["number"] == order.number
+        assert [a.organisation_id for a in event.audience] == [order.buyer_id]
 
 
 async def _store() -> int:
@@ -172,6 +289,34 @@ async def _pricing(server: RunningServer) -> None:
     ]
     assert [(t.min_quantity, t.unit_price) for t in tiers[sku.id]] == [(10, Decimal("4.50"))]
     assert (await pricing_rows(supplier.id, [order.id], None)).orders == {}  # not the buyer
+
+
+@scenario("warehouse_tasks.claim")
+async def _warehouse_claim(server: RunningServer) -> None:
+    from datetime import timedelta
+
+    from domain.distribution.models import TaskKind, WarehouseTask
+    from domain.persistence.warehouse_tasks import claim_tasks
+
+    worker = server.app.state.warehouses
+    await worker.stop()  # the server's own worker leaves the tasks alone meanwhile
+    # due long ago, claimed as of then: no other task of the run is due as early
+    then = datetime(2000, 1, 1, tzinfo=UTC)
+    until = then + timedelta(minutes=1)
+    tasks = [await WarehouseTask.create(kind=TaskKind.PUSH_ORDER, due_at=then) for _ in "abcd"]
+    free, held, other, running = tasks
+    await WarehouseTask.filter(id=held.id).update(lease_owner="other", lease_until=until)
+    as_of_then = {"until": until, "now": then, "limit": 9}
+    try:
+        claimed = await claim_tasks(owner="me", exclude=[running.id], **as_of_then)
+        assert [t.id for t in claimed] == [free.id, other.id]  # held by another, or excluded
+        assert all((t.lease_owner, t.lease_until, t.attempts) == ("me", until, 1) for t in claimed)
+        assert not await claim_tasks(owner="again", exclude=[running.id], **as_of_then)
+        [last] = await claim_tasks(owner="me", exclude=[], **as_of_then)
+        assert last.id == running.id
+    finally:
+        await WarehouseTask.filter(id__in=[t.id for t in tasks]).delete()
+        await worker.start()
 
 
 @scenario("outbox.assign_sequence")

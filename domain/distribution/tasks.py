@@ -2,14 +2,17 @@
 by one worker at a time through a lease, retried later, and finished exactly once.
 
 A lease is taken by a conditional UPDATE (``state = PENDING and the lease is free or expired``),
-which one writer wins on SQLite as on PostgreSQL, so several instances never run one task at the
-same moment. An instance that dies leaves its lease to expire and another takes the task over;
-every outcome is applied by a compare-and-set on the subject's status, so a task run twice in
-that case still changes the data once.
+one statement for a whole claim (``domain.persistence.warehouse_tasks``; on PostgreSQL with
+``SKIP LOCKED``, so instances claiming at once take different tasks), which one writer wins on
+SQLite as on PostgreSQL, so several instances never run one task at the same moment. An
+instance that dies leaves its lease to expire and another takes the task over; every outcome
+is applied by a compare-and-set on the subject's status, so a task run twice in that case
+still changes the data once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import F, Subquery
@@ -22,6 +25,7 @@ from domain.events.catalogue import WarehouseAttemptRecorded
 from domain.leases import lease_free
 from domain.limits import MAX_ATTEMPTS_KEPT
 from domain.orders.models import Order
+from domain.persistence.warehouse_tasks import claim_tasks
 from domain.request_context import request_id_var
 
 TASKS_TOPIC = "warehouse_tasks"  # commit listeners woken when a task was queued
@@ -51,29 +55,20 @@ async def enqueue(
     )
 
 
-async def claim_due(*, owner: str, lease_seconds: float, limit: int) -> list[WarehouseTask]:
-    """Take the lease of up to ``limit`` due tasks, oldest first."""
+async def claim_due(
+    *, owner: str, lease_seconds: float, limit: int, exclude: Collection[int] = ()
+) -> list[WarehouseTask]:
+    """Take the lease of up to ``limit`` due tasks, oldest first, counting a run of each (one
+    statement: ``domain.persistence.warehouse_tasks``). ``exclude``: tasks not to take, those
+    the caller still runs (their lease may have run out meanwhile)."""
     now = datetime.now(UTC)
-    candidates = (
-        await WarehouseTask.filter(lease_free(now), state=TaskState.PENDING, due_at__lte=now)
-        .order_by("id")
-        .limit(limit)
-        .values_list("id", flat=True)
+    return await claim_tasks(
+        owner=owner,
+        until=now + timedelta(seconds=lease_seconds),
+        now=now,
+        limit=limit,
+        exclude=exclude,
     )
-    claimed: list[int] = []
-    for task_id in candidates:
-        taken = await WarehouseTask.filter(
-            lease_free(now), id=task_id, state=TaskState.PENDING
-        ).update(
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=F("attempts") + 1,
-        )
-        if taken == 1:
-            claimed.append(int(task_id))
-    if not claimed:
-        return []
-    return await WarehouseTask.filter(id__in=claimed).order_by("id")
 
 
 async def finish(task: WarehouseTask, *, failed: bool = False, error: str | None = None) -> bool:
@@ -164,7 +159,9 @@ async def supersede_pending(*, order_id: int, kind: TaskKind, reason: str) -> in
     ).update(state=TaskState.FAILED, finished_at=now, last_error=reason[:500])
 
 
-async def has_pending(*, order_id: int, kind: TaskKind) -> bool:
-    return await WarehouseTask.filter(
-        order_id=order_id, kind=kind, state=TaskState.PENDING
-    ).exists()
+async def pushes_under_way(order_ids: Collection[int]) -> set[int]:
+    """Those of ``order_ids`` with a push still pending (a cancel waits for it to land)."""
+    pending = WarehouseTask.filter(
+        order_id__in=list(order_ids), kind=TaskKind.PUSH_ORDER, state=TaskState.PENDING
+    )
+    return {int(order_id) for order_id in await pending.values_list("order_id", flat=True)}

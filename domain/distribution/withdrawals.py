@@ -26,7 +26,14 @@ from domain.distribution.models import (
     WithdrawalResolution,
     WithdrawalStatus,
 )
-from domain.distribution.tasks import TASKS_TOPIC, enqueue, finish, supersede_pending
+from domain.distribution.tasks import (
+    TASKS_TOPIC,
+    enqueue,
+    finish,
+    record_attempt,
+    supersede_pending,
+)
+from domain.distribution.withdrawn import cancel_reason, refund_note, withdrawn_at_once
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event, recorded
 from domain.events.catalogue import WithdrawalStatusChanged
@@ -260,11 +267,22 @@ async def withdraw_after_sales(
 
 
 async def withdraw_finished(
-    task: WarehouseTask, *, ok: bool, failure: str | None = None
+    task: WarehouseTask, *, ok: bool, failure: str | None = None, attempt: str | None = None
 ) -> Withdrawal | None:
     """Apply a cancel task's outcome, once. WITHDRAWN: the order is CANCELLED and its payment
-    refunded (an after-sales order is WITHDRAWN); otherwise WITHDRAW_FAILED with the reason."""
+    refunded (an after-sales order is WITHDRAWN); otherwise WITHDRAW_FAILED with the reason.
+
+    ``attempt``: how the task's last call went, recorded as one of its attempts. The common
+    case, an order cancelled, is applied with it at once on PostgreSQL
+    (``domain.distribution.withdrawn``); otherwise the attempt is recorded first, on its own
+    (a refusal below keeps the record of the call), and the outcome applied here."""
     assert task.withdrawal_id is not None
+    if ok and attempt is not None:
+        withdrawn = await withdrawn_at_once(task, attempt=attempt)
+        if withdrawn is not None:
+            return withdrawn
+    if attempt is not None:
+        await record_attempt(task, ok=ok, outcome=attempt)
     async with transaction():
         if not await finish(task, failed=not ok, error=failure):
             return None
@@ -311,15 +329,14 @@ async def _cancel_and_refund(withdrawal: Withdrawal, actor_user_id: int | None) 
             refund,
             kind=EntryKind.REFUND,
             actor_user_id=actor_user_id,
-            note=f"withdrawn order {order.number}",
+            note=refund_note(order),
             order_id=order.id,
         )
     await transition(
         order,
         OrderStatus.CANCELLED,
         actor_user_id=actor_user_id,
-        reason="withdrawn by the distributor"
-        + (f": {withdrawal.reason}" if withdrawal.reason else ""),
+        reason=cancel_reason(withdrawal),
         changes={"refunded_amount": order.paid_amount},
     )
 
