@@ -16,9 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
-from domain.db import add_commit_listener, remove_commit_listener, tortoise_config
-from domain.distribution.tasks import TASKS_TOPIC
-from domain.orders.tracking import TRACKING_TOPIC
+from domain.db import tortoise_config
 from domain.stores import inbox as store_inbox
 from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
@@ -29,6 +27,7 @@ from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
+from integrations.wakeups import WorkKind, served_config, wakeups_for
 from integrations.warehouses.callbacks import receive_warehouse_callback
 from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
@@ -56,6 +55,7 @@ from service.settings import Settings
 
 log = logging.getLogger("supplygraph")
 READINESS_TIMEOUT = 2.0
+SQLITE_OUTBOX_SWEEP = 2.0  # seconds: see the outbox publisher below
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -105,7 +105,7 @@ def _worker_settings(settings: Settings) -> WorkerSettings:
         task_attempts=settings.warehouse_task_attempts,
         retry_delay=settings.warehouse_retry_delay,
         lease_seconds=settings.warehouse_lease_seconds,
-        poll_interval=min(1.0, settings.warehouse_retry_delay),
+        poll_interval=settings.work_sweep_seconds,
         reconcile_after=settings.warehouse_reconcile_after,
     )
 
@@ -141,7 +141,9 @@ def create_app(settings: Settings) -> Starlette:
         settings.configure_secrets()
         settings.configure_outbound()
         outbound.tls_context()  # once, before anything is served (about 20 ms of CPU)
-        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+        # this instance's sessions wake its loops in process, not through NOTIFY
+        database = served_config(tortoise_config(settings.database_url))
+        async with RegisterTortoise(app, config=database):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
             channel = events_channel(settings.database_url)
@@ -150,13 +152,19 @@ def create_app(settings: Settings) -> Starlette:
             )
             publisher = OutboxPublisher(
                 broadcast,
-                poll_interval=settings.event_resync_interval,
+                # SQLite has no NOTIFY: events another process commits (``make seed``, a CLI
+                # command) are found by this sweep, so it is short there (one cheap query)
+                poll_interval=(
+                    min(settings.work_sweep_seconds, SQLITE_OUTBOX_SWEEP)
+                    if settings.is_sqlite
+                    else settings.work_sweep_seconds
+                ),
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
                 channel=channel,
             )
             tracking = TrackingPusher(
-                poll_interval=min(2.0, settings.tracking_retry_delay),
+                poll_interval=settings.work_sweep_seconds,
                 base_delay=settings.tracking_retry_delay,
                 max_attempts=settings.tracking_max_attempts,
             )
@@ -170,6 +178,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.warehouses = warehouses
             inbox = StoreInboxWorker(
                 InboxSettings(
+                    poll_interval=settings.work_sweep_seconds,
                     max_attempts=settings.store_inbox_attempts,
                     retry_delay=settings.store_inbox_retry_delay,
                 )
@@ -179,25 +188,26 @@ def create_app(settings: Settings) -> Starlette:
             sla_worker = SlaWorker(sweep_interval=settings.sla_sweep_interval)
             hub.on_dispatch(sla_worker.on_event)
             app.state.sla = sla_worker
+            wakeups = wakeups_for(settings.database_url, check_interval=settings.work_sweep_seconds)
+            wakeups.subscribe(WorkKind.OUTBOX, publisher.wake)
+            wakeups.subscribe(WorkKind.INBOX, inbox.wake)
+            wakeups.subscribe(WorkKind.WAREHOUSE_TASK, warehouses.wake)
+            wakeups.subscribe(WorkKind.TRACKING, tracking.wake)
+            app.state.wakeups = wakeups
             await hub.start()
+            await wakeups.start()  # before the loops' first rounds: nothing falls between
             await publisher.start()
             await tracking.start()
             await warehouses.start()
             await inbox.start()
             await sla_worker.start()
-            add_commit_listener(publisher.wake)
-            add_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
-            add_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
-            publisher.wake()
             if settings.gc_tuning:
                 runtime.tune()  # after startup: what exists now lives as long as the process
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield
             finally:
-                remove_commit_listener(publisher.wake)
-                remove_commit_listener(warehouses.wake, topic=TASKS_TOPIC)
-                remove_commit_listener(tracking.wake, topic=TRACKING_TOPIC)
+                await wakeups.stop()
                 await sla_worker.stop()
                 await inbox.stop()
                 await warehouses.stop()

@@ -44,7 +44,7 @@ async def apply_migrations(database_url: str) -> None:
 
 
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
+    from compat import uvicorn  # uvicorn.run, without waking ten times a second when idle
 
     host, port = args.host or settings.host, args.port or settings.port
     print(

@@ -262,6 +262,16 @@ class Settings:
         _positive_float,
         "Seconds between attempts to publish events while the broadcast backend is down.",
     )
+    work_sweep_seconds: float = _setting(
+        "WORK_SWEEP_SECONDS",
+        "30",
+        _positive_float,
+        "Seconds the background workers (outbox publisher, store inbox, warehouse tasks, "
+        "tracking pushes) sleep when nothing wakes them before they look for work anyway. A "
+        "commit of this instance wakes them at once, on PostgreSQL so does work written by "
+        "other processes (LISTEN/NOTIFY), and retries run when they fall due: the sweep only "
+        "catches what no wake-up announced (an instance that died before its workers ran).",
+    )
 
     sla_sweep_interval: float = _setting(
         "SLA_SWEEP_INTERVAL",

@@ -88,7 +88,7 @@ async def test_emails_are_unique_per_organisation_both_ways_keeping_every_row(
     old_schema = await _schema(reference)
 
     db = Db(await databases.fresh())
-    await asyncio.to_thread(ok, db.url, "latest")
+    await asyncio.to_thread(ok, db.url, AFTER)  # later migrations change no column it reads
     await asyncio.to_thread(ok, db.url, "seed")
     assert (await db.applied())[-1] == AFTER
     [supplier] = await db.rows("SELECT id FROM organisation WHERE name = 'Bench supplier'")

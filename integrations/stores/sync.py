@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 
@@ -12,10 +12,11 @@ from domain.access import Viewer, require_buyer
 from domain.errors import DomainError, ErrorCode
 from domain.orders.fulfilment import record_tracking_sync
 from domain.orders.intake import ingest_store_order
-from domain.orders.models import Order, TrackingSync
+from domain.orders.models import Order
 from domain.stores.commands import record_sync, upsert_store_products
 from domain.stores.models import Store
 from domain.stores.queries import store_of_buyer
+from domain.work_due import next_tracking_due, tracking_push_due
 from integrations.background import WakeableLoop
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError
@@ -69,46 +70,52 @@ class TrackingPusher(WakeableLoop):
     Each push is retried by the client for transient failures; a push that still fails is tried
     again ``base_delay`` x 2^(failures - 1) seconds after the last failure, up to
     ``max_attempts`` in all. The state and the last error are on the order (``trackingSync``).
+
+    Woken when a shipment made a push due (in this process, or on PostgreSQL in another one:
+    ``integrations.wakeups``); after a round it sleeps until the first failed push is due again,
+    or until its safety sweep (``poll_interval`` seconds).
     """
 
     name = "tracking pusher"
+    BATCH = 100
 
     def __init__(
         self,
         *,
-        poll_interval: float = 2.0,
+        poll_interval: float = 30.0,
         base_delay: float = 1.0,
         max_attempts: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
-        super().__init__(poll_interval=poll_interval)
+        super().__init__(sweep_interval=poll_interval)
         self._base_delay = base_delay
         self._max_attempts = max_attempts
         self._transport = transport
 
     async def round(self) -> None:
-        await self.push_due()
+        while await self.push_due() >= self.BATCH:  # a full batch: more may be due
+            pass
+
+    async def next_due(self) -> datetime | None:
+        return await next_tracking_due(base_delay=self._base_delay, max_attempts=self._max_attempts)
 
     async def push_due(self) -> int:
-        """Push every order whose tracking is due; returns how many were tried."""
-        now = datetime.now(UTC)
+        """Push every order whose tracking is due, up to one batch; returns how many were
+        tried."""
         due = (
             await Order.filter(
-                tracking_sync__in=[TrackingSync.PENDING, TrackingSync.FAILED],
-                tracking_sync_attempts__lt=self._max_attempts,
-                store_id__isnull=False,
+                tracking_push_due(
+                    datetime.now(UTC),
+                    base_delay=self._base_delay,
+                    max_attempts=self._max_attempts,
+                )
             )
             .order_by("id")
-            .limit(100)
+            .limit(self.BATCH)
         )
-        tried = 0
         for order in due:
-            wait = timedelta(seconds=self._base_delay * 2 ** (order.tracking_sync_attempts - 1))
-            if order.tracking_sync is TrackingSync.FAILED and order.updated_at + wait > now:
-                continue
-            tried += 1
             await self.push(order)
-        return tried
+        return len(due)
 
     async def push(self, order: Order) -> None:
         store = await Store.get(id=order.store_id)

@@ -1,0 +1,208 @@
+"""Idle CPU: what the served instance spends on a CPU while nobody uses it (issue 20).
+
+The run's served instance (``ctx.app_server()``: ``python main.py serve`` as ``make run``
+starts it) first gets a little traffic, so that everything that starts with use has started:
+orders pages, and store webhooks, which wake the store inbox, the outbox publisher and the event
+hub. Then the traffic stops, and once the inbox has taken every webhook in and the outbox is
+published (``/metrics``) the server's CPU time (every thread of its process tree,
+``bench.common.cpu_ns``) is read over an idle window of ``WINDOW`` seconds (``--quick``:
+``QUICK_WINDOW``). Value: ms of CPU per second of wall time; target at most ``TARGET`` (before
+issue 20 about 4.7: every background loop looked for work every second or two, and uvicorn's
+main loop woke ten times a second). Beside it, how often a thread of the server was put on a
+CPU per second (``/proc/<pid>/task/<tid>/schedstat``, third field).
+
+Idle means no work, not only no traffic: a window in which the instance recorded an event (read
+from the database by this process, which costs the server nothing) did work, and does not
+count. The instance of a full run has such work: the SLA worker opens the breaches of the
+100,000 seeded orders, shipped long ago and never delivered, 500 per rule and side at each
+sweep (``SLA_SWEEP_INTERVAL``, 30 s) for over an hour. So the window opens ``QUIET`` seconds
+after the last event and starts again if one comes; ``WINDOW`` is shorter than the SLA sweep
+interval so that a window fits between two sweeps. ``idle_cpu.events`` counts the events the
+instance recorded while the bench waited for its window (0: nothing was due).
+
+What still wakes an idle instance: uvicorn's tick once a second (``compat/uvicorn.py``), the
+event hub's safety resync (``EVENT_RESYNC_INTERVAL``), Redis' PING every 15 s, and the safety
+sweeps (``WORK_SWEEP_SECONDS``, ``SLA_SWEEP_INTERVAL``, warehouse reconciliation every minute).
+
+    .venv/bin/python bench/runner.py --quick --only idle_cpu
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from bench.common import RawConnection, Row, cpu_ns, make_req, measure, progress
+from bench.context import METRICS_TOKEN, BenchContext
+from bench.database import asyncpg_url, is_postgres
+from bench.live_subscribers import process_tree
+from bench.orders_page import page_request
+from bench.webhook_ingest import StoreOrderWebhooks
+
+NAME = "idle_cpu"
+REQUIRES: tuple[str, ...] = ()
+USES_DATABASE = True
+TARGET = 1.0  # ms of CPU per second, idle
+WINDOW, QUICK_WINDOW = 20.0, 10.0  # shorter than SLA_SWEEP_INTERVAL (30 s)
+QUIET = 2.0  # seconds after the instance's last event before a window opens
+STEP = 0.5  # seconds between looks at the outbox and the server's CPU
+GIVE_UP_AFTER = 240.0  # seconds of waiting for an idle window
+TRAFFIC = 1.0  # seconds of each kind of traffic before the idle window
+DRAINED_WITHIN = 120.0
+WAITING = ("supplygraph_store_inbox_pending", "supplygraph_outbox_unpublished_events")
+
+
+def run_slices(pids: Sequence[int]) -> int:
+    """How many times these processes' threads have been put on a CPU (schedstat's third
+    field, summed as ``cpu_ns`` sums the first)."""
+    total = 0
+    for pid in pids:
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[2])
+    return total
+
+
+async def _waiting(host: str, port: int) -> float:
+    """Webhooks not taken in plus events not published, from ``/metrics``."""
+    conn = RawConnection(host, port)
+    try:
+        status, body = await conn.send(
+            make_req("GET", "/metrics", {"authorization": f"Bearer {METRICS_TOKEN}"})
+        )
+    finally:
+        await conn.close()
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    total = 0.0
+    for name in WAITING:
+        found = re.search(rb"^" + name.encode() + rb" (\S+)$", body, re.M)
+        if found is None:
+            raise RuntimeError(f"/metrics has no {name}")
+        total += float(found.group(1))
+    return total
+
+
+class Outbox:
+    """The newest event id, read from the run's database by this process."""
+
+    SQL = "SELECT COALESCE(MAX(id), 0) FROM event"
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self._pg: Any = None
+
+    async def __aenter__(self) -> Outbox:
+        if is_postgres(self.url):
+            import asyncpg
+
+            self._pg = await asyncpg.connect(asyncpg_url(self.url))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+
+    async def last(self) -> int:
+        if self._pg is not None:
+            return int(await self._pg.fetchval(self.SQL))
+        return await asyncio.to_thread(self._sqlite_last)
+
+    def _sqlite_last(self) -> int:
+        with contextlib.closing(sqlite3.connect(urlparse(self.url).path)) as db:
+            return int(db.execute(self.SQL).fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    cpu: int
+    slices: int
+    event: int
+
+
+async def _sample(pids: Sequence[int], outbox: Outbox) -> Sample:
+    event = await outbox.last()
+    return Sample(time.perf_counter(), cpu_ns(pids), run_slices(pids), event)
+
+
+async def idle_window(
+    pids: Sequence[int], outbox: Outbox, window: float
+) -> tuple[Sample, Sample, int]:
+    """The first span of ``window`` seconds without an event, opened ``QUIET`` seconds after
+    the last one (or the longest such span before ``GIVE_UP_AFTER``); and the events recorded
+    while waiting for it."""
+    first = await _sample(pids, outbox)
+    opened: Sample | None = None  # the work just done settles for QUIET seconds first
+    longest: tuple[Sample, Sample] | None = None
+    quiet_from = first.at
+    last = first
+    while last.at - first.at < GIVE_UP_AFTER:
+        await asyncio.sleep(STEP)
+        now = await _sample(pids, outbox)
+        if now.event != last.event:  # the instance did work: no window spans it
+            if opened is not None and (longest is None or last.at - opened.at > _span(longest)):
+                longest = (opened, last)
+            opened, quiet_from = None, now.at
+        elif opened is None and now.at - quiet_from >= QUIET:
+            opened = now
+        last = now
+        if opened is not None and last.at - opened.at >= window:
+            return opened, last, last.event - first.event
+    if opened is not None and (longest is None or last.at - opened.at > _span(longest)):
+        longest = (opened, last)
+    if longest is None or _span(longest) <= 0:
+        raise RuntimeError(f"{NAME}: the instance never stopped recording events")
+    return longest[0], longest[1], last.event - first.event
+
+
+def _span(span: tuple[Sample, Sample]) -> float:
+    return span[1].at - span[0].at
+
+
+async def run(ctx: BenchContext) -> list[Row]:
+    server = await ctx.app_server()
+    assert server.process is not None
+    traffic = replace(ctx.load, duration=TRAFFIC, repetitions=1, warmup=0.0)
+    pages = page_request(ctx.data.orders_token)
+    await measure(f"{NAME} traffic: orders page", server.host, server.port, pages, traffic)
+    webhooks = StoreOrderWebhooks(
+        f"/webhooks/stores/{ctx.data.webhook_store_id}/orders", ctx.data.webhook_secret
+    )
+    await measure(f"{NAME} traffic: webhooks", server.host, server.port, webhooks, traffic)
+    deadline = time.monotonic() + DRAINED_WITHIN
+    while (left := await _waiting(server.host, server.port)) > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{NAME}: {left:g} webhooks and events still waiting")
+        await asyncio.sleep(0.2)
+
+    window = QUICK_WINDOW if ctx.quick else WINDOW
+    pids = process_tree(server.process.pid)
+    async with Outbox(ctx.database_url) as outbox:
+        opened, closed, events = await idle_window(pids, outbox, window)
+    elapsed = closed.at - opened.at
+    ms_per_s = (closed.cpu - opened.cpu) / 1e6 / elapsed
+    wakeups = (closed.slices - opened.slices) / elapsed
+    progress(
+        f"  {NAME}: {ms_per_s:.3f} ms of CPU per second over {elapsed:.1f} s idle "
+        f"({wakeups:.1f} times on a CPU per second, {len(pids)} process(es)); "
+        f"{events} events recorded by the instance while waiting for the window"
+    )
+    return [
+        Row(NAME, ms_per_s, "ms/s", target=f"<= {TARGET:g} ms/s", met=ms_per_s <= TARGET),
+        Row(f"{NAME}.wakeups", wakeups, "/s"),
+        Row(f"{NAME}.events", float(events), "events"),
+    ]
