@@ -1,8 +1,10 @@
 """graphql-core: the execution internals ``schema.execution`` and ``schema.shapes`` build on.
 
-- ``Executor.execute_field`` / ``complete_value`` / ``build_per_event_executor``: the
-  fast execution context overrides them, so their parameters must stay what it passes on.
-- The field collection of ``graphql.execution.collect_fields`` (not exported by the package).
+- ``Executor.execute_field`` / ``complete_value`` / ``build_per_event_executor``: the fast
+  execution context overrides them, so their parameters must stay what it passes on; and
+  ``execute_operation``, which graphql-core calls on what ``build_per_event_executor`` returns.
+- The field collection of ``graphql.execution.collect_fields`` (not exported by the package):
+  ``collect_subfields``, and ``collect_fields`` called as ``execute_operation`` calls it.
 - The per-executor memos (``_relevant_sub_fields``, ``_stream_usages``) that a subscription's
   per-event executor must not share with the subscription's own executor.
 """
@@ -17,6 +19,7 @@ from graphql.execution.collect_fields import (
     FieldDetails,
     FieldDetailsList,
     FragmentDetails,
+    collect_fields,
     collect_subfields,
 )
 from graphql.pyutils import RefMap
@@ -28,6 +31,7 @@ __all__ = [
     "FieldDetails",
     "FieldDetailsList",
     "FragmentDetails",
+    "collect_fields",
     "collect_subfields",
     "probe",
     "reset_per_event_memos",
@@ -53,6 +57,7 @@ OVERRIDDEN: dict[str, tuple[str, ...]] = {
         "position_context",
     ),
     "build_per_event_executor": ("self", "payload"),
+    "execute_operation": ("self", "serially"),
     "build_resolve_info": ("self", "field_def", "field_nodes", "parent_type", "path"),
     "handle_field_error": ("self", "raw_error", "return_type", "field_details_list", "path"),
 }
@@ -75,3 +80,13 @@ def probe(executor: Executor) -> None:
         assert hasattr(executor, memo), f"Executor no longer has {memo}"
     assert isinstance(executor, Executor)
     assert callable(collect_subfields) and FieldDetails and FragmentDetails
+    collected = tuple(inspect.signature(collect_fields).parameters)[:6]
+    assert collected == (
+        "schema",
+        "fragments",
+        "variable_values",
+        "runtime_type",
+        "operation",
+        "hide_suggestions",
+    ), f"collect_fields{collected}"
+    assert hasattr(executor, "hide_suggestions"), "Executor no longer has hide_suggestions"

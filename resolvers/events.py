@@ -126,6 +126,7 @@ class OrderSubscriptions:
     ) -> AsyncGenerator[OrderStatusChange, None]:
         wanted_orders = set(parse_ids(order_ids, "Order", field="orderIds")) if order_ids else None
         wanted_statuses = set(statuses) if statuses else None
+        organisation_id = viewer_of(info).organisation_id
         async for event in event_stream(
             info, [DomainEventType.ORDER_STATUS_CHANGED.value], after_event_id
         ):
@@ -136,7 +137,7 @@ class OrderSubscriptions:
                 continue
             info.context.fresh_loaders()
             yield OrderStatusChange(
-                event_id=event_id_for(info, event),
+                event_id=event_gid(event.seq, organisation_id),
                 order_id=gid("Order", change.order_id),
                 from_status=change.from_status,
                 to_status=change.to_status,

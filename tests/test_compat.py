@@ -13,12 +13,12 @@ import pytest
 from graphql import parse
 from tortoise import Tortoise
 
-from compat import broadcaster, graphql_core, httpx, strawberry, tortoise
+from compat import broadcaster, graphql_core, httpx, strawberry, tortoise, uvicorn
 from schema.build import create_schema
 from schema.execution import FastExecutionContext
 from tests.support.server import RunningServer
 
-MODULES = [broadcaster, graphql_core, httpx, strawberry, tortoise]
+MODULES = [broadcaster, graphql_core, httpx, strawberry, tortoise, uvicorn]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -37,6 +37,10 @@ async def test_broadcaster_internals() -> None:
 
 def test_httpx_internals() -> None:
     httpx.probe()
+
+
+async def test_uvicorn_internals() -> None:
+    await uvicorn.probe()
 
 
 def test_strawberry_and_graphql_core_internals() -> None:

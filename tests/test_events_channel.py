@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from integrations.bus.channel import EVENTS_CHANNEL, events_channel
+from domain.events import PublishedEvent
+from integrations.bus.channel import EVENTS_CHANNEL, decode_batch, encode_batch, events_channel
 
 
 def test_instances_of_one_database_share_a_channel_however_they_log_in() -> None:
@@ -32,3 +35,29 @@ def test_a_relative_sqlite_path_names_the_same_file_as_its_absolute_path(
     monkeypatch.chdir(tmp_path)
     absolute = tmp_path / "db.sqlite3"
     assert events_channel("sqlite://db.sqlite3") == events_channel(f"sqlite://{absolute}")
+
+
+def _event(seq: int) -> PublishedEvent:
+    return PublishedEvent(
+        seq=seq,
+        type="ORDER_STATUS_CHANGED",
+        subject_type="Order",
+        subject_id=str(seq),
+        payload={"orderId": seq, "reason": "naïve ✓"},
+        audience=frozenset({3, 1}),
+        actor_user_id=None,
+        created_at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    )
+
+
+def test_a_message_carries_a_publisher_round_and_a_receiver_skips_what_it_has() -> None:
+    events = [_event(seq) for seq in (7, 8, 9)]
+    message = encode_batch(events)
+    assert decode_batch(message) == events
+    assert decode_batch(message, after_seq=8) == events[2:]
+    assert decode_batch(message, after_seq=9) == []
+
+
+def test_a_message_of_one_event_as_earlier_versions_sent_is_read() -> None:
+    event = _event(5)
+    assert decode_batch(json.dumps(event.to_wire())) == [event]

@@ -19,7 +19,7 @@ from domain.errors import SubscriptionEnded  # raised here; tests and older code
 from domain.events import EventType, PublishedEvent, outbox
 from domain.events import queries as event_queries
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
-from integrations.bus.channel import EVENTS_CHANNEL, decode
+from integrations.bus.channel import EVENTS_CHANNEL, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ class EventHub:
                             self._notify(None)
                             await self.catch_up()
                         else:
-                            await self._accept(decode(message.message))
+                            for event in decode_batch(message.message, after_seq=self.last_seq):
+                                await self._accept(event)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -143,6 +144,9 @@ class EventHub:
     async def _accept(self, event: PublishedEvent) -> None:
         if event.seq <= self.last_seq:
             return  # already dispatched (duplicate publication or caught up from the outbox)
+        if event.seq == self.last_seq + 1 and not self._lock.locked():
+            self._dispatch(event)  # the next one, no catch-up running: nothing to wait for
+            return
         if event.seq > self.last_seq + 1:
             await self.catch_up()  # a gap: the outbox has what the channel skipped
             if event.seq <= self.last_seq:

@@ -14,6 +14,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -206,7 +207,10 @@ def result_payload(result: ExecutionResult) -> str:
         payload["errors"] = [error.formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
-    return dumps(payload)
+    try:  # orjson: a fifth of the json module's time, paid once per result of a live group
+        return orjson.dumps(payload).decode()
+    except TypeError:  # what orjson cannot write (an integer beyond 64 bits): as before
+        return dumps(payload)
 
 
 def close_reason(error: GraphQLError) -> str | None:
