@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # or none: see OUTBOUND_ALLOWED_HOSTS in the README)
 export OUTBOUND_ALLOWED_HOSTS ?= 127.0.0.1,localhost
 
-.PHONY: run test lint format migrate migrations schema seed simulate clean bench-stock bench bench-plot soak vendor-graphiql vendor-dashboard
+.PHONY: run test lint format migrate migrations schema seed simulate clean bench-stock bench bench-plot bench-table soak vendor-graphiql vendor-dashboard
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -35,6 +35,12 @@ bench: $(STAMP)
 
 bench-plot: $(STAMP)
 	$(BIN)/python bench/plot.py
+
+# the README's benchmark table (between its bench:begin/bench:end markers) from
+# bench/results/latest.json; BENCH_TABLE_ARGS=--check fails if the README's differs
+BENCH_TABLE_ARGS ?=
+bench-table: $(STAMP)
+	$(BIN)/python bench/readme_table.py $(BENCH_TABLE_ARGS)
 
 # SOAK_ARGS: e.g. --duration 120 --subscribers 300 (see bench/soak.py); SOAK_SECONDS works too
 SOAK_ARGS ?=

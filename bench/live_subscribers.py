@@ -3,9 +3,9 @@
 N WebSocket clients (graphql-transport-ws, ``connection_init`` with the live buyer's token, one
 ``subscription { orderStatusChanged { eventId orderId fromStatus toStatus reason at } }`` each,
 all the same document, variables and organisation) stay connected while the bench cancels the
-live buyer's unpaid orders (``bench/seed.py``, ``LIVE_ORDERS``) one by one through
-``cancelOrders`` over HTTP, each change sent when it is due whether or not the previous one has
-been answered:
+live buyer's unpaid orders (``bench/seed.py``, ``LIVE_ORDERS``; more are made first when a
+run's changes need them, ``live_orders``) one by one through ``cancelOrders`` over HTTP, each
+change sent when it is due whether or not the previous one has been answered:
 
 - scenario ``a``: 1,000 subscribers, 20 changes, one every 200 ms;
 - scenario ``b``: 5,000 subscribers, 20 changes, one a second.
@@ -19,10 +19,12 @@ Per scenario and server, in order: the server's RSS; the sockets open (at most 6
 at a time per client process) and subscribe; probe changes (not measured, at most 4) until one
 has reached every open socket, so every subscription is live on the server (if none does, the
 phase goes on and the progress line says so); 1 s idle, RSS again; the server's CPU time
-(utime + stime of its process tree, ``/proc/<pid>/stat``); the changes; waiting until every
-socket has every change (or 5 s pass with nothing new); CPU time again (as of the last
-delivery); all sockets close; 2 s later the RSS once more. Each server first takes
-20 sockets and one probe, unmeasured, so first-use costs fall outside the figures. Figures:
+(``bench.common.cpu_ns``: the scheduler's ns on CPU of every thread of its process tree; the
+10 ms clock ticks of ``/proc/<pid>/stat`` moved a quick run's ratio by about ±0.15); the
+changes; waiting until every socket has every change (or 5 s pass with nothing new); CPU time
+again (as of the last delivery); all sockets close; 2 s later the RSS once more. Each server
+first takes 20 sockets and one probe, unmeasured, so first-use costs fall outside the figures.
+Figures:
 
 - latency: client receipt (``time.time()`` when the socket's bytes are read) minus the event's
   own timestamp in the payload, ``at``. supplygraph sets ``at`` when it writes the event inside
@@ -96,6 +98,7 @@ from bench.common import (
     ServerProcess,
     at_most,
     compared,
+    cpu_ns,
     free_port,
     make_req,
     percentile,
@@ -528,6 +531,53 @@ class Changes(ABC):
             await conn.close()
 
 
+def live_orders_needed(chosen: Sequence[Scenario]) -> int:
+    """The orders supplygraph's phases cancel at most: the warm-up's probes, then each
+    scenario's probes and changes."""
+    return PROBES + sum(PROBES + s.changes for s in chosen)
+
+
+async def live_orders(ctx: BenchContext, needed: int) -> list[int]:
+    """The live buyer's unpaid orders, ``needed`` of them at least: ``bench/seed.py`` makes
+    ``LIVE_ORDERS``, and a run with more changes (``BENCH_LIVE_CHANGES``) gets the rest here,
+    made as those are (``create_manual_order`` by the buyer's owner, the same line, address
+    and method), so it never runs out of changes midway."""
+    have = list(ctx.data.live_order_ids)
+    if len(have) >= needed or not have:
+        return have
+    from tortoise import Tortoise
+
+    from bench.seed import owner_viewer
+    from domain import secrets
+    from domain.db import tortoise_config
+    from domain.orders import intake
+    from domain.orders.models import Order, OrderLine
+    from domain.organisations.models import Organisation, User
+
+    secrets.configure(ctx.secrets_key)
+    await Tortoise.init(config=tortoise_config(ctx.database_url))
+    try:
+        model = await Order.get(id=have[0])
+        line = await OrderLine.filter(order_id=model.id).first()
+        assert line is not None and line.sku_id is not None
+        org = await Organisation.get(id=model.buyer_id)
+        owner = await User.filter(organisation_id=org.id).order_by("id").first()
+        assert owner is not None
+        viewer = owner_viewer(org, owner)
+        for _ in range(needed - len(have)):
+            order = await intake.create_manual_order(
+                viewer=viewer,
+                lines=[intake.ManualLine(line.sku_id, line.quantity)],
+                shipping_address=model.shipping_address,
+                logistics_method_id=model.logistics_method_id,
+            )
+            have.append(order.id)
+    finally:
+        await Tortoise.close_connections()
+    progress(f"  {NAME}: {needed - len(ctx.data.live_order_ids)} more live orders made")
+    return have
+
+
 class Cancellations(Changes):
     """supplygraph: ``cancelOrders`` on the next of the live buyer's unpaid seeded orders (keys
     are their global ids, which the mutation takes and the events carry)."""
@@ -541,9 +591,7 @@ class Cancellations(Changes):
     def next_key(self) -> str:
         key = next(self.keys, None)
         if key is None:
-            raise RuntimeError(
-                f"all {self.total} live orders are cancelled: raise LIVE_ORDERS in bench/seed.py"
-            )
+            raise RuntimeError(f"all {self.total} live orders are cancelled (live_orders_needed)")
         return key
 
     async def change(self, key: str) -> None:
@@ -603,16 +651,6 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current)
         todo += children.get(current, [])
     return tree
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time of these processes, in seconds."""
-    ticks = 0
-    for p in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pids: Sequence[int]) -> int:
@@ -745,19 +783,19 @@ async def probe(pool: ClientPool, target: Target) -> str:
 
 async def drain(
     pool: ClientPool, pids: list[int], keys: list[str], expected: int
-) -> tuple[float, float]:
+) -> tuple[int, float]:
     """Wait until ``expected`` deliveries of ``keys`` arrived or nothing new came for
-    ``DRAIN_IDLE``; (server CPU seconds, perf_counter) at the last delivery seen."""
+    ``DRAIN_IDLE``; (server CPU ns, perf_counter) at the last delivery seen."""
     started = time.monotonic()
     last = -1
-    mark = (cpu_seconds(pids), time.perf_counter())
+    mark = (cpu_ns(pids), time.perf_counter())
     last_at = started
     while True:
         got, _ = await pool.received(keys)
         now = time.monotonic()
         if got != last:
             last, last_at = got, now
-            mark = (cpu_seconds(pids), time.perf_counter())
+            mark = (cpu_ns(pids), time.perf_counter())
         if got >= expected or now - last_at > DRAIN_IDLE or now - started > DRAIN_MAX:
             return mark
         await asyncio.sleep(POLL)
@@ -794,7 +832,7 @@ async def phase(target: Target, scenario: Scenario, log: IO[bytes]) -> Outcome:
         rss_connected = rss_bytes(pids)
         client_cpu = await pool.cpu()
         target.changes.summary()  # what the probes reported is not shown
-        cpu_before, clock_before = cpu_seconds(pids), time.perf_counter()
+        cpu_before, clock_before = cpu_ns(pids), time.perf_counter()
         keys: list[str] = []
         sending: list[asyncio.Task[None]] = []
         late = 0.0
@@ -820,7 +858,7 @@ async def phase(target: Target, scenario: Scenario, log: IO[bytes]) -> Outcome:
         changes=scenario.changes,
         received=sum(r["received"] for r in reports),
         latencies_ms=sorted(x for r in reports for x in r["latencies_ms"]),
-        cpu_seconds=cpu_after - cpu_before,
+        cpu_seconds=(cpu_after - cpu_before) / 1e9,
         seconds=clock_after - clock_before,
         client_cpu_seconds=client_cpu,
         rss_before=rss_before,
@@ -930,7 +968,11 @@ async def run(ctx: BenchContext) -> list[Row]:
                     "supplygraph",
                     app,
                     ctx.data.live_token,
-                    Cancellations(app, ctx.data.live_token, ctx.data.live_order_ids),
+                    Cancellations(
+                        app,
+                        ctx.data.live_token,
+                        await live_orders(ctx, live_orders_needed(chosen)),
+                    ),
                 ),
             ]
             for target in targets:

@@ -14,6 +14,9 @@ Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
 - ``live_subscribers``: order status changes pushed to 1,000 and 5,000 graphql-transport-ws
   subscribers (latency, lost, server CPU per delivery, RSS), beside ``bench/ws_floor.py``, a
   hand-written WebSocket endpoint sending one pre-serialised frame to every socket.
+- ``live_tenants``: 10,000 subscribers across 2,000 organisations (``--quick``: 2,000 across
+  400), events recorded into the outbox, stepped rates until p99 > 1 s or loss, beside the floor
+  with the same routing; two instances on PostgreSQL + Redis (``bench/live_tenants.py``).
 - ``live_mix``: a dashboard's mix of 18 subscriptions through the whole distribution flow
   (requests and background work), commit-to-client p50/p99 by event source, beside one
   subscription through the same flow (``bench/live_mix.py``).
@@ -31,6 +34,8 @@ Benchmarks (``--only`` picks; what a benchmark needs as its baseline runs too):
   cache), beside ``plain_starlette``.
 - ``growth``: the orders page's p50 (first, deep and filtered pages) with 1,000,000 orders
   (``--quick``: 100,000) beside 10,000, on PostgreSQL databases of its own (else skipped).
+- ``idle_cpu``: the served instance's CPU per second of an idle window after traffic stopped
+  (target at most 1 ms/s; ``bench/idle_cpu.py``).
 
 The server is started the way ``make run`` starts it (``python main.py migrate``, then ``python
 main.py serve`` with HOST, PORT, LOG_LEVEL=WARNING) on a database made for the run: a
@@ -43,8 +48,11 @@ repetitions' req/s, p50 and p99 (see ``bench.common.measure`` for how a window i
 ``make bench BENCH_ARGS=--quick`` passes options through make.
 
 Writes ``bench/results/latest.json`` (one object per table row: name, value, unit, baseline,
-ratio = value / baseline, target, met) and ``bench/results/latencies.json`` (the latency
-samples, for ``make bench-plot``); the servers' logs go to the same folder.
+ratio = value / baseline, target, met), ``bench/results/latest.meta.json`` (the run: when, quick
+or full, the command, database and Redis with their versions, commit, machine; what
+``bench/readme_table.py`` puts under the README's table) and ``bench/results/latencies.json``
+(the latency samples and the same meta, for ``make bench-plot``); the servers' logs go to the
+same folder.
 """
 
 from __future__ import annotations
@@ -53,7 +61,10 @@ import argparse
 import asyncio
 import json
 import os
+import platform
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -65,8 +76,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (
     growth,
     hot_paths,
+    idle_cpu,
     live_mix,
     live_subscribers,
+    live_tenants,
     orders_page,
     plain_starlette,
     repeated_reads,
@@ -77,7 +90,7 @@ from bench import (
 )
 from bench.common import ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
-from bench.database import admin, migrate, scratch_database
+from bench.database import admin, asyncpg_url, is_postgres, migrate, scratch_database
 
 # in the order they run: baselines before what is compared with them
 BENCHMARKS: dict[str, ModuleType] = {
@@ -86,14 +99,16 @@ BENCHMARKS: dict[str, ModuleType] = {
         plain_starlette,
         sql_per_request,
         orders_page,
+        write_floor,
         webhook_ingest,
         live_subscribers,
         live_mix,
-        write_floor,
+        live_tenants,
         hot_paths,
         repeated_reads,
         scale_out,
         growth,
+        idle_cpu,  # last: idle after every other benchmark's traffic
     )
 }
 FULL_ORDERS, QUICK_ORDERS, FEW_ORDERS = 100_000, 5_000, 500
@@ -198,15 +213,77 @@ def write_results(ctx: BenchContext, rows: list[Row], meta: dict[str, object]) -
     (ctx.results_dir / "latest.json").write_text(
         json.dumps([r.as_json() for r in rows], indent=2) + "\n"
     )
+    (ctx.results_dir / "latest.meta.json").write_text(
+        json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    )
     (ctx.results_dir / "latencies.json").write_text(
         json.dumps({"meta": meta, "series": ctx.series}) + "\n"
     )
+
+
+# --------------------------------------------------------------------------- the run's meta
+
+
+def command_line(argv: list[str]) -> str:
+    """The run as ``make bench`` takes it, with the services it was given (their addresses
+    elided: they are this machine's)."""
+    given = [name for name in ("DATABASE_URL", "REDIS_URL") if os.environ.get(name)]
+    services = " ".join(f"{name}=…" for name in given)
+    make = f'make bench BENCH_ARGS="{shlex.join(argv)}"' if argv else "make bench"
+    return f"{services} {make}".strip()
+
+
+async def engine_versions(database_url: str) -> dict[str, str]:
+    """The versions of the database and Redis servers the run used (what answers; left out
+    when a server does not answer: the figures still stand, only the note is shorter)."""
+    found: dict[str, str] = {}
+    if not is_postgres(database_url):
+        import sqlite3
+
+        found["sqlite"] = sqlite3.sqlite_version
+    else:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(asyncpg_url(database_url))
+            try:
+                found["postgresql"] = str(await conn.fetchval("SHOW server_version")).split()[0]
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError):
+            pass
+    if redis_url := os.environ.get("REDIS_URL"):
+        from redis.asyncio import Redis
+        from redis.exceptions import RedisError
+
+        client = Redis.from_url(redis_url)
+        try:
+            found["redis"] = str((await client.info("server"))["redis_version"])
+        except (OSError, RedisError):
+            pass
+        finally:
+            await client.aclose()
+    return found
+
+
+def commit() -> str:
+    """The checkout's commit, ``+changes`` when its files differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown"
+    return f"{head}+changes" if git("status", "--porcelain", "--untracked-files=no") else head
 
 
 # --------------------------------------------------------------------------- main
 
 
 async def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     started = time.perf_counter()
     load = LoadOptions(
@@ -237,6 +314,12 @@ async def main(argv: list[str] | None = None) -> int:
         "client": load.client,
         "pinning": pinning,
         "redis": bool(os.environ.get("REDIS_URL")),
+        "command": command_line(argv),
+        "benchmarks": args.selected,
+        "commit": commit(),
+        "machine": f"{os.cpu_count()} cores, {platform.system()}, Python "
+        f"{platform.python_version()}",
+        "versions": await engine_versions(source),
     }
     progress(f"benchmarks: {', '.join(args.selected)}; {pinning}")
     try:
@@ -270,7 +353,7 @@ async def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{meta.get('database', 'no database')}; {load.clients} clients, "
         f"{load.repetitions} x {load.duration:g} s, median shown; took {meta['seconds']} s; "
-        f"results in {ctx.results_dir / 'latest.json'}"
+        f"results in {ctx.results_dir / 'latest.json'}\n{meta['command']} at {meta['commit']}"
     )
     return 0
 
