@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -244,23 +245,21 @@ async def engine_versions(database_url: str) -> dict[str, str]:
     else:
         import asyncpg
 
-        try:
+        # the versions are the run's description: one that cannot be read is left out
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
             conn = await asyncpg.connect(asyncpg_url(database_url))
             try:
                 found["postgresql"] = str(await conn.fetchval("SHOW server_version")).split()[0]
             finally:
                 await conn.close()
-        except (OSError, asyncpg.PostgresError):
-            pass
     if redis_url := os.environ.get("REDIS_URL"):
         from redis.asyncio import Redis
         from redis.exceptions import RedisError
 
         client = Redis.from_url(redis_url)
         try:
-            found["redis"] = str((await client.info("server"))["redis_version"])
-        except (OSError, RedisError):
-            pass
+            with contextlib.suppress(OSError, RedisError):
+                found["redis"] = str((await client.info("server"))["redis_version"])
         finally:
             await client.aclose()
     return found

@@ -16,19 +16,10 @@ from domain.catalogue.models import Sku
 from domain.events import NewEvent
 from domain.events.catalogue import OrderCreated
 from domain.orders.models import LineSource, Order, OrderKind, OrderStatus
-from domain.stores.data import StoreOrderData
+from domain.stores.data import SHIPPING_ADDRESS_KEYS, StoreOrderData
 from domain.stores.models import Store
 
-ADDRESS_FIELDS = (
-    "name",
-    "address1",
-    "address2",
-    "city",
-    "province",
-    "zip",
-    "country_code",
-    "phone",
-)
+ADDRESS_FIELDS = SHIPPING_ADDRESS_KEYS  # what an order's shipping address keeps
 
 
 def new_order_number() -> str:

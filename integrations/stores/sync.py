@@ -93,8 +93,9 @@ class TrackingPusher(WakeableLoop):
         self._transport = transport
 
     async def round(self) -> None:
-        while await self.push_due() >= self.BATCH:  # a full batch: more may be due
-            pass
+        pushed = self.BATCH
+        while pushed >= self.BATCH:  # a full batch: more may be due
+            pushed = await self.push_due()
 
     async def next_due(self) -> datetime | None:
         return await next_tracking_due(base_delay=self._base_delay, max_attempts=self._max_attempts)

@@ -187,8 +187,9 @@ class _TaskLoop(WakeableLoop):
         self._worker = worker
 
     async def round(self) -> None:
-        while await self._worker.run_due():  # tasks were taken: more may be due at once
-            pass
+        taken = 1
+        while taken:  # tasks were taken: more may be due at once
+            taken = await self._worker.run_due()
 
     async def next_due(self) -> datetime | None:
         return await next_task_due()
