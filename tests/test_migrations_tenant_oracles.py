@@ -128,7 +128,7 @@ async def test_emails_are_unique_per_organisation_both_ways_keeping_every_row(
     await _refused(db, buyer, owner["email"])  # 0013: unique platform-wide
 
     # forward again: as it was
-    await asyncio.to_thread(ok, db.url, "latest")
+    await asyncio.to_thread(ok, db.url, AFTER)
     await _user(db, buyer, owner["email"])
     assert await _schema(db) == schema
     assert await named_objects(db) == named
