@@ -543,6 +543,12 @@ def cpu_ns(pids: Sequence[int]) -> int:
     it; the servers' threads (event loop, thread-pool workers) live as long as the process. A
     pid (or thread) that has gone counts 0.
     """
+    return schedstat_sum(pids, 0)
+
+
+def schedstat_sum(pids: Sequence[int], column: int) -> int:
+    """One column of ``/proc/<pid>/task/*/schedstat`` summed over every thread of ``pids``
+    (0: ns on a CPU; 2: times put on a CPU); a pid or thread that has gone counts 0."""
     total = 0
     for pid in pids:
         try:
@@ -551,5 +557,6 @@ def cpu_ns(pids: Sequence[int]) -> int:
             continue
         for tid in threads:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+                stat = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()
+                total += int(stat.split()[column])
     return total

@@ -31,17 +31,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.common import RawConnection, Row, cpu_ns, make_req, measure, progress
+from bench.common import (
+    RawConnection,
+    Row,
+    cpu_ns,
+    make_req,
+    measure,
+    progress,
+    schedstat_sum,
+)
 from bench.context import METRICS_TOKEN, BenchContext
 from bench.database import asyncpg_url, is_postgres
 from bench.live_subscribers import process_tree
@@ -64,16 +70,7 @@ WAITING = ("supplygraph_store_inbox_pending", "supplygraph_outbox_unpublished_ev
 def run_slices(pids: Sequence[int]) -> int:
     """How many times these processes' threads have been put on a CPU (schedstat's third
     field, summed as ``cpu_ns`` sums the first)."""
-    total = 0
-    for pid in pids:
-        try:
-            threads = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in threads:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[2])
-    return total
+    return schedstat_sum(pids, 2)
 
 
 async def _waiting(host: str, port: int) -> float:

@@ -95,6 +95,18 @@ def _withdrawable(order: Order) -> bool:
     return order.status in WITHDRAWABLE and order.supplier_id is not None and not order.shipped_at
 
 
+def _requested(order: Order, viewer: Viewer, reason: str) -> dict[str, object]:
+    """A withdrawal of ``order`` as the distributor requests it (both ways of writing it)."""
+    return {
+        "order_id": order.id,
+        "distributor_id": order.buyer_id,
+        "supplier_id": order.supplier_id,
+        "status": WithdrawalStatus.WITHDRAWING,
+        "reason": reason,
+        "requested_by_user_id": viewer.user_id,
+    }
+
+
 async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> Withdrawal:
     """The distributor withdraws a paid order that has not shipped."""
     require_buyer(viewer)
@@ -125,14 +137,7 @@ async def withdraw_order(*, viewer: Viewer, order_id: int, reason: str = "") -> 
                 field="orderId",
             )
         await _below_the_cap(order_id=order.id, field="orderId")
-        withdrawal = await Withdrawal.create(
-            order_id=order.id,
-            distributor_id=order.buyer_id,
-            supplier_id=order.supplier_id,
-            status=WithdrawalStatus.WITHDRAWING,
-            reason=reason,
-            requested_by_user_id=viewer.user_id,
-        )
+        withdrawal = await Withdrawal.create(**_requested(order, viewer, reason))
         await _queue_cancel(withdrawal, record, actor_user_id=viewer.user_id)
         await _event(withdrawal, viewer.user_id)
     return withdrawal
@@ -158,14 +163,9 @@ async def _request_in_one_statement(
     assert order.supplier_id is not None and target.push_status is not None
     withdrawal = Withdrawal(
         id=target.next_withdrawal_id,
-        order_id=order.id,
-        distributor_id=order.buyer_id,
-        supplier_id=order.supplier_id,
-        status=WithdrawalStatus.WITHDRAWING,
-        reason=reason,
-        requested_by_user_id=viewer.user_id,
         created_at=now,
         updated_at=now,
+        **_requested(order, viewer, reason),
     )
     event = WithdrawalStatusChanged.of(withdrawal, actor_user_id=viewer.user_id)
     written = await request_in_one_statement(
