@@ -481,3 +481,64 @@ async def test_paying_from_stock_takes_the_wallet_before_the_stock(
         await probe.close()
     assert paid["userErrors"] == []
     assert paid["orders"][0]["lines"] == [{"quantity": 1, "stockQuantity": 1}]
+
+
+async def test_paying_two_orders_from_stock_records_each_movement_and_one_stock_low(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """One payment taking units for two orders from one stock item: an INVENTORY_CHANGED per
+    line with the figures after its own movement, and STOCK_LOW once, after the movement that
+    crosses the threshold, then the orders' and the wallet's events. PostgreSQL builds the stock
+    events inside the payment's statement and other engines movement by movement: the events
+    are the same."""
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    await stock_up(client, supplier, buyer, cat, warehouse_id, 5)
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
+    await ok(
+        client,
+        "mutation($i: ID!) { setLowStockThreshold(stockItemId: $i, threshold: 3) { userErrors { code } } }",
+        {"i": item["id"]},
+        token=buyer.token,
+    )
+    first, second = [await manual_order(client, buyer, cat, 2) for _ in range(2)]
+    before = (await client.data("{ events(first: 100) { edges { cursor } } }", token=buyer.token))[
+        "events"
+    ]["edges"][-1]["cursor"]
+    paid = await ok(
+        client,
+        PAY_FROM_STOCK,
+        {"o": [first, second], "w": warehouse_id, "s": False},
+        token=buyer.token,
+    )
+    assert [o["lines"] for o in paid["orders"]] == [[{"quantity": 2, "stockQuantity": 2}]] * 2
+    events = (
+        await client.data(
+            "query($a: String) { events(first: 100, after: $a) { edges { node { type payload } } } }",
+            {"a": before},
+            token=buyer.token,
+        )
+    )["events"]["edges"]
+    seen = [(e["node"]["type"], e["node"]["payload"]) for e in events]
+    stock = [
+        (kind, p["orderId"], p["onHand"], p["reserved"], p["available"], p.get("threshold"))
+        for kind, p in seen
+        if kind in ("INVENTORY_CHANGED", "STOCK_LOW")
+    ]
+    assert stock == [
+        ("INVENTORY_CHANGED", first, 5, 2, 3, None),
+        ("INVENTORY_CHANGED", second, 5, 4, 1, None),
+        ("STOCK_LOW", second, 5, 4, 1, 3),
+    ]
+    assert [kind for kind, _ in seen] == [
+        "INVENTORY_CHANGED",
+        "INVENTORY_CHANGED",
+        "STOCK_LOW",
+        "ORDER_STATUS_CHANGED",
+        "ORDER_STATUS_CHANGED",
+        "WALLET_CHANGED",
+    ]
+    [after] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
+    assert (after["onHand"], after["reserved"], after["available"]) == (5, 4, 1)
+    await assert_ledger_matches()

@@ -137,14 +137,6 @@ def collecting() -> Iterator[list[EventType]]:
         _collected.reset(token)
 
 
-def noted(event: NewEvent) -> None:
-    """Tell ``collecting`` about an event written: ``record_event`` does, and so must a statement
-    that embeds ``recording_sql``."""
-    types = _collected.get()
-    if types is not None:
-        types.append(event.type)
-
-
 async def record_event(event: NewEvent) -> None:
     """Write ``event`` to the outbox, visible to the organisations of its audience.
 
@@ -159,5 +151,12 @@ async def record_event(event: NewEvent) -> None:
 def recorded(event: NewEvent) -> None:
     """What follows every event written, by ``record_event`` or by a statement that embeds
     ``recording_sql``: ``collecting`` hears of it, and the publisher is woken after commit."""
-    noted(event)
+    recorded_type(event.type)
+
+
+def recorded_type(event_type: EventType) -> None:
+    """``recorded`` for an event a statement built itself, known only by its type."""
+    types = _collected.get()
+    if types is not None:
+        types.append(event_type)
     notify_after_commit()

@@ -21,7 +21,7 @@ from tortoise.expressions import F
 from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.db import transaction, transaction_unless
 from domain.errors import DomainError, ErrorCode, not_found
-from domain.events import NewEvent, record_event, recorded
+from domain.events import EventType, NewEvent, record_event, recorded, recorded_type
 from domain.events.catalogue import WalletChanged
 from domain.orders.models import OrderLine, OrderStatus
 from domain.orders.status import StatusChange, conflict, plan_transition, transitioned
@@ -31,7 +31,12 @@ from domain.payments.models import EntryKind, Wallet, WalletEntry
 from domain.persistence import charges as reads
 from domain.persistence.dialects import is_postgres
 from domain.persistence.orders import change_order
-from domain.persistence.payments import PaidOrder, PaymentWrite, pay_in_one_statement
+from domain.persistence.payments import (
+    PaidOrder,
+    PaymentWrite,
+    StockHold,
+    pay_in_one_statement,
+)
 from domain.stock import commands as stock
 from domain.trading import trades_with
 from domain.validation import clean_text, money
@@ -74,13 +79,6 @@ async def _debit(wallet: Wallet, amount: Decimal, *, shortfall_field: str) -> No
         raise _short(wallet, current, amount, field=shortfall_field)
 
 
-def _one_statement(stock_warehouse_id: int | None) -> bool:
-    """Whether a payment is written in one statement (``domain.persistence.payments``), atomic
-    without a transaction: on PostgreSQL, when no stock is reserved with it (with stock, two
-    statements in a transaction: the reservation's, then the payment's)."""
-    return stock_warehouse_id is None and is_postgres()
-
-
 async def pay_orders(
     *,
     viewer: Viewer,
@@ -97,7 +95,8 @@ async def pay_orders(
     ``split_when_short`` the rest is supplied (and charged) as usual.
     """
     require_buyer(viewer)
-    async with transaction_unless(_one_statement(stock_warehouse_id)):
+    # on PostgreSQL one statement (domain.persistence.payments), atomic by itself
+    async with transaction_unless(is_postgres()):
         return await charge_orders(
             buyer_id=viewer.organisation_id,
             order_ids=order_ids,
@@ -157,21 +156,17 @@ async def charge_orders(
     ]
     wallet_event = WalletChanged.of(wallet, reason="payment", actor_user_id=actor_user_id)
     if is_postgres():
-        stock_events = (
-            await stock.reserve_for_payment(
-                wallet_id=wallet.id,
+        hold = (
+            stock.hold_for_payment(
                 warehouse_id=stock_warehouse_id or 0,
                 allocation=charges.stock_quantities,
                 lines=charges.lines,
                 items=charges.stock_items,
-                actor_user_id=actor_user_id,
             )
             if charges.stock_quantities
-            else []
+            else None
         )
-        await _pay_in_one_statement(
-            charges, changes, wallet, stock_events, wallet_event, now, field=field
-        )
+        await _pay_in_one_statement(charges, changes, wallet, hold, wallet_event, now, field=field)
     else:
         await _pay_statement_by_statement(
             charges, changes, wallet, wallet_event, stock_warehouse_id, field=field
@@ -185,15 +180,15 @@ async def _pay_in_one_statement(
     charges: Charges,
     changes: list[StatusChange],
     wallet: Wallet,
-    stock_events: list[NewEvent],
+    hold: StockHold | None,
     wallet_event: NewEvent,
     now: datetime,
     *,
     field: str,
 ) -> None:
-    """PostgreSQL: the payment's statement (``domain.persistence.payments``), with the events
-    in the order the statement-by-statement way records them. With stock, it runs after the
-    reservation's statement (``stock_events`` are its events), in the payment's transaction."""
+    """PostgreSQL: the payment's statement (``domain.persistence.payments``), with the units
+    ``hold`` takes from stock, and the events in the order the statement-by-statement way
+    records them (the stock's, which the statement builds, first)."""
     actor_user_id = wallet_event.actor_user_id
     outcome = await pay_in_one_statement(
         PaymentWrite(
@@ -219,15 +214,19 @@ async def _pay_in_one_statement(
                 for charge in charges.orders
                 for line_id, price in charge.unit_prices.items()
             },
-            events=[*stock_events, *(change.event for change in changes), wallet_event],
+            events=[*(change.event for change in changes), wallet_event],
+            stock=hold,
         )
     )
     if not outcome.written:
+        if hold is not None and not outcome.stock_held:
+            raise await stock.short_stock(hold.lines)
         if outcome.balance_cents < to_cents(charges.total):
             raise _short(wallet, outcome.balance_cents, charges.total, field=field)
         raise conflict(changes[0].order, field=field)
-    for event in (*stock_events, wallet_event):
-        recorded(event)
+    for event_type in outcome.stock_events:
+        recorded_type(EventType(event_type))
+    recorded(wallet_event)
 
 
 async def _pay_statement_by_statement(

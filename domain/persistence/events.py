@@ -70,29 +70,49 @@ def event_parameters(event: Recordable) -> list[Any]:
     ]
 
 
-def recording_many_sql(first: int, *, only_if: str) -> str:
+def recording_many_sql(first: int, *, only_if: str, first_events: str | None = None) -> str:
     """PostgreSQL: the common table expressions that insert any number of events and their
     audiences, with the seven array parameters ``$first`` … ``$first + 6`` of
     ``many_event_parameters``; nothing is inserted unless the earlier expression ``only_if``
-    returns a row. The ids are drawn first, so that each audience row names its event."""
+    returns a row. The ids are drawn first, so that each audience row names its event.
+
+    ``first_events`` names an earlier expression of events the statement builds itself, written
+    before the parameters' ones in the order of its ``n``: columns ``n``, ``type``,
+    ``subject_type``, ``subject_id``, ``payload`` (jsonb), ``actor_user_id`` and
+    ``organisation`` (its one organisation of the audience)."""
     p = [f"${i}" for i in range(first, first + 7)]
     table = orm.table(Event)
-    return f"""drawn AS (
-    SELECT nextval(pg_get_serial_sequence('"{table}"', 'id')) AS id, e.*
+    given = f"""SELECT 1 AS part, e.n, e.type, e.subject_type, e.subject_id,
+           e.payload::jsonb AS payload, e.actor_user_id, NULL::integer AS organisation
     FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],
                 {p[4]}::integer[]) WITH ORDINALITY AS e(type, subject_type, subject_id, payload,
-                                                       actor_user_id, n)
+                                                       actor_user_id, n)"""
+    built = (
+        f"""SELECT 0 AS part, n, type, subject_type, subject_id, payload, actor_user_id,
+           organisation
+    FROM {first_events}
+    UNION ALL
+    """
+        if first_events
+        else ""
+    )
+    return f"""drawn AS (
+    SELECT nextval(pg_get_serial_sequence('"{table}"', 'id')) AS id, e.*
+    FROM ({built}{given}
+          ORDER BY part, n) AS e
     WHERE EXISTS (SELECT 1 FROM {only_if})
 ), recorded AS (
     INSERT INTO "{table}" (id, type, subject_type, subject_id, payload, actor_user_id,
                            created_at)
-    SELECT id, type, subject_type, subject_id, payload::jsonb, actor_user_id, now()
+    SELECT id, type, subject_type, subject_id, payload, actor_user_id, now()
     FROM drawn
 ), recorded_audience AS (
     INSERT INTO "{orm.table(EventAudience)}" (event_id, organisation_id)
     SELECT drawn.id, a.organisation
     FROM drawn JOIN unnest({p[5]}::integer[], {p[6]}::integer[]) AS a(n, organisation)
-         ON drawn.n = a.n
+         ON drawn.part = 1 AND drawn.n = a.n
+    UNION ALL
+    SELECT id, organisation FROM drawn WHERE part = 0
 )"""
 
 

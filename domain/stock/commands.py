@@ -21,19 +21,17 @@ from domain.access import Viewer, require_buyer, require_supplier_staff
 from domain.catalogue.models import LogisticsMethod, Sku
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode, ValidationErrors, not_found
-from domain.events import NewEvent, record_event
+from domain.events import record_event
 from domain.events.catalogue import (
     CloudWarehouseUpdated,
-    InventoryChanged,
-    StockLow,
     StockThresholdChanged,
 )
 from domain.orders.intake import ManualLine, clean_address, create_manual_order
 from domain.orders.models import Order, OrderKind, OrderLine, OrderStatus
 from domain.orders.status import transition
 from domain.organisations.models import Organisation
-from domain.persistence.stock_reservations import LineReservation, reserve_in_one_statement
-from domain.stock.ledger import Delta, apply_change, fell_below, stock_item
+from domain.persistence.payments import HeldLine, StockHold
+from domain.stock.ledger import Delta, apply_change, stock_item
 from domain.stock.models import (
     CloudWarehouse,
     MovementKind,
@@ -322,94 +320,39 @@ async def reserve(
     await Order.filter(id__in=list(order_ids)).update(cloud_warehouse_id=warehouse_id)
 
 
-async def reserve_for_payment(
+def hold_for_payment(
     *,
-    wallet_id: int,
     warehouse_id: int,
     allocation: dict[int, int],
     lines: Sequence[OrderLine],
     items: dict[int, int],
-    actor_user_id: int | None,
-) -> list[NewEvent]:
-    """PostgreSQL: hold the allocated units in one statement
-    (``domain.persistence.stock_reservations``, after locking the wallet) and return the events
-    ``reserve`` records line by line elsewhere, for the payment's statement to write. ``lines``:
-    the lines paid; ``items``: the buyer's stock item in the warehouse per SKU."""
+) -> StockHold:
+    """PostgreSQL: the allocated units (``allocation``: line id → units) as the payment's
+    statement takes them (``domain.persistence.payments``, after locking the wallet), in the
+    order ``reserve`` takes them elsewhere. ``lines``: the lines paid; ``items``: the buyer's
+    stock item in the warehouse per SKU."""
     by_id = {line.id: line for line in lines}
-    wanted = [
-        LineReservation(line_id, by_id[line_id].order_id, items[by_id[line_id].sku_id or 0], n)
+    held = [
+        HeldLine(line_id, by_id[line_id].order_id, items[by_id[line_id].sku_id or 0], n)
         for line_id, n in allocation.items()
     ]
-    wanted.sort(key=lambda w: (w.stock_item_id, w.line_id))
-    after = await reserve_in_one_statement(
-        wallet_id=wallet_id,
-        warehouse_id=warehouse_id,
-        lines=wanted,
-        actor_user_id=actor_user_id,
-        reason="paid order",
+    held.sort(key=lambda h: (h.stock_item_id, h.line_id))
+    return StockHold(warehouse_id=warehouse_id, lines=held)
+
+
+async def short_stock(held: Sequence[HeldLine]) -> DomainError:
+    """INSUFFICIENT_STOCK for a hold that found an item without the units, naming it."""
+    items = await StockItem.filter(id__in=[h.stock_item_id for h in held])
+    needed: dict[int, int] = defaultdict(int)
+    for h in held:
+        needed[h.stock_item_id] += h.quantity
+    item = next((i for i in items if i.available < needed[i.id]), items[0])
+    sku = await Sku.get(id=item.sku_id)
+    return DomainError(
+        ErrorCode.INSUFFICIENT_STOCK,
+        f"SKU {sku.code}: {item.available} available in the cloud warehouse.",
+        field="stockWarehouseId",
     )
-    if after is None:
-        short = await StockItem.filter(id__in=[w.stock_item_id for w in wanted])
-        needed: dict[int, int] = defaultdict(int)
-        for w in wanted:
-            needed[w.stock_item_id] += w.quantity
-        item = next((i for i in short if i.available < needed[i.id]), short[0])
-        sku = await Sku.get(id=item.sku_id)
-        raise DomainError(
-            ErrorCode.INSUFFICIENT_STOCK,
-            f"SKU {sku.code}: {item.available} available in the cloud warehouse.",
-            field="stockWarehouseId",
-        )
-    return reservation_events(after, wanted, actor_user_id=actor_user_id)
-
-
-def reservation_events(
-    items_after: Sequence[StockItem],
-    reserved: Sequence[LineReservation],
-    *,
-    actor_user_id: int | None,
-) -> list[NewEvent]:
-    """The events of reserving ``reserved`` (in order) that left the items as ``items_after``:
-    per line, INVENTORY_CHANGED with the figures after its movement, and STOCK_LOW for the one
-    that took the item below its threshold, as ``domain.stock.ledger.apply_change`` records
-    them one movement at a time."""
-    figures = {item.id: item for item in items_after}
-    still_to_come: dict[int, int] = defaultdict(int)
-    for line in reserved:
-        still_to_come[line.stock_item_id] += line.quantity
-    events: list[NewEvent] = []
-    for line in reserved:
-        final = figures[line.stock_item_id]
-        still_to_come[line.stock_item_id] -= line.quantity
-        later = still_to_come[line.stock_item_id]
-        item = StockItem(
-            id=final.id,
-            buyer_id=final.buyer_id,
-            warehouse_id=final.warehouse_id,
-            sku_id=final.sku_id,
-            on_hand=final.on_hand,
-            reserved=final.reserved - later,
-            available=final.available + later,
-            in_transit=final.in_transit,
-            low_stock_threshold=final.low_stock_threshold,
-        )
-        kind, order_id = MovementKind.RESERVED, line.order_id
-        events.append(
-            InventoryChanged.of(item, movement=kind, order_id=order_id, actor_user_id=actor_user_id)
-        )
-        threshold = item.low_stock_threshold
-        if fell_below(threshold, before=item.available + line.quantity, after=item.available):
-            assert threshold is not None
-            events.append(
-                StockLow.of(
-                    item,
-                    movement=kind,
-                    order_id=order_id,
-                    threshold=threshold,
-                    actor_user_id=actor_user_id,
-                )
-            )
-    return events
 
 
 async def set_low_stock_threshold(
