@@ -86,6 +86,11 @@ def notify_after_commit(topic: str = "events") -> None:
     pending.extend(hook for hook in hooks if hook not in pending)
 
 
+def inside_transaction() -> bool:
+    """Whether the caller runs inside ``transaction()``."""
+    return _pending_hooks.get() is not None
+
+
 @asynccontextmanager
 async def transaction() -> AsyncIterator[None]:
     """A database transaction; nested uses become savepoints of the outer one.
@@ -93,7 +98,7 @@ async def transaction() -> AsyncIterator[None]:
     On commit of the outermost transaction, commit listeners requested inside it run (the
     outbox publisher is one). On error everything rolls back and no listener runs.
     """
-    if _pending_hooks.get() is not None:
+    if inside_transaction():
         async with in_transaction():
             yield
         return

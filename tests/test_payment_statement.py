@@ -2,8 +2,10 @@
 
 On PostgreSQL a payment without stock is one statement outside a transaction
 (``domain.persistence.payments``); these tests pin what that must keep: racing payments of one
-wallet and of one order, a stale order in a payment of several, and the wallet locked before
-the orders (LOCK_ORDER in ``domain.payments.commands``). The first two run on SQLite too.
+wallet and of one order, a stale order in a payment of several, the wallet locked before
+the orders (LOCK_ORDER in ``domain.payments.commands``), and payments of one wallet arriving
+together written together (``domain.persistence.payment_batches``). The first two run on SQLite
+too.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from domain.events.catalogue import WalletChanged
+from domain.events.models import Event, EventAudience
 from domain.orders.models import Order, OrderStatus, OrderTransition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
+from domain.persistence import payment_batches
 from domain.persistence.payments import PaidOrder, PaymentWrite, pay_in_one_statement
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member
@@ -149,3 +154,108 @@ async def test_the_payment_waits_for_the_wallet_before_locking_orders(
         await probe.close()
     assert paid["userErrors"] == []
     assert paid["orders"][0]["status"] == "AWAITING_SHIPPING"
+
+
+def _write(wallet: Wallet, orders: list[Order], *, cents: int, events: list) -> PaymentWrite:
+    """A payment of ``orders`` at their current versions, ``cents`` each."""
+    amount = Decimal(cents) / 100
+    return PaymentWrite(
+        wallet_id=wallet.id,
+        total_cents=cents * len(orders),
+        currency="USD",
+        paid_at=orders[0].created_at,
+        actor_user_id=None,
+        orders=[
+            PaidOrder(o.id, o.version, amount, Decimal("0.00"), None, "n", "r") for o in orders
+        ],
+        line_prices={},
+        events=events,
+    )
+
+
+async def _orders_and_wallet(
+    client: GraphQLHttp, make_member: MakeMember, count: int, funds: str
+) -> tuple[list[Order], Wallet, Member]:
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    ids = [key_of(await manual_order(client, buyer, cat, 1)) for _ in range(count)]
+    await top_up(client, supplier, buyer, funds)
+    orders = sorted(await Order.filter(id__in=ids), key=lambda o: o.id)
+    return orders, await Wallet.get(buyer_id=buyer.organisation_id), buyer
+
+
+async def test_payments_written_together_keep_each_one_all_or_nothing(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """``payment_batches.pay_together``: a payment whose order went stale is refused as itself;
+    from the first the balance cannot cover after those before it, the payments are handed back
+    to be written alone (where each is taken or refused as if it had come alone); the rest are
+    written, each with its events, and the wallet equals its ledger."""
+    if server.settings.is_sqlite:
+        pytest.skip("payments written together are PostgreSQL's")
+    orders, wallet, buyer = await _orders_and_wallet(client, make_member, 5, "10.00")
+    event = WalletChanged.of(wallet, reason="payment", actor_user_id=None)
+    stale = Order(**{**orders[1].__dict__})
+    stale.version -= 1
+    writes = [
+        _write(wallet, [orders[0]], cents=400, events=[event]),
+        _write(wallet, [stale], cents=100, events=[event]),
+        _write(wallet, [orders[2]], cents=700, events=[event]),  # 4 + 7 > 10
+        _write(wallet, [orders[3], orders[4]], cents=300, events=[event, event]),
+    ]
+    before = await Event.filter(subject_type="Wallet", subject_id=str(wallet.id)).count()
+    outcomes = await payment_batches.pay_together(writes)
+    assert [o.written for o in outcomes] == [True, False, False, False]
+    assert outcomes[1].orders_current == 0  # refused as a conflict
+    assert outcomes[2] is outcomes[3] is payment_batches._ALONE
+    alone = [await pay_in_one_statement(w) for w in writes[2:]]
+    assert [(o.written, o.balance_cents) for o in alone] == [(False, 600), (True, 600)]
+    paid = await Order.filter(id__in=[o.id for o in orders], status=OrderStatus.AWAITING_SHIPPING)
+    assert sorted(o.id for o in paid) == [orders[0].id, orders[3].id, orders[4].id]
+    assert {o.version for o in paid} == {orders[0].version + 1}
+    wallet = await _assert_wallet_equals_ledger(buyer)
+    assert wallet.balance == Decimal("0.00")
+    written = await Event.filter(subject_type="Wallet", subject_id=str(wallet.id)).count()
+    assert written - before == 3
+    audiences = await EventAudience.filter(
+        event_id__in=await Event.filter(subject_type="Wallet", subject_id=str(wallet.id))
+        .order_by("-id")
+        .limit(3)
+        .values_list("id", flat=True)
+    ).count()
+    assert audiences == 3 * 2  # buyer and supplier
+
+
+async def test_payments_arriving_together_take_the_wallet_once(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """``payment_batches.WalletQueue``: with the wallet held elsewhere, the first payment waits
+    for it alone and those arriving meanwhile are written together after it, in one statement;
+    a second payment of an order already in that group waits for the next one and is refused
+    as a conflict there."""
+    if server.settings.is_sqlite:
+        pytest.skip("payments written together are PostgreSQL's")
+    orders, wallet, buyer = await _orders_and_wallet(client, make_member, 5, "100.00")
+    queue = payment_batches.WalletQueue()
+    holder = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+        first = asyncio.create_task(queue.pay(_write(wallet, [orders[0]], cents=100, events=[])))
+        await asyncio.sleep(0.2)  # the first is waiting for the wallet
+        rest = [
+            asyncio.create_task(queue.pay(_write(wallet, [order], cents=100, events=[])))
+            for order in [*orders[1:], orders[1]]
+        ]
+        await asyncio.sleep(0.1)
+        await held.commit()
+        outcomes = [await first, *await asyncio.gather(*rest)]
+    finally:
+        await holder.close()
+    assert [o.written for o in outcomes] == [True, True, True, True, True, False]
+    assert outcomes[-1].orders_current == 0
+    assert queue.groups_written == 1
+    assert not queue.writing and not queue.waiting
+    wallet = await _assert_wallet_equals_ledger(buyer)
+    assert wallet.balance == Decimal("95.00")

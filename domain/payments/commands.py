@@ -29,14 +29,10 @@ from domain.organisations.models import Organisation
 from domain.payments.charges import Charges, compute_charges
 from domain.payments.models import EntryKind, Wallet, WalletEntry
 from domain.persistence import charges as reads
+from domain.persistence import payment_batches
 from domain.persistence.dialects import is_postgres
 from domain.persistence.orders import change_order
-from domain.persistence.payments import (
-    PaidOrder,
-    PaymentWrite,
-    StockHold,
-    pay_in_one_statement,
-)
+from domain.persistence.payments import PaidOrder, PaymentWrite, StockHold
 from domain.stock import commands as stock
 from domain.trading import trades_with
 from domain.validation import clean_text, money
@@ -186,11 +182,12 @@ async def _pay_in_one_statement(
     *,
     field: str,
 ) -> None:
-    """PostgreSQL: the payment's statement (``domain.persistence.payments``), with the units
+    """PostgreSQL: the payment's statement (``domain.persistence.payments``; payments of the
+    wallet arriving together are written together, ``payment_batches``), with the units
     ``hold`` takes from stock, and the events in the order the statement-by-statement way
     records them (the stock's, which the statement builds, first)."""
     actor_user_id = wallet_event.actor_user_id
-    outcome = await pay_in_one_statement(
+    outcome = await payment_batches.pay(
         PaymentWrite(
             wallet_id=wallet.id,
             total_cents=to_cents(charges.total),
