@@ -26,7 +26,15 @@ from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
-from tests.test_cloud_stock import manual_order, top_up
+from tests.test_cloud_stock import (
+    INVENTORY,
+    PAY_FROM_STOCK,
+    assert_ledger_matches,
+    manual_order,
+    stock_up,
+    top_up,
+    warehouse,
+)
 from tests.test_order_flow import supplier_catalogue
 
 PAY = """mutation($o: [ID!]!) { payOrders(orderIds: $o) { orders { id status paidAmount }
@@ -259,3 +267,66 @@ async def test_payments_arriving_together_take_the_wallet_once(
     assert not queue.writing and not queue.waiting
     wallet = await _assert_wallet_equals_ledger(buyer)
     assert wallet.balance == Decimal("95.00")
+
+
+async def test_payments_from_stock_written_together_count_each_items_units(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """Concurrent payments from one stock item, many written together: exactly the units there
+    are get reserved, each paid order holds its units, the others are refused for stock, and
+    every figure equals its ledger; each reservation's INVENTORY_CHANGED carries the figures
+    after its own movement."""
+    if server.settings.is_sqlite:
+        pytest.skip("payments written together are PostgreSQL's")
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    cat = await supplier_catalogue(client, supplier)
+    warehouse_id = await warehouse(client, supplier)
+    await stock_up(client, supplier, buyer, cat, warehouse_id, 7)
+    orders = [await manual_order(client, buyer, cat, 2) for _ in range(6)]
+    await top_up(client, supplier, buyer, "500.00")
+    wallet = await Wallet.get(buyer_id=buyer.organisation_id)
+    holder = await asyncpg.connect(server.settings.database_url)
+    try:  # the first payment waits for the wallet; the others arrive meanwhile
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+        paying = [
+            asyncio.create_task(
+                client.data(
+                    PAY_FROM_STOCK, {"o": [o], "w": warehouse_id, "s": False}, token=buyer.token
+                )
+            )
+            for o in orders
+        ]
+        await asyncio.sleep(0.5)
+        queue = payment_batches.queue_of_this_loop()
+        assert queue is not None
+        groups = queue.groups_written
+        await held.commit()
+        answers = await asyncio.gather(*paying)
+    finally:
+        await holder.close()
+    assert queue.groups_written > groups
+    results = [a["payOrders"] for a in answers]
+    paid = [r for r in results if not r["userErrors"]]
+    assert len(paid) == 3  # 3 x 2 of 7 units
+    assert {r["userErrors"][0]["code"] for r in results if r["userErrors"]} == {
+        "INSUFFICIENT_STOCK"
+    }
+    assert all(r["orders"][0]["lines"] == [{"quantity": 2, "stockQuantity": 2}] for r in paid)
+    [item] = (await client.data(INVENTORY, token=buyer.token))["inventory"]["nodes"]
+    assert (item["onHand"], item["reserved"], item["available"]) == (7, 6, 1)
+    await assert_ledger_matches()
+    await _assert_wallet_equals_ledger(buyer)
+    changes = (
+        await client.data(
+            "{ events(first: 100, types: [INVENTORY_CHANGED]) { edges { node { payload } } } }",
+            token=buyer.token,
+        )
+    )["events"]["edges"]
+    reserved = [
+        (e["node"]["payload"]["reserved"], e["node"]["payload"]["available"])
+        for e in changes
+        if e["node"]["payload"]["movement"] == "RESERVED"
+    ]
+    assert reserved == [(2, 5), (4, 3), (6, 1)]
