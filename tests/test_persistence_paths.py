@@ -259,6 +259,7 @@ async def _pricing(server: RunningServer) -> None:
     from domain.catalogue.models import PriceTier, Product, Sku
     from domain.orders.models import OrderLine
     from domain.persistence.charges import pricing_rows
+    from domain.stock.models import CloudWarehouse, StockItem
 
     buyer, supplier = await _organisation(), await _organisation()
     product = await Product.create(supplier_id=supplier.id, title="Tee")
@@ -280,7 +281,7 @@ async def _pricing(server: RunningServer) -> None:
     )
     priced = await OrderLine.create(order_id=order.id, title="Tee", quantity=2, sku_id=sku.id)
     unmapped = await OrderLine.create(order_id=order.id, title="Other", quantity=1)
-    pricing = await pricing_rows(buyer.id, [order.id, order.id + 10_000], None)
+    pricing = await pricing_rows(buyer.id, [order.id, order.id + 10_000], None, None)
     orders, lines, tiers = pricing.orders, pricing.lines, pricing.tiers
     assert list(orders) == [order.id]
     assert [(line.id, s.code if s else None, p.title if p else None) for line, s, p in lines] == [
@@ -288,7 +289,26 @@ async def _pricing(server: RunningServer) -> None:
         (unmapped.id, None, None),
     ]
     assert [(t.min_quantity, t.unit_price) for t in tiers[sku.id]] == [(10, Decimal("4.50"))]
-    assert (await pricing_rows(supplier.id, [order.id], None)).orders == {}  # not the buyer
+    assert (await pricing_rows(supplier.id, [order.id], None, None)).orders == {}  # not the buyer
+    assert pricing.stock is None  # not paying from stock
+    warehouse = await CloudWarehouse.create(
+        supplier_id=supplier.id, name="W", address={}, callback_secret="s"
+    )
+    item = await StockItem.create(
+        buyer_id=buyer.id, warehouse_id=warehouse.id, sku_id=sku.id, on_hand=3, available=3
+    )
+    try:  # an item without its movements: gone before other tests check the ledger
+        stock = (await pricing_rows(buyer.id, [order.id], None, warehouse.id)).stock
+        if stock is not None:  # read with the orders where the statement does (PostgreSQL)
+            assert stock.warehouse_active
+            assert [(s, i.id, i.available) for s, i in stock.items.items()] == [
+                (sku.id, item.id, 3)
+            ]
+            await CloudWarehouse.filter(id=warehouse.id).update(is_active=False)
+            inactive = (await pricing_rows(buyer.id, [order.id], None, warehouse.id)).stock
+            assert inactive is not None and not inactive.warehouse_active
+    finally:
+        await item.delete()
 
 
 @scenario("warehouse_tasks.claim")

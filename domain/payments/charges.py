@@ -76,7 +76,7 @@ async def compute_charges(
         raise DomainError(
             ErrorCode.INVALID, f"At most {MAX_ORDERS_PER_PAYMENT} orders at once.", field="orderIds"
         )
-    pricing = await reads.pricing_rows(buyer_id, order_ids, logistics_method_id)
+    pricing = await reads.pricing_rows(buyer_id, order_ids, logistics_method_id, stock_warehouse_id)
     orders, lines_skus, tiers = pricing.orders, pricing.lines, pricing.tiers
     for i, order_id in enumerate(order_ids):
         order = orders.get(order_id)
@@ -98,6 +98,7 @@ async def compute_charges(
             order_ids=order_ids,
             lines=lines,
             split=split_when_short,
+            read=pricing.stock,
         )
         if stock_warehouse_id is not None
         else ({}, {})

@@ -1,6 +1,7 @@
 """What pricing a payment reads, written out: the buyer's orders, the prices of their SKUs, the
-shipping method with its freight rules, and the buyer's wallet (the ORM's query and instance
-building cost several times the statements, and a payment runs them on every request).
+shipping method with its freight rules, the buyer's wallet and the stock paid from (the ORM's
+query and instance building cost several times the statements, and a payment runs them on
+every request).
 The rules that use these rows are in ``domain.payments.charges``."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from domain.persistence.dialects import DialectSwitch
 from domain.persistence.orders import LineWithSku, lines_with_skus
 from domain.persistence.rows import builder, fetch
 from domain.persistence.sql import id_in, placeholder
+from domain.stock.models import CloudWarehouse, StockItem
 
 
 def _dialect(model: type) -> str:
@@ -90,6 +92,16 @@ class Pricing:
     tiers: dict[int, list[PriceTier]]
     methods: dict[int, list[FreightRule]] = field(default_factory=dict)
     wallet: Wallet | None = None
+    stock: StockRead | None = None  # paying from stock, where the statement read it too
+
+
+@dataclass(frozen=True)
+class StockRead:
+    """The cloud warehouse paid from: whether it is active, and the buyer's stock items there
+    of the SKUs of the lines, by SKU id."""
+
+    warehouse_active: bool
+    items: dict[int, StockItem]
 
 
 pricing_rows: DialectSwitch[Pricing] = DialectSwitch("charges.pricing_rows")
@@ -99,10 +111,11 @@ _PRICING: str | None = None
 
 @pricing_rows.postgres
 async def _pricing_postgres(
-    buyer_id: int, order_ids: Sequence[int], method_id: int | None
+    buyer_id: int, order_ids: Sequence[int], method_id: int | None, stock_warehouse_id: int | None
 ) -> Pricing:
-    """One statement: the tiers, the method's rules (``method_id``, else each order's own) and
-    the wallet come as JSON beside each line."""
+    """One statement: the tiers, the method's rules (``method_id``, else each order's own), the
+    wallet and, paying from the stock in ``stock_warehouse_id``, the buyer's stock item of the
+    line's SKU there come as JSON beside each line."""
     global _PRICING
     if _PRICING is None:
         columns = ", ".join(
@@ -129,8 +142,14 @@ async def _pricing_postgres(
             f'SELECT row_to_json(w) FROM "{orm.table(Wallet)}" w '
             "WHERE w.buyer_id = o.buyer_id AND w.supplier_id = o.supplier_id"
         )
+        item = (
+            f'SELECT row_to_json(i) FROM "{orm.table(StockItem)}" i '
+            "WHERE i.buyer_id = o.buyer_id AND i.warehouse_id = $4 AND i.sku_id = s.id"
+        )
+        warehouse = f'SELECT is_active FROM "{orm.table(CloudWarehouse)}" WHERE id = $4'
         _PRICING = f"""SELECT {columns}, ({tiers}) AS tiers, ({method}) AS method,
-       ({wallet}) AS wallet
+       ({wallet}) AS wallet, ({item}) AS stock_item,
+       COALESCE(({warehouse}), false) AS warehouse_active
 FROM "{orm.table(Order)}" o
 LEFT JOIN "{orm.table(OrderLine)}" l ON l.order_id = o.id
 LEFT JOIN "{orm.table(Sku)}" s ON s.id = l.sku_id
@@ -138,7 +157,7 @@ LEFT JOIN "{orm.table(Product)}" p ON p.id = s.product_id
 WHERE o.buyer_id = $1 AND o.id = ANY($2::bigint[])
 ORDER BY l.id"""
     _, rows = await orm.connection_of(Order).execute_query(
-        _PRICING, [buyer_id, [int(i) for i in order_ids], method_id]
+        _PRICING, [buyer_id, [int(i) for i in order_ids], method_id, stock_warehouse_id]
     )
     orders: dict[int, Order] = {}
     lines: list[LineWithSku] = []
@@ -147,7 +166,10 @@ ORDER BY l.id"""
     products: dict[int, Product] = {}
     methods: dict[int, list[FreightRule]] = {}
     wallet: Wallet | None = None
+    stock_items: dict[int, StockItem] = {}
+    warehouse_active = False
     for row in rows:
+        warehouse_active = row["warehouse_active"]
         if row["o_id"] not in orders:
             orders[row["o_id"]] = builder(Order).build(row, "o_")
             if row["method"] is not None:
@@ -173,8 +195,14 @@ ORDER BY l.id"""
             sku = skus[row["s_id"]]
         if row["p_id"] is not None:
             product = products.setdefault(row["p_id"], builder(Product).build(row, "p_"))
+        if row["stock_item"] is not None:
+            item = _json(row["stock_item"])
+            stock_items[item["sku_id"]] = StockItem(**item)
         lines.append((builder(OrderLine).build(row, "l_"), sku, product))
-    return Pricing(orders, lines, tiers, methods, wallet)
+    stock = None
+    if stock_warehouse_id is not None:
+        stock = StockRead(warehouse_active=bool(warehouse_active), items=stock_items)
+    return Pricing(orders, lines, tiers, methods, wallet, stock)
 
 
 def _json(value: Any) -> Any:
@@ -195,8 +223,10 @@ def _rule(method_id: int, values: list[Any]) -> FreightRule:
 
 
 @pricing_rows.other
-async def _pricing_other(buyer_id: int, order_ids: Sequence[int], method_id: int | None) -> Pricing:
-    """Three statements; the method's rules and the wallet are read when needed."""
+async def _pricing_other(
+    buyer_id: int, order_ids: Sequence[int], method_id: int | None, stock_warehouse_id: int | None
+) -> Pricing:
+    """Three statements; the method's rules, the wallet and the stock are read when needed."""
     orders = await orders_of_buyer(buyer_id, order_ids)
     lines = await lines_with_skus(list(orders))
     tiers = await tiers_of(list({sku.id for _, sku, _ in lines if sku is not None}))

@@ -30,6 +30,7 @@ from domain.orders.intake import ManualLine, clean_address, create_manual_order
 from domain.orders.models import Order, OrderKind, OrderLine, OrderStatus
 from domain.orders.status import transition
 from domain.organisations.models import Organisation
+from domain.persistence.charges import StockRead
 from domain.persistence.payments import HeldLine, StockHold
 from domain.stock.ledger import Delta, apply_change, stock_item
 from domain.stock.models import (
@@ -237,19 +238,28 @@ async def allocate(
     order_ids: list[int],
     lines: list[OrderLine],
     split: bool,
+    read: StockRead | None = None,
 ) -> tuple[dict[int, int], dict[int, int]]:
     """Units per line (of the orders being paid, in ``order_ids`` order) to ship from the
     buyer's stock in ``warehouse_id``, and the stock item of each SKU there. Short stock is
     refused (INSUFFICIENT_STOCK naming the SKU and the shortfall) unless ``split``: then what
-    stock covers ships from it and the rest is supplied as usual."""
-    await active_warehouse(warehouse_id, field="stockWarehouseId")
+    stock covers ships from it and the rest is supplied as usual. ``read``: the warehouse and
+    the items, where the payment's pricing read them with the orders."""
     lines = [ln for ln in lines if ln.sku_id is not None]
-    items = {
-        item.sku_id: item
-        for item in await StockItem.filter(
-            buyer_id=buyer_id, warehouse_id=warehouse_id, sku_id__in=[ln.sku_id for ln in lines]
-        )
-    }
+    if read is None:
+        await active_warehouse(warehouse_id, field="stockWarehouseId")
+        items = {
+            item.sku_id: item
+            for item in await StockItem.filter(
+                buyer_id=buyer_id,
+                warehouse_id=warehouse_id,
+                sku_id__in=[ln.sku_id for ln in lines],
+            )
+        }
+    elif not read.warehouse_active:
+        raise not_found("Cloud warehouse", field="stockWarehouseId")
+    else:
+        items = read.items
     left = {sku_id: item.available for sku_id, item in items.items()}
     allocation: dict[int, int] = {}
     wanted: dict[int, int] = defaultdict(int)
