@@ -29,18 +29,22 @@ async def _keep_session(connection: Any) -> None:
     no session settings."""
 
 
-def _connection(database_url: str) -> str | dict[str, Any]:
+def _connection(database_url: str, pool_size: int | None) -> str | dict[str, Any]:
     config = expand_db_url(database_url)
     if config["engine"] != "tortoise.backends.asyncpg":
         return database_url
     config["credentials"]["reset"] = _keep_session
+    if pool_size is not None:
+        config["credentials"]["maxsize"] = pool_size
     return config
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
-    """Tortoise config for one database holding the ``models`` app and its migrations."""
+def tortoise_config(database_url: str, *, pool_size: int | None = None) -> dict[str, Any]:
+    """Tortoise config for one database holding the ``models`` app and its migrations;
+    ``pool_size``: the most connections a PostgreSQL pool opens (tortoise's default, 5, when
+    None)."""
     return {
-        "connections": {"default": _connection(database_url)},
+        "connections": {"default": _connection(database_url, pool_size)},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],

@@ -142,7 +142,9 @@ def create_app(settings: Settings) -> Starlette:
         settings.configure_outbound()
         outbound.tls_context()  # once, before anything is served (about 20 ms of CPU)
         # this instance's sessions wake its loops in process, not through NOTIFY
-        database = served_config(tortoise_config(settings.database_url))
+        database = served_config(
+            tortoise_config(settings.database_url, pool_size=settings.database_pool_size)
+        )
         async with RegisterTortoise(app, config=database):
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()

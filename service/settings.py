@@ -149,6 +149,13 @@ class Settings:
         _database_url,
         "Database: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` (asyncpg).",
     )
+    database_pool_size: int = _setting(
+        "DATABASE_POOL_SIZE",
+        "10",
+        _positive_int,
+        "Most PostgreSQL connections an instance opens (opened as needed). Requests that "
+        "read while payments of one wallet wait for its lock need connections beside them.",
+    )
     redis_url: str = _setting(
         "REDIS_URL",
         "",
