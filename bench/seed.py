@@ -52,6 +52,7 @@ STORE_PRODUCT_ID = "9001"
 STORE_VARIANT_IDS = ("9101", "9102", "9103")
 BATCH = 2_000
 LIVE_ORDERS = 64
+SHIPPED_WITHIN = timedelta(days=9)  # SHIPPED_NOT_DELIVERED: 10 days (domain/sla/rules.py)
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,12 @@ async def seed(orders: int) -> Seeded:
 async def _bulk_orders(
     *, buyer_id: int, supplier_id: int, store_id: int, method_id: int, skus: list[Sku], count: int
 ) -> None:
-    """``count`` shipped store orders, in batches of ``BATCH`` (one transaction each)."""
-    start = datetime.now(UTC) - timedelta(days=365)
+    """``count`` shipped store orders, in batches of ``BATCH`` (one transaction each), shipped
+    over the last ``SHIPPED_WITHIN`` (within the SHIPPED_NOT_DELIVERED deadline: orders shipped
+    long ago and never delivered would each open a service-level breach, and the SLA worker
+    would spend the whole run opening them, 500 per sweep, in every figure's background)."""
+    step = SHIPPED_WITHIN / max(count, 1)
+    start = datetime.now(UTC) - SHIPPED_WITHIN
     newest = await Order.filter(buyer_id=buyer_id).order_by("-id").first()
     last_id = newest.id if newest else 0
     for first in range(0, count, BATCH):
@@ -244,8 +249,8 @@ async def _bulk_orders(
                         tracking_number=f"1ZBENCH{i:010d}",
                         tracking_sync=TrackingSync.SYNCED,
                         version=3,
-                        paid_at=start + timedelta(minutes=i, seconds=10),
-                        shipped_at=start + timedelta(minutes=i, seconds=20),
+                        paid_at=start + step * i + timedelta(seconds=10),
+                        shipped_at=start + step * i + timedelta(seconds=20),
                     )
                     for i in numbers
                 ]
@@ -283,7 +288,7 @@ async def _bulk_orders(
                         from_status=before,
                         to_status=after,
                         reason=reason,
-                        created_at=start + timedelta(minutes=i, seconds=10 * k),
+                        created_at=start + step * i + timedelta(seconds=10 * k),
                     )
                     for oid, i in zip(ids, numbers, strict=True)
                     for k, (before, after, reason) in enumerate(steps)
