@@ -405,6 +405,33 @@ async def test_a_change_about_an_order_settles_the_breaches_of_its_withdrawals(
     assert all(b.cleared_at for b in await _of(SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed))
 
 
+async def test_settling_many_reads_orders_and_subjects_of_every_type_together(
+    world: World,
+) -> None:
+    """``settle_many`` (the worker's round after a burst of events): breaches about an order
+    subject and about a withdrawal, found by subject and by the order they concern, in one
+    read; only those whose subject moved on clear."""
+    await _failed(world)
+    failed = WITHDRAWALS[SlaRule.WITHDRAW_FAILED_UNRESOLVED]
+    await Order.filter(id=world.orders[0]).update(paid_at=T0)
+    await Order.filter(id=world.orders[1]).update(status=OrderStatus.SHIPPED, shipped_at=T0)
+    await sla.sweep(now=T0 + timedelta(days=30))
+    await Order.filter(id=world.orders[0]).update(status=OrderStatus.SHIPPED)  # moved on
+    await Withdrawal.filter(id=failed).update(resolution=WithdrawalResolution.CLOSED)
+    cleared = await sla.settle_many(
+        now=T0 + timedelta(days=31),
+        subjects=[("Order", world.orders[0]), ("Order", world.orders[1])],
+        order_ids=[world.orders[3]],
+    )
+    assert {(b.rule, b.subject_id) for b in cleared} == {
+        (SlaRule.PAID_NOT_SHIPPED, world.orders[0]),
+        (SlaRule.WITHDRAW_FAILED_UNRESOLVED, failed),
+    }
+    assert len(cleared) == 4  # each for both parties
+    still = await _of(SlaRule.SHIPPED_NOT_DELIVERED, world.orders[1])
+    assert len(still) == 2 and not any(b.cleared_at for b in still)
+
+
 async def test_closing_a_failed_withdraw_through_the_api_clears_its_breaches_at_once(
     world: World, client: GraphQLHttp
 ) -> None:

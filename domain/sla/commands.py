@@ -20,6 +20,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.events import record_event
 from domain.events.catalogue import SlaBreachCleared, SlaBreachOpened, SlaRuleUpdated
 from domain.organisations.models import OrganisationKind, Role
+from domain.persistence.sla_breaches import open_breaches
 from domain.sla.models import SlaBreach, SlaRule, SlaSetting, SweepLease
 from domain.sla.rules import RULES, Rule
 
@@ -195,23 +196,22 @@ async def settle_many(
     order_ids: Collection[int] = (),
 ) -> list[SlaBreach]:
     """``settle`` for many subjects and orders at once (the worker's round after a burst of
-    events): their open breaches read in one statement per ``SETTLE_BATCH`` of them, instead
-    of one per subject and order, then each checked as ``settle`` checks it."""
-    by_type: defaultdict[str, list[int]] = defaultdict(list)
+    events): their open breaches read in one statement per ``SETTLE_BATCH`` of each kind
+    (``domain.persistence.sla_breaches``), then each checked as ``settle`` checks it."""
+    by_type: defaultdict[str, set[int]] = defaultdict(set)
     for subject_type, subject_id in subjects:
-        by_type[subject_type].append(subject_id)
-    wanted = [("order", None, sorted(set(order_ids)))]
-    wanted += [("subject", t, sorted(set(ids))) for t, ids in sorted(by_type.items())]
+        by_type[subject_type].add(subject_id)
+    orders = sorted(set(order_ids))
+    by_type_sorted = {t: sorted(ids) for t, ids in sorted(by_type.items())}
+    longest = max([len(orders), *(len(ids) for ids in by_type_sorted.values())])
     found: dict[int, SlaBreach] = {}
-    for kind, subject_type, ids in wanted:
-        for start in range(0, len(ids), SETTLE_BATCH):
-            chunk = ids[start : start + SETTLE_BATCH]
-            query = SlaBreach.filter(cleared_at__isnull=True)
-            if kind == "order":
-                query = query.filter(order_id__in=chunk)
-            else:
-                query = query.filter(subject_type=subject_type, subject_id__in=chunk)
-            found.update((breach.id, breach) for breach in await query)
+    for start in range(0, longest, SETTLE_BATCH):
+        end = start + SETTLE_BATCH
+        for breach in await open_breaches(
+            order_ids=orders[start:end],
+            subjects={t: ids[start:end] for t, ids in by_type_sorted.items()},
+        ):
+            found[breach.id] = breach
     ended = []
     for breach in found.values():
         rule = RULES[breach.rule]
