@@ -101,16 +101,25 @@ def recording_many_sql(first: int, *, only_if: str, first_events: str | None = N
     FROM ({built}{given}
           ORDER BY part, n) AS e
     WHERE EXISTS (SELECT 1 FROM {only_if})
-), recorded AS (
-    INSERT INTO "{table}" (id, type, subject_type, subject_id, payload, actor_user_id,
+), {writing_drawn_sql(p[5], p[6])}"""
+
+
+def writing_drawn_sql(positions: str, organisations: str) -> str:
+    """PostgreSQL: the expressions that insert the events of an earlier expression ``drawn``
+    (columns ``id``, ``part``, ``n``, ``type``, ``subject_type``, ``subject_id``, ``payload``
+    as jsonb, ``actor_user_id``, ``organisation``) and their audiences: a built event's
+    (``part`` 0) is its ``organisation``; a given event's (``part`` 1) are the
+    ``organisations`` paired with its ``n`` in ``positions`` (two integer-array parameters)."""
+    return f"""recorded AS (
+    INSERT INTO "{orm.table(Event)}" (id, type, subject_type, subject_id, payload, actor_user_id,
                            created_at)
     SELECT id, type, subject_type, subject_id, payload, actor_user_id, now()
     FROM drawn
 ), recorded_audience AS (
     INSERT INTO "{orm.table(EventAudience)}" (event_id, organisation_id)
     SELECT drawn.id, a.organisation
-    FROM drawn JOIN unnest({p[5]}::integer[], {p[6]}::integer[]) AS a(n, organisation)
-         ON drawn.part = 1 AND drawn.n = a.n
+    FROM drawn JOIN unnest({positions}::integer[], {organisations}::integer[])
+         AS a(n, organisation) ON drawn.part = 1 AND drawn.n = a.n
     UNION ALL
     SELECT id, organisation FROM drawn WHERE part = 0
 )"""

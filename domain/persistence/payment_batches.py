@@ -32,11 +32,16 @@ from typing import Any
 from compat import tortoise as orm
 from domain.db import inside_transaction, notify_after_commit
 from domain.events import EventType
-from domain.events.models import Event, EventAudience
+from domain.events.models import Event
 from domain.orders.models import Order, OrderLine, OrderStatus, OrderTransition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
-from domain.persistence.events import audience_of
-from domain.persistence.payments import PaymentOutcome, PaymentWrite, pay_in_one_statement
+from domain.persistence.events import audience_of, writing_drawn_sql
+from domain.persistence.payments import (
+    PaymentOutcome,
+    PaymentWrite,
+    pay_in_one_statement,
+    stock_events_sql,
+)
 from domain.stock.models import (
     MovementKind,
     ReservationState,
@@ -163,7 +168,7 @@ def _statement(with_stock: bool) -> str:
     does, each item's units counted over the payments taken before it in the group."""
     order, line = orm.table(Order), orm.table(OrderLine)
     wallet, entry, timeline = orm.table(Wallet), orm.table(WalletEntry), orm.table(OrderTransition)
-    event, audience = orm.table(Event), orm.table(EventAudience)
+    event = orm.table(Event)
     item, movement = orm.table(StockItem), orm.table(StockMovement)
     reservation = orm.table(StockReservation)
     if with_stock:
@@ -201,32 +206,19 @@ def _statement(with_stock: bool) -> str:
     INSERT INTO "{reservation}" (stock_item_id, order_id, order_line_id, quantity, state,
                                  created_at)
     SELECT item_id, order_id, line_id, quantity, $37, now() FROM wanted_taken
-), movements AS (
-    SELECT w.g, w.n, w.quantity, w.actor, s.id, s.buyer_id, s.available + w.later AS after,
-           s.low_stock_threshold AS threshold,
-           jsonb_build_object(
-               'stockItemId', s.id::text, 'skuId', s.sku_id::text,
-               'warehouseId', s.warehouse_id::text, 'onHand', s.on_hand,
-               'reserved', s.reserved - w.later, 'available', s.available + w.later,
-               'inTransit', s.in_transit, 'movement', $35::text,
-               'orderId', w.order_id::text) AS figures
-    FROM (SELECT *, coalesce(sum(quantity) OVER (PARTITION BY item_id ORDER BY g, n
-                                                 ROWS BETWEEN 1 FOLLOWING
-                                                 AND UNBOUNDED FOLLOWING), 0) AS later
-          FROM wanted_taken) w
-    JOIN items_changed s ON s.id = w.item_id
-), stock_events AS (
-    SELECT g, 2 * n AS n, $38::text AS type, id::text AS subject_id, figures AS payload,
-           actor, buyer_id::integer AS organisation
-    FROM movements
-    UNION ALL
-    SELECT g, 2 * n + 1, $39::text, id::text,
-           figures || jsonb_build_object('threshold', threshold), actor, buyer_id::integer
-    FROM movements
-    WHERE threshold IS NOT NULL AND after < threshold AND threshold <= after + quantity
-), """
-        built_events = """SELECT g, 0 AS part, n, type, 'StockItem'::text AS subject_type,
-                 subject_id, payload, actor AS actor_user_id, organisation
+), {
+            stock_events_sql(
+                lines="wanted_taken",
+                group="w.g",
+                order="g, n",
+                actor="w.actor",
+                movement="$35",
+                inventory_changed="$38",
+                stock_low="$39",
+            )
+        }, """
+        built_events = """SELECT g, 0 AS part, n, type, subject_type, subject_id, payload,
+                 actor_user_id, organisation
           FROM stock_events
           UNION ALL
           """
@@ -306,19 +298,7 @@ def _statement(with_stock: bool) -> str:
                                     actor_user_id, n)
           WHERE e.g IN (SELECT g FROM taken)
           ORDER BY g, part, n) AS e
-), recorded AS (
-    INSERT INTO "{event}" (id, type, subject_type, subject_id, payload, actor_user_id,
-                           created_at)
-    SELECT id, type, subject_type, subject_id, payload, actor_user_id, now()
-    FROM drawn
-), recorded_audience AS (
-    INSERT INTO "{audience}" (event_id, organisation_id)
-    SELECT drawn.id, a.organisation
-    FROM drawn JOIN unnest($27::integer[], $28::integer[]) AS a(n, organisation)
-         ON drawn.part = 1 AND drawn.n = a.n
-    UNION ALL
-    SELECT id, organisation FROM drawn WHERE part = 0
-)
+), {writing_drawn_sql("$27", "$28")}
 SELECT p.g,
        EXISTS (SELECT 1 FROM taken t WHERE t.g = p.g) AS written,
        EXISTS (SELECT 1 FROM current c WHERE c.g = p.g) AS current,

@@ -145,7 +145,17 @@ def _statement(with_stock: bool) -> str:
                                  created_at)
     SELECT item_id, order_id, line_id, quantity, $32, $11
     FROM wanted WHERE EXISTS (SELECT 1 FROM go)
-), {_stock_events_sql()}, """
+), {
+        stock_events_sql(
+            lines="wanted",
+            group="1",
+            order="n",
+            actor="$16",
+            movement="$30",
+            inventory_changed="$33",
+            stock_low="$34",
+        )
+    }, """
     if with_stock:
         placed = """,
         cloud_warehouse_id = CASE WHEN EXISTS (SELECT 1 FROM wanted WHERE order_id = o.id)
@@ -207,16 +217,49 @@ SELECT EXISTS (SELECT 1 FROM debited) AS written,
            AS stock_events"""
 
 
-def _stock_events_sql() -> str:
-    """Per line held, INVENTORY_CHANGED with the item's figures after that line's movement
-    (the items' final figures less the lines after it), and STOCK_LOW after the movement that
-    takes the item below its threshold (``domain.stock.ledger.fell_below``): the events
-    ``domain.stock.ledger.apply_change`` records one movement at a time elsewhere."""
-    figures = """jsonb_build_object(
+def stock_events_sql(
+    *,
+    lines: str,
+    group: str,
+    order: str,
+    actor: str,
+    movement: str,
+    inventory_changed: str,
+    stock_low: str,
+) -> str:
+    """Per line held (rows of the earlier expression ``lines``, in ``order``, each of the
+    payment ``group``), INVENTORY_CHANGED with the item's figures after that line's movement
+    (the items' final figures, ``items_changed``, less the lines after it), and STOCK_LOW
+    after the movement that takes the item below its threshold
+    (``domain.stock.ledger.fell_below``): the events ``domain.stock.ledger.apply_change``
+    records one movement at a time elsewhere. The other arguments are the SQL of the actor,
+    the movement's kind and the two event types."""
+    figures = f"""jsonb_build_object(
         'stockItemId', s.id::text, 'skuId', s.sku_id::text, 'warehouseId', s.warehouse_id::text,
         'onHand', s.on_hand, 'reserved', s.reserved - w.later,
-        'available', s.available + w.later, 'inTransit', s.in_transit, 'movement', $30::text,
-        'orderId', w.order_id::text)"""
+        'available', s.available + w.later, 'inTransit', s.in_transit,
+        'movement', {movement}::text, 'orderId', w.order_id::text)"""
+    return f"""movements AS (
+    SELECT {group} AS g, w.n, w.quantity, {actor} AS actor, s.id, s.buyer_id,
+           s.available + w.later AS after, s.low_stock_threshold AS threshold,
+           {figures} AS figures
+    FROM (SELECT *, coalesce(sum(quantity) OVER (PARTITION BY item_id ORDER BY {order}
+                                                 ROWS BETWEEN 1 FOLLOWING
+                                                 AND UNBOUNDED FOLLOWING), 0) AS later
+          FROM {lines}) w
+    JOIN items_changed s ON s.id = w.item_id
+), stock_events AS (
+    SELECT g, 2 * n AS n, {inventory_changed}::text AS type,
+           'StockItem'::text AS subject_type, id::text AS subject_id, figures AS payload,
+           actor::integer AS actor_user_id, buyer_id::integer AS organisation
+    FROM movements
+    UNION ALL
+    SELECT g, 2 * n + 1, {stock_low}::text, 'StockItem', id::text,
+           figures || jsonb_build_object('threshold', threshold), actor::integer,
+           buyer_id::integer
+    FROM movements
+    WHERE threshold IS NOT NULL AND after < threshold AND threshold <= after + quantity
+)"""
     return f"""movements AS (
     SELECT w.n, w.quantity, w.later, s.id, s.buyer_id, s.available + w.later AS after,
            s.low_stock_threshold AS threshold, {figures} AS figures
