@@ -330,3 +330,35 @@ async def test_payments_from_stock_written_together_count_each_items_units(
         if e["node"]["payload"]["movement"] == "RESERVED"
     ]
     assert reserved == [(2, 5), (4, 3), (6, 1)]
+
+
+async def test_a_payment_whose_request_stopped_waiting_is_not_written(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember
+) -> None:
+    """A request cancelled (its client gone) while its payment waits for the wallet: the
+    payment is left out of the group, and nothing of it is written."""
+    if server.settings.is_sqlite:
+        pytest.skip("payments written together are PostgreSQL's")
+    orders, wallet, buyer = await _orders_and_wallet(client, make_member, 3, "100.00")
+    queue = payment_batches.WalletQueue()
+    holder = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+        first = asyncio.create_task(queue.pay(_write(wallet, [orders[0]], cents=100, events=[])))
+        await asyncio.sleep(0.2)
+        gone, kept = (
+            asyncio.create_task(queue.pay(_write(wallet, [order], cents=100, events=[])))
+            for order in orders[1:]
+        )
+        await asyncio.sleep(0.1)
+        gone.cancel()
+        await held.commit()
+        assert (await first).written and (await kept).written
+    finally:
+        await holder.close()
+    assert gone.cancelled()
+    assert (await Order.get(id=orders[1].id)).status is OrderStatus.AWAITING_PAYMENT
+    wallet = await _assert_wallet_equals_ledger(buyer)
+    assert wallet.balance == Decimal("98.00")

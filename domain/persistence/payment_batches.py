@@ -66,6 +66,7 @@ class WalletQueue:
     writing: set[int] = field(default_factory=set)
     waiting: dict[int, list[_Waiting]] = field(default_factory=dict)
     groups_written: int = 0  # statements that wrote more than one payment (for tests)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # groups being written
 
     async def pay(self, write: PaymentWrite) -> PaymentOutcome:
         wallet = write.wallet_id
@@ -89,7 +90,8 @@ class WalletQueue:
         if later:
             self.waiting[wallet] = later
         task = asyncio.create_task(self._write(wallet, group))
-        task.add_done_callback(lambda _: None)  # outcomes go to the waiting payments
+        self.tasks.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self.tasks.discard)
 
     async def _write(self, wallet: int, group: list[_Waiting]) -> None:
         try:
@@ -114,11 +116,14 @@ class WalletQueue:
 
 
 def _group(queued: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
-    """The next group in arrival order (at most ``MAX_TOGETHER``, no order twice) and the rest."""
+    """The next group in arrival order (at most ``MAX_TOGETHER``, no order twice) and the rest;
+    payments whose requests stopped waiting (cancelled) are left out."""
     group: list[_Waiting] = []
     later: list[_Waiting] = []
     orders: set[int] = set()
     for waiting in queued:
+        if waiting.outcome.done():  # its request gave up waiting: nothing of it is written
+            continue
         ids = {o.order_id for o in waiting.write.orders}
         if len(group) >= MAX_TOGETHER or ids & orders:
             later.append(waiting)
