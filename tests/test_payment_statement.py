@@ -11,6 +11,8 @@ too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
 import asyncpg
@@ -164,6 +166,22 @@ async def test_the_payment_waits_for_the_wallet_before_locking_orders(
     assert paid["orders"][0]["status"] == "AWAITING_SHIPPING"
 
 
+@contextlib.asynccontextmanager
+async def _wallet_held(
+    server: RunningServer, wallet_id: int
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The wallet's row locked by another connection until the block calls what it is given
+    (or leaves)."""
+    holder = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet_id)
+        yield held.commit
+    finally:
+        await holder.close()
+
+
 def _write(wallet: Wallet, orders: list[Order], *, cents: int, events: list) -> PaymentWrite:
     """A payment of ``orders`` at their current versions, ``cents`` each."""
     amount = Decimal(cents) / 100
@@ -245,11 +263,7 @@ async def test_payments_arriving_together_take_the_wallet_once(
         pytest.skip("payments written together are PostgreSQL's")
     orders, wallet, buyer = await _orders_and_wallet(client, make_member, 5, "100.00")
     queue = payment_batches.WalletQueue()
-    holder = await asyncpg.connect(server.settings.database_url)
-    try:
-        held = holder.transaction()
-        await held.start()
-        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+    async with _wallet_held(server, wallet.id) as release:
         first = asyncio.create_task(queue.pay(_write(wallet, [orders[0]], cents=100, events=[])))
         await asyncio.sleep(0.2)  # the first is waiting for the wallet
         rest = [
@@ -257,10 +271,8 @@ async def test_payments_arriving_together_take_the_wallet_once(
             for order in [*orders[1:], orders[1]]
         ]
         await asyncio.sleep(0.1)
-        await held.commit()
+        await release()
         outcomes = [await first, *await asyncio.gather(*rest)]
-    finally:
-        await holder.close()
     assert [o.written for o in outcomes] == [True, True, True, True, True, False]
     assert outcomes[-1].orders_current == 0
     assert queue.groups_written == 1
@@ -285,11 +297,9 @@ async def test_payments_from_stock_written_together_count_each_items_units(
     orders = [await manual_order(client, buyer, cat, 2) for _ in range(6)]
     await top_up(client, supplier, buyer, "500.00")
     wallet = await Wallet.get(buyer_id=buyer.organisation_id)
-    holder = await asyncpg.connect(server.settings.database_url)
-    try:  # the first payment waits for the wallet; the others arrive meanwhile
-        held = holder.transaction()
-        await held.start()
-        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+    async with _wallet_held(
+        server, wallet.id
+    ) as release:  # the first payment waits for the wallet; the others arrive meanwhile
         paying = [
             asyncio.create_task(
                 client.data(
@@ -302,10 +312,8 @@ async def test_payments_from_stock_written_together_count_each_items_units(
         queue = payment_batches.queue_of_this_loop()
         assert queue is not None
         groups = queue.groups_written
-        await held.commit()
+        await release()
         answers = await asyncio.gather(*paying)
-    finally:
-        await holder.close()
     assert queue.groups_written > groups
     results = [a["payOrders"] for a in answers]
     paid = [r for r in results if not r["userErrors"]]
@@ -341,11 +349,7 @@ async def test_a_payment_whose_request_stopped_waiting_is_not_written(
         pytest.skip("payments written together are PostgreSQL's")
     orders, wallet, buyer = await _orders_and_wallet(client, make_member, 3, "100.00")
     queue = payment_batches.WalletQueue()
-    holder = await asyncpg.connect(server.settings.database_url)
-    try:
-        held = holder.transaction()
-        await held.start()
-        await holder.execute("SELECT 1 FROM wallet WHERE id = $1 FOR UPDATE", wallet.id)
+    async with _wallet_held(server, wallet.id) as release:
         first = asyncio.create_task(queue.pay(_write(wallet, [orders[0]], cents=100, events=[])))
         await asyncio.sleep(0.2)
         gone, kept = (
@@ -354,10 +358,8 @@ async def test_a_payment_whose_request_stopped_waiting_is_not_written(
         )
         await asyncio.sleep(0.1)
         gone.cancel()
-        await held.commit()
+        await release()
         assert (await first).written and (await kept).written
-    finally:
-        await holder.close()
     assert gone.cancelled()
     assert (await Order.get(id=orders[1].id)).status is OrderStatus.AWAITING_PAYMENT
     wallet = await _assert_wallet_equals_ledger(buyer)
