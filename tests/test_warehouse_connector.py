@@ -41,6 +41,7 @@ from integrations.warehouses import (
     sign_callback,
     verify_callback,
 )
+from integrations.warehouses.client import CancellationsNotOffered
 from integrations.warehouses.protocol import (
     HEADER_API_KEY,
     HEADER_EVENT_ID,
@@ -48,6 +49,9 @@ from integrations.warehouses.protocol import (
     HEADER_IDEMPOTENT_REPLAYED,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    WarehouseOrder,
+    cancellations_body,
+    parse_cancellations_request,
     parse_order,
     parse_outbound_order_request,
     parse_return,
@@ -688,6 +692,83 @@ async def test_refuse_cancel_fault(sim: Sim, wh: WarehouseClient) -> None:
     await sim.faults(reset=True)
     cancelled = await wh.cancel_outbound_order("1001", idempotency_key="cancel-1")
     assert cancelled.status is OutboundStatus.CANCELLED  # an error was not stored for the key
+
+
+async def test_cancellations_answer_each_order_as_its_own_cancel_would(
+    sim: Sim, wh: WarehouseClient, counting: Counting
+) -> None:
+    for reference in ("1001", "1002", "1003"):
+        await create(wh, reference=reference, key=f"push-{reference}")
+    await sim.advance("1002", "PICKING")
+    await wh.cancel_outbound_order("1003", idempotency_key="cancel-1003")  # cancelled before
+    answers = await wh.cancel_outbound_orders(
+        ["1001", "1002", "1003", "9999"], idempotency_key="cancels-1"
+    )
+    first, refused, again, unknown = answers
+    assert isinstance(first, WarehouseOrder) and first.status is OutboundStatus.CANCELLED
+    assert isinstance(refused, WarehouseRefused) and refused.reason == "order is PICKING"
+    assert (refused.code, refused.transient) == ("CANCEL_REFUSED", False)
+    assert isinstance(again, WarehouseOrder) and again.status is OutboundStatus.CANCELLED
+    assert isinstance(unknown, WarehouseNotFound) and unknown.code == "NOT_FOUND"
+    assert (await sim.effects())["outbound_cancelled"] == 2  # 1001 now, 1003 before
+    # the same request again (a retry of a lost answer) is replayed, acting on nothing
+    replayed = await wh.cancel_outbound_orders(
+        ["1001", "1002", "1003", "9999"], idempotency_key="cancels-1"
+    )
+    assert [type(a) for a in replayed] == [type(a) for a in answers]
+    assert (await sim.requests())[-1]["replayed"] is True
+    assert (await sim.effects())["outbound_cancelled"] == 2
+    assert counting.keys()[-2:] == ["cancels-1", "cancels-1"]
+
+
+async def test_cancellations_retry_with_the_same_key_and_say_when_not_offered(
+    sim: Sim, wh: WarehouseClient, counting: Counting
+) -> None:
+    await create(wh)
+    await sim.faults(fail_next=1, status=503)
+    [cancelled] = await wh.cancel_outbound_orders(["1001"], idempotency_key="cancels-2")
+    assert isinstance(cancelled, WarehouseOrder)
+    assert counting.keys()[-2:] == ["cancels-2", "cancels-2"]
+    await sim.faults(bulk_cancel=False)  # a warehouse without the optional endpoint
+    with pytest.raises(CancellationsNotOffered):
+        await wh.cancel_outbound_orders(["1001"], idempotency_key="cancels-3")
+    assert (await sim.effects())["outbound_cancelled"] == 1
+
+
+def test_cancellations_requests_are_checked_on_both_sides() -> None:
+    assert cancellations_body(["1", "2"]) == {
+        "cancellations": [{"reference": "1"}, {"reference": "2"}]
+    }
+    assert parse_cancellations_request(cancellations_body(["1", "2"])) == ["1", "2"]
+    for bad, match in [
+        ([], "1 to 100"),
+        ([str(n) for n in range(101)], "1 to 100"),
+        (["1", "1"], "listed twice"),
+        (["-x"], "expected 1-100"),
+    ]:
+        with pytest.raises(WarehousePayloadError, match=match):
+            cancellations_body(bad)
+    with pytest.raises(WarehousePayloadError, match="missing key 'reference'"):
+        parse_cancellations_request({"cancellations": [{"ref": "1"}]})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"results": []},
+        {"results": [{"reference": "other", "status": 200, "order": None}]},
+        {"results": [{"reference": "1001", "status": "ok"}]},
+        {"results": [{"reference": "1001", "status": 200, "order": {"id": "WO-1"}}]},
+    ],
+)
+async def test_a_malformed_cancellations_answer_is_not_transient(answer: dict[str, Any]) -> None:
+    client, seen = mock_client(replies(httpx.Response(200, json=answer)))
+    async with client:
+        with pytest.raises(WarehouseApiError) as caught:
+            await client.cancel_outbound_orders(["1001"], idempotency_key="k")
+    assert caught.value.transient is False
+    assert "malformed response" in caught.value.message
+    assert len(seen) == 1
 
 
 async def test_simulated_moves_go_forward_only(sim: Sim, wh: WarehouseClient) -> None:

@@ -1,7 +1,9 @@
 """The warehouse worker as a pipeline, and withdraws applied together.
 
 - The worker keeps at most ``concurrency`` calls in flight and claims more as calls end; a
-  slow warehouse holds up its own tasks only.
+  slow warehouse holds up its own tasks only. Cancels that come while a warehouse has as many
+  calls in flight as it gets at once go in one request (or one by one where it does not offer
+  that endpoint).
 - Successful cancels are applied together (``domain.distribution.withdrawn``: on PostgreSQL two
   statements for a batch); one that changed since it was read falls back to its own way, the
   others still go; whichever way, each withdrawal is applied once: one cancellation at the
@@ -46,7 +48,7 @@ from domain.orders.status import transition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
 from domain.persistence.dialects import is_postgres
 from integrations.warehouses.simulator import create_warehouse_simulator
-from integrations.warehouses.worker import WarehouseWorker
+from integrations.warehouses.worker import POOL_CONNECTIONS, WarehouseWorker
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
@@ -199,6 +201,43 @@ async def test_the_worker_keeps_at_most_its_concurrency_of_calls_in_flight(
     assert (await held.sim.effects())["outbound_cancelled"] == 7
     cancels = [r for r in await held.sim.requests() if r["path"].endswith("/cancel")]
     assert len(cancels) == 7 and len({c["idempotency_key"] for c in cancels}) == 7
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["together", "not-offered"])
+async def test_cancels_that_come_while_calls_are_busy_go_in_one_request(
+    server: RunningServer,
+    client: GraphQLHttp,
+    make_member: MakeMember,
+    held: HeldSim,
+    offered: bool,
+) -> None:
+    d = await partnered(client, make_member, held.sim)
+    order_ids = await pushed_orders(client, d, 7)
+    app_worker = server.app.state.warehouses
+    await app_worker.stop()
+    for order_id in order_ids:
+        await withdraw(client, d, order_id)
+    if not offered:
+        await held.sim.faults(bulk_cancel=False)
+    worker = WarehouseWorker(dataclasses.replace(app_worker.settings, concurrency=16))
+
+    held.hold.arm()
+    running = asyncio.create_task(worker.run_due())
+    # as many calls as a warehouse gets at once, answered by nobody; the other three wait
+    await eventually(lambda: asyncio.sleep(0, held.hold.held), lambda n: n == POOL_CONNECTIONS)
+    await asyncio.sleep(0.2)
+    assert held.calls.now == POOL_CONNECTIONS
+    held.hold.release()
+
+    assert await running == 7
+    await assert_withdrawn_once(client, d, order_ids)
+    assert (await held.sim.effects())["outbound_cancelled"] == 7
+    calls = [(r["path"].rsplit("/", 1)[-1], r["status"]) for r in await held.sim.requests()]
+    calls = [call for call in calls if call[0] in ("cancel", "cancellations")]
+    if offered:  # the three that waited, in one request as the first call ended
+        assert sorted(calls) == [("cancel", 200)] * POOL_CONNECTIONS + [("cancellations", 200)]
+    else:  # the warehouse has no such endpoint: each of the three on its own
+        assert sorted(calls) == [("cancel", 200)] * 7 + [("cancellations", 404)]
 
 
 async def test_a_slow_warehouse_holds_up_its_own_tasks_only(

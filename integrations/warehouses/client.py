@@ -24,8 +24,10 @@ from integrations.warehouses.protocol import (
     HEADER_API_KEY,
     HEADER_IDEMPOTENCY_KEY,
     PATH_INBOUND_RETURNS,
+    PATH_OUTBOUND_CANCELLATIONS,
     PATH_OUTBOUND_ORDERS,
     PATH_PING,
+    CancellationResult,
     OutboundItem,
     OutboundOrderRequest,
     Recipient,
@@ -34,14 +36,22 @@ from integrations.warehouses.protocol import (
     WarehouseOrder,
     WarehousePayloadError,
     WarehouseReturn,
+    cancellations_body,
     check_idempotency_key,
     check_reference,
+    parse_cancellations,
     parse_error,
     parse_order,
     parse_return,
 )
 
-__all__ = ["WarehouseApiError", "WarehouseClient", "WarehouseNotFound", "WarehouseRefused"]
+__all__ = [
+    "CancellationsNotOffered",
+    "WarehouseApiError",
+    "WarehouseClient",
+    "WarehouseNotFound",
+    "WarehouseRefused",
+]
 
 
 _T = TypeVar("_T", WarehouseOrder, WarehouseReturn)
@@ -77,6 +87,14 @@ class WarehouseRefused(WarehouseApiError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}", transient=False, status=409, code=code)
         self.reason = message
+
+
+class CancellationsNotOffered(WarehouseApiError):
+    """The warehouse does not offer the optional cancellations endpoint (it answered 404 or
+    405 there): cancel order by order."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False, status=404)
 
 
 class WarehouseClient:
@@ -161,6 +179,48 @@ class WarehouseClient:
         """Cancel; ``WarehouseRefused`` (``CANCEL_REFUSED``) once picking has started."""
         path = f"{PATH_OUTBOUND_ORDERS}/{_segment(reference)}/cancel"
         return await self._post(path, {}, idempotency_key, reference, parse_order)
+
+    async def cancel_outbound_orders(
+        self, references: Sequence[str], *, idempotency_key: str
+    ) -> list[WarehouseOrder | WarehouseApiError]:
+        """Cancel several orders in one request (the protocol's optional cancellations
+        endpoint): per reference, in order, the order or the error the per-order cancel would
+        have raised (``WarehouseRefused``, ``WarehouseNotFound``...). Raises for the request as
+        a whole; ``CancellationsNotOffered`` where the warehouse does not offer it."""
+        asked = list(references)
+        path = PATH_OUTBOUND_CANCELLATIONS
+        headers = {HEADER_IDEMPOTENCY_KEY: check_idempotency_key(idempotency_key)}
+        try:
+            data = await self._request(
+                "POST", path, json=cancellations_body(asked), headers=headers
+            )
+        except WarehouseApiError as error:
+            if error.status in (404, 405):
+                raise CancellationsNotOffered(error.message) from None
+            raise
+        try:
+            results = parse_cancellations(data, asked)
+        except WarehousePayloadError as error:
+            raise self._malformed("POST", path, str(error)) from None
+        return [self._cancellation(path, result) for result in results]
+
+    def _cancellation(
+        self, path: str, result: CancellationResult
+    ) -> WarehouseOrder | WarehouseApiError:
+        if result.order is not None:
+            return result.order
+        detail = self._redact(result.message)
+        if result.status == 409:
+            return WarehouseRefused(result.code or "CONFLICT", detail)
+        where = f"POST {path} {result.reference}: HTTP {result.status}"
+        message = self._redact(
+            where + (f" {result.code}" if result.code else "") + (f": {detail}" if detail else "")
+        )
+        if result.status == 404:
+            return WarehouseNotFound(message, code=result.code)
+        return WarehouseApiError(
+            message, transient=is_transient(result.status), status=result.status, code=result.code
+        )
 
     async def create_return(
         self,

@@ -45,6 +45,7 @@ Endpoints::
     POST /v1/outbound-orders                       -> 201 <order>   (200 <order> if it exists)
     GET  /v1/outbound-orders/{reference}           -> 200 <order>   | 404
     POST /v1/outbound-orders/{reference}/cancel    -> 200 <order>   | 404 | 409 CANCEL_REFUSED
+    POST /v1/outbound-orders/cancellations         -> 200 {"results": [...]}   (optional, below)
     POST /v1/inbound-returns                       -> 201 <return>  (200 <return> if it exists)
     GET  /v1/inbound-returns/{reference}           -> 200 <return>  | 404
     POST /v1/inbound-returns/{reference}/cancel    -> 200 <return>  | 404 | 409 CANCEL_REFUSED
@@ -76,6 +77,24 @@ Outbound orders (fulfilment: the warehouse picks, packs and ships to the recipie
     cancelled. ``CANCELLED`` is final. Cancel is accepted in RECEIVED and EXCEPTION, repeated
     on a CANCELLED order it answers 200 again, and in PICKING, PACKED or SHIPPED it is refused:
     409 ``{"error": {"code": "CANCEL_REFUSED", "message": "order is PICKING"}}``.
+
+Cancelling many outbound orders in one request (optional)
+    Request body (1 to 100 references, each at most once)::
+
+        {"cancellations": [{"reference": "1042"}, {"reference": "1043"}]}
+
+    Answered 200 with one result per reference, in the order asked: what the per-order cancel
+    would have answered, as its HTTP status with the order or the error body::
+
+        {"results": [{"reference": "1042", "status": 200, "order": <order>},
+                     {"reference": "1043", "status": 409,
+                      "error": {"code": "CANCEL_REFUSED", "message": "order is PICKING"}}]}
+
+    Each cancellation stands alone (one refused or unknown reference does not stop the
+    others) and is idempotent as a per-order cancel is. A warehouse that does not offer this
+    endpoint answers 404 (or 405): the shipper then cancels order by order. The shipper uses it
+    only while its calls to the warehouse are already in flight, to send together the cancels
+    that came meanwhile; a lone cancel goes to the per-order endpoint.
 
 Inbound returns (after-sales stock-in)
     Request body::
@@ -143,12 +162,15 @@ __all__ = [
     "HEADER_IDEMPOTENT_REPLAYED",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
+    "MAX_CANCELLATIONS",
     "PATH_INBOUND_RETURNS",
+    "PATH_OUTBOUND_CANCELLATIONS",
     "PATH_OUTBOUND_ORDERS",
     "PATH_PING",
     "SIGNATURE_VERSION",
     "CallbackSignatureError",
     "CallbackType",
+    "CancellationResult",
     "OutboundItem",
     "OutboundOrderRequest",
     "OutboundStatus",
@@ -162,11 +184,14 @@ __all__ = [
     "WarehouseOrder",
     "WarehousePayloadError",
     "WarehouseReturn",
+    "cancellations_body",
     "check_idempotency_key",
     "check_reference",
     "error_body",
     "format_time",
     "parse_callback",
+    "parse_cancellations",
+    "parse_cancellations_request",
     "parse_error",
     "parse_order",
     "parse_outbound_order_request",
@@ -180,6 +205,7 @@ API_PREFIX = "/v1"
 PATH_PING = f"{API_PREFIX}/ping"
 PATH_OUTBOUND_ORDERS = f"{API_PREFIX}/outbound-orders"
 PATH_INBOUND_RETURNS = f"{API_PREFIX}/inbound-returns"
+PATH_OUTBOUND_CANCELLATIONS = f"{PATH_OUTBOUND_ORDERS}/cancellations"
 
 HEADER_API_KEY = "X-Warehouse-Key"
 HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -199,6 +225,7 @@ ERROR_IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 MAX_TEXT = 255
 MAX_QUANTITY = 1_000_000
 MAX_ITEMS = 500
+MAX_CANCELLATIONS = 100
 
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -736,6 +763,77 @@ def parse_callback(body: bytes) -> WarehouseCallback:
         reason=event.get("reason"),
         items=tuple(_return_line(item, f"callback.items[{i}]") for i, item in enumerate(raw_items)),
     )
+
+
+# --- cancelling many outbound orders ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationResult:
+    """One reference's answer in a cancellations request: ``order`` when ``status`` is 2xx,
+    else the error's ``code`` and ``message`` (as ``parse_error`` bounds them)."""
+
+    reference: str
+    status: int
+    order: WarehouseOrder | None = None
+    code: str | None = None
+    message: str = ""
+
+
+def cancellations_body(references: list[str]) -> dict[str, Any]:
+    """The request body cancelling ``references`` (checked: 1 to MAX_CANCELLATIONS, valid,
+    each once)."""
+    _cancellation_references(references, "references")
+    return {"cancellations": [{"reference": reference} for reference in references]}
+
+
+def _cancellation_references(references: list[Any], where: str) -> list[str]:
+    if not 1 <= len(references) <= MAX_CANCELLATIONS:
+        raise _fail(where, f"expected 1 to {MAX_CANCELLATIONS} references, got {len(references)}")
+    for i, reference in enumerate(references):
+        check_reference(reference, f"{where}[{i}]")
+    if len(set(references)) != len(references):
+        raise _fail(where, "a reference is listed twice")
+    return references
+
+
+def parse_cancellations_request(payload: Any) -> list[str]:
+    """The references of a cancellations request body (the warehouse's side)."""
+    body = _object(payload, "body")
+    entries = _require(body, "cancellations", "body")
+    if not isinstance(entries, list):
+        raise _fail("cancellations", "expected a list")
+    references = [
+        _require(_object(entry, f"cancellations[{i}]"), "reference", f"cancellations[{i}]")
+        for i, entry in enumerate(entries)
+    ]
+    return _cancellation_references(references, "cancellations")
+
+
+def parse_cancellations(payload: Any, references: list[str]) -> list[CancellationResult]:
+    """The results of cancelling ``references``, one each in that order;
+    ``WarehousePayloadError`` if the answer is not that."""
+    results = _require(_object(payload, "answer"), "results", "answer")
+    if not isinstance(results, list) or len(results) != len(references):
+        raise _fail("results", f"expected a list of {len(references)} results")
+    parsed = []
+    for i, (raw, reference) in enumerate(zip(results, references, strict=True)):
+        where = f"results[{i}]"
+        result = _object(raw, where)
+        if result.get("reference") != reference:
+            raise _fail(f"{where}.reference", f"expected {reference!r}")
+        status = result.get("status")
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise _fail(f"{where}.status", f"expected an HTTP status, got {status!r}")
+        if 200 <= status < 300:
+            order = parse_order(_require(result, "order", where))
+            if order.reference != reference:
+                raise _fail(f"{where}.order.reference", f"expected {reference!r}")
+            parsed.append(CancellationResult(reference, status, order))
+        else:
+            code, message = parse_error(result) or (None, "")
+            parsed.append(CancellationResult(reference, status, code=code, message=message))
+    return parsed
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

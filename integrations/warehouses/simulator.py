@@ -24,7 +24,8 @@ The API (``/v1/...``) checks ``X-Warehouse-Key`` and honours ``Idempotency-Key``
   requests with that status without acting; ``{"fail_after_next": n}`` handles the next n, then
   drops the connection instead of answering; ``{"drop_next": n}`` drops the next n without
   acting; ``{"delay": seconds}`` delays every API request; ``{"refuse_cancel": true}`` answers
-  every cancel 409 ``CANCEL_REFUSED``; ``{"reset": true}`` clears all faults.
+  every cancel 409 ``CANCEL_REFUSED``; ``{"bulk_cancel": false}`` answers the cancellations
+  endpoint 404, as a warehouse that does not offer it; ``{"reset": true}`` clears all faults.
 
 A dropped connection sends the response head, then closes the connection before the body:
 the client sees ``httpx.RemoteProtocolError`` (uvicorn logs "ASGI callable returned without
@@ -72,6 +73,7 @@ from integrations.warehouses.protocol import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     PATH_INBOUND_RETURNS,
+    PATH_OUTBOUND_CANCELLATIONS,
     PATH_OUTBOUND_ORDERS,
     PATH_PING,
     CallbackType,
@@ -81,6 +83,7 @@ from integrations.warehouses.protocol import (
     check_idempotency_key,
     error_body,
     format_time,
+    parse_cancellations_request,
     parse_outbound_order_request,
     parse_return_request,
     sign_callback,
@@ -159,6 +162,7 @@ class Faults:
     drop_next: int = 0
     delay: float = 0.0
     refuse_cancel: bool = False
+    bulk_cancel: bool = True  # the optional cancellations endpoint is offered
 
 
 @dataclass
@@ -406,6 +410,23 @@ class WarehouseSimulator:
             self.state.effects["outbound_cancelled"] += 1
         return 200, record.public
 
+    def cancel_outbound_many(self, params: dict[str, Any], body: dict[str, Any]) -> Answer:
+        """The optional cancellations endpoint: each reference as the per-order cancel."""
+        if not self.state.faults.bulk_cancel:
+            raise SimError(404, ERROR_NOT_FOUND, "no such path")
+        results: list[dict[str, Any]] = []
+        for reference in _parsed(parse_cancellations_request, body):
+            try:
+                status, order = self.cancel_outbound({"reference": reference}, {})
+            except SimError as error:
+                results.append(
+                    {"reference": reference, "status": error.status}
+                    | error_body(error.code, error.message)
+                )
+            else:
+                results.append({"reference": reference, "status": status, "order": order})
+        return 200, {"results": results}
+
     def create_return(self, params: dict[str, Any], body: dict[str, Any]) -> Answer:
         request = _parsed(parse_return_request, body)
         existing = self.state.returns.get(request.reference)
@@ -584,8 +605,9 @@ class WarehouseSimulator:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
                 raise SimError(400, ERROR_INVALID, "delay must be a number of seconds >= 0")
             faults.delay = float(delay)
-        if "refuse_cancel" in body:
-            faults.refuse_cancel = bool(body["refuse_cancel"])
+        for flag in ("refuse_cancel", "bulk_cancel"):
+            if flag in body:
+                setattr(faults, flag, bool(body[flag]))
         return JSONResponse(dataclasses.asdict(faults))
 
     def routes(self) -> list[Route]:
@@ -595,6 +617,11 @@ class WarehouseSimulator:
             Route(PATH_PING, self.api(self.ping), methods=["GET"]),
             Route(
                 PATH_OUTBOUND_ORDERS, self.api(self.create_outbound, post=True), methods=["POST"]
+            ),
+            Route(
+                PATH_OUTBOUND_CANCELLATIONS,
+                self.api(self.cancel_outbound_many, post=True),
+                methods=["POST"],
             ),
             Route(outbound, self.api(self.get_outbound), methods=["GET"]),
             Route(

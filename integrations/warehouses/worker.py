@@ -4,11 +4,12 @@ It takes the lease of due tasks (``domain.distribution.tasks``) and runs up to `
 of them at once, claiming more as runs end (``run_due``: a pipeline, so a slow warehouse holds
 up its own tasks only). A run makes the call with ``WarehouseClient`` (which retries transient
 failures itself, with the task's idempotency key) and hands the outcome to the domain, which
-applies it once; successful cancels of orders that end at the same time are applied together
-(``_Together``: one statement, one lock of the wallet they refund). A task whose warehouse stays
-unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to ``task_attempts`` runs;
-after that a push ends PUSH_FAILED and a withdraw WITHDRAW_FAILED, with the last error. Tasks
-survive a restart: they are rows, and an expired lease is taken over.
+applies it once; cancels that come while a warehouse's calls are busy go to it in one
+request (``cancel_batches``), and successful cancels of orders that end at the same time are
+applied together (``_Together``: one statement, one lock of the wallet they refund). A task
+whose warehouse stays unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to
+``task_attempts`` runs; after that a push ends PUSH_FAILED and a withdraw WITHDRAW_FAILED, with
+the last error. Tasks survive a restart: they are rows, and an expired lease is taken over.
 
 It also reconciles: pushed orders and returns that the warehouse has not reported on for
 ``reconcile_after`` seconds are fetched and applied as if their callback had come.
@@ -40,6 +41,7 @@ from domain.request_context import request_id_var
 from domain.work_due import next_task_due
 from integrations.background import WakeableLoop
 from integrations.outbound import new_client
+from integrations.warehouses.cancel_batches import CancelBatches
 from integrations.warehouses.client import (
     WarehouseApiError,
     WarehouseClient,
@@ -124,6 +126,7 @@ class _Claimed:
     warehouses: dict[int, ThirdPartyWarehouse]
     pushing: set[int]
     together: _Together
+    cancels: CancelBatches
     clients: dict[tuple[int, int], WarehouseClient] = field(default_factory=dict)
 
 
@@ -259,6 +262,7 @@ class WarehouseWorker:
         running: dict[asyncio.Task[None], tuple[int, int]] = {}  # run -> (task id, slot)
         slots = list(range(limit))  # free slots, a heap: the lowest first, so few pools serve
         together = _Together(limit)
+        cancels = CancelBatches(in_flight=POOL_CONNECTIONS)
         taken = 0
         full = True  # the last claim took all it asked for: more may be due at once
         claimed_at, pause = -math.inf, settings.refill_interval
@@ -268,13 +272,16 @@ class WarehouseWorker:
                 if free and ((full and free >= refill) or clock() - claimed_at >= pause):
                     try:
                         claimed = await self._claim(
-                            free, exclude=[t for t, _ in running.values()], together=together
+                            free,
+                            exclude=[t for t, _ in running.values()],
+                            together=together,
+                            cancels=cancels,
                         )
                     except Exception:
                         if not running:
                             raise
                         log.exception("claiming warehouse tasks failed; the runs go on")
-                        claimed = _Claimed([], {}, set(), together)
+                        claimed = _Claimed([], {}, set(), together, cancels)
                     claimed_at, full = clock(), len(claimed.tasks) == free
                     found = settings.refill_interval if claimed.tasks else pause * 2
                     pause = min(found, max(settings.refill_pause_max, settings.refill_interval))
@@ -301,9 +308,12 @@ class WarehouseWorker:
             for run in running:  # stopped: the leases run out and the tasks are taken again
                 run.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            await cancels.close()
             await together.close()
 
-    async def _claim(self, limit: int, *, exclude: Iterable[int], together: _Together) -> _Claimed:
+    async def _claim(
+        self, limit: int, *, exclude: Iterable[int], together: _Together, cancels: CancelBatches
+    ) -> _Claimed:
         """Lease up to ``limit`` due tasks, with what their runs share, read once for all of
         them: their third-party warehouses and the orders whose push is under way."""
         tasks = await warehouse_tasks.claim_due(
@@ -316,9 +326,9 @@ class WarehouseWorker:
         warehouses = (
             {w.id: w for w in await ThirdPartyWarehouse.filter(id__in=wanted)} if wanted else {}
         )
-        cancels = [t.order_id for t in tasks if t.kind is TaskKind.CANCEL_ORDER and t.order_id]
-        pushing = await warehouse_tasks.pushes_under_way(cancels) if cancels else set()
-        return _Claimed(tasks, warehouses, pushing, together)
+        cancelled = [t.order_id for t in tasks if t.kind is TaskKind.CANCEL_ORDER and t.order_id]
+        pushing = await warehouse_tasks.pushes_under_way(cancelled) if cancelled else set()
+        return _Claimed(tasks, warehouses, pushing, together, cancels)
 
     async def _run_task(self, task: WarehouseTask, claimed: _Claimed, slot: int) -> None:
         request_id_var.set(task.request_id)  # this run's own context (create_task copies it)
@@ -380,7 +390,7 @@ class WarehouseWorker:
             if task.kind is TaskKind.PUSH_ORDER:
                 await self._push_order(task, client, third_party_warehouse)
             elif task.kind is TaskKind.CANCEL_ORDER:
-                await self._cancel_order(task, client, claimed.together)
+                await self._cancel_order(task, client, third_party_warehouse.id, claimed)
             elif task.kind is TaskKind.PUSH_RETURN:
                 await self._push_return(task, client, third_party_warehouse)
             else:
@@ -423,13 +433,15 @@ class WarehouseWorker:
         )
 
     async def _cancel_order(
-        self, task: WarehouseTask, client: WarehouseClient, together: _Together
+        self, task: WarehouseTask, client: WarehouseClient, warehouse_id: int, claimed: _Claimed
     ) -> None:
+        """Sent alone, or with the cancels that came while this warehouse's calls were busy
+        (``CancelBatches``)."""
         assert task.order_id is not None
         reference = str(task.order_id)
         try:
-            order = await client.cancel_outbound_order(
-                reference, idempotency_key=f"sg-task-{task.id}"
+            order = await claimed.cancels.cancel(
+                warehouse_id, client, reference, idempotency_key=f"sg-task-{task.id}"
             )
             outcome = f"cancelled at the warehouse ({order.status.value})"
         except WarehouseNotFound:
@@ -442,7 +454,7 @@ class WarehouseWorker:
                 attempt=error.message,
             )
             return
-        await self._withdrawn(task, outcome, together)
+        await self._withdrawn(task, outcome, claimed.together)
 
     async def _withdrawn(self, task: WarehouseTask, attempt: str, together: _Together) -> None:
         """The order is off the warehouse: the outcome applied with others that came in at the
