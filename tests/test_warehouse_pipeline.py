@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,6 +47,7 @@ from domain.events.models import Event
 from domain.orders.models import Order, OrderStatus
 from domain.orders.status import transition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
+from domain.persistence import withdrawals as withdraw_statements
 from domain.persistence.dialects import is_postgres
 from integrations.warehouses.simulator import create_warehouse_simulator
 from integrations.warehouses.worker import POOL_CONNECTIONS, WarehouseWorker
@@ -144,10 +146,13 @@ async def pushed_orders(client: GraphQLHttp, d: Distribution, count: int) -> lis
     return order_ids
 
 
+async def withdraw_answer(client: GraphQLHttp, d: Distribution, order_id: str) -> dict[str, Any]:
+    data = await client.data(WITHDRAW, {"o": order_id}, token=d.distributor.token)
+    return data["withdrawOrder"]
+
+
 async def withdraw(client: GraphQLHttp, d: Distribution, order_id: str) -> None:
-    answered = (await client.data(WITHDRAW, {"o": order_id}, token=d.distributor.token))[
-        "withdrawOrder"
-    ]
+    answered = await withdraw_answer(client, d, order_id)
     assert answered["withdrawal"]["status"] == "WITHDRAWING", answered
 
 
@@ -238,6 +243,63 @@ async def test_cancels_that_come_while_calls_are_busy_go_in_one_request(
         assert sorted(calls) == [("cancel", 200)] * POOL_CONNECTIONS + [("cancellations", 200)]
     else:  # the warehouse has no such endpoint: each of the three on its own
         assert sorted(calls) == [("cancel", 200)] * 7 + [("cancellations", 404)]
+
+
+async def test_withdraw_requests_arriving_together_are_written_in_one_statement(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    """``persistence.withdrawals.WithdrawQueue``: while the first request's statement waits
+    (its warehouse record locked elsewhere), the requests arriving meanwhile are written
+    together after it, in one statement. Each stands alone there: one whose record changed
+    meanwhile is refused as it would have been alone, and a second request of an order in
+    the group waits for the next one and is refused there."""
+    if server.settings.is_sqlite:
+        pytest.skip("requests written together are PostgreSQL's")
+    d = await partnered(client, make_member, sim)
+    first, *rest = await pushed_orders(client, d, 5)
+    changed = rest.pop()
+    holder = await asyncpg.connect(server.settings.database_url)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute(
+            "SELECT 1 FROM warehouse_order WHERE order_id = $1 FOR UPDATE", key_of(first)
+        )
+        await holder.execute(  # as another withdraw would, committed before the group's turn
+            "UPDATE warehouse_order SET withdrawal_status = 'WITHDRAWING' WHERE order_id = $1",
+            key_of(changed),
+        )
+        asking = asyncio.create_task(withdraw_answer(client, d, first))
+        await asyncio.sleep(0.3)  # its statement waits for the record
+        queue = withdraw_statements.queue_of_this_loop()
+        assert queue is not None
+        groups = queue.groups_written
+        others = [
+            asyncio.create_task(withdraw_answer(client, d, order_id))
+            for order_id in [*rest, changed, rest[0]]
+        ]
+        await asyncio.sleep(0.3)
+        await held.commit()
+        answers = [await asking, *await asyncio.gather(*others)]
+    finally:
+        await holder.close()
+    outcomes = [
+        a["withdrawal"]["status"] if a["withdrawal"] else a["userErrors"][0]["code"]
+        for a in answers
+    ]
+    assert outcomes[:1] + outcomes[2:4] == ["WITHDRAWING"] * 3, outcomes
+    assert outcomes[4] == "ILLEGAL_TRANSITION", outcomes
+    # the two requests of one order: whichever the server took first is written
+    assert sorted([outcomes[1], outcomes[5]]) == ["ILLEGAL_TRANSITION", "WITHDRAWING"], outcomes
+    assert queue.groups_written == groups + 1
+    withdrawn = [first, *rest]
+    for order_id in withdrawn:
+        await eventually(
+            lambda o=order_id: order_state(client, d.distributor.token, o),
+            withdrawal_is("WITHDRAWN"),
+        )
+    await assert_withdrawn_once(client, d, withdrawn)
+    assert await Withdrawal.filter(order_id=key_of(changed)).count() == 0
 
 
 async def test_a_slow_warehouse_holds_up_its_own_tasks_only(

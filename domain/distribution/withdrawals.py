@@ -45,7 +45,7 @@ from domain.organisations.models import OrganisationKind, Role
 from domain.payments.commands import credit, wallet_for
 from domain.payments.models import EntryKind
 from domain.persistence.dialects import is_postgres
-from domain.persistence.withdrawals import request_in_one_statement, withdraw_target
+from domain.persistence.withdrawals import WithdrawWrite, request, withdraw_target
 from domain.request_context import request_id_var
 from domain.validation import clean_text
 
@@ -168,17 +168,19 @@ async def _request_in_one_statement(
         **_requested(order, viewer, reason),
     )
     event = WithdrawalStatusChanged.of(withdrawal, actor_user_id=viewer.user_id)
-    written = await request_in_one_statement(
-        withdrawal,
-        push_status=target.push_status,
-        withdrawable=WITHDRAWABLE,
-        cap=MAX_WITHDRAWALS,
-        third_party_warehouse_id=(
-            target.third_party_warehouse_id if target.push_status is PushStatus.PUSHED else None
-        ),
-        request_id=request_id_var.get(),
-        now=now,
-        event=event,
+    written = await request(
+        WithdrawWrite(
+            withdrawal,
+            push_status=target.push_status,
+            withdrawable=WITHDRAWABLE,
+            cap=MAX_WITHDRAWALS,
+            third_party_warehouse_id=(
+                target.third_party_warehouse_id if target.push_status is PushStatus.PUSHED else None
+            ),
+            request_id=request_id_var.get(),
+            now=now,
+            event=event,
+        )
     )
     if not written:
         return None

@@ -4,8 +4,9 @@ Every payment of a buyer locks the same wallet row, so concurrent payments of on
 it: each holds the lock while the database runs its statement and flushes its commit to disk,
 and the next one waits for that. ``WalletQueue`` lets the first payment of a wallet go ahead
 alone; those that arrive while it is being written wait and are then written together, in one
-statement and one commit (``pay_together``), the way a database groups commits. A buyer paying
-one order at a time sees no difference; many at once take one lock and one flush per group.
+statement and one commit (``pay_together``, through ``write_groups``), the way a database groups
+commits. A buyer paying one order at a time sees no difference; many at once take one lock and
+one flush per group.
 
 The statement keeps each payment all or nothing, as ``domain.persistence.payments`` does for one,
 and takes the locks in the same order: the wallet, the stock items, the orders at the versions
@@ -13,19 +14,12 @@ they were read with. The payments taken are those, in arrival order, up to the f
 balance (or an item's units) cannot cover together with the payments before it; a payment with
 a stale order is refused as a conflict. The ones after that first one, and any refused payment
 from stock, are written again alone (``pay_in_one_statement``), so each is taken or refused
-exactly as if it had come alone after the others. A group never holds two payments of one
-order: such a payment waits for the next group.
-
-Used only outside a transaction (inside one, the payment's statement is part of the caller's
-transaction and runs by itself).
+exactly as if it had come alone after the others.
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +36,7 @@ from domain.persistence.payments import (
     pay_in_one_statement,
     stock_events_sql,
 )
+from domain.persistence.write_groups import PerLoop, WriteGroups
 from domain.stock.models import (
     MovementKind,
     ReservationState,
@@ -50,92 +45,28 @@ from domain.stock.models import (
     StockReservation,
 )
 
-MAX_TOGETHER = 64  # payments in one statement
 
-
-@dataclass
-class _Waiting:
-    write: PaymentWrite
-    outcome: asyncio.Future[PaymentOutcome]
-
-
-@dataclass
-class WalletQueue:
+class WalletQueue(WriteGroups[int, PaymentWrite, PaymentOutcome]):
     """Per wallet: whether a payment is being written, and the payments waiting for it."""
 
-    writing: set[int] = field(default_factory=set)
-    waiting: dict[int, list[_Waiting]] = field(default_factory=dict)
-    groups_written: int = 0  # statements that wrote more than one payment (for tests)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # groups being written
-
     async def pay(self, write: PaymentWrite) -> PaymentOutcome:
-        wallet = write.wallet_id
-        if wallet not in self.writing:
-            self.writing.add(wallet)
-            try:
-                return await pay_in_one_statement(write)
-            finally:
-                self._next(wallet)
-        waiting = _Waiting(write, asyncio.get_running_loop().create_future())
-        self.waiting.setdefault(wallet, []).append(waiting)
-        return await waiting.outcome
+        return await self.submit(write.wallet_id, write)
 
-    def _next(self, wallet: int) -> None:
-        """The wallet's statement ended: write what waits for it, or free the wallet."""
-        queued = self.waiting.pop(wallet, None)
-        if not queued:
-            self.writing.discard(wallet)
-            return
-        group, later = _group(queued)
-        if later:
-            self.waiting[wallet] = later
-        task = asyncio.create_task(self._write(wallet, group))
-        self.tasks.add(task)  # held until done: the loop keeps only a weak reference
-        task.add_done_callback(self.tasks.discard)
+    async def alone(self, write: PaymentWrite) -> PaymentOutcome:
+        return await pay_in_one_statement(write)
 
-    async def _write(self, wallet: int, group: list[_Waiting]) -> None:
-        try:
-            if len(group) == 1:
-                outcomes = [await pay_in_one_statement(group[0].write)]
-            else:
-                outcomes = await pay_together([w.write for w in group])
-                self.groups_written += 1
-                if any(o.written for o in outcomes):
-                    notify_after_commit()  # whatever became of the requests that wait
-            for waiting, outcome in zip(group, outcomes, strict=True):
-                if outcome is _ALONE:
-                    outcome = await pay_in_one_statement(waiting.write)
-                if not waiting.outcome.done():
-                    waiting.outcome.set_result(outcome)
-        except Exception as error:  # each waiting payment gets it as its own
-            for waiting in group:
-                if not waiting.outcome.done():
-                    waiting.outcome.set_exception(error)
-        finally:
-            self._next(wallet)
+    async def together(self, writes: list[PaymentWrite]) -> list[PaymentOutcome | None]:
+        return [None if o is _ALONE else o for o in await pay_together(writes)]
+
+    def orders(self, write: PaymentWrite) -> Iterable[int]:
+        return (o.order_id for o in write.orders)
+
+    def after_group(self, outcomes: list[PaymentOutcome | None]) -> None:
+        if any(o is not None and o.written for o in outcomes):
+            notify_after_commit()  # whatever became of the requests that wait
 
 
-def _group(queued: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
-    """The next group in arrival order (at most ``MAX_TOGETHER``, no order twice) and the rest;
-    payments whose requests stopped waiting (cancelled) are left out."""
-    group: list[_Waiting] = []
-    later: list[_Waiting] = []
-    orders: set[int] = set()
-    for waiting in queued:
-        if waiting.outcome.done():  # its request gave up waiting: nothing of it is written
-            continue
-        ids = {o.order_id for o in waiting.write.orders}
-        if len(group) >= MAX_TOGETHER or ids & orders:
-            later.append(waiting)
-            continue
-        group.append(waiting)
-        orders |= ids
-    return group, later
-
-
-_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WalletQueue] = (
-    weakref.WeakKeyDictionary()
-)
+_queues: PerLoop[WalletQueue] = PerLoop(WalletQueue)
 
 
 async def pay(write: PaymentWrite) -> PaymentOutcome:
@@ -143,15 +74,11 @@ async def pay(write: PaymentWrite) -> PaymentOutcome:
     wallet arriving together are written together), by itself inside one."""
     if inside_transaction():
         return await pay_in_one_statement(write)
-    loop = asyncio.get_running_loop()
-    queue = _queues.get(loop)
-    if queue is None:
-        queue = _queues[loop] = WalletQueue()
-    return await queue.pay(write)
+    return await _queues.get().pay(write)
 
 
 def queue_of_this_loop() -> WalletQueue | None:
-    return _queues.get(asyncio.get_running_loop())
+    return _queues.existing()
 
 
 # Marks a payment of the group refused for the balance only: written again alone.
