@@ -1,14 +1,15 @@
-"""Cancels of outbound orders at one warehouse, sent together while its calls are busy.
+"""Cancels of outbound orders at one warehouse that come together, sent in one request.
 
-A withdraw's cancel goes to the warehouse at once, alone (the per-order endpoint), while fewer
-than ``in_flight`` calls to that warehouse are under way. Cancels that come while that many
-are in flight wait, and as a call ends, those waiting go in one request to the protocol's
-optional cancellations endpoint (up to ``MAX_CANCELLATIONS``). Under load that is one HTTP
-request per batch instead of one per order: with httpx a call costs about 0.6 ms of the
-process's CPU, as much as answering a GraphQL read. Each cancel still gets what the per-order
-endpoint would have answered, and a failure of the request as a whole reaches each of them
-(the worker retries each task as before). A warehouse that does not offer the endpoint is sent
-its cancels one by one from then on.
+A withdraw's cancel goes to the warehouse at once, with the cancels that come in the same turn
+of the event loop (the runs of the tasks claimed together do), while fewer than ``in_flight``
+calls to that warehouse are under way; those that come while that many are in flight wait, and
+go together as a call ends. Several cancels go in one request to the protocol's optional
+cancellations endpoint (up to ``MAX_CANCELLATIONS``), a lone one to the per-order endpoint.
+Under load that is one HTTP request per batch instead of one per order: with httpx a call costs
+about 0.6 ms of the process's CPU, as much as answering a GraphQL read. Each cancel still gets
+what the per-order endpoint would have answered, and a failure of the request as a whole
+reaches each of them (the worker retries each task as before). A warehouse that does not offer
+the endpoint is sent its cancels one by one from then on.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class _Lane:
     busy: int = 0
     waiting: list[_Waiting] = field(default_factory=list)
     offered: bool = True  # the cancellations endpoint (until the warehouse says it has none)
+    due: bool = False  # a send is scheduled for this turn of the event loop
 
 
 class CancelBatches:
@@ -58,21 +60,15 @@ class CancelBatches:
     ) -> WarehouseOrder:
         """The order as the warehouse cancelled it; raises as ``cancel_outbound_order``."""
         lane = self._lanes.setdefault(warehouse_id, _Lane())
-        if not lane.offered or (lane.busy < self._in_flight and not lane.waiting):
-            lane.busy += 1
-            try:
-                return await client.cancel_outbound_order(
-                    reference, idempotency_key=idempotency_key
-                )
-            finally:
-                lane.busy -= 1
-                self._send_waiting(lane)
         answer: asyncio.Future[WarehouseOrder] = asyncio.get_running_loop().create_future()
         lane.waiting.append(_Waiting(client, reference, idempotency_key, answer))
-        self._send_waiting(lane)
+        if not lane.due:  # the cancels of this turn of the loop go together
+            lane.due = True
+            asyncio.get_running_loop().call_soon(self._send_waiting, lane)
         return await answer
 
     def _send_waiting(self, lane: _Lane) -> None:
+        lane.due = False
         while lane.waiting and lane.busy < self._in_flight:
             taken = lane.waiting[:MAX_CANCELLATIONS]
             del lane.waiting[:MAX_CANCELLATIONS]

@@ -93,8 +93,7 @@ Cancelling many outbound orders in one request (optional)
     Each cancellation stands alone (one refused or unknown reference does not stop the
     others) and is idempotent as a per-order cancel is. A warehouse that does not offer this
     endpoint answers 404 (or 405): the shipper then cancels order by order. The shipper uses it
-    only while its calls to the warehouse are already in flight, to send together the cancels
-    that came meanwhile; a lone cancel goes to the per-order endpoint.
+    for cancels that come together; a lone cancel goes to the per-order endpoint.
 
 Inbound returns (after-sales stock-in)
     Request body::

@@ -4,8 +4,8 @@ It takes the lease of due tasks (``domain.distribution.tasks``) and runs up to `
 of them at once, claiming more as runs end (``run_due``: a pipeline, so a slow warehouse holds
 up its own tasks only). A run makes the call with ``WarehouseClient`` (which retries transient
 failures itself, with the task's idempotency key) and hands the outcome to the domain, which
-applies it once; cancels that come while a warehouse's calls are busy go to it in one
-request (``cancel_batches``), and successful cancels of orders that end at the same time are
+applies it once; cancels that come together go to a warehouse in one request
+(``cancel_batches``), and successful cancels of orders that end at the same time are
 applied together (``_Together``: one statement, one lock of the wallet they refund). A task
 whose warehouse stays unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to
 ``task_attempts`` runs; after that a push ends PUSH_FAILED and a withdraw WITHDRAW_FAILED, with
