@@ -155,6 +155,19 @@ async def withdraw(client: GraphQLHttp, d: Distribution, order_id: str) -> None:
     assert answered["withdrawal"]["status"] == "WITHDRAWING", answered
 
 
+async def withdrawn_while_stopped(
+    server: RunningServer, client: GraphQLHttp, d: Distribution, count: int
+) -> tuple[list[str], WarehouseWorker]:
+    """``count`` pushed orders withdrawn while the app's worker is stopped: their cancel tasks
+    wait for a worker the test runs (made from the app's, returned)."""
+    order_ids = await pushed_orders(client, d, count)
+    app_worker = server.app.state.warehouses
+    await app_worker.stop()
+    for order_id in order_ids:
+        await withdraw(client, d, order_id)
+    return order_ids, app_worker
+
+
 def withdrawal_is(status: str) -> Any:
     return lambda s: s["distribution"]["withdrawalStatus"] == status
 
@@ -182,11 +195,7 @@ async def test_the_worker_keeps_at_most_its_concurrency_of_calls_in_flight(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, held: HeldSim
 ) -> None:
     d = await partnered(client, make_member, held.sim)
-    order_ids = await pushed_orders(client, d, 7)
-    app_worker = server.app.state.warehouses
-    await app_worker.stop()
-    for order_id in order_ids:
-        await withdraw(client, d, order_id)
+    order_ids, app_worker = await withdrawn_while_stopped(server, client, d, 7)
     narrow = WarehouseWorker(dataclasses.replace(app_worker.settings, concurrency=3))
 
     held.hold.arm()
@@ -215,11 +224,7 @@ async def test_cancels_claimed_together_go_in_one_request(
     offered: bool,
 ) -> None:
     d = await partnered(client, make_member, held.sim)
-    order_ids = await pushed_orders(client, d, 7)
-    app_worker = server.app.state.warehouses
-    await app_worker.stop()
-    for order_id in order_ids:
-        await withdraw(client, d, order_id)
+    order_ids, app_worker = await withdrawn_while_stopped(server, client, d, 7)
     if not offered:
         await held.sim.faults(bulk_cancel=False)
     worker = WarehouseWorker(dataclasses.replace(app_worker.settings, concurrency=16))
