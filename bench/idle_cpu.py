@@ -16,8 +16,10 @@ from the database by this process, which costs the server nothing) did work, and
 count. So the window opens ``QUIET`` seconds after the last event and starts again if one
 comes; ``WINDOW`` is shorter than the SLA sweep interval so that a window fits between two
 sweeps. ``idle_cpu.events`` counts the events the instance recorded while the bench waited for
-its window (0: nothing was due). (The seeded orders are shipped within the SLA's deadline,
-``bench/seed.py``, so no breach backlog keeps the instance busy.)
+its window (0: nothing was due), and ``idle_cpu.rounds.<loop>`` the rounds each background
+loop ran from just before the wait to just after the window (``/metrics``). (The seeded orders
+are shipped within the SLA's deadline, ``bench/seed.py``, so no breach backlog keeps the
+instance busy.)
 
 What still wakes an idle instance: uvicorn's tick once a second (``compat/uvicorn.py``), the
 event hub's safety resync (``EVENT_RESYNC_INTERVAL``), Redis' PING every 15 s, and the safety
@@ -63,6 +65,7 @@ STEP = 0.5  # seconds between looks at the outbox and the server's CPU
 GIVE_UP_AFTER = 240.0  # seconds of waiting for an idle window
 TRAFFIC = 1.0  # seconds of each kind of traffic before the idle window
 DRAINED_WITHIN = 120.0
+ROUNDS = rb'^supplygraph_background_rounds_total\{loop="([^"]+)"\} (\S+)$'
 WAITING = ("supplygraph_store_inbox_pending", "supplygraph_outbox_unpublished_events")
 
 
@@ -72,8 +75,7 @@ def run_slices(pids: Sequence[int]) -> int:
     return schedstat_sum(pids, 2)
 
 
-async def _waiting(host: str, port: int) -> float:
-    """Webhooks not taken in plus events not published, from ``/metrics``."""
+async def _metrics(host: str, port: int) -> bytes:
     conn = RawConnection(host, port)
     try:
         status, body = await conn.send(
@@ -83,6 +85,21 @@ async def _waiting(host: str, port: int) -> float:
         await conn.close()
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
+    return body
+
+
+async def _rounds(host: str, port: int) -> dict[str, float]:
+    """Each background loop's rounds so far (``supplygraph_background_rounds_total``)."""
+    body = await _metrics(host, port)
+    found = re.findall(
+        rb'^supplygraph_background_rounds_total\{loop="([^"]+)"\} (\S+)$', body, re.M
+    )
+    return {name.decode(): float(value) for name, value in found}
+
+
+async def _waiting(host: str, port: int) -> float:
+    """Webhooks not taken in plus events not published, from ``/metrics``."""
+    body = await _metrics(host, port)
     total = 0.0
     for name in WAITING:
         found = re.search(rb"^" + name.encode() + rb" (\S+)$", body, re.M)
@@ -187,18 +204,27 @@ async def run(ctx: BenchContext) -> list[Row]:
 
     window = QUICK_WINDOW if ctx.quick else WINDOW
     pids = process_tree(server.process.pid)
+    before = await _rounds(server.host, server.port)
     async with Outbox(ctx.database_url) as outbox:
         opened, closed, events = await idle_window(pids, outbox, window)
+    after = await _rounds(server.host, server.port)
+    rounds = {loop: after[loop] - before.get(loop, 0.0) for loop in after}
     elapsed = closed.at - opened.at
     ms_per_s = (closed.cpu - opened.cpu) / 1e6 / elapsed
     wakeups = (closed.slices - opened.slices) / elapsed
     progress(
         f"  {NAME}: {ms_per_s:.3f} ms of CPU per second over {elapsed:.1f} s idle "
         f"({wakeups:.1f} times on a CPU per second, {len(pids)} process(es)); "
-        f"{events} events recorded by the instance while waiting for the window"
+        f"{events} events recorded by the instance while waiting for the window; rounds of "
+        f"the background loops meanwhile: "
+        + ", ".join(f"{loop} {n:g}" for loop, n in rounds.items())
     )
     return [
         Row(NAME, ms_per_s, "ms/s", target=f"<= {TARGET:g} ms/s", met=ms_per_s <= TARGET),
         Row(f"{NAME}.wakeups", wakeups, "/s"),
         Row(f"{NAME}.events", float(events), "events"),
+        *(
+            Row(f"{NAME}.rounds.{loop.replace(' ', '_')}", n, "rounds")
+            for loop, n in rounds.items()
+        ),
     ]

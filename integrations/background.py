@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
@@ -27,6 +28,14 @@ MIN_PAUSE = 0.05
 DUE_SLACK = 0.01
 FAILED_PAUSE = 0.5  # after a failed round; doubles with each failure in a row
 MAX_DOUBLINGS = 16  # (the sweep interval bounds every pause long before)
+
+
+_running: weakref.WeakSet[WakeableLoop] = weakref.WeakSet()
+
+
+def running_loops() -> list[WakeableLoop]:
+    """The loops this process runs (for ``/metrics``: the rounds of each)."""
+    return sorted(_running, key=lambda loop: loop.name)
 
 
 class WakeableLoop(ABC):
@@ -59,8 +68,10 @@ class WakeableLoop(ABC):
         self._stopping = False
         self._wake.set()  # a first round at once
         self._task = asyncio.create_task(self._run(), name=self.name)
+        _running.add(self)
 
     async def stop(self) -> None:
+        _running.discard(self)
         if self._task is not None:
             # The flag ends the loop even if the cancellation is lost in a wait that completes
             # at the same moment (a wake-up arriving as it is cancelled).

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +27,7 @@ from domain.distribution.models import TaskState, WarehouseTask
 from domain.events.models import Event
 from domain.orders.models import Order, TrackingSync
 from domain.stores import inbox as store_inbox
+from integrations.background import running_loops
 
 MAX_OPERATION_NAMES = 200
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,7 +56,16 @@ class _Live(Collector):
         self._state = state
         self.cached: dict[str, float] = {}
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        rounds = CounterMetricFamily(
+            "supplygraph_background_rounds",
+            "Rounds each background loop of this process has run (woken by work, work falling "
+            "due, or its safety sweep): what an idle instance still does.",
+            labels=["loop"],
+        )
+        for loop in running_loops():
+            rounds.add_metric([loop.name], loop.rounds)
+        yield rounds
         live = getattr(self._state, "live", None)
         yield GaugeMetricFamily(
             "supplygraph_active_subscriptions",

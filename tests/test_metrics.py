@@ -48,6 +48,8 @@ async def test_operations_routes_and_live_figures_are_exported(
     assert sample(text, "supplygraph_active_subscriptions") == 1
     assert sample(text, "supplygraph_outbox_unpublished_events") is not None
     assert sample(text, "supplygraph_warehouse_tasks_pending") == 0
+    for loop in ("outbox publisher", "store inbox", "warehouse worker", "sla worker"):
+        assert sample(text, "supplygraph_background_rounds_total", loop=loop) >= 1, loop
 
 
 async def test_metrics_token_is_required_when_set(make_server: ServerFactory) -> None:
