@@ -6,6 +6,8 @@
 - The attributes ``_init_from_db`` sets on an instance it loads (``loaded_state``).
 - A query set's SQL before it runs (``QuerySet._make_query``), for running it ourselves.
 - A model's table, columns and value conversions (``Model._meta``), for written-out statements.
+- How a SQLite transaction begins (``SqliteTransactionWrapper.begin``): ``BEGIN IMMEDIATE``
+  instead of ``BEGIN`` (``sqlite_writes_begin_at_once``).
 
 ``tests/test_compat.py`` checks the version and runs ``probe``; ``tests/test_rows.py`` checks
 that instances built this way equal the ones Tortoise builds, for every model.
@@ -13,10 +15,13 @@ that instances built this way equal the ones Tortoise builds, for every model.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.sqlite.client import SqliteTransactionWrapper
+from tortoise.exceptions import TransactionManagementError
 from tortoise.fields import Field
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
@@ -114,3 +119,23 @@ def probe(model: type[Model]) -> None:
     pk = model._meta.pk_attr
     assert column(model, pk) and to_db(model, pk, 1) == 1 and from_db(model, pk, 1) == 1
     assert set(columns(model)) == {c for _, c, _, _ in columns_by_kind(model)}
+
+
+async def _begin_immediate(self: SqliteTransactionWrapper) -> None:
+    try:
+        await self._connection.commit()
+        await self._connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise TransactionManagementError(exc) from exc
+
+
+def sqlite_writes_begin_at_once() -> None:
+    """SQLite transactions take the write lock when they begin (``BEGIN IMMEDIATE``).
+
+    Tortoise begins them deferred: a transaction that reads first takes the write lock at its
+    first write, and if another process (the server, while ``seed-demo`` or the simulator
+    runs) committed in between, SQLite refuses at once with "database is locked" instead of
+    waiting its busy timeout, since the transaction's snapshot is stale. Begun immediate, a
+    transaction waits for the other writer at its start (up to the busy timeout) and never
+    fails half-way. One process serialises its transactions on one connection anyway."""
+    SqliteTransactionWrapper.begin = _begin_immediate  # type: ignore[method-assign]

@@ -12,6 +12,10 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.exceptions import DBConnectionError, OperationalError
 from tortoise.transactions import in_transaction
 
+from compat.tortoise import sqlite_writes_begin_at_once
+
+sqlite_writes_begin_at_once()  # two processes on one SQLite file: see its docstring
+
 MODELS_MODULE = "domain.models"
 MIGRATIONS_MODULE = "domain.migrations"
 

@@ -6,6 +6,9 @@ fails here first, with what to re-check, before anything subtler breaks elsewher
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from importlib.metadata import version
 from types import ModuleType
 
@@ -14,6 +17,9 @@ from graphql import parse
 from tortoise import Tortoise
 
 from compat import broadcaster, graphql_core, httpx, strawberry, tortoise, uvicorn
+from compat import tortoise as orm
+from domain.db import transaction
+from domain.orders.models import Order
 from schema.build import create_schema
 from schema.execution import FastExecutionContext
 from tests.support.server import RunningServer
@@ -57,3 +63,32 @@ async def test_tortoise_internals(server: RunningServer) -> None:
     assert models
     for model in models:
         tortoise.probe(model)
+
+
+async def test_a_sqlite_transaction_that_reads_first_survives_another_process_writing(
+    server: RunningServer,
+) -> None:
+    """``compat.tortoise.sqlite_writes_begin_at_once``: begun deferred, a transaction that read
+    before another connection committed was refused at its first write ("database is
+    locked", as ``seed-demo`` was beside a running server); begun immediate, the other writer
+    waits for it instead, and both writes land."""
+    if not server.settings.is_sqlite:
+        pytest.skip("SQLite's locking")
+    connection = orm.connection_of(Order)
+    await connection.execute_script("CREATE TABLE IF NOT EXISTS compat_probe (n INTEGER)")
+
+    def other_process_writes() -> None:
+        with contextlib.closing(sqlite3.connect(connection.filename, timeout=10)) as other:
+            other.execute("INSERT INTO compat_probe (n) VALUES (2)")
+            other.commit()
+
+    async with transaction():
+        inside = orm.connection_of(Order)  # the transaction's
+        await inside.execute_query("SELECT count(*) FROM compat_probe")
+        writing = asyncio.create_task(asyncio.to_thread(other_process_writes))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # it waits for this transaction
+        await inside.execute_query("INSERT INTO compat_probe (n) VALUES (1)")
+    await writing
+    _, rows = await connection.execute_query("SELECT n FROM compat_probe ORDER BY n")
+    assert [row["n"] for row in rows] == [1, 2]
