@@ -247,6 +247,25 @@ async def test_cancels_claimed_together_go_in_one_request(
         assert sorted(calls) == [("cancel", 200)] * 7 + [("cancellations", 404)]
 
 
+async def test_a_stopped_worker_does_not_wait_for_its_calls_in_flight(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, held: HeldSim
+) -> None:
+    """A worker stopped while a warehouse holds its cancel (a shutdown) ends at once; the
+    task keeps its lease until it runs out and is then taken again."""
+    d = await partnered(client, make_member, held.sim)
+    [order_id], app_worker = await withdrawn_while_stopped(server, client, d, 1)
+    worker = WarehouseWorker(app_worker.settings)
+    held.hold.arm()
+    running = asyncio.create_task(worker.run_due())
+    await eventually(lambda: asyncio.sleep(0, held.hold.held), lambda n: n == 1)
+    running.cancel()
+    async with asyncio.timeout(2):  # not the warehouse timeout (30 s here)
+        await asyncio.gather(running, return_exceptions=True)
+    [task] = await WarehouseTask.filter(order_id=key_of(order_id), kind=TaskKind.CANCEL_ORDER)
+    assert (task.state, task.lease_owner) == (TaskState.PENDING, worker.owner)
+    held.hold.release()
+
+
 async def test_withdraw_requests_arriving_together_are_written_in_one_statement(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
 ) -> None:

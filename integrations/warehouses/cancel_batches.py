@@ -127,7 +127,11 @@ class CancelBatches:
                 waiting.answer.set_result(order)
 
     async def close(self) -> None:
-        """Let the requests under way end (their runs were stopped)."""
+        """Stop the requests still under way, as the worker stops its runs: a slow warehouse
+        must not hold up a shutdown. Their tasks' leases run out and they are taken again (a
+        cancel is idempotent at the warehouse)."""
+        for sending in self._sending:
+            sending.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
 
 
