@@ -26,9 +26,7 @@ from domain.events.models import Event
 from domain.orders.models import Order, OrderStatus
 from domain.persistence.events import (
     Recordable,
-    event_parameters,
     many_event_parameters,
-    recording_sql,
     writing_drawn_sql,
 )
 from domain.persistence.rows import builder
@@ -45,7 +43,6 @@ class WithdrawTarget:
 
 
 _READ: str | None = None
-_WRITE: str | None = None
 _TOGETHER: str | None = None
 
 
@@ -74,29 +71,6 @@ WHERE o.id = $1 AND o.buyer_id = $2"""
     )
 
 
-def _write_sql() -> str:
-    record, withdrawal = orm.table(WarehouseOrder), orm.table(Withdrawal)
-    order, task = orm.table(Order), orm.table(WarehouseTask)
-    return f"""WITH claimed AS (
-    UPDATE "{record}" SET withdrawal_status = $1
-    WHERE order_id = $2 AND withdrawal_status IS NULL AND push_status = $3
-      AND EXISTS (SELECT 1 FROM "{order}" WHERE id = $2 AND status = ANY($4::text[])
-                  AND shipped_at IS NULL AND supplier_id IS NOT NULL)
-      AND (SELECT count(*) FROM "{withdrawal}" WHERE order_id = $2) < $5
-    RETURNING order_id
-), made AS (
-    INSERT INTO "{withdrawal}" (id, order_id, distributor_id, supplier_id, status, reason,
-                                resolution_note, requested_by_user_id, created_at, updated_at)
-    SELECT $6, $2, $7, $8, $1, $9, '', $10, $11, $11 FROM claimed
-    RETURNING id
-), queued AS (
-    INSERT INTO "{task}" (kind, third_party_warehouse_id, order_id, withdrawal_id, state,
-                          attempts, due_at, actor_user_id, request_id, created_at)
-    SELECT $12, $13, $2, made.id, $14, 0, $11, $10, $15, $11 FROM made
-), {recording_sql(16, only_if="made")}
-SELECT count(*) AS written FROM made"""
-
-
 @dataclass(frozen=True)
 class WithdrawWrite:
     """A withdraw request to write: the withdrawal (its id drawn), the record's push status it
@@ -115,41 +89,17 @@ class WithdrawWrite:
 async def request_in_one_statement(write: WithdrawWrite) -> bool:
     """Write the request if the record still shows ``push_status`` and no open withdrawal,
     the order is still withdrawable and below ``cap`` withdrawals; False (nothing written)
-    otherwise. Outside a transaction it is atomic by itself."""
-    global _WRITE
-    if _WRITE is None:
-        _WRITE = _write_sql()
-    withdrawal = write.withdrawal
-    _, rows = await orm.connection_of(Withdrawal).execute_query(
-        _WRITE,
-        [
-            WithdrawalStatus.WITHDRAWING.value,
-            withdrawal.order_id,
-            write.push_status.value,
-            [status.value for status in write.withdrawable],
-            write.cap,
-            withdrawal.id,
-            withdrawal.distributor_id,
-            withdrawal.supplier_id,
-            withdrawal.reason,
-            withdrawal.requested_by_user_id,
-            write.now,
-            TaskKind.CANCEL_ORDER.value,
-            write.third_party_warehouse_id,
-            TaskState.PENDING.value,
-            write.request_id,
-            *event_parameters(write.event),
-        ],
-    )
-    written = bool(rows[0]["written"] == 1)
-    if written:
-        orm.mark_stored(withdrawal)
+    otherwise. The group's statement with one request: the rules are written once. Outside a
+    transaction it is atomic by itself."""
+    [written] = await request_together([write])
     return written
 
 
 def _together_sql() -> str:
-    """The same as ``_write_sql`` for many requests (of distinct orders), each on its own:
-    a request whose order or record changed is not written, the others are."""
+    """The requests (of distinct orders) in one statement, each on its own: the record claimed
+    (WITHDRAWING, only if no withdrawal is open and it still shows the push status read), the
+    order still withdrawable and below the cap, then the withdrawal, its cancel task and its
+    event; a request whose order or record changed is not written, the others are."""
     record, withdrawal = orm.table(WarehouseOrder), orm.table(Withdrawal)
     order, task, event = orm.table(Order), orm.table(WarehouseTask), orm.table(Event)
     return f"""WITH asked AS (
