@@ -19,9 +19,16 @@ out. Everything else that writes (a CLI command, a loader, a benchmark, an opera
 task due again) wakes every instance.
 
 If the LISTEN connection drops, it is opened again with a doubling delay, and once it is back
-every loop is woken for one round (a sweep): notifications sent meanwhile were lost. A
-connection that dies without a word (a host gone, a cable cut) is noticed by a ``SELECT 1``
-every ``check_interval`` seconds. SQLite serves one process: commits there wake in process only.
+every loop is woken for one round (a sweep): notifications sent meanwhile were lost.
+
+On PostgreSQL this is also every loop's safety sweep: every ``check_interval`` seconds one
+statement on the LISTEN connection (``domain.persistence.work_waiting``) says which kinds of work
+have rows waiting, and only their loops are woken. An idle instance so runs one statement per
+sweep instead of a round and a look at what falls due in each loop (a few ORM queries each:
+most of an idle instance's CPU), and the loops' own sweeps only back this one up
+(``LOOP_SWEEP_BACKUP``). The statement is also the connection's health check: a connection
+that dies without a word (a host gone, a cable cut) is noticed by it. SQLite serves one process:
+commits there wake in process only, and each loop sweeps for itself.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from tortoise.backends.base.config_generator import expand_db_url
 from domain.db import add_commit_listener, remove_commit_listener
 from domain.distribution.tasks import TASKS_TOPIC
 from domain.orders.tracking import TRACKING_TOPIC
+from domain.persistence.work_waiting import waiting_sql
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,9 @@ LOCAL_WAKES = {"supplygraph.wakes": "local"}
 EVENTS_TOPIC = "events"  # domain.db's default topic: a transaction recorded an event
 CONNECT_TIMEOUT = 10.0
 CHECK_TIMEOUT = 10.0
+# On PostgreSQL the loops' own safety sweeps come this many sweep intervals apart: the wake-ups'
+# sweep (one statement for every loop) comes every interval.
+LOOP_SWEEP_BACKUP = 10
 
 
 class WorkKind(StrEnum):
@@ -130,9 +141,12 @@ class PostgresWakeups(Wakeups):
         database_url: str,
         *,
         check_interval: float,
+        tracking_attempts: int,
         min_delay: float = 0.5,
         max_delay: float = 30.0,
     ) -> None:
+        """``check_interval``: seconds between sweeps; ``tracking_attempts``: the tracking
+        pushes an order may get (``TRACKING_MAX_ATTEMPTS``), for the sweep's statement."""
         super().__init__()
         credentials = expand_db_url(database_url)["credentials"]
         self._connect_args = {
@@ -141,6 +155,9 @@ class PostgresWakeups(Wakeups):
             if credentials.get(key) is not None
         }
         self._check_interval = check_interval
+        self._tracking_attempts = tracking_attempts
+        self._waiting_sql = waiting_sql()
+        self.sweeps = 0  # sweeps run (each one statement)
         self._min_delay = min_delay
         self._max_delay = max_delay
         self._connection: asyncpg.Connection | None = None
@@ -226,7 +243,8 @@ class PostgresWakeups(Wakeups):
         self.wake(payload)
 
     async def _watch(self, connection: asyncpg.Connection) -> None:
-        """Return once ``connection`` is lost, or no longer answers its health check."""
+        """Sweep every ``check_interval``; return once ``connection`` is lost, or no longer
+        answers."""
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _: lost.set())
         while not connection.is_closed():
@@ -236,14 +254,35 @@ class PostgresWakeups(Wakeups):
             if lost.is_set() or connection.is_closed():
                 return
             try:
-                await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
+                await self._sweep(connection)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
                 log.warning("work wake-ups: the LISTEN connection does not answer (%s)", error)
                 return
 
+    async def _sweep(self, connection: asyncpg.Connection) -> None:
+        """Wake the loops of the kinds of work that have rows waiting."""
+        row = await connection.fetchrow(
+            self._waiting_sql, self._tracking_attempts, timeout=CHECK_TIMEOUT
+        )
+        self.sweeps += 1
+        for kind, waiting in (row or {}).items():
+            if waiting:
+                self.wake(kind)
 
-def wakeups_for(database_url: str, *, check_interval: float) -> Wakeups:
-    """PostgreSQL: in process and from other processes; SQLite: in process."""
+
+def wakeups_for(database_url: str, *, check_interval: float, tracking_attempts: int) -> Wakeups:
+    """PostgreSQL: in process and from other processes, and every loop's sweep; SQLite: in
+    process."""
     if database_url.startswith("postgres"):
-        return PostgresWakeups(database_url, check_interval=check_interval)
+        return PostgresWakeups(
+            database_url, check_interval=check_interval, tracking_attempts=tracking_attempts
+        )
     return Wakeups()
+
+
+def loop_sweep_interval(database_url: str, sweep_interval: float) -> float:
+    """A background loop's own safety sweep: on PostgreSQL the wake-ups sweep for it, and its
+    own only backs that up."""
+    if database_url.startswith("postgres"):
+        return sweep_interval * LOOP_SWEEP_BACKUP
+    return sweep_interval

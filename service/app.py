@@ -27,7 +27,7 @@ from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
-from integrations.wakeups import WorkKind, served_config, wakeups_for
+from integrations.wakeups import WorkKind, loop_sweep_interval, served_config, wakeups_for
 from integrations.warehouses.callbacks import receive_warehouse_callback
 from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
@@ -105,9 +105,15 @@ def _worker_settings(settings: Settings) -> WorkerSettings:
         task_attempts=settings.warehouse_task_attempts,
         retry_delay=settings.warehouse_retry_delay,
         lease_seconds=settings.warehouse_lease_seconds,
-        poll_interval=settings.work_sweep_seconds,
+        poll_interval=_loop_sweep(settings),
         reconcile_after=settings.warehouse_reconcile_after,
     )
+
+
+def _loop_sweep(settings: Settings) -> float:
+    """A background loop's own safety sweep (``integrations.wakeups``: on PostgreSQL the
+    wake-ups sweep for every loop in one statement)."""
+    return loop_sweep_interval(settings.database_url, settings.work_sweep_seconds)
 
 
 def _persisted_documents(settings: Settings) -> PersistedDocuments:
@@ -159,14 +165,14 @@ def create_app(settings: Settings) -> Starlette:
                 poll_interval=(
                     min(settings.work_sweep_seconds, SQLITE_OUTBOX_SWEEP)
                     if settings.is_sqlite
-                    else settings.work_sweep_seconds
+                    else _loop_sweep(settings)
                 ),
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
                 channel=channel,
             )
             tracking = TrackingPusher(
-                poll_interval=settings.work_sweep_seconds,
+                poll_interval=_loop_sweep(settings),
                 base_delay=settings.tracking_retry_delay,
                 max_attempts=settings.tracking_max_attempts,
             )
@@ -180,7 +186,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.warehouses = warehouses
             inbox = StoreInboxWorker(
                 InboxSettings(
-                    poll_interval=settings.work_sweep_seconds,
+                    poll_interval=_loop_sweep(settings),
                     max_attempts=settings.store_inbox_attempts,
                     retry_delay=settings.store_inbox_retry_delay,
                 )
@@ -190,7 +196,11 @@ def create_app(settings: Settings) -> Starlette:
             sla_worker = SlaWorker(sweep_interval=settings.sla_sweep_interval)
             hub.on_dispatch(sla_worker.on_event)
             app.state.sla = sla_worker
-            wakeups = wakeups_for(settings.database_url, check_interval=settings.work_sweep_seconds)
+            wakeups = wakeups_for(
+                settings.database_url,
+                check_interval=settings.work_sweep_seconds,
+                tracking_attempts=settings.tracking_max_attempts,
+            )
             wakeups.subscribe(WorkKind.OUTBOX, publisher.wake)
             wakeups.subscribe(WorkKind.INBOX, inbox.wake)
             wakeups.subscribe(WorkKind.WAREHOUSE_TASK, warehouses.wake)

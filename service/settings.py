@@ -277,7 +277,9 @@ class Settings:
         "tracking pushes) sleep when nothing wakes them before they look for work anyway. A "
         "commit of this instance wakes them at once, on PostgreSQL so does work written by "
         "other processes (LISTEN/NOTIFY), and retries run when they fall due: the sweep only "
-        "catches what no wake-up announced (an instance that died before its workers ran).",
+        "catches what no wake-up announced (an instance that died before its workers ran). On "
+        "PostgreSQL one statement sweeps for every worker and wakes those with work waiting; "
+        "each worker's own sweep comes ten times as far apart.",
     )
 
     sla_sweep_interval: float = _setting(

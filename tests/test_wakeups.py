@@ -8,7 +8,8 @@ test was started by a wake-up or by work falling due, never by a sweep:
 - PostgreSQL: a row written by another session (another instance, a CLI, a loader) wakes the
   loops at once, while the served instance's own sessions do not notify; the LISTEN connection,
   killed, is opened again and every loop sweeps once; a served instance's inbox worker takes in
-  a row another instance left to it;
+  a row another instance left to it; the wake-ups' sweep (one statement) wakes the loops of the
+  kinds of work that have rows waiting, and only those;
 - migration 0015 goes back and forth on both engines.
 """
 
@@ -187,7 +188,7 @@ async def test_work_that_stays_due_does_not_make_a_loop_spin() -> None:
 async def test_another_sessions_work_wakes_the_loops_but_a_served_instances_does_not(
     database_url: str,
 ) -> None:
-    wakeups = PostgresWakeups(database_url, check_interval=HOUR)
+    wakeups = PostgresWakeups(database_url, check_interval=HOUR, tracking_attempts=8)
     heard = Heard(wakeups, WorkKind.WAREHOUSE_TASK, WorkKind.INBOX)
     loop = Rounds()
     wakeups.subscribe(WorkKind.WAREHOUSE_TASK, loop.wake)
@@ -219,7 +220,9 @@ async def test_another_sessions_work_wakes_the_loops_but_a_served_instances_does
 async def test_a_killed_listen_connection_is_opened_again_and_every_loop_sweeps_once(
     database_url: str,
 ) -> None:
-    wakeups = PostgresWakeups(database_url, check_interval=HOUR, min_delay=0.05)
+    wakeups = PostgresWakeups(
+        database_url, check_interval=HOUR, tracking_attempts=8, min_delay=0.05
+    )
     heard = Heard(wakeups, WorkKind.OUTBOX, WorkKind.INBOX, WorkKind.TRACKING)
     await wakeups.start()
     try:
@@ -275,6 +278,54 @@ async def test_a_served_instance_takes_in_a_row_another_instance_left_to_it(
 
     again = await eventually(read, lambda r: r.state != InboxState.PENDING, timeout=WAIT)
     assert (again.state, again.attempts, again.order_id) == (InboxState.DONE, 2, row.order_id)
+
+
+async def _swept_twice(wakeups: PostgresWakeups) -> None:
+    """Return once two more sweeps have run, so one ran wholly after this call."""
+    target = wakeups.sweeps + 2
+
+    async def count() -> int:
+        return wakeups.sweeps
+
+    await eventually(count, lambda n: n >= target, timeout=WAIT)
+
+
+@postgres_only
+async def test_the_sweep_wakes_the_loops_of_the_work_waiting_and_only_those(
+    databases: Any,
+) -> None:
+    """Rows a served instance wrote (its sessions do not notify) and left: one statement per
+    sweep finds them, kind by kind, on a database of its own (nothing else's rows waiting)."""
+    db = Db(await databases.fresh())
+    await asyncio.to_thread(ok, db.url, "latest")
+    wakeups = PostgresWakeups(db.url, check_interval=0.05, tracking_attempts=8)
+    heard = Heard(wakeups, *WorkKind)
+    await wakeups.start()
+    try:
+        await _swept_twice(wakeups)
+        assert heard.kinds == []  # nothing waiting: nobody woken
+
+        due_later = NEW_TASK.replace("'DONE'", "'PENDING'").replace(
+            "now(), now()", "now() + interval '1 hour', now()"
+        )
+        await _another_session(db.url, due_later, local=True)
+        await _swept_twice(wakeups)
+        assert heard.kinds == []  # a retry put off is its loop's to wait for (next_due)
+
+        await _another_session(db.url, NEW_TASK.replace("'DONE'", "'PENDING'"), local=True)
+        await heard.kind(WorkKind.WAREHOUSE_TASK)
+        assert set(heard.kinds) == {WorkKind.WAREHOUSE_TASK}
+
+        await _another_session(
+            db.url,
+            "INSERT INTO event (type, subject_type, subject_id, payload, created_at) "
+            "VALUES ('ORDER_STATUS_CHANGED', 'order', '1', '{}', now())",
+            local=True,
+        )
+        await heard.kind(WorkKind.OUTBOX)
+        assert set(heard.kinds) == {WorkKind.WAREHOUSE_TASK, WorkKind.OUTBOX}
+    finally:
+        await wakeups.stop()
 
 
 # --- the migration --------------------------------------------------------------------------
