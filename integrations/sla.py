@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 LEASE = "sla"
 OWN_EVENTS = frozenset({EventType.SLA_BREACH_OPENED.value, EventType.SLA_BREACH_CLEARED.value})
 SETTLE_AFTER = 0.1  # s from an event to the round that settles it and what followed it
+# A sweep that finds nothing to do, with no event heard meanwhile, is followed by the next at the
+# next deadline (``sla.next_deadline``), or at the latest this many sweep intervals later.
+QUIET_INTERVALS = 10
+MIN_QUIET_PAUSE = timedelta(seconds=1)  # a deadline a moment away does not make the sweep spin
 
 
 def wall_clock() -> datetime:
@@ -37,7 +41,14 @@ class SlaWorker(WakeableLoop):
         self, *, sweep_interval: float, clock: Callable[[], datetime] = wall_clock
     ) -> None:
         """``sweep_interval`` seconds between sweeps (0: this instance never sweeps); between
-        them the worker sleeps until an event wakes it (``on_event``)."""
+        them the worker sleeps until an event wakes it (``on_event``).
+
+        Quiet: a sweep that opens and clears nothing, with no event heard while it ran, reads
+        when the next deadline falls (``sla.next_deadline``), and the sweep after it comes
+        then, or ``QUIET_INTERVALS`` intervals later, whichever is first; the next event brings
+        the next sweep back to an interval after the last. Nothing that is watched changes
+        without an event, so an idle instance sweeps every few minutes instead of twice a
+        minute, and no breach opens later than it would have."""
         super().__init__(sweep_interval=sweep_interval or 3600)
         self.sweep_interval = sweep_interval
         self.clock = clock
@@ -45,13 +56,22 @@ class SlaWorker(WakeableLoop):
         self._changed: set[tuple[str, int]] = set()
         self._orders: set[int] = set()
         self._next_sweep: datetime | None = None
+        self._swept_at: datetime | None = None
+        self._heard = 0  # events heard (not the worker's own)
+        self._quiet = False  # the next sweep waits for the next deadline
         self._woken: asyncio.TimerHandle | None = None  # a round due SETTLE_AFTER an event
 
     def on_event(self, event: PublishedEvent | None) -> None:
         """The hub's listener: a change to something a rule watches settles it, and a change
         about an order settles everything about that order (a retried withdraw records the new
         withdrawal's event; the failed one's breach ends with it)."""
-        if event is None or event.type in OWN_EVENTS:
+        if event is not None and event.type in OWN_EVENTS:
+            return
+        self._heard += 1
+        if self._quiet:
+            self._quiet = False
+            self.wake()  # the next sweep comes an interval after the last again
+        if event is None:
             return
         order_id = order_of(event)
         if order_id is not None:
@@ -67,16 +87,46 @@ class SlaWorker(WakeableLoop):
         self._woken = None
         self.wake()
 
+    @property
+    def next_sweep(self) -> datetime | None:
+        """When this instance sweeps next (None: at its next round)."""
+        return self._next_sweep
+
+    def interval(self) -> float:
+        if self._next_sweep is None or not self.sweep_interval:
+            return super().interval()
+        return max((self._next_sweep - self.clock()).total_seconds(), 0.0)
+
     async def round(self) -> None:
         now = self.clock()
         changed, self._changed = self._changed, set()
         orders, self._orders = self._orders, set()
         if changed or orders:
             await sla.settle_many(subjects=changed, order_ids=orders, now=now)
-        if self.sweep_interval and (self._next_sweep is None or now >= self._next_sweep):
-            self._next_sweep = now + timedelta(seconds=self.sweep_interval)
-            lease = self.sweep_interval * 3
-            if await sla.take_lease(name=LEASE, holder=self.holder, now=now, seconds=lease):
-                opened, cleared = await sla.sweep(now=now)
-                if opened or cleared:
-                    log.info("sla sweep: %d opened, %d cleared", len(opened), len(cleared))
+        if not self.sweep_interval:
+            return
+        every = timedelta(seconds=self.sweep_interval)
+        if not self._quiet and self._swept_at is not None and self._next_sweep is not None:
+            self._next_sweep = min(self._next_sweep, self._swept_at + every)
+        if self._next_sweep is None or now >= self._next_sweep:
+            await self._sweep(now, every)
+
+    async def _sweep(self, now: datetime, every: timedelta) -> None:
+        heard = self._heard
+        self._swept_at, self._next_sweep, self._quiet = now, now + every, False
+        lease = self.sweep_interval * 3
+        if not await sla.take_lease(name=LEASE, holder=self.holder, now=now, seconds=lease):
+            return
+        opened, cleared = await sla.sweep(now=now)
+        if opened or cleared:
+            log.info("sla sweep: %d opened, %d cleared", len(opened), len(cleared))
+            return
+        if self._heard != heard:
+            return  # a change came while it swept: the next sweep an interval later
+        deadline = await sla.next_deadline(now=now)
+        if self._heard != heard:
+            return
+        later = now + every * QUIET_INTERVALS
+        if deadline is not None:
+            later = min(later, max(deadline, now + MIN_QUIET_PAUSE))
+        self._next_sweep, self._quiet = later, True

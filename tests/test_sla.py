@@ -26,9 +26,10 @@ from domain.distribution.models import (
 )
 from domain.orders.models import Order, OrderStatus, Quote, QuoteStatus, TrackingSync
 from domain.sla import commands as sla
-from domain.sla.models import SlaBreach, SlaRule
+from domain.sla.models import SlaBreach, SlaRule, SweepLease
 from domain.sla.rules import RULES
 from domain.stock.models import CloudWarehouse, StockItem
+from integrations.sla import MIN_QUIET_PAUSE, QUIET_INTERVALS, SlaWorker
 from schema.global_ids import gid, key_of
 from tests.conftest import MakeMember
 from tests.support.distribution import Distribution, eventually, paid_order, partnered
@@ -239,6 +240,65 @@ async def test_a_rule_opens_at_its_deadline_once_and_clears_when_its_subject_mov
 
     await sla.sweep(now=deadline + timedelta(days=30))
     assert len(await _of(rule, subject)) == len(parties)  # moved on: nothing new
+
+
+async def test_an_idle_sweeper_sweeps_at_the_next_deadline_and_an_event_brings_it_back(
+    world: World,
+) -> None:
+    """A worker whose clock is far ahead of every deadline in the database: once a sweep finds
+    nothing, with no event heard meanwhile, the next comes at the next deadline or
+    ``QUIET_INTERVALS`` intervals later; an event brings the interval back, and the sweep
+    after it finds the deadline the change set, and the breach opens on time."""
+    now = [T0 + timedelta(days=1000)]
+    every = timedelta(seconds=30)
+    worker = SlaWorker(sweep_interval=every.total_seconds(), clock=lambda: now[0])
+
+    async def at_next_sweep() -> datetime:
+        assert worker.next_sweep is not None
+        now[0] = max(now[0], worker.next_sweep)
+        await worker.round()
+        return now[0]
+
+    try:
+        await worker.round()  # the first sweep opens what is due
+        assert worker.next_sweep == now[0] + every
+        for _ in range(30):  # until a sweep finds nothing (500 rows of a rule per round)
+            swept = await at_next_sweep()
+            assert worker.next_sweep is not None
+            if worker.next_sweep - swept > every:
+                break
+        else:
+            pytest.fail("the sweeps never went quiet")
+        deadline = await sla.next_deadline(now=swept)
+        expected = swept + every * QUIET_INTERVALS
+        if deadline is not None:
+            expected = min(expected, max(deadline, swept + MIN_QUIET_PAUSE))
+        assert worker.next_sweep == expected
+        assert worker.interval() == (expected - now[0]).total_seconds()
+
+        # an order paid so that its deadline falls 100 s from now, and the event of the change;
+        # beside it one whose breach was cleared while it stays as it was (that episode had its
+        # breach: past its deadline, and never opened again, it must not make the sweeps spin)
+        order = world.orders[0]
+        await SlaBreach.filter(order_id__in=world.orders[:2], rule=SlaRule.PAID_NOT_SHIPPED).update(
+            cleared_at=now[0], clear_reason="test"
+        )
+        minutes = RULES[SlaRule.PAID_NOT_SHIPPED].default_minutes
+        due = now[0] + timedelta(seconds=100)
+        await Order.filter(id=order).update(paid_at=due - timedelta(minutes=minutes))
+        worker.on_event(None)
+        await worker.round()
+        assert worker.next_sweep == swept + every  # an interval after the last sweep again
+        await at_next_sweep()  # nothing to open yet: quiet, and the order's deadline is next
+        assert worker.next_sweep == due
+        await at_next_sweep()
+        breaches = await SlaBreach.filter(
+            order_id=order, rule=SlaRule.PAID_NOT_SHIPPED, cleared_at__isnull=True
+        )
+        assert len(breaches) == 2  # the buyer's and the supplier's, on time
+        assert all(b.due_at == due and b.opened_at == due for b in breaches)
+    finally:
+        await SweepLease.filter(holder=worker.holder).delete()
 
 
 async def test_a_sweep_clears_what_settling_missed(world: World) -> None:

@@ -55,13 +55,32 @@ def _open_breaches(rule: Rule, kind: OrganisationKind) -> Any:
     ).values("subject_id")
 
 
+def _groups(rule: Rule, kind: OrganisationKind, deadlines: Deadlines) -> list[tuple[int, Q]]:
+    """(minutes, the parties of ``kind`` whose deadline that is) for ``rule``: the default for
+    everyone without a setting of their own, then each custom deadline."""
+    custom, off = deadlines
+    special = {org for orgs in custom.values() for org in orgs} | off
+    party = rule.party(kind)
+    groups = [(rule.default_minutes, Q(**{f"{party}__not_in": list(special)}))]
+    groups += [(minutes, Q(**{f"{party}__in": orgs})) for minutes, orgs in custom.items()]
+    return groups
+
+
+def _unbreached(rule: Rule, kind: OrganisationKind, parties: Q) -> Any:
+    """Watched rows of ``parties`` (of ``kind``) with no open breach for that party."""
+    party = rule.party(kind)
+    return (
+        rule.watching()
+        .filter(parties, **{f"{party}__isnull": False})
+        .exclude(**{f"{rule.columns.subject}__in": Subquery(_open_breaches(rule, kind))})
+    )
+
+
 async def _due(
     rule: Rule, kind: OrganisationKind, deadlines: Deadlines, now: datetime
 ) -> list[tuple[dict, int]]:
     """Watched rows past the deadline of their party of ``kind``, with no open breach for it:
     (row, minutes)."""
-    custom, off = deadlines
-    special = {org for orgs in custom.values() for org in orgs} | off
     c, party = rule.columns, rule.party(kind)
     fields = {
         "subject_id": c.subject,
@@ -71,21 +90,43 @@ async def _due(
         **({"supplier_id": c.supplier} if c.supplier else {}),
         **({"order_id": c.order} if c.order else {}),
     }
-    groups = [(rule.default_minutes, Q(**{f"{party}__not_in": list(special)}))]
-    groups += [(minutes, Q(**{f"{party}__in": orgs})) for minutes, orgs in custom.items()]
     found = []
-    for minutes, parties in groups:
+    for minutes, parties in _groups(rule, kind, deadlines):
         cutoff = now - timedelta(minutes=minutes)
         rows = (
-            await rule.watching()
-            .filter(parties, **{f"{rule.since}__lte": cutoff, f"{party}__isnull": False})
-            .exclude(**{f"{c.subject}__in": Subquery(_open_breaches(rule, kind))})
+            await _unbreached(rule, kind, parties)
+            .filter(**{f"{rule.since}__lte": cutoff})
             .order_by(rule.since)
             .limit(BATCH)
             .values(**fields)
         )
         found += [(row, minutes) for row in rows]
     return found
+
+
+async def next_deadline(*, now: datetime) -> datetime | None:
+    """When the sweep next has a breach to open if nothing changes meanwhile: the earliest
+    deadline after ``now`` of a watched row with no open breach for its party. None: no
+    deadline to come. (A row past its deadline is the sweep's at ``now``: opened then, or left
+    alone for good because that episode had its breach already.) A change to what is watched
+    records an event, which is how a sweeper knows this answer is stale."""
+    earliest: datetime | None = None
+    for rule in RULES.values():
+        deadlines = await _deadlines(rule)
+        for kind in rule.sides:
+            for minutes, parties in _groups(rule, kind, deadlines):
+                wait = timedelta(minutes=minutes)
+                since = (
+                    await _unbreached(rule, kind, parties)
+                    .filter(**{f"{rule.since}__gt": now - wait})
+                    .order_by(rule.since)
+                    .first()
+                    .values_list(rule.since, flat=True)
+                )
+                if isinstance(since, datetime):
+                    due = since + wait
+                    earliest = due if earliest is None else min(earliest, due)
+    return earliest
 
 
 async def _open(
