@@ -21,6 +21,7 @@ from domain.db import transaction
 from domain.events import PublishedEvent
 from domain.events.models import Event, EventAudience
 from domain.persistence.dialects import DialectSwitch
+from domain.persistence.sql import placeholder
 
 _SEQUENCE_LOCK = 0x5EED_0001
 BATCH = 500
@@ -94,6 +95,17 @@ async def unpublished(limit: int = BATCH) -> list[PublishedEvent]:
         .limit(limit)
     )
     return await with_audience(rows)
+
+
+async def any_after(after_seq: int) -> bool:
+    """Whether an event is numbered after ``after_seq`` (the hub's safety check, every few
+    seconds on every instance: written out, no rows built)."""
+    db = orm.connection_of(Event)
+    mark = placeholder(str(db.capabilities.dialect), 1)
+    _, rows = await db.execute_query(
+        f'SELECT 1 FROM "{orm.table(Event)}" WHERE seq > {mark} LIMIT 1', [int(after_seq)]
+    )
+    return bool(rows)
 
 
 claim_unpublished: DialectSwitch[list[PublishedEvent]] = DialectSwitch("outbox.claim")

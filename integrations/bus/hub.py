@@ -130,7 +130,8 @@ class EventHub:
         while True:
             await asyncio.sleep(self._resync_interval)
             try:
-                await self.catch_up()
+                if await outbox.any_after(self.last_seq):
+                    await self.catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception:
