@@ -287,7 +287,9 @@ class Settings:
         "30",
         lambda raw: 0.0 if float(raw) == 0 else _positive_float(raw),
         "Seconds between sweeps for service-level breaches (one instance sweeps at a time, "
-        "under a lease); 0: this instance never sweeps.",
+        "under a lease) while things happen; after a sweep that finds nothing, the next comes "
+        "at the next deadline, or ten intervals later at the latest. 0: this instance never "
+        "sweeps.",
     )
     tracking_retry_delay: float = _setting(
         "TRACKING_RETRY_DELAY",
