@@ -100,9 +100,7 @@ async def _metrics(host: str, port: int) -> bytes:
 async def _rounds(host: str, port: int) -> dict[str, float]:
     """Each background loop's rounds so far (``supplygraph_background_rounds_total``)."""
     body = await _metrics(host, port)
-    found = re.findall(
-        rb'^supplygraph_background_rounds_total\{loop="([^"]+)"\} (\S+)$', body, re.M
-    )
+    found = re.findall(ROUNDS, body, re.M)
     return {name.decode(): float(value) for name, value in found}
 
 

@@ -16,6 +16,7 @@ which come when woken or at its sweep, never on a timer of its own).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from tortoise.expressions import Q
 from tortoise.functions import Min
@@ -24,6 +25,16 @@ from tortoise.models import Model
 from domain.distribution.models import TaskState, WarehouseTask
 from domain.leases import lease_free
 from domain.orders.models import InboxState, Order, TrackingSync, WebhookReceipt
+
+
+class WorkKind(StrEnum):
+    """The kinds of background work, as the triggers of migration 0015 name them (and what
+    wakes their loops: ``integrations.wakeups``)."""
+
+    OUTBOX = "outbox"  # events to number and publish
+    INBOX = "inbox"  # store webhooks to take in
+    WAREHOUSE_TASK = "warehouse_task"  # pushes and withdraws for third-party warehouses
+    TRACKING = "tracking"  # tracking numbers to push to stores
 
 
 async def _next_leased(model: type[Model], pending: object) -> datetime | None:

@@ -68,9 +68,11 @@ class SlaWorker(WakeableLoop):
         if event is not None and event.type in OWN_EVENTS:
             return
         self._heard += 1
-        if self._quiet:
+        if self._quiet and self._swept_at is not None:
+            # the next sweep comes an interval after the last again
             self._quiet = False
-            self.wake()  # the next sweep comes an interval after the last again
+            self._next_sweep = self._swept_at + timedelta(seconds=self.sweep_interval)
+            self.wake()
         if event is None:
             return
         order_id = order_of(event)
@@ -103,15 +105,11 @@ class SlaWorker(WakeableLoop):
         orders, self._orders = self._orders, set()
         if changed or orders:
             await sla.settle_many(subjects=changed, order_ids=orders, now=now)
-        if not self.sweep_interval:
-            return
-        every = timedelta(seconds=self.sweep_interval)
-        if not self._quiet and self._swept_at is not None and self._next_sweep is not None:
-            self._next_sweep = min(self._next_sweep, self._swept_at + every)
-        if self._next_sweep is None or now >= self._next_sweep:
-            await self._sweep(now, every)
+        if self.sweep_interval and (self._next_sweep is None or now >= self._next_sweep):
+            await self._sweep(now)
 
-    async def _sweep(self, now: datetime, every: timedelta) -> None:
+    async def _sweep(self, now: datetime) -> None:
+        every = timedelta(seconds=self.sweep_interval)
         heard = self._heard
         self._swept_at, self._next_sweep, self._quiet = now, now + every, False
         lease = self.sweep_interval * 3

@@ -38,7 +38,6 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -49,6 +48,7 @@ from domain.db import add_commit_listener, remove_commit_listener
 from domain.distribution.tasks import TASKS_TOPIC
 from domain.orders.tracking import TRACKING_TOPIC
 from domain.persistence.work_waiting import waiting_sql
+from domain.work_due import WorkKind as WorkKind  # the kinds, named where loops subscribe
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,6 @@ CHECK_TIMEOUT = 10.0
 # On PostgreSQL the loops' own safety sweeps come this many sweep intervals apart: the wake-ups'
 # sweep (one statement for every loop) comes every interval.
 LOOP_SWEEP_BACKUP = 10
-
-
-class WorkKind(StrEnum):
-    """The kinds of background work, as the triggers of migration 0015 name them."""
-
-    OUTBOX = "outbox"  # events to number and publish
-    INBOX = "inbox"  # store webhooks to take in
-    WAREHOUSE_TASK = "warehouse_task"  # pushes and withdraws for third-party warehouses
-    TRACKING = "tracking"  # tracking numbers to push to stores
 
 
 COMMIT_TOPICS = {
@@ -115,6 +106,11 @@ class Wakeups:
             return
         for wake in woken:
             wake()
+
+    def loop_sweep(self, sweep_interval: float) -> float:
+        """How far apart a subscribed loop's own safety sweeps come: every ``sweep_interval``,
+        as nothing here sweeps for it."""
+        return sweep_interval
 
     def wake_all(self) -> None:
         for subscribers in self._subscribers.values():
@@ -164,6 +160,10 @@ class PostgresWakeups(Wakeups):
         self._task: asyncio.Task[None] | None = None
         self._tried = asyncio.Event()
         self.reconnects = 0  # LISTEN connections opened again after one was lost
+
+    def loop_sweep(self, sweep_interval: float) -> float:
+        """This sweeps for every loop: a loop's own sweep only backs it up."""
+        return sweep_interval * LOOP_SWEEP_BACKUP
 
     @property
     def backend_pid(self) -> int | None:
@@ -278,11 +278,3 @@ def wakeups_for(database_url: str, *, check_interval: float, tracking_attempts: 
             database_url, check_interval=check_interval, tracking_attempts=tracking_attempts
         )
     return Wakeups()
-
-
-def loop_sweep_interval(database_url: str, sweep_interval: float) -> float:
-    """A background loop's own safety sweep: on PostgreSQL the wake-ups sweep for it, and its
-    own only backs that up."""
-    if database_url.startswith("postgres"):
-        return sweep_interval * LOOP_SWEEP_BACKUP
-    return sweep_interval

@@ -27,7 +27,7 @@ from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
 from integrations.stores.webhook import receive_store_order
-from integrations.wakeups import WorkKind, loop_sweep_interval, served_config, wakeups_for
+from integrations.wakeups import WorkKind, served_config, wakeups_for
 from integrations.warehouses.callbacks import receive_warehouse_callback
 from integrations.warehouses.cloud_receipts import receive_cloud_receipt
 from integrations.warehouses.worker import WarehouseWorker, WorkerSettings
@@ -96,7 +96,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def _worker_settings(settings: Settings) -> WorkerSettings:
+def _worker_settings(settings: Settings, *, poll_interval: float) -> WorkerSettings:
     return WorkerSettings(
         public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
         timeout=settings.warehouse_timeout,
@@ -105,15 +105,9 @@ def _worker_settings(settings: Settings) -> WorkerSettings:
         task_attempts=settings.warehouse_task_attempts,
         retry_delay=settings.warehouse_retry_delay,
         lease_seconds=settings.warehouse_lease_seconds,
-        poll_interval=_loop_sweep(settings),
+        poll_interval=poll_interval,
         reconcile_after=settings.warehouse_reconcile_after,
     )
-
-
-def _loop_sweep(settings: Settings) -> float:
-    """A background loop's own safety sweep (``integrations.wakeups``: on PostgreSQL the
-    wake-ups sweep for every loop in one statement)."""
-    return loop_sweep_interval(settings.database_url, settings.work_sweep_seconds)
 
 
 def _persisted_documents(settings: Settings) -> PersistedDocuments:
@@ -155,6 +149,13 @@ def create_app(settings: Settings) -> Starlette:
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
             channel = events_channel(settings.database_url)
+            wakeups = wakeups_for(
+                settings.database_url,
+                check_interval=settings.work_sweep_seconds,
+                tracking_attempts=settings.tracking_max_attempts,
+            )
+            # each loop's own safety sweep (on PostgreSQL the wake-ups sweep for them all)
+            loop_sweep = wakeups.loop_sweep(settings.work_sweep_seconds)
             hub = EventHub(
                 broadcast, resync_interval=settings.event_resync_interval, channel=channel
             )
@@ -165,14 +166,14 @@ def create_app(settings: Settings) -> Starlette:
                 poll_interval=(
                     min(settings.work_sweep_seconds, SQLITE_OUTBOX_SWEEP)
                     if settings.is_sqlite
-                    else _loop_sweep(settings)
+                    else loop_sweep
                 ),
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
                 channel=channel,
             )
             tracking = TrackingPusher(
-                poll_interval=_loop_sweep(settings),
+                poll_interval=loop_sweep,
                 base_delay=settings.tracking_retry_delay,
                 max_attempts=settings.tracking_max_attempts,
             )
@@ -182,11 +183,11 @@ def create_app(settings: Settings) -> Starlette:
                 graphql.response_cache.follow(hub)  # invalidated by every event the hub hears
             app.state.tracking = tracking
             app.state.settings = settings
-            warehouses = WarehouseWorker(_worker_settings(settings))
+            warehouses = WarehouseWorker(_worker_settings(settings, poll_interval=loop_sweep))
             app.state.warehouses = warehouses
             inbox = StoreInboxWorker(
                 InboxSettings(
-                    poll_interval=_loop_sweep(settings),
+                    poll_interval=loop_sweep,
                     max_attempts=settings.store_inbox_attempts,
                     retry_delay=settings.store_inbox_retry_delay,
                 )
@@ -196,11 +197,6 @@ def create_app(settings: Settings) -> Starlette:
             sla_worker = SlaWorker(sweep_interval=settings.sla_sweep_interval)
             hub.on_dispatch(sla_worker.on_event)
             app.state.sla = sla_worker
-            wakeups = wakeups_for(
-                settings.database_url,
-                check_interval=settings.work_sweep_seconds,
-                tracking_attempts=settings.tracking_max_attempts,
-            )
             wakeups.subscribe(WorkKind.OUTBOX, publisher.wake)
             wakeups.subscribe(WorkKind.INBOX, inbox.wake)
             wakeups.subscribe(WorkKind.WAREHOUSE_TASK, warehouses.wake)

@@ -17,21 +17,22 @@ from compat import tortoise as orm
 from domain.distribution.models import TaskState, WarehouseTask
 from domain.events.models import Event
 from domain.orders.models import InboxState, Order, TrackingSync, WebhookReceipt
-
-# the kinds as ``integrations.wakeups.WorkKind`` and migration 0015's triggers name them
-OUTBOX, INBOX, WAREHOUSE_TASK, TRACKING = "outbox", "inbox", "warehouse_task", "tracking"
+from domain.work_due import WorkKind
 
 
 def waiting_sql() -> str:
-    """One row of booleans named by kind; ``$1``: the tracking pushes an order may get."""
+    """One row of booleans named by kind (``WorkKind``); ``$1``: the tracking pushes an order
+    may get."""
+    event, outbox = orm.table(Event), WorkKind.OUTBOX.value
+    inbox, task = WorkKind.INBOX.value, WorkKind.WAREHOUSE_TASK.value
+    tracking = WorkKind.TRACKING.value
     return f"""SELECT
-    EXISTS (SELECT 1 FROM "{orm.table(Event)}" WHERE seq IS NULL)
-        OR EXISTS (SELECT 1 FROM "{orm.table(Event)}" WHERE published_at IS NULL)
-        AS {OUTBOX},
+    EXISTS (SELECT 1 FROM "{event}" WHERE seq IS NULL)
+        OR EXISTS (SELECT 1 FROM "{event}" WHERE published_at IS NULL) AS {outbox},
     EXISTS (SELECT 1 FROM "{orm.table(WebhookReceipt)}"
-            WHERE state = '{InboxState.PENDING.value}' AND due_at <= now()) AS {INBOX},
+            WHERE state = '{InboxState.PENDING.value}' AND due_at <= now()) AS {inbox},
     EXISTS (SELECT 1 FROM "{orm.table(WarehouseTask)}"
-            WHERE state = '{TaskState.PENDING.value}' AND due_at <= now()) AS {WAREHOUSE_TASK},
+            WHERE state = '{TaskState.PENDING.value}' AND due_at <= now()) AS {task},
     EXISTS (SELECT 1 FROM "{orm.table(Order)}"
             WHERE tracking_sync IN ('{TrackingSync.PENDING.value}', '{TrackingSync.FAILED.value}')
-              AND store_id IS NOT NULL AND tracking_sync_attempts < $1::integer) AS {TRACKING}"""
+              AND store_id IS NOT NULL AND tracking_sync_attempts < $1::integer) AS {tracking}"""
