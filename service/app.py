@@ -23,6 +23,7 @@ from integrations.bus.broadcast import create_broadcast
 from integrations.bus.channel import events_channel
 from integrations.bus.hub import EventHub
 from integrations.bus.publisher import OutboxPublisher
+from integrations.request_load import RequestLoad
 from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
 from integrations.stores.sync import TrackingPusher
@@ -107,6 +108,7 @@ def _worker_settings(settings: Settings, *, poll_interval: float) -> WorkerSetti
         lease_seconds=settings.warehouse_lease_seconds,
         poll_interval=poll_interval,
         reconcile_after=settings.warehouse_reconcile_after,
+        busy_pause=settings.warehouse_busy_pause,
     )
 
 
@@ -135,6 +137,8 @@ def create_app(settings: Settings) -> Starlette:
         after_validation=() if settings.introspection_open else [IntrospectionForAuthenticated],
     )
     graphql = GraphQLView(schema, settings, documents, throttle=throttle)
+
+    request_load = RequestLoad(busy_at=settings.busy_requests)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -183,7 +187,9 @@ def create_app(settings: Settings) -> Starlette:
                 graphql.response_cache.follow(hub)  # invalidated by every event the hub hears
             app.state.tracking = tracking
             app.state.settings = settings
-            warehouses = WarehouseWorker(_worker_settings(settings, poll_interval=loop_sweep))
+            warehouses = WarehouseWorker(
+                _worker_settings(settings, poll_interval=loop_sweep), load=request_load
+            )
             app.state.warehouses = warehouses
             inbox = StoreInboxWorker(
                 InboxSettings(
@@ -251,7 +257,7 @@ def create_app(settings: Settings) -> Starlette:
             *dashboard_routes(),
         ],
         middleware=[
-            Middleware(HttpMetricsMiddleware),
+            Middleware(HttpMetricsMiddleware, load=request_load),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds),
             *cors_middleware(settings),  # outside the body limit: a 413 is readable too

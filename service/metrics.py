@@ -28,6 +28,7 @@ from domain.events.models import Event
 from domain.orders.models import Order, TrackingSync
 from domain.stores import inbox as store_inbox
 from integrations.background import running_loops
+from integrations.request_load import RequestLoad
 
 MAX_OPERATION_NAMES = 200
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -177,8 +178,12 @@ class OperationMetrics(SchemaExtension):
 
 
 class HttpMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Counts and times HTTP requests by route and status, and keeps ``load`` (the requests in
+    flight, which background work yields to)."""
+
+    def __init__(self, app: ASGIApp, load: RequestLoad | None = None) -> None:
         self.app = app
+        self.load = load if load is not None else RequestLoad()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,6 +191,8 @@ class HttpMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        load = self.load
+        load.entered()
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -196,6 +203,7 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            load.left()
             metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
             if metrics is not None:
                 route = _route(scope["path"])

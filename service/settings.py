@@ -357,6 +357,20 @@ class Settings:
         _positive_float,
         "Seconds without a callback after which a pushed order's status is fetched.",
     )
+    busy_requests: int = _setting(
+        "BUSY_REQUESTS",
+        "8",
+        _non_negative_int,
+        "HTTP requests in flight from which the instance counts as busy: background work "
+        "(warehouse calls and the outcomes they bring) then yields to requests. 0: never.",
+    )
+    warehouse_busy_pause: float = _setting(
+        "WAREHOUSE_BUSY_PAUSE",
+        "0.25",
+        _non_negative_float,
+        "While the instance is busy, seconds between the warehouse worker's batches of tasks "
+        "(up to 64 a batch). 0: no pause.",
+    )
     warehouse_callback_tolerance: float = _setting(
         "WAREHOUSE_CALLBACK_TOLERANCE",
         "300",

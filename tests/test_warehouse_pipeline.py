@@ -1,7 +1,8 @@
 """The warehouse worker as a pipeline, and withdraws applied together.
 
 - The worker keeps at most ``concurrency`` calls in flight and claims more as calls end; a
-  slow warehouse holds up its own tasks only. Cancels of tasks claimed together go in one
+  slow warehouse holds up its own tasks only; while the instance is busy answering requests,
+  it takes a batch per ``busy_pause``. Cancels of tasks claimed together go in one
   request (or one by one where the warehouse does not offer that endpoint).
 - Successful cancels are applied together (``domain.distribution.withdrawn``: on PostgreSQL two
   statements for a batch); one that changed since it was read falls back to its own way, the
@@ -48,6 +49,7 @@ from domain.orders.status import transition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
 from domain.persistence import withdrawals as withdraw_statements
 from domain.persistence.dialects import is_postgres
+from integrations.request_load import RequestLoad
 from integrations.warehouses.simulator import create_warehouse_simulator
 from integrations.warehouses.worker import WarehouseWorker
 from schema.global_ids import key_of
@@ -211,6 +213,35 @@ async def test_the_worker_keeps_at_most_its_concurrency_of_calls_in_flight(
 
     assert await running == 7  # the rest claimed as runs ended, in the same run
     assert held.calls.most <= 3
+    await assert_withdrawn_once(client, d, order_ids)
+    assert (await held.sim.effects())["outbound_cancelled"] == 7
+
+
+async def test_while_the_instance_is_busy_the_worker_takes_a_batch_per_pause(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, held: HeldSim
+) -> None:
+    """``integrations.request_load``: while requests keep the instance busy, the worker runs a
+    batch of tasks and waits ``busy_pause`` before claiming the next; once the requests are
+    answered (and the pause has passed), the rest is claimed in the same run."""
+    d = await partnered(client, make_member, held.sim)
+    order_ids, app_worker = await withdrawn_while_stopped(server, client, d, 7)
+    load = RequestLoad(busy_at=1)
+    worker = WarehouseWorker(
+        dataclasses.replace(app_worker.settings, concurrency=3, busy_pause=1.5), load=load
+    )
+    cancels = WarehouseTask.filter(
+        kind=TaskKind.CANCEL_ORDER, order_id__in=[key_of(o) for o in order_ids]
+    )
+
+    load.entered()  # a request in flight: busy
+    running = asyncio.create_task(worker.run_due())
+    await eventually(lambda: cancels.filter(state=TaskState.DONE).count(), lambda n: n == 3)
+    await asyncio.sleep(0.3)  # runs ended, the pause not over: nothing more is taken
+    assert await cancels.filter(state=TaskState.PENDING, lease_owner__isnull=True).count() == 4
+    assert (await held.sim.effects())["outbound_cancelled"] == 3
+    load.left()
+
+    assert await running == 7
     await assert_withdrawn_once(client, d, order_ids)
     assert (await held.sim.effects())["outbound_cancelled"] == 7
 

@@ -41,6 +41,7 @@ from domain.request_context import request_id_var
 from domain.work_due import next_task_due
 from integrations.background import WakeableLoop
 from integrations.outbound import new_client
+from integrations.request_load import RequestLoad
 from integrations.warehouses.cancel_batches import CancelBatches
 from integrations.warehouses.client import (
     WarehouseApiError,
@@ -77,6 +78,9 @@ class WorkerSettings:
     # ``refill_pause_max``) while claims find none
     refill_interval: float = 0.05
     refill_pause_max: float = 1.0
+    # while the instance is busy answering requests (``integrations.request_load``), a batch
+    # of runs is claimed at most this often (0: as often as when idle)
+    busy_pause: float = 0.25
 
 
 # Connections of one pool. httpcore looks at each connection of a pool, at a cost, on every
@@ -204,8 +208,10 @@ class WarehouseWorker:
         settings: WorkerSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        load: RequestLoad | None = None,
     ) -> None:
         self.settings = settings
+        self.load = load if load is not None else RequestLoad(busy_at=0)
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._transport = transport
         self._http: _Pools | None = None  # the connections to every warehouse
@@ -252,9 +258,11 @@ class WarehouseWorker:
         A pipeline rather than rounds: as runs finish, more tasks are claimed (once a quarter
         of the slots is free, and while runs are in flight every ``refill_interval``, less
         often while claims find nothing), so a slow warehouse call holds up its own task only,
-        not the tasks claimed with it or after it. A task this worker is still running is
-        never claimed again, even once its lease has run out (another instance may take it
-        over then, as before)."""
+        not the tasks claimed with it or after it. While the instance is busy answering
+        requests, a batch is claimed at most every ``busy_pause`` seconds: requests first,
+        the cascades they queued a little later (``integrations.request_load``). A task this
+        worker is still running is never claimed again, even once its lease has run out
+        (another instance may take it over then, as before)."""
         settings = self.settings
         limit = max(1, settings.concurrency)
         refill = max(1, limit // 4)
@@ -269,7 +277,11 @@ class WarehouseWorker:
         try:
             while True:
                 free = limit - len(running)
-                if free and ((full and free >= refill) or clock() - claimed_at >= pause):
+                yielding = settings.busy_pause > 0 and self.load.busy(within=settings.busy_pause)
+                gap = max(pause, settings.busy_pause) if yielding else pause
+                if free and (
+                    (full and free >= refill and not yielding) or clock() - claimed_at >= gap
+                ):
                     try:
                         claimed = await self._claim(
                             free,
@@ -291,12 +303,17 @@ class WarehouseWorker:
                         run = asyncio.create_task(self._run_task(task, claimed, slot))
                         running[run] = (task.id, slot)
                 if not running:
-                    if full:
-                        continue
-                    return taken
+                    if not full:
+                        return taken
+                    if yielding:  # the next batch after the gap, unless the load falls first
+                        until = max(0.0, gap - (clock() - claimed_at))
+                        await asyncio.sleep(min(until, settings.refill_interval))
+                    continue
                 timeout = None  # every slot taken: until a run finishes
                 if len(running) < limit:
-                    timeout = max(0.0, pause - (clock() - claimed_at))
+                    timeout = max(0.0, gap - (clock() - claimed_at))
+                    if yielding:  # looking again as often as when idle: the load may fall
+                        timeout = min(timeout, settings.refill_interval)
                 done, _ = await asyncio.wait(
                     running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
