@@ -24,6 +24,13 @@ the instance recorded while the bench waited for its window (0: nothing was due)
 just after the window (``/metrics``). (The seeded orders are shipped within the SLA's deadline,
 ``bench/seed.py``, so no breach backlog keeps the instance busy.)
 
+Beside it, the floor of this machine in the same window: ``idle_cpu.floor``, the CPU time of a
+process that does nothing but wake its event loop (uvloop) once a second, as the instance's
+main loop does for uvicorn's tick, run on the server's core (``FLOOR``). Virtual machines can
+charge a sleeping process for time it did not use: on one (2026-12-07) such a process was
+charged 1.2-2.3 ms/s, and a plain ``time.sleep(10)`` 14 ms, where elsewhere it is some
+0.1 ms/s. ``idle_cpu.above_floor`` is the instance's figure less the floor's.
+
 What still wakes an idle instance: uvicorn's tick once a second (``compat/uvicorn.py``), the
 event hub's safety check (``EVENT_RESYNC_INTERVAL``, one written-out statement), Redis' PING
 every 15 s, the wake-ups' sweep (``WORK_SWEEP_SECONDS``), warehouse reconciliation every
@@ -40,8 +47,9 @@ import asyncio
 import contextlib
 import re
 import sqlite3
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
@@ -52,6 +60,7 @@ from bench.common import (
     cpu_ns,
     make_req,
     measure,
+    pinned,
     progress,
     schedstat_sum,
 )
@@ -74,6 +83,17 @@ STEP = 0.5  # seconds between looks at the outbox and the server's CPU
 GIVE_UP_AFTER = 300.0  # seconds of waiting for an idle window
 TRAFFIC = 1.0  # seconds of each kind of traffic before the idle window
 DRAINED_WITHIN = 120.0
+# the floor: an event loop woken once a second and nothing else, until stdin closes
+FLOOR = """
+import asyncio, sys, uvloop
+async def main():
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or closed.set_result(None))
+    while not closed.done():
+        await asyncio.wait([closed], timeout=1.0)
+uvloop.run(main())
+"""
 ROUNDS = rb'^supplygraph_background_rounds_total\{loop="([^"]+)"\} (\S+)$'
 WAITING = ("supplygraph_store_inbox_pending", "supplygraph_outbox_unpublished_events")
 
@@ -152,27 +172,46 @@ class Sample:
     cpu: int
     slices: int
     event: int
+    floor: int  # the floor process's CPU
 
 
-async def _sample(pids: Sequence[int], outbox: Outbox) -> Sample:
+async def _sample(pids: Sequence[int], outbox: Outbox, floor: int) -> Sample:
     event = await outbox.last()
-    return Sample(time.perf_counter(), cpu_ns(pids), run_slices(pids), event)
+    return Sample(time.perf_counter(), cpu_ns(pids), run_slices(pids), event, cpu_ns([floor]))
+
+
+@contextlib.asynccontextmanager
+async def floor_process() -> AsyncIterator[int]:
+    """The floor (``FLOOR``) running on the server's core, for as long as the block; its pid."""
+    process = await asyncio.create_subprocess_exec(
+        *pinned([sys.executable, "-c", FLOOR]), stdin=asyncio.subprocess.PIPE
+    )
+    try:
+        yield process.pid
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def idle_window(
-    pids: Sequence[int], outbox: Outbox, window: float
+    pids: Sequence[int], outbox: Outbox, window: float, floor: int
 ) -> tuple[Sample, Sample, Sample, int]:
     """The first span of ``window`` seconds without an event, opened ``SETTLE`` seconds after
     the last one (or the longest such span before ``GIVE_UP_AFTER``); the sample at the last
     event before it (where settling began); and the events recorded while waiting for it."""
-    first = await _sample(pids, outbox)
+    first = await _sample(pids, outbox, floor)
     opened: Sample | None = None  # the work just done settles for SETTLE seconds first
     longest: tuple[Sample, Sample, Sample] | None = None
     quiet_from = first
     last = first
     while last.at - first.at < GIVE_UP_AFTER:
         await asyncio.sleep(STEP)
-        now = await _sample(pids, outbox)
+        now = await _sample(pids, outbox, floor)
         if now.event != last.event:  # the instance did work: no window spans it
             if opened is not None and (longest is None or last.at - opened.at > _span(longest)):
                 longest = (opened, last, quiet_from)
@@ -212,25 +251,29 @@ async def run(ctx: BenchContext) -> list[Row]:
     window = QUICK_WINDOW if ctx.quick else WINDOW
     pids = process_tree(server.process.pid)
     before = await _rounds(server.host, server.port)
-    async with Outbox(ctx.database_url) as outbox:
-        opened, closed, settling_from, events = await idle_window(pids, outbox, window)
+    async with Outbox(ctx.database_url) as outbox, floor_process() as floor:
+        opened, closed, settling_from, events = await idle_window(pids, outbox, window, floor)
     after = await _rounds(server.host, server.port)
     rounds = {loop: after[loop] - before.get(loop, 0.0) for loop in after}
     elapsed = closed.at - opened.at
     ms_per_s = (closed.cpu - opened.cpu) / 1e6 / elapsed
     wakeups = (closed.slices - opened.slices) / elapsed
+    floor_ms = (closed.floor - opened.floor) / 1e6 / elapsed
     settled = opened.at - settling_from.at
     settling = (opened.cpu - settling_from.cpu) / 1e6 / settled
     progress(
         f"  {NAME}: {ms_per_s:.3f} ms of CPU per second over {elapsed:.1f} s idle "
         f"({wakeups:.1f} times on a CPU per second, {len(pids)} process(es)), after "
-        f"{settled:.1f} s of settling at {settling:.3f} ms/s; "
+        f"{settled:.1f} s of settling at {settling:.3f} ms/s; the floor (a loop woken once a "
+        f"second) {floor_ms:.3f} ms/s; "
         f"{events} events recorded by the instance while waiting for the window; rounds of "
         f"the background loops meanwhile: "
         + ", ".join(f"{loop} {n:g}" for loop, n in rounds.items())
     )
     return [
         Row(NAME, ms_per_s, "ms/s", target=f"<= {TARGET:g} ms/s", met=ms_per_s <= TARGET),
+        Row(f"{NAME}.floor", floor_ms, "ms/s"),
+        Row(f"{NAME}.above_floor", ms_per_s - floor_ms, "ms/s"),
         Row(f"{NAME}.wakeups", wakeups, "/s"),
         Row(f"{NAME}.settling", settling, "ms/s"),
         Row(f"{NAME}.events", float(events), "events"),
