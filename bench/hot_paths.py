@@ -21,11 +21,16 @@ Baseline, measured in the same run with the same clients: ``order(id:)`` as the 
 cycling over the orders of the payment pool, selecting what the mutations return (id, status,
 paid amount), with an ``extensions`` member so that the response cache never answers it: the
 same HTTP, authentication, GraphQL and database path and the same answer size, without a
-write. Each ratio is write req/s ÷ read req/s: the share of the read throughput a
-write request reaches (1.0: a write costs no more than reading the order). Issue 20's targets
-(``MIN_RATIOS``): pay >= 0.6, pay_from_stock >= 0.5, withdraw >= 0.8, and the cascade >= 0.5x
-the withdraw request rate (``MIN_CASCADE_RATIO``); latencies, each rate against
-``write_floor`` (``*.vs_write_floor``) and the cascade's timings are reported.
+write. It is measured at the start (``hot_paths.baseline``: its rate sizes the warm-up pools)
+and again right before each write path's timed load, after that path's warm-up and seeding,
+and each path's ratios are to the read measured next to it: the machine's speed drifts over
+the minutes a run takes (a read measured once at the start was up to two minutes older than
+the withdraw load it was compared with). Each ratio is write req/s ÷ read req/s: the share of
+the read throughput a write request reaches (1.0: a write costs no more than reading the
+order). Issue 20's targets (``MIN_RATIOS``): pay >= 0.6, pay_from_stock >= 0.5, withdraw >=
+0.8, and the cascade >= 0.5x the withdraw request rate (``MIN_CASCADE_RATIO``); latencies,
+each rate against ``write_floor`` (``*.vs_write_floor``) and the cascade's timings are
+reported.
 
 Data: organisations, catalogue, wallets, partnership and third-party warehouse through the
 domain layer in this process; the order pools set-based (``bulk_create``) in the shape the
@@ -974,10 +979,12 @@ async def measured_on_pool(
     grow: Grow,
     *,
     ceiling: float,
+    read: Callable[[str], Awaitable[LoadStats]],
     between: Callable[[], Awaitable[object]] | None = None,
-) -> tuple[LoadStats, float]:
-    """One write path's figures, on a pool that never runs dry in what is reported; and when
-    the load those figures come from started (``time.time()``).
+) -> tuple[LoadStats, LoadStats, float]:
+    """One write path's figures, on a pool that never runs dry in what is reported; the read
+    baseline measured right before its timed load (``read``); and when the load those figures
+    come from started (``time.time()``).
 
     The warm-up runs alone first, on a pool for ``ceiling`` req/s (the read baseline's rate),
     grown and run again if it still ran dry. Its rate sizes the pool of the timed load (its own
@@ -1014,6 +1021,8 @@ async def measured_on_pool(
         )
         if between is not None:
             await between()
+        if attempt == 1:
+            adjacent = await read(f"before {label}")
         workload.measuring()
         sent_before, clock_before = len(workload.sent), time.perf_counter()
         started = time.time()
@@ -1034,7 +1043,7 @@ async def measured_on_pool(
             f"{todo - len(clean)} repetition(s) set aside, measured again on a larger pool"
         )
     progress(f"  {name}: {workload.summary()}")
-    return _combined(kept), started
+    return _combined(kept), adjacent, started
 
 
 async def run(ctx: BenchContext) -> list[Row]:
@@ -1062,9 +1071,20 @@ async def run(ctx: BenchContext) -> list[Row]:
                 ctx.load,
             )
             ctx.keep(f"{NAME}.baseline", NAME, "order(id:) read", baseline)
-            pay_rows, pay_checks = await payments_run(ctx, server, payer, baseline)
+            reads = OrderReads(payer.token, payer.pay_ids[:READ_ORDERS])
+
+            async def read(label: str) -> LoadStats:
+                return await measure(
+                    f"{NAME} baseline (order read) {label}",
+                    server.host,
+                    server.port,
+                    reads,
+                    ctx.load,
+                )
+
+            pay_rows, pay_checks = await payments_run(ctx, server, payer, baseline, read)
             withdraw_rows, withdraw_check = await withdraw_run(
-                ctx, server, sim, distributor, baseline
+                ctx, server, sim, distributor, baseline, read
             )
         finally:
             sim.stop()
@@ -1077,15 +1097,21 @@ async def run(ctx: BenchContext) -> list[Row]:
 
 
 async def payments_run(
-    ctx: BenchContext, server: ServerProcess, payer: Payer, baseline: LoadStats
+    ctx: BenchContext,
+    server: ServerProcess,
+    payer: Payer,
+    baseline: LoadStats,
+    read: Callable[[str], Awaitable[LoadStats]],
 ) -> tuple[list[Row], list[Row]]:
     """Plain payments, then payments from stock: (figures, checks)."""
     pay = DistinctOrders(
         payer.pay_ids, lambda oid: graphql_req(payer.token, PAY, {"o": [gid("Order", oid)]}), _paid
     )
-    stats, _ = await measured_on_pool(ctx, server, "pay", pay, payer.add_pay, ceiling=baseline.rate)
+    stats, adjacent, _ = await measured_on_pool(
+        ctx, server, "pay", pay, payer.add_pay, ceiling=baseline.rate, read=read
+    )
     ctx.keep(f"{NAME}.pay", NAME, "pay", stats)
-    rows = _write_rows(f"{NAME}.pay", stats, baseline, ctx.write_floor)
+    rows = _write_rows(f"{NAME}.pay", stats, adjacent, ctx.write_floor)
     pay_check = await check_payments(
         pay,
         buyer_id=payer.buyer_id,
@@ -1101,11 +1127,17 @@ async def payments_run(
         ),
         _paid,
     )
-    stats, _ = await measured_on_pool(
-        ctx, server, "pay_from_stock", from_stock, payer.add_stock, ceiling=baseline.rate
+    stats, adjacent, _ = await measured_on_pool(
+        ctx,
+        server,
+        "pay_from_stock",
+        from_stock,
+        payer.add_stock,
+        ceiling=baseline.rate,
+        read=read,
     )
     ctx.keep(f"{NAME}.pay_from_stock", NAME, "pay_from_stock", stats)
-    rows += _write_rows(f"{NAME}.pay_from_stock", stats, baseline, ctx.write_floor)
+    rows += _write_rows(f"{NAME}.pay_from_stock", stats, adjacent, ctx.write_floor)
     stock_check = await check_payments(
         from_stock,
         buyer_id=payer.buyer_id,
@@ -1126,6 +1158,7 @@ async def withdraw_run(
     sim: ServerProcess,
     distributor: Distributor,
     baseline: LoadStats,
+    read: Callable[[str], Awaitable[LoadStats]],
 ) -> tuple[list[Row], Check]:
     """Withdraw requests, then the wait for every one to reach WITHDRAWN: (figures, check).
     The timed load starts once the warm-up's withdrawals are WITHDRAWN, so the cascade
@@ -1135,13 +1168,14 @@ async def withdraw_run(
         lambda oid: graphql_req(distributor.token, WITHDRAW, {"o": gid("Order", oid)}),
         _withdrawing,
     )
-    stats, started = await measured_on_pool(
+    stats, adjacent, started = await measured_on_pool(
         ctx,
         server,
         "withdraw",
         withdraw,
         distributor.add,
         ceiling=baseline.rate,
+        read=read,
         between=lambda: wait_withdrawn(distributor.buyer_id),
     )
     ctx.keep(f"{NAME}.withdraw", NAME, "withdraw", stats)
@@ -1150,7 +1184,7 @@ async def withdraw_run(
     check, cascade = await check_withdrawals(
         withdraw, distributor, sim, settled=settled, since=started
     )
-    rows = _write_rows(f"{NAME}.withdraw", stats, baseline, ctx.write_floor)
+    rows = _write_rows(f"{NAME}.withdraw", stats, adjacent, ctx.write_floor)
     if cascade is not None:
         rows += _cascade_rows(cascade, stats, load_ended)
     return rows, check
