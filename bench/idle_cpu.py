@@ -28,8 +28,9 @@ Beside it, the floor of this machine in the same window: ``idle_cpu.floor``, the
 process that does nothing but wake its event loop (uvloop) once a second, as the instance's
 main loop does for uvicorn's tick, run on the server's core (``FLOOR``). Virtual machines can
 charge a sleeping process for time it did not use: on one (2026-12-07) such a process was
-charged 1.2-2.3 ms/s, and a plain ``time.sleep(10)`` 14 ms, where elsewhere it is some
-0.1 ms/s. ``idle_cpu.above_floor`` is the instance's figure less the floor's.
+charged 1.2-4 ms/s, and a plain ``time.sleep(10)`` 14 ms, where on the machine of the day
+before a wake-up of an idle loop cost about 0.13 ms (``compat/uvicorn.py``).
+``idle_cpu.above_floor`` is the instance's figure less the floor's.
 
 What still wakes an idle instance: uvicorn's tick once a second (``compat/uvicorn.py``), the
 event hub's safety check (``EVENT_RESYNC_INTERVAL``, one written-out statement), Redis' PING

@@ -29,7 +29,7 @@ class RequestLoad:
 
     def entered(self) -> None:
         self.in_flight += 1
-        if 0 < self.busy_at <= self.in_flight:
+        if self._busy_now():
             self.busy_since = time.monotonic()
 
     def left(self) -> None:
@@ -37,6 +37,7 @@ class RequestLoad:
 
     def busy(self, within: float = 0.0) -> bool:
         """Whether ``busy_at`` requests are in flight, or were in the last ``within`` seconds."""
-        if 0 < self.busy_at <= self.in_flight:
-            return True
-        return time.monotonic() - self.busy_since <= within
+        return self._busy_now() or time.monotonic() - self.busy_since <= within
+
+    def _busy_now(self) -> bool:
+        return 0 < self.busy_at <= self.in_flight
