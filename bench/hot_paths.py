@@ -983,8 +983,9 @@ async def measured_on_pool(
     between: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[LoadStats, LoadStats, float]:
     """One write path's figures, on a pool that never runs dry in what is reported; the read
-    baseline measured right before its timed load (``read``); and when the load those figures
-    come from started (``time.time()``).
+    baseline measured right before its timed load (``read``, once: a repetition measured again
+    on a larger pool keeps it); and when the load those figures come from started
+    (``time.time()``).
 
     The warm-up runs alone first, on a pool for ``ceiling`` req/s (the read baseline's rate),
     grown and run again if it still ran dry. Its rate sizes the pool of the timed load (its own
@@ -1082,9 +1083,9 @@ async def run(ctx: BenchContext) -> list[Row]:
                     ctx.load,
                 )
 
-            pay_rows, pay_checks = await payments_run(ctx, server, payer, baseline, read)
+            pay_rows, pay_checks = await payments_run(ctx, server, payer, baseline.rate, read)
             withdraw_rows, withdraw_check = await withdraw_run(
-                ctx, server, sim, distributor, baseline, read
+                ctx, server, sim, distributor, baseline.rate, read
             )
         finally:
             sim.stop()
@@ -1100,15 +1101,16 @@ async def payments_run(
     ctx: BenchContext,
     server: ServerProcess,
     payer: Payer,
-    baseline: LoadStats,
+    ceiling: float,
     read: Callable[[str], Awaitable[LoadStats]],
 ) -> tuple[list[Row], list[Row]]:
-    """Plain payments, then payments from stock: (figures, checks)."""
+    """Plain payments, then payments from stock: (figures, checks). ``ceiling``: the first
+    read's rate, which sizes the warm-up pools."""
     pay = DistinctOrders(
         payer.pay_ids, lambda oid: graphql_req(payer.token, PAY, {"o": [gid("Order", oid)]}), _paid
     )
     stats, adjacent, _ = await measured_on_pool(
-        ctx, server, "pay", pay, payer.add_pay, ceiling=baseline.rate, read=read
+        ctx, server, "pay", pay, payer.add_pay, ceiling=ceiling, read=read
     )
     ctx.keep(f"{NAME}.pay", NAME, "pay", stats)
     rows = _write_rows(f"{NAME}.pay", stats, adjacent, ctx.write_floor)
@@ -1133,7 +1135,7 @@ async def payments_run(
         "pay_from_stock",
         from_stock,
         payer.add_stock,
-        ceiling=baseline.rate,
+        ceiling=ceiling,
         read=read,
     )
     ctx.keep(f"{NAME}.pay_from_stock", NAME, "pay_from_stock", stats)
@@ -1157,7 +1159,7 @@ async def withdraw_run(
     server: ServerProcess,
     sim: ServerProcess,
     distributor: Distributor,
-    baseline: LoadStats,
+    ceiling: float,
     read: Callable[[str], Awaitable[LoadStats]],
 ) -> tuple[list[Row], Check]:
     """Withdraw requests, then the wait for every one to reach WITHDRAWN: (figures, check).
@@ -1174,7 +1176,7 @@ async def withdraw_run(
         "withdraw",
         withdraw,
         distributor.add,
-        ceiling=baseline.rate,
+        ceiling=ceiling,
         read=read,
         between=lambda: wait_withdrawn(distributor.buyer_id),
     )
