@@ -366,7 +366,7 @@ class Settings:
     )
     warehouse_busy_pause: float = _setting(
         "WAREHOUSE_BUSY_PAUSE",
-        "0.25",
+        "1.0",
         _non_negative_float,
         "While the instance is busy, seconds between the warehouse worker's batches of tasks "
         "(up to 64 a batch). 0: no pause.",

@@ -79,8 +79,9 @@ class WorkerSettings:
     refill_interval: float = 0.05
     refill_pause_max: float = 1.0
     # while the instance is busy answering requests (``integrations.request_load``), a batch
-    # of runs is claimed at most this often (0: as often as when idle)
-    busy_pause: float = 0.25
+    # of runs is claimed at most this often (0: as often as when idle): at least
+    # ``concurrency`` tasks a second, about a twentieth of the core for a withdraw's cascade
+    busy_pause: float = 1.0
 
 
 # Connections of one pool. httpcore looks at each connection of a pool, at a cost, on every
