@@ -96,8 +96,8 @@ def _log_level(raw: str) -> str:
 
 def _log_format(raw: str) -> str:
     value = raw.lower()
-    if value not in {"json", "text"}:
-        raise ValueError("expected json or text")
+    if value not in {"auto", "json", "text"}:
+        raise ValueError("expected auto, json or text")
     return value
 
 
@@ -174,7 +174,23 @@ class Settings:
         "introspect (DEBUG opens it too).",
     )
     log_level: str = _setting("LOG_LEVEL", "INFO", _log_level, "Log level.")
-    log_format: str = _setting("LOG_FORMAT", "json", _log_format, "`json` lines or plain `text`.")
+    log_format: str = _setting(
+        "LOG_FORMAT",
+        "auto",
+        _log_format,
+        "`json` lines, readable `text` lines (coloured on a terminal), or `auto`: text when "
+        "standard error is a terminal, else json.",
+    )
+    otel_exporter_otlp_endpoint: str = _setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        str,
+        "OpenTelemetry collector to export traces to over OTLP/HTTP (`http://HOST:4318`); "
+        "empty: tracing is off and costs nothing.",
+    )
+    otel_service_name: str = _setting(
+        "OTEL_SERVICE_NAME", "supplygraph", str, "Service name the traces carry."
+    )
     max_query_depth: int = _setting(
         "MAX_QUERY_DEPTH", "12", _positive_int, "Deepest selection nesting a document may have."
     )
