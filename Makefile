@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# what running needs (`make run`), and what tests, lint and benchmarks add (`make test`)
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
 PYTEST_ARGS ?=
 # make's targets are for development, tests and benchmarks, whose store and warehouse simulators
 # run on this machine: they may be called over plain http (a deployment lists its own hosts,
@@ -11,14 +13,18 @@ export OUTBOUND_ALLOWED_HOSTS ?= 127.0.0.1,localhost
 
 .PHONY: run test lint format migrate migrations schema seed simulate clean bench-stock bench bench-plot bench-table soak vendor-graphiql vendor-dashboard
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("supplygraph needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python main.py migrate
 	$(BIN)/python main.py serve
 
@@ -55,23 +61,23 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-migrate: $(STAMP)
+migrate: $(RUN_STAMP)
 	$(BIN)/python main.py migrate
 
 # After changing a model: write the next migration (review it, then commit it).
 migrations: $(STAMP)
 	DATABASE_URL=sqlite://$$(mktemp -d)/mk.sqlite3 $(BIN)/tortoise -c domain.db.TORTOISE_ORM makemigrations
 
-schema: $(STAMP)
+schema: $(RUN_STAMP)
 	$(BIN)/python main.py export-schema
 
-seed: $(STAMP)
+seed: $(RUN_STAMP)
 	$(BIN)/python main.py migrate
 	$(BIN)/python main.py seed-demo
 
 # against the server `make run` serves (after `make seed`); SIMULATE_ARGS: e.g. --interval 0.5
 SIMULATE_ARGS ?=
-simulate: $(STAMP)
+simulate: $(RUN_STAMP)
 	$(BIN)/python main.py simulate $(SIMULATE_ARGS)
 
 # GraphiQL's browser bundles (service/static/graphiql/), fetched with npm at the versions pinned in

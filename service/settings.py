@@ -331,6 +331,13 @@ class Settings:
         _positive_float,
         "Seconds before the first retry of a store webhook that failed to be taken in; doubles.",
     )
+    demo: bool = _setting(
+        "DEMO",
+        "false",
+        _bool,
+        "Serve the demo world's store and warehouse simulators in this process, under "
+        "`/_demo/` (`make run` sets it; see `seed-demo`).",
+    )
     public_url: str = _setting(
         "PUBLIC_URL",
         "",
