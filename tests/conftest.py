@@ -6,7 +6,6 @@ truncation and isolation between organisations is exercised all the time.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -138,7 +137,7 @@ async def make_server(base_settings: Settings) -> AsyncIterator[ServerFactory]:
     servers: list[RunningServer] = []
 
     async def factory(**overrides: Any) -> RunningServer:
-        settings = dataclasses.replace(base_settings, **overrides)
+        settings = base_settings.model_copy(update=overrides)
         server = await start_server(settings)
         servers.append(server)
         return server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import socket
 import subprocess
@@ -82,7 +81,7 @@ async def start_server(settings: Settings, *, port: int | None = None) -> Runnin
     its clients reconnect to)."""
     port = port or free_port()
     if not settings.public_url:
-        settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
+        settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
     app = create_app(settings)
     config = uvicorn.Config(
         app,
