@@ -63,7 +63,7 @@ from service.limits.throttle import (
     retry_after_header,
 )
 from service.metrics import Metrics
-from service.observability import new_request_id
+from service.observability import bind_viewer, new_request_id
 from service.persisted_documents import (
     DocumentRef,
     MemoryDocuments,
@@ -343,6 +343,7 @@ class GraphQLView(GraphQL):
             secret = _bearer(request.headers.get("authorization"))
             if secret is not None:
                 viewer = state[_VIEWER] = await tokens.authenticate(secret=secret)
+                bind_viewer(viewer)  # the request's log lines name its organisation
         if viewer is not None:
             return None
         retry_after = await throttle.admit_address(_client_address(request))
@@ -531,6 +532,7 @@ class GraphQLView(GraphQL):
         else:  # a write, or the cache may lag behind a commit: checked against the database
             viewer = await tokens.authenticate(secret=secret)
         request.scope.setdefault("state", {})[_VIEWER] = viewer
+        bind_viewer(viewer)  # the request's log lines name its organisation
         if viewer is None:
             return None
         key = request_key(viewer, operation, document, name, variables)
@@ -588,6 +590,7 @@ class GraphQLView(GraphQL):
         if viewer is None:
             context.auth_problem = BAD_TOKEN if secret else "Authentication required."
         context.viewer = viewer
+        bind_viewer(viewer)  # the request's (or socket's) log lines name its organisation
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -6,11 +6,15 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.observability import new_request_id, request_id_var
+from service.observability import bind_request, new_request_id, unbind_request
 
 
 class RequestIdMiddleware:
-    """Gives every HTTP request and WebSocket connection an id, echoed as ``X-Request-Id``."""
+    """Gives every HTTP request and WebSocket connection an id, echoed as ``X-Request-Id``.
+
+    The id is bound for the request's log lines (and ``request_id_var``) until it ends, with
+    the organisation the view binds once the viewer is known (``service/observability.py``).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -22,7 +26,7 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
         request_id = new_request_id(incoming)
         scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
+        binding = bind_request(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -36,7 +40,7 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, outgoing)
         finally:
-            request_id_var.reset(token)
+            unbind_request(binding)
 
 
 class _BodyTooLarge(Exception):
