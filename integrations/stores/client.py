@@ -1,8 +1,9 @@
 """``StoreClient``: calls a buyer's store API (see ``protocol`` for the wire format).
 
 Every call has a timeout. Transient failures (connection errors, timeouts, HTTP 429 and 5xx) are
-retried with exponential backoff; other 4xx are not. A fulfillment carries an idempotency key, so
-retrying one whose response was lost does not ship twice.
+retried with exponential backoff and jitter (``integrations.http_retry``); other 4xx are not. A
+fulfillment carries an idempotency key, so retrying one whose response was lost does not ship
+twice.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ class StoreApiError(Exception):
 
 
 class StoreClient:
-    """An async client of one store. Use as ``async with StoreClient(...) as store:``."""
+    """An async client of one store. Use as ``async with StoreClient(...) as store:``.
+
+    ``retries``: retries of a call after a transient failure; ``budget``: seconds after the
+    first attempt of a call past which no retry is scheduled (None: the retries alone bound it).
+    """
 
     def __init__(
         self,
@@ -51,15 +56,17 @@ class StoreClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.2,
+        budget: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not access_token:
             raise ValueError("access_token is required")
-        if retries < 0 or backoff < 0 or timeout <= 0:
-            raise ValueError("retries and backoff must be >= 0, timeout > 0")
+        if retries < 0 or backoff < 0 or timeout <= 0 or (budget is not None and budget <= 0):
+            raise ValueError("retries and backoff must be >= 0, timeout and budget > 0")
         self._token = access_token
         self._retries = retries
         self._backoff = backoff
+        self._budget = budget
         self._http = new_client(
             base_url=base_url.rstrip("/"),
             headers={HEADER_ACCESS_TOKEN: access_token, "Accept": "application/json"},
@@ -163,6 +170,7 @@ class StoreClient:
             path,
             retries=self._retries,
             backoff=self._backoff,
+            budget=self._budget,
             failure=lambda message, transient: StoreApiError(message, transient=transient),
             status_failure=lambda r: self._status_error(method, path, r),
             redact=self._redact,

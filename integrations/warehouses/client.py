@@ -1,8 +1,9 @@
 """``WarehouseClient``: calls a third-party warehouse's API (see ``protocol`` for the wire format).
 
 Every call has a timeout. Transient failures (timeouts, refused or dropped connections, HTTP 429
-and 5xx) are retried with exponential backoff, each retry with the same ``Idempotency-Key``, so
-a retry of a request whose answer was lost never acts twice. Other 4xx are not retried.
+and 5xx) are retried with exponential backoff and jitter (``integrations.http_retry``), each
+retry with the same ``Idempotency-Key``, so a retry of a request whose answer was lost never
+acts twice. Other 4xx are not retried.
 
 Errors: ``WarehouseRefused`` (409: the warehouse said no, e.g. ``CANCEL_REFUSED``),
 ``WarehouseNotFound`` (404) and otherwise ``WarehouseApiError``, whose ``transient`` says whether
@@ -100,7 +101,9 @@ class CancellationsNotOffered(WarehouseApiError):
 class WarehouseClient:
     """An async client of one warehouse. Use as ``async with WarehouseClient(...) as wh:``.
 
-    ``attempts`` counts the HTTP requests sent so far (retries included). With ``http``, requests
+    ``attempts`` counts the HTTP requests sent so far (retries included). ``retries``: retries
+    of a call after a transient failure; ``budget``: seconds after the first attempt of a call
+    past which no retry is scheduled (None: the retries alone bound it). With ``http``, requests
     go through that shared ``httpx.AsyncClient`` (its connection pool outlives this object and
     is not closed by it); without, the client makes and closes its own.
     """
@@ -113,16 +116,18 @@ class WarehouseClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.2,
+        budget: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
-        if retries < 0 or backoff < 0 or timeout <= 0:
-            raise ValueError("retries and backoff must be >= 0, timeout > 0")
+        if retries < 0 or backoff < 0 or timeout <= 0 or (budget is not None and budget <= 0):
+            raise ValueError("retries and backoff must be >= 0, timeout and budget > 0")
         self._key = api_key
         self._retries = retries
         self._backoff = backoff
+        self._budget = budget
         self.attempts = 0
         self._base_url = base_url.rstrip("/")
         self._headers = {HEADER_API_KEY: api_key, "Accept": "application/json"}
@@ -291,6 +296,7 @@ class WarehouseClient:
             timeout=self._timeout,
             retries=self._retries,
             backoff=self._backoff,
+            budget=self._budget,
             failure=lambda message, transient: WarehouseApiError(message, transient=transient),
             status_failure=lambda r: self._status_error(method, path, r),
             redact=self._redact,

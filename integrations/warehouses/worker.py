@@ -3,13 +3,15 @@
 It takes the lease of due tasks (``domain.distribution.tasks``) and runs up to ``concurrency``
 of them at once, claiming more as runs end (``run_due``: a pipeline, so a slow warehouse holds
 up its own tasks only). A run makes the call with ``WarehouseClient`` (which retries transient
-failures itself, with the task's idempotency key) and hands the outcome to the domain, which
-applies it once; cancels that come together go to a warehouse in one request
-(``cancel_batches``), and successful cancels of orders that end at the same time are
-applied together (``_Together``: one statement, one lock of the wallet they refund). A task
-whose warehouse stays unreachable is tried again ``retry_delay`` x 2^(n-1) seconds later, up to
-``task_attempts`` runs; after that a push ends PUSH_FAILED and a withdraw WITHDRAW_FAILED, with
-the last error. Tasks survive a restart: they are rows, and an expired lease is taken over.
+failures itself, with the task's idempotency key, and schedules no retry once a call has taken
+``lease_seconds``: the lease has run out, another instance may have taken the task over) and
+hands the outcome to the domain, which applies it once; cancels that come together go to a
+warehouse in one request (``cancel_batches``), and successful cancels of orders that end at the
+same time are applied together (``_Together``: one statement, one lock of the wallet they
+refund). A task whose warehouse stays unreachable is tried again ``retry_delay`` x 2^(n-1)
+seconds later, up to ``task_attempts`` runs; after that a push ends PUSH_FAILED and a withdraw
+WITHDRAW_FAILED, with the last error. Tasks survive a restart: they are rows, and an expired
+lease is taken over.
 
 It also reconciles: pushed orders and returns that the warehouse has not reported on for
 ``reconcile_after`` seconds are fetched and applied as if their callback had come.
@@ -376,6 +378,7 @@ class WarehouseWorker:
             timeout=self.settings.timeout,
             retries=self.settings.retries,
             backoff=self.settings.backoff,
+            budget=self.settings.lease_seconds,
             http=self._http.get(pool),
         )
 

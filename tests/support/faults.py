@@ -50,11 +50,12 @@ def task_deadline(worker: WorkerSettings, *, slack: float) -> float:
 
     Each of the ``task_attempts`` runs waits at most ``poll_interval`` to be picked up (the
     commit wakes the worker at once; a retry is found by polling), then makes ``retries + 1``
-    calls of at most ``timeout`` each with ``backoff * 2**i`` between them. Between runs the
-    task waits ``retry_delay * 2**(n - 1)``. ``slack`` covers the database work and scheduling.
+    calls of at most ``timeout`` each with ``backoff * 2**i`` between them, plus up to
+    ``backoff`` of jitter. Between runs the task waits ``retry_delay * 2**(n - 1)``. ``slack``
+    covers the database work and scheduling.
     """
     calls = (worker.retries + 1) * worker.timeout
-    backoffs = sum(worker.backoff * 2**i for i in range(worker.retries))
+    backoffs = sum(worker.backoff * (2**i + 1) for i in range(worker.retries))
     waits = sum(worker.retry_delay * 2 ** (n - 1) for n in range(1, worker.task_attempts))
     return worker.task_attempts * (worker.poll_interval + calls + backoffs) + waits + slack
 
