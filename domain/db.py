@@ -13,6 +13,7 @@ from tortoise.exceptions import DBConnectionError, OperationalError
 from tortoise.transactions import in_transaction
 
 from compat.tortoise import sqlite_writes_begin_at_once
+from domain import tracing
 
 sqlite_writes_begin_at_once()  # two processes on one SQLite file: see its docstring
 
@@ -104,7 +105,8 @@ async def transaction() -> AsyncIterator[None]:
     """A database transaction; nested uses become savepoints of the outer one.
 
     On commit of the outermost transaction, commit listeners requested inside it run (the
-    outbox publisher is one). On error everything rolls back and no listener runs.
+    outbox publisher is one). On error everything rolls back and no listener runs. With
+    tracing on, the outermost commit is a span of the current trace (``domain.tracing``).
     """
     if inside_transaction():
         async with in_transaction():
@@ -113,7 +115,8 @@ async def transaction() -> AsyncIterator[None]:
     pending: list[Callable[[], None]] = []
     token = _pending_hooks.set(pending)
     try:
-        async with in_transaction():
+        outermost = in_transaction()
+        async with tracing.TracedCommit(outermost) if tracing.ENABLED else outermost:
             yield
     finally:
         _pending_hooks.reset(token)

@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from domain import tracing
 from domain.db import notify_after_commit
 from domain.persistence.events import insert_event
 
@@ -97,6 +98,23 @@ class PublishedEvent:
             created_at=datetime.fromisoformat(data["created_at"]),
         )
 
+    # The trace it carries in its payload while tracing is on (``domain.tracing``): how it
+    # travelled, not what it says, so read here rather than through the catalogue.
+
+    @property
+    def recorded_in(self) -> object:
+        """The ``traceparent`` of the span that recorded it (None if it carries none)."""
+        return self.payload.get(tracing.TRACE_KEY)
+
+    @property
+    def published_in(self) -> object:
+        """The ``traceparent`` of the ``outbox publish`` span that handed it over."""
+        return self.payload.get(tracing.PUBLISH_KEY)
+
+    def mark_published_in(self, traceparent: str) -> None:
+        """Carry the publishing span along (to local subscribers, and over the channel)."""
+        self.payload[tracing.PUBLISH_KEY] = traceparent
+
 
 class Payload(Protocol):
     """What a payload of ``domain.events.catalogue`` is to the recording (named here, so that
@@ -118,6 +136,10 @@ class NewEvent:
     subject_id: int | str
     audience: tuple[int, ...]
     actor_user_id: int | None = None
+    # the span that built it, as a W3C traceparent: set only while tracing is on, and stored
+    # in the payload (``domain.tracing``); taken here, in the request, because a write may be
+    # grouped with other requests' writes and run in another task
+    trace: str | None = None
 
     @property
     def type(self) -> EventType:

@@ -55,6 +55,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Self, TypeVar, get_type_hints
 
+from domain import tracing
 from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
 from domain.catalogue.models import LogisticsMethod
 from domain.distribution.models import (
@@ -193,8 +194,10 @@ class EventPayload:
         audience: Iterable[int],
         actor_user_id: int | None,
     ) -> NewEvent:
-        """This payload as an event to record (the constructors below decide the arguments)."""
-        return NewEvent(self, subject_type, subject_id, tuple(audience), actor_user_id)
+        """This payload as an event to record (the constructors below decide the arguments),
+        carrying the current trace while tracing is on."""
+        trace = tracing.current_traceparent() if tracing.ENABLED else None
+        return NewEvent(self, subject_type, subject_id, tuple(audience), actor_user_id, trace)
 
 
 # -- organisations, users, tokens ----------------------------------------------------------------
@@ -871,8 +874,9 @@ def payload_of(event: PublishedEvent, kind: type[P]) -> P:
 
 def public_payload(event: PublishedEvent) -> dict[str, Any]:
     """The payload as the API shows it (before ids become global): the catalogue's JSON. An
-    event this catalogue cannot read (recorded by an older version) is shown as stored."""
+    event this catalogue cannot read (recorded by an older version) is shown as stored, without
+    the keys tracing reserves (``domain.tracing``)."""
     try:
         return parse(event).to_payload()
     except (LookupError, TypeError, ValueError):
-        return dict(event.payload)
+        return tracing.public(event.payload)

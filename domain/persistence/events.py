@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from compat import tortoise as orm
 from domain.events.models import Event, EventAudience
 from domain.persistence.dialects import DialectSwitch
+from domain.tracing import TRACE_KEY
 
 
 class Recordable(Protocol):
@@ -29,6 +30,17 @@ class Recordable(Protocol):
     def actor_user_id(self) -> int | None: ...
     @property
     def payload(self) -> Any: ...
+    @property
+    def trace(self) -> str | None: ...
+
+
+def stored_payload(event: Recordable) -> dict[str, Any]:
+    """The payload as stored: the catalogue's JSON, and the trace that recorded the event under
+    ``domain.tracing.TRACE_KEY`` when it carries one (only while tracing is on)."""
+    payload: dict[str, Any] = event.payload.to_payload()
+    if event.trace is not None:
+        payload[TRACE_KEY] = event.trace
+    return payload
 
 
 def recording_sql(first: int, *, only_if: str | None = None) -> str:
@@ -63,7 +75,7 @@ def event_parameters(event: Recordable) -> list[Any]:
         event.type.value,
         event.subject_type,
         str(event.subject_id),
-        orm.to_db(Event, "payload", event.payload.to_payload()),
+        orm.to_db(Event, "payload", stored_payload(event)),
         event.actor_user_id,
         datetime.now(UTC),
         audience_of(event),
@@ -138,7 +150,7 @@ def many_event_parameters(events: Sequence[Recordable]) -> list[Any]:
         [event.type.value for event in events],
         [event.subject_type for event in events],
         [str(event.subject_id) for event in events],
-        [orm.to_db(Event, "payload", event.payload.to_payload()) for event in events],
+        [orm.to_db(Event, "payload", stored_payload(event)) for event in events],
         [event.actor_user_id for event in events],
         positions,
         organisations,
@@ -164,7 +176,7 @@ async def _insert_other(event: Recordable) -> None:
         type=event.type.value,
         subject_type=event.subject_type,
         subject_id=str(event.subject_id),
-        payload=event.payload.to_payload(),
+        payload=stored_payload(event),
         actor_user_id=event.actor_user_id,
     )
     await EventAudience.bulk_create(

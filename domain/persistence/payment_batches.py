@@ -29,7 +29,7 @@ from domain.events import EventType
 from domain.events.models import Event
 from domain.orders.models import Order, OrderLine, OrderStatus, OrderTransition
 from domain.payments.models import EntryKind, Wallet, WalletEntry
-from domain.persistence.events import audience_of, writing_drawn_sql
+from domain.persistence.events import audience_of, stored_payload, writing_drawn_sql
 from domain.persistence.payments import (
     PaymentOutcome,
     PaymentWrite,
@@ -318,7 +318,7 @@ def _parameters(writes: Sequence[PaymentWrite]) -> list[Any]:
         [e.type.value for _, _, e in events],
         [e.subject_type for _, _, e in events],
         [str(e.subject_id) for _, _, e in events],
-        [orm.to_db(Event, "payload", e.payload.to_payload()) for _, _, e in events],
+        [orm.to_db(Event, "payload", stored_payload(e)) for _, _, e in events],
         [e.actor_user_id for _, _, e in events],
         positions,
         organisations,

@@ -15,11 +15,13 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
+from domain import tracing
 from domain.errors import SubscriptionEnded  # raised here; tests and older code import it here
 from domain.events import EventType, PublishedEvent, outbox
 from domain.events import queries as event_queries
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, decode_batch
+from integrations.bus.tracing import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +190,13 @@ class EventHub:
         token_id: int | None = None,
         after_seq: int | None = None,
         types: Collection[str] | None = None,
+        field_name: str | None = None,
     ) -> AsyncIterator[PublishedEvent]:
         """Events visible to ``organisation_id``: first those after ``after_seq`` from the
         outbox, then live ones, with no gap and no duplicate. Ends if ``token_id`` is revoked.
+
+        With tracing on, each event handed over is a ``subscription deliver <field_name>``
+        span until the next is asked for (``integrations.bus.tracing.Delivery``).
         """
         if self.closed:
             return
@@ -210,7 +216,14 @@ class EventHub:
                     )
                     for event in batch:
                         last = event.seq
-                        yield event
+                        if tracing.ENABLED:
+                            delivery = Delivery(event, field_name)
+                            try:
+                                yield event
+                            finally:
+                                delivery.close()
+                        else:
+                            yield event
                     replay = len(batch) >= outbox.BATCH
                     if replay:
                         continue
@@ -231,7 +244,14 @@ class EventHub:
                     raise SubscriptionEnded("The token of this connection was revoked.")
                 last = item.seq
                 if wanted is None or item.type in wanted:
-                    yield item
+                    if tracing.ENABLED:
+                        delivery = Delivery(item, field_name)
+                        try:
+                            yield item
+                        finally:
+                            delivery.close()
+                    else:
+                        yield item
         finally:
             subs = self._locals.get(organisation_id)
             if subs is not None:

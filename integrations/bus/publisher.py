@@ -4,7 +4,9 @@ Woken after every commit of this process that recorded an event, on PostgreSQL b
 processes record (``integrations.wakeups``), every ``retry_interval`` while the broadcast backend
 is down, and otherwise only by its safety sweep (``poll_interval``). Every instance runs one;
 they agree on numbering through ``domain.outbox.assign_sequence`` and a duplicate publication is
-harmless because receivers drop any ``seq`` they have already seen.
+harmless because receivers drop any ``seq`` they have already seen. With tracing on, each round
+that hands events over is an ``outbox publish`` span linked to the requests that recorded them
+(``integrations.bus.tracing``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from domain import tracing
 from domain.events import PublishedEvent, outbox
 from integrations.background import WakeableLoop
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode_batch
+from integrations.bus.tracing import publishing
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +71,25 @@ class OutboxPublisher(WakeableLoop):
         """
         sent = 0
         while events := await outbox.claim_unpublished():
-            if self._deliver_locally is not None:
-                await self._deliver_locally(events)
-            done = await self._publish(events)
-            await outbox.mark_published(done)
+            if tracing.ENABLED:
+                with publishing(events, channel=self._channel) as span:
+                    done = await self._hand_over(events)
+                    span.set_attribute("supplygraph.events.published", len(done))
+            else:
+                done = await self._hand_over(events)
             sent += len(done)
             if len(done) < len(events) or len(events) < outbox.BATCH:
                 break  # the backend failed, or nothing more was numbered or waiting
         self.published += sent
         return sent
+
+    async def _hand_over(self, events: list[PublishedEvent]) -> list[int]:
+        """Deliver ``events`` locally, publish them and mark what went out; the seqs that did."""
+        if self._deliver_locally is not None:
+            await self._deliver_locally(events)
+        done = await self._publish(events)
+        await outbox.mark_published(done)
+        return done
 
     async def _publish(self, events: list[PublishedEvent]) -> list[int]:
         """Publish in order, as one message (``channel.encode_batch``: a message per event

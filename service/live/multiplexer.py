@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -27,12 +28,14 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from graphql import GraphQLError, GraphQLFormattedError
+from graphql import FieldNode, GraphQLError, GraphQLFormattedError, get_operation_ast, parse
 from starlette.applications import Starlette
 
 from compat.strawberry import PreExecutionError
+from domain import tracing
 from domain.access import Viewer
 from domain.events import EventType, PublishedEvent
+from integrations.bus.tracing import delivered
 from resolvers.context import Context, Services
 from resolvers.errors import PublicError
 from service.live.protocol import (
@@ -45,7 +48,7 @@ from service.live.protocol import (
     next_prefix,
     result_payload,
 )
-from service.observability import new_request_id, request_id_var
+from service.observability import bind_request, bind_viewer, new_request_id
 
 if TYPE_CHECKING:
     from strawberry import Schema
@@ -109,7 +112,12 @@ class GroupHub:
         read = None if wanted is None else sorted({*wanted, EventType.API_TOKEN_REVOKED.value})
         if after_seq is not None:
             group.retire()  # a replay: later subscribers get a group of their own
-        source = hub.stream(organisation_id=organisation_id, after_seq=after_seq, types=read)
+        source = hub.stream(
+            organisation_id=organisation_id,
+            after_seq=after_seq,
+            types=read,
+            field_name=group.field_name if tracing.ENABLED else None,
+        )
         # ``hub.stream`` registers on its first step, without waiting, unless the hub is closed:
         # the group counts as listening from here (nothing else runs before that step).
         registered = not hub.closed
@@ -192,7 +200,9 @@ class Group:
             self.cancel()
 
     async def _run(self) -> None:
-        request_id_var.set(self._context.request_id)
+        # the group's own id and organisation, not those of the socket that started it
+        bind_request(self._context.request_id)
+        bind_viewer(self._context.viewer)
         request = self._request
         try:
             source = await self._multiplexer.schema.subscribe(
@@ -224,6 +234,24 @@ class Group:
         a member whose client reads slowly holds up no one (``Connection.push``)."""
         for member in self.members:
             member.connection.push(member.prefix + payload + "}")
+        if tracing.ENABLED:
+            delivered(len(self.members))
+
+    @functools.cached_property
+    def field_name(self) -> str | None:
+        """The subscribed field (the operation's first root field), naming its delivery spans;
+        read only while tracing is on."""
+        request = self._request
+        try:
+            operation = get_operation_ast(parse(request.query), request.operation_name)
+        except GraphQLError:
+            return None
+        if operation is None:
+            return None
+        for selection in operation.selection_set.selections:
+            if isinstance(selection, FieldNode):
+                return selection.name.value
+        return None
 
     async def _refuse(self, errors: Sequence[GraphQLError]) -> None:
         """The document was refused before execution: the same answer for every member (they
