@@ -1,4 +1,5 @@
-"""supplygraph: ``python main.py --help`` for commands; ``main:app_factory`` for ASGI servers."""
+"""supplygraph: ``python main.py --help`` (or the installed ``supplygraph --help``) for commands;
+``main:app_factory`` for ASGI servers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,6 @@ def app_factory() -> Starlette:
 
 
 if __name__ == "__main__":
-    from service.cli import main
+    from service.cli import main, script_invocation
 
-    main()
+    main(prog_name=script_invocation())

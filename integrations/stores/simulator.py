@@ -18,7 +18,6 @@ Run alone: ``python -m integrations.stores.simulator --port 8100 --token T --sec
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import itertools
@@ -324,19 +323,25 @@ async def _deliver(webhook: Webhook) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m integrations.stores.simulator --help``: serve a simulated store platform."""
+    import typer
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="Run a simulated store platform.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--token", required=True, help="the API access token")
-    parser.add_argument("--secret", required=True, help="the webhook signing secret")
-    parser.add_argument("--shop-domain", default="sim.myshopify.test")
-    args = parser.parse_args(argv)
-    app = create_store_simulator(
-        access_token=args.token, webhook_secret=args.secret, shop_domain=args.shop_domain
-    )
-    uvicorn.run(app, host=args.host, port=args.port)
+    def serve(
+        token: str = typer.Option(..., help="The API access token clients must send."),
+        secret: str = typer.Option(..., help="The secret webhooks are signed with."),
+        host: str = typer.Option("127.0.0.1", help="Address to bind."),
+        port: int = typer.Option(8100, min=1, max=65535, help="Port to listen on."),
+        shop_domain: str = typer.Option("sim.myshopify.test", help="The shop's domain."),
+    ) -> None:
+        app = create_store_simulator(
+            access_token=token, webhook_secret=secret, shop_domain=shop_domain
+        )
+        uvicorn.run(app, host=host, port=port)
+
+    cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    cli.command(help="Run a simulated store platform.")(serve)
+    cli(args=argv)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ Run alone: ``python -m integrations.warehouses.simulator --port 8200 --key K --s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import dataclasses
@@ -668,17 +667,23 @@ def create_warehouse_simulator(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m integrations.warehouses.simulator --help``: serve a simulated warehouse."""
+    import typer
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="Run a simulated third-party warehouse.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8200)
-    parser.add_argument("--key", required=True, help="the API key (X-Warehouse-Key)")
-    parser.add_argument("--secret", required=True, help="the callback signing secret")
-    parser.add_argument("--name", default="Sim Warehouse")
-    args = parser.parse_args(argv)
-    app = create_warehouse_simulator(api_key=args.key, callback_secret=args.secret, name=args.name)
-    uvicorn.run(app, host=args.host, port=args.port)
+    def serve(
+        key: str = typer.Option(..., help="The API key clients must send (X-Warehouse-Key)."),
+        secret: str = typer.Option(..., help="The secret callbacks are signed with."),
+        host: str = typer.Option("127.0.0.1", help="Address to bind."),
+        port: int = typer.Option(8200, min=1, max=65535, help="Port to listen on."),
+        name: str = typer.Option("Sim Warehouse", help="The warehouse's name."),
+    ) -> None:
+        app = create_warehouse_simulator(api_key=key, callback_secret=secret, name=name)
+        uvicorn.run(app, host=host, port=port)
+
+    cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    cli.command(help="Run a simulated third-party warehouse.")(serve)
+    cli(args=argv)
 
 
 if __name__ == "__main__":
