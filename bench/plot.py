@@ -9,17 +9,23 @@ with p50 and p99 marked; writes ``bench/results/latency.png``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import matplotlib
+import typer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
+
+if __name__ == "__main__":  # run by path: import from the checkout's root
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.command_line import command_app, exit_code
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,16 +81,34 @@ def plot(data: dict, output: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--input", type=Path, default=RESULTS / "latencies.json")
-    parser.add_argument("--output", type=Path, default=RESULTS / "latency.png")
-    args = parser.parse_args(argv)
-    if not args.input.exists():
-        sys.exit(f"{args.input} not found: run `make bench` first")
-    plot(json.loads(args.input.read_text()), args.output)
-    print(f"wrote {args.output}")
+app = command_app()
+
+
+@app.command(help=(__doc__ or "").splitlines()[0])
+def draw(
+    latencies: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help="latency samples written by make bench",
+            show_default="bench/results/latencies.json",
+        ),
+    ] = RESULTS / "latencies.json",
+    output: Annotated[
+        Path, typer.Option(help="the picture (PNG)", show_default="bench/results/latency.png")
+    ] = RESULTS / "latency.png",
+) -> None:
+    if not latencies.exists():
+        print(f"{latencies} not found: run `make bench` first", file=sys.stderr)
+        raise typer.Exit(1)
+    plot(json.loads(latencies.read_text()), output)
+    print(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None); its exit code."""
+    return exit_code(app, __file__, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

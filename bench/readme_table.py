@@ -16,7 +16,6 @@ Options: ``--results DIR`` (default ``bench/results``), ``--readme PATH`` (defau
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import difflib
 import json
@@ -25,7 +24,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+if __name__ == "__main__":  # run by path: import from the checkout's root
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.command_line import command_app, exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -177,41 +183,57 @@ def replaced(text: str, block: str) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bench/readme_table.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of latest.json")
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README's block differs")
-    args = parser.parse_args(argv)
+app = command_app()
+
+
+@app.command(help=(__doc__ or "").splitlines()[0])
+def write_table(
+    results: Annotated[
+        Path,
+        typer.Option(
+            help="folder of latest.json and latest.meta.json", show_default="bench/results"
+        ),
+    ] = RESULTS,
+    readme: Annotated[
+        Path, typer.Option(help="the README holding the block", show_default="README.md")
+    ] = README,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="write nothing; exit 1 if the README's block differs"),
+    ] = False,
+) -> None:
     try:
-        rows, meta = load_results(args.results)
-        text = args.readme.read_text()
+        rows, meta = load_results(results)
+        text = readme.read_text()
         block = render(rows, meta)
-        if args.check:
+        if check:
             present = current_block(text)
             if present == block:
-                print(f"{args.readme}: the benchmark table matches {args.results / 'latest.json'}")
-                return 0
+                print(f"{readme}: the benchmark table matches {results / 'latest.json'}")
+                return
             diff = difflib.unified_diff(
                 present.splitlines(), block.splitlines(), "README", "latest.json", lineterm=""
             )
             print("\n".join(diff))
             print(
-                f"{args.readme}: the benchmark table differs from {args.results / 'latest.json'}"
+                f"{readme}: the benchmark table differs from {results / 'latest.json'}"
                 f"; run `{REGENERATE}`",
                 file=sys.stderr,
             )
-            return 1
+            raise typer.Exit(1)
         updated = replaced(text, block)
         if updated != text:
-            args.readme.write_text(updated)
-        print(f"{args.readme}: benchmark table of {len(rows)} rows written")
-        return 0
+            readme.write_text(updated)
+        print(f"{readme}: benchmark table of {len(rows)} rows written")
     except TableError as problem:
         print(f"bench/readme_table.py: {problem}", file=sys.stderr)
-        return 2
+        raise typer.Exit(2) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None): 0 written or matching, 1 the
+    README's block differs (``--check``), 2 no results, no markers or a usage error."""
+    return exit_code(app, __file__, argv)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,6 @@ same folder.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -68,9 +66,13 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Annotated, Literal
+
+import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -89,6 +91,7 @@ from bench import (
     webhook_ingest,
     write_floor,
 )
+from bench.command_line import command_app, exit_code, run_async
 from bench.common import ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
 from bench.database import admin, asyncpg_url, is_postgres, migrate, scratch_database
@@ -117,29 +120,31 @@ MIN_ORDERS = 110  # a full page of 100 after the two manual orders
 RESULTS = ROOT / "bench" / "results"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/runner.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="1 s repetitions, 5,000 orders")
-    parser.add_argument(
-        "--only", action="append", default=[], metavar="NAME", help=", ".join(BENCHMARKS)
-    )
-    parser.add_argument("--orders", type=int, help="orders of the buyer (default 100,000)")
-    parser.add_argument("--duration", type=float, help="seconds per repetition (default 5)")
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+@dataclass(frozen=True)
+class Options:
+    """A run as its command line asks for it (``--help``)."""
+
+    quick: bool
+    selected: list[str]  # the benchmarks asked for and what they need, in their running order
+    orders: int | None
+    duration: float | None
+    repetitions: int
+    clients: int
+    client: str
+    results_dir: Path
+
+
+def _selected(only: list[str] | None) -> list[str]:
+    """``--only`` (repeated, or comma-separated) with what those benchmarks need; every
+    benchmark when not given."""
+    names = [n.strip() for item in only or [] for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    args.selected = _with_requirements(names or list(BENCHMARKS))
-    if args.orders is not None and args.orders < MIN_ORDERS:
-        parser.error(f"--orders must be at least {MIN_ORDERS}")
-    return args
+        raise typer.BadParameter(
+            f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+            param_hint="'--only'",
+        )
+    return _with_requirements(names or list(BENCHMARKS))
 
 
 def _with_requirements(names: list[str]) -> list[str]:
@@ -287,24 +292,23 @@ def commit() -> str:
 # --------------------------------------------------------------------------- main
 
 
-async def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+async def run(options: Options, argv: list[str]) -> int:
+    """The run ``argv`` asked for (recorded in the meta as the command)."""
     started = time.perf_counter()
     load = LoadOptions(
-        clients=args.clients,
-        duration=args.duration or (1.0 if args.quick else 5.0),
-        repetitions=args.repetitions,
-        warmup=min(1.0, args.duration or 1.0),
-        client=args.client,
+        clients=options.clients,
+        duration=options.duration or (1.0 if options.quick else 5.0),
+        repetitions=options.repetitions,
+        warmup=min(1.0, options.duration or 1.0),
+        client=options.client,
     )
-    ctx = BenchContext(quick=args.quick, load=load, results_dir=args.results_dir)
+    ctx = BenchContext(quick=options.quick, load=load, results_dir=options.results_dir)
     pinning = pin_load_generator()
     source = os.environ.get("DATABASE_URL", "")
-    uses_db = any(BENCHMARKS[n].USES_DATABASE for n in args.selected)
-    orders = args.orders or (
-        (QUICK_ORDERS if args.quick else FULL_ORDERS)
-        if "orders_page" in args.selected
+    uses_db = any(BENCHMARKS[n].USES_DATABASE for n in options.selected)
+    orders = options.orders or (
+        (QUICK_ORDERS if options.quick else FULL_ORDERS)
+        if "orders_page" in options.selected
         else FEW_ORDERS
     )
     pg_name: str | None = None
@@ -312,7 +316,7 @@ async def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     meta: dict[str, object] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
+        "quick": options.quick,
         "clients": load.clients,
         "duration": load.duration,
         "repetitions": load.repetitions,
@@ -320,13 +324,13 @@ async def main(argv: list[str] | None = None) -> int:
         "pinning": pinning,
         "redis": bool(os.environ.get("REDIS_URL")),
         "command": command_line(argv),
-        "benchmarks": args.selected,
+        "benchmarks": options.selected,
         "commit": commit(),
         "machine": f"{os.cpu_count()} cores, {platform.system()}, Python "
         f"{platform.python_version()}",
         "versions": await engine_versions(source),
     }
-    progress(f"benchmarks: {', '.join(args.selected)}; {pinning}")
+    progress(f"benchmarks: {', '.join(options.selected)}; {pinning}")
     try:
         if uses_db:
             ctx.database_url, pg_name, folder = scratch_database(source)
@@ -342,7 +346,7 @@ async def main(argv: list[str] | None = None) -> int:
             await _seed(ctx, orders)
             assert ctx.seeded is not None
             progress(f"seeded in {ctx.seeded.seconds:.1f} s")
-        for name in args.selected:
+        for name in options.selected:
             progress(f"{name}:")
             rows += await BENCHMARKS[name].run(ctx)
     finally:
@@ -363,9 +367,74 @@ async def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+app = command_app()
+
+
+@app.command(help=(__doc__ or "").splitlines()[0])
+def run_benchmarks(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="a shorter run: 1 s repetitions, 5,000 orders, smaller populations and windows",
+        ),
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="benchmarks to run, repeated or comma-separated (with the ones they compare "
+            f"with; default all): {', '.join(BENCHMARKS)}",
+            show_default=False,
+        ),
+    ] = None,
+    orders: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_ORDERS,
+            help=f"orders of the buyer (default {FULL_ORDERS:,}, --quick {QUICK_ORDERS:,}, when "
+            f"orders_page runs; else {FEW_ORDERS:,})",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="seconds per repetition (default 5, --quick 1)"),
+    ] = None,
+    repetitions: Annotated[
+        int, typer.Option(help="measured repetitions of each figure (the median is shown)")
+    ] = 3,
+    clients: Annotated[int, typer.Option(help="keep-alive connections of the load")] = 32,
+    client: Annotated[
+        Literal["raw", "httpx"],
+        typer.Option(help="the load's HTTP client: hand-written HTTP/1.1, or httpx"),
+    ] = "raw",
+    results_dir: Annotated[
+        Path,
+        typer.Option(
+            help="folder for latest.json, latest.meta.json, latencies.json and the servers' logs",
+            show_default="bench/results",
+        ),
+    ] = RESULTS,
+) -> None:
+    options = Options(
+        quick=quick,
+        selected=_selected(only),
+        orders=orders,
+        duration=duration,
+        repetitions=repetitions,
+        clients=clients,
+        client=client,
+        results_dir=results_dir,
+    )
+    raise typer.Exit(run_async(run(options, ctx.obj)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None); its exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    return exit_code(app, __file__, argv, obj=argv)
+
+
 if __name__ == "__main__":
-    try:
-        import uvloop  # the load generator's loop: uvicorn's too
-    except ImportError:
-        sys.exit(asyncio.run(main()))
-    sys.exit(uvloop.run(main()))
+    sys.exit(main())

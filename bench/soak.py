@@ -45,7 +45,6 @@ the server's log is kept and its path printed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
@@ -61,7 +60,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import typer
 
 if __name__ == "__main__":  # run by path: import from the checkout's root
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
@@ -69,6 +70,7 @@ if __name__ == "__main__":  # run by path: import from the checkout's root
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from bench.command_line import command_app, exit_code, run_async
 from bench.common import (
     PYTHON,
     RawConnection,
@@ -134,50 +136,18 @@ SUBSCRIPTIONS: list[tuple[int, str, str]] = [
 ]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/soak.py", description=(__doc__ or "").splitlines()[0]
-    )
-    default_duration = float(os.environ.get("SOAK_SECONDS") or DEFAULT_DURATION)
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=default_duration,
-        help=f"seconds of load (default SOAK_SECONDS, else {DEFAULT_DURATION:g})",
-    )
-    parser.add_argument("--subscribers", type=int, default=1000, help="WebSocket population")
-    parser.add_argument("--clients", type=int, default=8, help="HTTP clients")
-    parser.add_argument(
-        "--rate", type=float, default=40.0, help="HTTP requests per second, all clients"
-    )
-    parser.add_argument(
-        "--lifetime",
-        default="10,40",
-        help="seconds a subscriber stays before it closes and reopens: MIN,MAX",
-    )
-    parser.add_argument(
-        "--sample-every", type=float, help="seconds between RSS samples (default: run / 60, 1-5)"
-    )
-    parser.add_argument(
-        "--compression",
-        choices=("deflate", "none"),
-        default="deflate",
-        help="WebSocket permessage-deflate, as browsers ask for it (default), or none",
-    )
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the mix")
-    args = parser.parse_args(argv)
-    try:
-        low, high = (float(part) for part in args.lifetime.split(","))
-    except ValueError:
-        parser.error("--lifetime takes MIN,MAX seconds")
-    if not 0 < low <= high:
-        parser.error("--lifetime: 0 < MIN <= MAX")
-    args.lifetime = (low, high)
-    if args.duration <= 0 or args.subscribers < 0 or args.clients < 1 or args.rate <= 0:
-        parser.error("--duration and --rate must be positive, --clients at least 1")
-    if args.sample_every is None:
-        args.sample_every = min(5.0, max(1.0, args.duration / 60))
-    return args
+@dataclass(frozen=True)
+class Options:
+    """A soak as its command line asks for it (``--help``)."""
+
+    duration: float
+    subscribers: int
+    clients: int
+    rate: float
+    lifetime: tuple[float, float]
+    sample_every: float
+    compression: str
+    seed: int
 
 
 # --------------------------------------------------------------------------- the data
@@ -428,11 +398,11 @@ class Client:
 class Subscriber:
     """One member of the population: open, subscribe, read a while, complete, close, again."""
 
-    def __init__(self, number: int, url: str, data: Seeded, tally: Tally, args: Any) -> None:
+    def __init__(self, number: int, url: str, data: Seeded, tally: Tally, options: Options) -> None:
         self.url, self.tally = url, tally
-        self.rng = random.Random(f"subscriber-{args.seed}-{number}")
-        self.lifetime: tuple[float, float] = args.lifetime
-        self.compression: str | None = "deflate" if args.compression == "deflate" else None
+        self.rng = random.Random(f"subscriber-{options.seed}-{number}")
+        self.lifetime: tuple[float, float] = options.lifetime
+        self.compression: str | None = "deflate" if options.compression == "deflate" else None
         weights = [w for w, _, _ in SUBSCRIPTIONS]
         _, role, document = self.rng.choices(SUBSCRIPTIONS, weights=weights)[0]
         token = data.buyer_token if role == "buyer" else data.supplier_token
@@ -558,22 +528,24 @@ def server_log_errors(path: Path) -> list[str]:
     return found
 
 
-async def soak(args: argparse.Namespace, server: ServerProcess, data: Seeded) -> Tally:
+async def soak(options: Options, server: ServerProcess, data: Seeded) -> Tally:
     tally = Tally()
     assert server.process is not None
     pids = process_tree(server.process.pid)
     loop_started = time.monotonic()
-    stop_at = loop_started + args.duration
-    warm_up = args.duration * WARM_UP_SHARE
-    ramp = min(RAMP_MAX, args.duration * RAMP_SHARE)
-    pacer = Pacer(args.rate)
-    clients = [Client(n, server.host, server.port, data, tally, pacer) for n in range(args.clients)]
+    stop_at = loop_started + options.duration
+    warm_up = options.duration * WARM_UP_SHARE
+    ramp = min(RAMP_MAX, options.duration * RAMP_SHARE)
+    pacer = Pacer(options.rate)
+    clients = [
+        Client(n, server.host, server.port, data, tally, pacer) for n in range(options.clients)
+    ]
     url = f"ws://{server.host}:{server.port}/graphql"
-    subscribers = [Subscriber(n, url, data, tally, args) for n in range(args.subscribers)]
-    starts = random.Random(args.seed)
+    subscribers = [Subscriber(n, url, data, tally, options) for n in range(options.subscribers)]
+    starts = random.Random(options.seed)
 
     async def sampler() -> None:
-        report_every = max(10.0, args.duration / 10)
+        report_every = max(10.0, options.duration / 10)
         next_report = loop_started + report_every
         while True:
             now = time.monotonic()
@@ -592,7 +564,7 @@ async def soak(args: argparse.Namespace, server: ServerProcess, data: Seeded) ->
                 )
             if now >= stop_at:
                 return
-            await asyncio.sleep(min(args.sample_every, stop_at - now))
+            await asyncio.sleep(min(options.sample_every, stop_at - now))
 
     await asyncio.gather(
         sampler(),
@@ -602,11 +574,11 @@ async def soak(args: argparse.Namespace, server: ServerProcess, data: Seeded) ->
     return tally
 
 
-async def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+async def run(options: Options) -> int:
+    """The soak: 0 if it passed, 1 if not (after printing why)."""
     started = time.perf_counter()
     pinning = pin_load_generator()
-    needed = args.subscribers + args.clients + FD_MARGIN
+    needed = options.subscribers + options.clients + FD_MARGIN
     limit = raise_open_files(needed)  # the server, started from here, inherits it
     source = os.environ.get("DATABASE_URL", "")
     url, pg_name, folder = scratch_database(source)
@@ -615,9 +587,9 @@ async def main(argv: list[str] | None = None) -> int:
     database = "PostgreSQL" if pg_name else "SQLite"
     redis = "Redis" if os.environ.get("REDIS_URL") else "in-memory broadcast"
     progress(
-        f"soak: {args.duration:g} s, {args.subscribers} subscribers (lifetime "
-        f"{args.lifetime[0]:g}-{args.lifetime[1]:g} s), {args.clients} HTTP clients at most "
-        f"{args.rate:g} req/s; {database}, {redis}; {pinning}; open-file limit {limit}"
+        f"soak: {options.duration:g} s, {options.subscribers} subscribers (lifetime "
+        f"{options.lifetime[0]:g}-{options.lifetime[1]:g} s), {options.clients} HTTP clients "
+        f"at most {options.rate:g} req/s; {database}, {redis}; {pinning}; open-file limit {limit}"
     )
     try:
         if pg_name:
@@ -641,7 +613,7 @@ async def main(argv: list[str] | None = None) -> int:
         )
         await server.start()
         progress(f"  {check_server_open_files(server, needed)}; log {server.log_path}")
-        tally = await soak(args, server, data)
+        tally = await soak(options, server, data)
         await asyncio.sleep(2.0)  # the closed sockets' memory settles
         assert server.process is not None
         after_close = rss_bytes(process_tree(server.process.pid))
@@ -654,13 +626,13 @@ async def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
     for line in server_log_errors(server.log_path):
         tally.error(f"server log: {line}")
-    mem = memory(tally.samples, args.duration * WARM_UP_SHARE)
+    mem = memory(tally.samples, options.duration * WARM_UP_SHARE)
     requests = sum(n for k, n in tally.outcomes.items() if k != "error")
     passed = tally.errors == 0 and mem.growth <= MAX_GROWTH
     print()
     print(
         f"requests: {requests:,} ok ({tally.outcomes['query']:,} queries, "
-        f"{tally.outcomes['mutation']:,} mutations), {requests / args.duration:.1f} req/s"
+        f"{tally.outcomes['mutation']:,} mutations), {requests / options.duration:.1f} req/s"
     )
     print(
         f"subscriptions: {tally.opened:,} opened, {tally.closed:,} closed, {tally.events:,} "
@@ -671,7 +643,7 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"  {problem}")
     print(
         f"server RSS: {mem.warm / MIB:.1f} MB at the end of the warm-up "
-        f"({args.duration * WARM_UP_SHARE:g} s), {mem.end / MIB:.1f} MB at the end, peak "
+        f"({options.duration * WARM_UP_SHARE:g} s), {mem.end / MIB:.1f} MB at the end, peak "
         f"{mem.peak / MIB:.1f} MB, {after_close / MIB:.1f} MB 2 s after the last socket closed"
     )
     print(
@@ -691,9 +663,75 @@ async def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-if __name__ == "__main__":
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter("must be positive")
+    return value
+
+
+def _lifetime(text: str) -> tuple[float, float]:
     try:
-        import uvloop
-    except ImportError:
-        sys.exit(asyncio.run(main()))
-    sys.exit(uvloop.run(main()))
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("takes MIN,MAX seconds", param_hint="'--lifetime'") from None
+    if not 0 < low <= high:
+        raise typer.BadParameter("0 < MIN <= MAX", param_hint="'--lifetime'")
+    return low, high
+
+
+app = command_app()
+
+
+@app.command(help=(__doc__ or "").splitlines()[0])
+def soak_command(
+    duration: Annotated[
+        float,
+        typer.Option(envvar="SOAK_SECONDS", callback=_positive, help="seconds of load"),
+    ] = DEFAULT_DURATION,
+    subscribers: Annotated[
+        int, typer.Option(min=0, help="WebSocket population, each reopening after its lifetime")
+    ] = 1000,
+    clients: Annotated[int, typer.Option(min=1, help="HTTP clients")] = 8,
+    rate: Annotated[
+        float, typer.Option(callback=_positive, help="HTTP requests per second, all clients")
+    ] = 40.0,
+    lifetime: Annotated[
+        str,
+        typer.Option(
+            metavar="MIN,MAX",
+            help="seconds a subscriber stays before it closes and reopens",
+        ),
+    ] = "10,40",
+    sample_every: Annotated[
+        float | None,
+        typer.Option(help="seconds between RSS samples (default: run / 60, within 1-5)"),
+    ] = None,
+    compression: Annotated[
+        Literal["deflate", "none"],
+        typer.Option(help="WebSocket permessage-deflate, as browsers ask for it, or none"),
+    ] = "deflate",
+    mix_seed: Annotated[int, typer.Option("--seed", help="random seed of the mix")] = 1,
+) -> None:
+    options = Options(
+        duration=duration,
+        subscribers=subscribers,
+        clients=clients,
+        rate=rate,
+        lifetime=_lifetime(lifetime),
+        sample_every=(
+            sample_every if sample_every is not None else min(5.0, max(1.0, duration / 60))
+        ),
+        compression=compression,
+        seed=mix_seed,
+    )
+    raise typer.Exit(run_async(run(options)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None): 0 if the soak passed, 1 if
+    not, 2 after a usage error."""
+    return exit_code(app, __file__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

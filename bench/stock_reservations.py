@@ -11,7 +11,6 @@ Options: ``--attempts 500 --stock 100 --pool 20``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -20,11 +19,15 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tortoise import Tortoise
 
+from bench.command_line import command_app, exit_code
 from bench.database import admin, scratch_database
 from domain import secrets
 from domain.access import Viewer
@@ -139,28 +142,24 @@ async def _pay_all(
     return Counter(outcomes), time.perf_counter() - started
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attempts", type=int, default=500)
-    parser.add_argument("--stock", type=int, default=100)
-    parser.add_argument("--pool", type=int, default=20, help="PostgreSQL connections")
-    args = parser.parse_args()
+async def measure(attempts: int, stock_units: int, pool: int) -> bool:
+    """Print the figures; whether nothing was oversold and no payment lost."""
     source = os.environ.get("DATABASE_URL", "")
     url, pg_name, folder = scratch_database(source)
     if pg_name:
         await admin(source, f'CREATE DATABASE "{pg_name}"')
     try:
         await apply_migrations(url)
-        run_url = f"{url}?minsize=1&maxsize={args.pool}" if pg_name else url
+        run_url = f"{url}?minsize=1&maxsize={pool}" if pg_name else url
         secrets.configure(secrets.generate_key())
         await Tortoise.init(config=tortoise_config(run_url))
         try:
             print(
                 f"database: {'PostgreSQL' if pg_name else 'SQLite (one writer)'}; "
-                f"{args.attempts} attempts, stock {args.stock}",
+                f"{attempts} attempts, stock {stock_units}",
                 flush=True,
             )
-            data = await _setup(args.attempts, args.stock)
+            data = await _setup(attempts, stock_units)
             plain, plain_s = await _pay_all(data["buyer"], data["plain"], None)
             from_stock, stock_s = await _pay_all(
                 data["buyer"], data["from_stock"], data["warehouse"]
@@ -178,11 +177,11 @@ async def main() -> None:
             await admin(source, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    plain_rate = args.attempts / plain_s
-    stock_rate = args.attempts / stock_s
+    plain_rate = attempts / plain_s
+    stock_rate = attempts / stock_s
     print(f"{'figure':<44}{'value':>12}")
     rows = [
-        ("reservation attempts", args.attempts),
+        ("reservation attempts", attempts),
         ("succeeded (reserved)", from_stock.get("PAID", 0)),
         ("refused INSUFFICIENT_STOCK", from_stock.get("INSUFFICIENT_STOCK", 0)),
         (
@@ -199,11 +198,38 @@ async def main() -> None:
     ]
     for name, value in rows:
         print(f"{name:<44}{value!s:>12}")
-    oversold = from_stock.get("PAID", 0) != min(args.attempts, args.stock) or item.available < 0
-    if oversold or plain.get("PAID", 0) != args.attempts:
+    oversold = from_stock.get("PAID", 0) != min(attempts, stock_units) or item.available < 0
+    if oversold or plain.get("PAID", 0) != attempts:
         print("FAILED: oversold, lost a reservation or a plain payment", file=sys.stderr)
-        sys.exit(1)
+        return False
+    return True
+
+
+app = command_app()
+
+
+@app.command(
+    help="Concurrent payments from cloud-warehouse stock against a smaller stock: how many "
+    "succeed, the final stock and the throughput, beside as many plain wallet payments."
+)
+def reserve(
+    attempts: Annotated[
+        int, typer.Option(help="concurrent payments from stock, and as many plain ones")
+    ] = 500,
+    stock_units: Annotated[
+        int, typer.Option("--stock", help="units in the cloud warehouse before the run")
+    ] = 100,
+    pool: Annotated[int, typer.Option(help="PostgreSQL connections")] = 20,
+) -> None:
+    if not asyncio.run(measure(attempts, stock_units, pool)):
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None): 1 if it oversold or lost a
+    payment."""
+    return exit_code(app, __file__, argv)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

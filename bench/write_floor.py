@@ -18,7 +18,6 @@ role have. On SQLite there is nothing to compare with: the row says it was skipp
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -26,9 +25,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.command_line import command_app, exit_code
 from bench.common import PYTHON, ROOT, Row, pinned
 from bench.context import BenchContext
 
@@ -203,23 +206,33 @@ async def run(ctx: BenchContext) -> list[Row]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("database_url")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=32)
-    args = parser.parse_args()
+app = command_app()
+
+
+@app.command(help=(__doc__ or "").splitlines()[0])
+def measure_floor(
+    database_url: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATABASE_URL",
+            help="the PostgreSQL database to make the write_floor schema in",
+        ),
+    ],
+    seconds: Annotated[float, typer.Option(help="seconds per measured repetition")] = 5.0,
+    repetitions: Annotated[int, typer.Option(help="measured repetitions, after a warm-up")] = 3,
+    clients: Annotated[int, typer.Option(help="tasks, one connection each")] = 32,
+) -> None:
+    """Prints one JSON line (rates, paid, checked): what ``run`` reads back."""
     result = asyncio.run(
-        floor(
-            args.database_url,
-            seconds=args.seconds,
-            repetitions=args.repetitions,
-            clients=args.clients,
-        )
+        floor(database_url, seconds=seconds, repetitions=repetitions, clients=clients)
     )
     print(json.dumps(result))
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (the script's arguments when None); its exit code."""
+    return exit_code(app, __file__, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
