@@ -24,8 +24,14 @@ $(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The demo world (made once: `seed-demo` serves the app itself while it makes it, and prints
+# fresh demo tokens), then the API with the world's store and warehouse simulators under /_demo
+# (DEMO) and GraphiQL (DEBUG; `make run DEBUG=false` serves without it).
+run: export DEMO ?= true
+run: export DEBUG ?= true
 run: $(RUN_STAMP)
 	$(BIN)/python main.py migrate
+	$(BIN)/python main.py seed-demo
 	$(BIN)/python main.py serve
 
 test: $(STAMP)
@@ -71,11 +77,13 @@ migrations: $(STAMP)
 schema: $(RUN_STAMP)
 	$(BIN)/python main.py export-schema
 
+# the demo world again (what is missing of it) and new demo tokens: against the server `make run`
+# serves, else served for the while
 seed: $(RUN_STAMP)
 	$(BIN)/python main.py migrate
 	$(BIN)/python main.py seed-demo
 
-# against the server `make run` serves (after `make seed`); SIMULATE_ARGS: e.g. --interval 0.5
+# against the server `make run` serves; SIMULATE_ARGS: e.g. --interval 0.5
 SIMULATE_ARGS ?=
 simulate: $(RUN_STAMP)
 	$(BIN)/python main.py simulate $(SIMULATE_ARGS)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,6 +37,7 @@ from schema.build import create_schema
 from service import runtime
 from service.cors import cors_middleware
 from service.dashboard import dashboard_routes
+from service.demo_simulators import demo_routes
 from service.graphiql import asset_routes
 from service.graphql_view import GraphQLView
 from service.introspection import IntrospectionForAuthenticated
@@ -53,6 +55,10 @@ from service.persisted_documents import (
 )
 from service.security_headers import SecurityHeadersMiddleware
 from service.settings import Settings
+from service.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("supplygraph")
 READINESS_TIMEOUT = 2.0
@@ -124,7 +130,10 @@ def _persisted_documents(settings: Settings) -> PersistedDocuments:
     return PersistedDocuments(store, trusted)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> Starlette:
+    """The app; ``tracer_provider`` traces it (tests give one with an in-memory exporter),
+    else ``OTEL_EXPORTER_OTLP_ENDPOINT`` decides (``service.tracing``)."""
+    tracing = Tracing.of(settings, tracer_provider)
     documents = _persisted_documents(settings)
     throttle = Throttle.of(settings)
     schema = create_schema(
@@ -133,7 +142,11 @@ def create_app(settings: Settings) -> Starlette:
         max_aliases=settings.max_aliases,
         max_batch_operations=settings.max_batch_operations,
         trusted_digests=documents.trusted_digests,
-        extra_extensions=[*cost_extensions(throttle), OperationMetrics],
+        extra_extensions=[
+            *tracing.schema_extensions(),
+            *cost_extensions(throttle),
+            OperationMetrics,
+        ],
         after_validation=() if settings.introspection_open else [IntrospectionForAuthenticated],
     )
     graphql = GraphQLView(schema, settings, documents, throttle=throttle)
@@ -255,6 +268,7 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/graphql", LiveEndpoint(graphql, settings)),
             *asset_routes(settings),
             *dashboard_routes(),
+            *demo_routes(settings),  # DEMO: the demo world's simulators, under /_demo
         ],
         middleware=[
             Middleware(HttpMetricsMiddleware, load=request_load),
@@ -267,4 +281,5 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = Metrics(app.state)
+    tracing.instrument(app)
     return app
