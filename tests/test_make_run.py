@@ -130,3 +130,25 @@ def test_make_run_prints_the_addresses_and_tokens_and_serves_the_demo(tmp_path: 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_installs_what_running_needs_and_make_test_adds_the_rest() -> None:
+    """`make run` installs the project without its `test` extra (no pytest, ruff or plotting
+    packages in a venv made for running); `make test` adds the extra on top."""
+    import tomllib
+
+    def recipe(target: str) -> str:
+        made = subprocess.run(
+            ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return made.stdout
+
+    run, test = recipe("run"), recipe("test")
+    assert "pip install --quiet -e ." in run and "[test]" not in run
+    assert "pip install --quiet -e '.[test]'" in test
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    running = " ".join(project["dependencies"])
+    for tool in ("pytest", "ruff", "matplotlib", "hypothesis", "playwright"):
+        assert tool not in running, tool
+        assert any(tool in d for d in project["optional-dependencies"]["test"]), tool
