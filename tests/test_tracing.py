@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -43,7 +42,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
-from tests.support.server import RunningServer, free_port, serve
+from tests.support.server import RunningServer, serve, start_server
 from tests.support.services import postgres_url
 from tests.test_order_flow import ok, supplier_catalogue
 
@@ -65,23 +64,6 @@ class Traced:
     http: GraphQLHttp
 
 
-async def _serve(app: Starlette, settings: Settings) -> RunningServer:
-    """``app`` served by uvicorn in this event loop, as ``tests.support.server`` serves
-    ``create_app(settings)``."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", server_header=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during start-up")
-        await asyncio.sleep(0.01)
-    return RunningServer(app=app, settings=settings, port=port, server=server, task=task)
-
-
 def _instrumentation_left() -> list[str]:
     left = []
     if tracing.ENABLED:
@@ -100,7 +82,9 @@ async def traced(base_settings: Settings) -> AsyncIterator[Traced]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = base_settings.model_copy(update={"event_resync_interval": NO_SAFETY_POLL})
-    server = await _serve(create_app(settings, tracer_provider=provider), settings)
+    server = await start_server(
+        settings, make_app=lambda s: create_app(s, tracer_provider=provider)
+    )
     http = GraphQLHttp(server.url)
     try:
         yield Traced(server, exporter, http)

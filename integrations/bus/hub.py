@@ -15,13 +15,12 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
-from domain import tracing
 from domain.errors import SubscriptionEnded  # raised here; tests and older code import it here
 from domain.events import EventType, PublishedEvent, outbox
 from domain.events import queries as event_queries
 from integrations.bus.broadcast import RESYNC, SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, decode_batch
-from integrations.bus.tracing import Delivery
+from integrations.bus.tracing import delivering
 
 log = logging.getLogger(__name__)
 
@@ -216,13 +215,7 @@ class EventHub:
                     )
                     for event in batch:
                         last = event.seq
-                        if tracing.ENABLED:
-                            delivery = Delivery(event, field_name)
-                            try:
-                                yield event
-                            finally:
-                                delivery.close()
-                        else:
+                        with delivering(event, field_name):
                             yield event
                     replay = len(batch) >= outbox.BATCH
                     if replay:
@@ -244,13 +237,7 @@ class EventHub:
                     raise SubscriptionEnded("The token of this connection was revoked.")
                 last = item.seq
                 if wanted is None or item.type in wanted:
-                    if tracing.ENABLED:
-                        delivery = Delivery(item, field_name)
-                        try:
-                            yield item
-                        finally:
-                            delivery.close()
-                    else:
+                    with delivering(item, field_name):
                         yield item
         finally:
             subs = self._locals.get(organisation_id)

@@ -13,7 +13,7 @@ catch-up, a replay) links to its recording only.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from domain import tracing
@@ -60,6 +60,12 @@ class Delivery:
 
     __slots__ = ("_context", "_span", "_token")
 
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __init__(self, event: PublishedEvent, field_name: str | None) -> None:
         from opentelemetry import context, trace
 
@@ -86,6 +92,15 @@ class Delivery:
         if context.get_current() is self._context:
             context.detach(self._token)
         self._span.end()
+
+
+_UNTRACED = nullcontext()
+
+
+def delivering(event: PublishedEvent, field_name: str | None) -> AbstractContextManager[None]:
+    """Around handing ``event`` to a subscription: its ``Delivery`` while tracing is on,
+    nothing otherwise."""
+    return Delivery(event, field_name) if tracing.ENABLED else _UNTRACED
 
 
 def delivered(members: int) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +76,19 @@ class RunningServer:
         await asyncio.wait_for(self.task, 20)
 
 
-async def start_server(settings: Settings, *, port: int | None = None) -> RunningServer:
+async def start_server(
+    settings: Settings,
+    *,
+    port: int | None = None,
+    make_app: Callable[[Settings], Starlette] = create_app,
+) -> RunningServer:
     """Serve the app with ``settings`` on a free port, or on ``port`` (a server restarted where
-    its clients reconnect to)."""
+    its clients reconnect to); ``make_app`` builds it (``create_app``, or one with arguments of
+    its own, as a tracer provider)."""
     port = port or free_port()
     if not settings.public_url:
         settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    app = create_app(settings)
+    app = make_app(settings)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
