@@ -81,8 +81,9 @@ def _tracking_open(max_attempts: int) -> Q:
 
 
 def tracking_push_due(now: datetime, *, base_delay: float, max_attempts: int) -> Q:
-    """Orders whose tracking push is due at ``now``: PENDING, or FAILED at least
-    ``base_delay`` x 2^(failures - 1) seconds ago (the order's last change is the failure)."""
+    """Orders whose tracking push is due at ``now`` and not being made by an instance (its
+    lease free): PENDING, or FAILED at least ``base_delay`` x 2^(failures - 1) seconds ago (the
+    order's last change is the failure)."""
     waited = Q(tracking_sync=TrackingSync.PENDING)
     for failures in range(1, max_attempts):
         waited |= Q(
@@ -90,26 +91,41 @@ def tracking_push_due(now: datetime, *, base_delay: float, max_attempts: int) ->
             tracking_sync_attempts=failures,
             updated_at__lte=now - _retry_delay(base_delay, failures),
         )
-    return Q(_tracking_open(max_attempts), waited)
+    return Q(_tracking_open(max_attempts), _tracking_free(now), waited)
+
+
+def _tracking_free(now: datetime) -> Q:
+    return lease_free(now, field="tracking_lease_until")
 
 
 async def next_tracking_due(*, base_delay: float, max_attempts: int) -> datetime | None:
-    """When the first tracking push is due (see ``tracking_push_due``)."""
+    """When the first tracking push is due (see ``tracking_push_due``): a push another
+    instance holds is due when its lease runs out (made by then, it is no longer open)."""
     now = datetime.now(UTC)
     open_ = Order.filter(_tracking_open(max_attempts))
-    if await open_.filter(tracking_sync=TrackingSync.PENDING).exists():
+    free = open_.filter(_tracking_free(now))
+    if await free.filter(tracking_sync=TrackingSync.PENDING).exists():
         return now
     earliest = (
-        await open_.filter(tracking_sync=TrackingSync.FAILED)
+        await free.filter(tracking_sync=TrackingSync.FAILED)
         .annotate(last_failed=Min("updated_at"))
         .group_by("tracking_sync_attempts")
         .values_list("tracking_sync_attempts", "last_failed")
     )
+    held = (
+        await open_.filter(tracking_lease_until__gte=now)
+        .order_by("tracking_lease_until")
+        .first()
+        .values_list("tracking_lease_until", flat=True)
+    )
     return min(
         (
-            failed + _retry_delay(base_delay, failures)
-            for failures, failed in earliest
-            if isinstance(failed, datetime)
+            *(
+                failed + _retry_delay(base_delay, failures)
+                for failures, failed in earliest
+                if isinstance(failed, datetime)
+            ),
+            *([held] if isinstance(held, datetime) else []),
         ),
         default=None,
     )

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tortoise import connections
 
 from domain import secrets
+from domain.orders.models import Order
 from domain.stores.models import Store
+from domain.work_due import next_tracking_due
+from integrations.stores.sync import TrackingPusher
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
@@ -164,6 +168,111 @@ async def test_tracking_push_gives_up_after_max_attempts_with_the_error_visible(
         assert state["trackingSync"] == "FAILED" and state["trackingSyncAttempts"] == 2
         assert "502" in state["trackingSyncError"]
         assert await sim.fulfillments() == []
+    finally:
+        await client.close()
+
+
+async def test_two_instances_push_a_tracking_number_to_a_slow_store_once(
+    make_server: ServerFactory, make_member: MakeMember, sim: Sim
+) -> None:
+    """Another instance's tracking pusher (same database) looks for due pushes again and again
+    while this one's push waits on a store that takes a second to answer: the order is claimed
+    by one of them, and the store receives one fulfillment request, counted at the store (not
+    only one fulfillment deduplicated by its idempotency key)."""
+    server = await make_server()
+    client = GraphQLHttp(server.url)
+    other = TrackingPusher(poll_interval=3600)  # never started: driven by hand below
+    try:
+        supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+        _, _, made = await connected_order(client, server, supplier, buyer, sim)
+        order = await order_by_store_number(client, buyer, made["order"]["name"])
+        await ok(
+            client,
+            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
+            {"b": buyer.gid},
+            token=supplier.token,
+        )
+        await ok(
+            client,
+            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+        await sim.faults(delay=1.0)
+        await ok(
+            client,
+            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD7") { userErrors { code } } }',
+            {"o": order["id"]},
+            token=supplier.token,
+        )
+        query = "query($o: ID!) { order(id: $o) { trackingSync trackingSyncAttempts } }"
+        for _ in range(200):
+            await other.push_due()
+            state = (await client.data(query, {"o": order["id"]}, token=buyer.token))["order"]
+            if state["trackingSync"] == "SYNCED":
+                break
+            await asyncio.sleep(0.05)
+        assert state == {"trackingSync": "SYNCED", "trackingSyncAttempts": 1}
+        await other.push_due()  # nothing is due any more
+        await server.app.state.tracking.push_due()
+        posts = await sim.fulfillment_posts()
+        assert posts == [f"supplygraph-{key_of(order['id'])}-JD7"], posts
+        assert len(await sim.fulfillments()) == 1
+    finally:
+        await sim.faults(reset=True)
+        await client.close()
+
+
+async def test_a_tracking_push_held_by_an_instance_that_died_is_made_when_its_lease_runs_out(
+    make_server: ServerFactory, make_member: MakeMember, sim: Sim
+) -> None:
+    """The first push fails; its retry is claimed by an instance that dies before making it
+    (its lease set by hand). Nobody pushes while the lease runs, the pusher sleeps until it
+    ends (``next_tracking_due``), then the push is made once."""
+    server = await make_server(tracking_retry_delay=0.5, tracking_max_attempts=3)
+    client = GraphQLHttp(server.url)
+    try:
+        supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+        _, _, made = await connected_order(client, server, supplier, buyer, sim)
+        order = await order_by_store_number(client, buyer, made["order"]["name"])
+        await ok(
+            client,
+            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
+            {"b": buyer.gid},
+            token=supplier.token,
+        )
+        await ok(
+            client,
+            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+            {"o": order["id"]},
+            token=buyer.token,
+        )
+        await sim.faults(fail_next=4, status=503)  # the first push: a call and 3 retries
+        await ok(
+            client,
+            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD6") { userErrors { code } } }',
+            {"o": order["id"]},
+            token=supplier.token,
+        )
+        query = "query($o: ID!) { order(id: $o) { trackingSync trackingSyncAttempts } }"
+        for _ in range(300):
+            state = (await client.data(query, {"o": order["id"]}, token=buyer.token))["order"]
+            if state["trackingSyncAttempts"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert state == {"trackingSync": "FAILED", "trackingSyncAttempts": 1}
+        lease_end = datetime.now(UTC) + timedelta(seconds=1.5)
+        await Order.filter(id=key_of(order["id"])).update(tracking_lease_until=lease_end)
+        assert await next_tracking_due(base_delay=0.5, max_attempts=3) == lease_end
+        for _ in range(300):
+            state = (await client.data(query, {"o": order["id"]}, token=buyer.token))["order"]
+            if state["trackingSync"] == "SYNCED":
+                break
+            await asyncio.sleep(0.05)
+        assert state == {"trackingSync": "SYNCED", "trackingSyncAttempts": 2}
+        [fulfillment] = await sim.fulfillments()
+        assert datetime.fromisoformat(fulfillment["created_at"]) >= lease_end
+        assert await sim.fulfillment_posts() == [f"supplygraph-{key_of(order['id'])}-JD6"]
     finally:
         await client.close()
 

@@ -82,6 +82,10 @@ class Sim:
     async def fulfillments(self) -> list[dict[str, Any]]:
         return (await self.control.get("/_sim/fulfillments")).json()["fulfillments"]
 
+    async def fulfillment_posts(self) -> list[str | None]:
+        """The idempotency key of every fulfillment request the store received."""
+        return (await self.control.get("/_sim/fulfillments")).json()["posts"]
+
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:

@@ -29,6 +29,7 @@ from domain.payments.commands import credit, wallet_for
 from domain.payments.models import EntryKind
 from domain.stock.commands import expected_arrival
 from domain.validation import clean_text, money
+from domain.work_due import tracking_push_due
 
 DEPUTABLE = (OrderStatus.AWAITING_SHIPPING, OrderStatus.SHIPPED)
 
@@ -81,18 +82,32 @@ async def mark_delivered(*, viewer: Viewer, order_id: int) -> Order:
     return order
 
 
+async def claim_tracking_push(
+    *, order_id: int, now: datetime, until: datetime, base_delay: float, max_attempts: int
+) -> bool:
+    """Take the order's tracking push until ``until``, if it is still due and nobody holds it
+    (one conditional UPDATE, ``domain.leases``): whether this caller is to make it. The push's
+    result (``record_tracking_sync``) frees it; a holder that died leaves it free at ``until``."""
+    due = tracking_push_due(now, base_delay=base_delay, max_attempts=max_attempts)
+    taken = await Order.filter(due, id=order_id).update(tracking_lease_until=until)
+    return taken == 1
+
+
 async def record_tracking_sync(*, order_id: int, ok: bool, error: str | None = None) -> None:
-    """The store connector's result of pushing tracking to the buyer's store."""
+    """The store connector's result of pushing tracking to the buyer's store; the push's lease
+    is released."""
     async with transaction():
         order = await Order.get(id=order_id)
         order.tracking_sync = TrackingSync.SYNCED if ok else TrackingSync.FAILED
         order.tracking_sync_error = None if ok else (error or "unknown error")[:500]
         order.tracking_sync_attempts += 1
+        order.tracking_lease_until = None
         await order.save(
             update_fields=[
                 "tracking_sync",
                 "tracking_sync_error",
                 "tracking_sync_attempts",
+                "tracking_lease_until",
                 "updated_at",
             ]
         )

@@ -82,6 +82,8 @@ class Order(Model):
     )
     tracking_sync_error = fields.CharField(max_length=500, null=True)
     tracking_sync_attempts = fields.IntField(default=0)
+    # the tracking push is being made by one instance until then (``domain.leases``)
+    tracking_lease_until = fields.DatetimeField(null=True)
     version = fields.IntField(default=1)
     paid_at = fields.DatetimeField(null=True)
     shipped_at = fields.DatetimeField(null=True)

@@ -9,7 +9,8 @@ The store API (``/admin/api/2024-01/...``) checks the access token. Control endp
   order (ids increase, names "#1001", ...) and, with ``deliver_to``, POSTs the signed
   ``orders/create`` webhook there. Returns ``{"order", "webhook_status"}``.
 * ``POST /_sim/redeliver/{order_id}`` re-sends an order's last webhook, same event id.
-* ``GET /_sim/fulfillments`` lists the fulfillments received, with their idempotency keys.
+* ``GET /_sim/fulfillments`` lists the fulfillments received, with their idempotency keys, and
+  (``posts``) the idempotency key of every fulfillment request, repeats included.
 * ``POST /_sim/faults`` ``{"fail_next": n, "status": 503}`` fails the next n API requests,
   ``{"delay": seconds}`` delays every API response, ``{"reset": true}`` clears both.
 
@@ -92,6 +93,8 @@ class SimState:
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     fulfillments: list[dict[str, Any]] = field(default_factory=list)
+    # every fulfilment POST that got this far, repeats of an idempotency key included
+    fulfillment_posts: list[str | None] = field(default_factory=list)
     by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[int, Webhook] = field(default_factory=dict)
     fail_next: int = 0
@@ -171,6 +174,7 @@ def create_store_simulator(
         if not all(isinstance(v, str) and v for v in params.values()):
             raise SimError(422, "tracking_company and tracking_number are required")
         key = request.headers.get(HEADER_IDEMPOTENCY_KEY)
+        state.fulfillment_posts.append(key)
         if key and key in state.by_key:
             first = state.by_key[key]
             if first["order_id"] != order_id or any(first[k] != v for k, v in params.items()):
@@ -270,7 +274,7 @@ def create_store_simulator(
         return JSONResponse({"webhook_status": await _deliver(webhook)})
 
     async def sim_fulfillments(request: Request) -> Response:
-        return JSONResponse({"fulfillments": state.fulfillments})
+        return JSONResponse({"fulfillments": state.fulfillments, "posts": state.fulfillment_posts})
 
     async def sim_faults(request: Request) -> Response:
         body = await _json_body(request)

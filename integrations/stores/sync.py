@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from domain.access import Viewer, require_buyer
 from domain.errors import DomainError, ErrorCode
-from domain.orders.fulfilment import record_tracking_sync
+from domain.orders.fulfilment import claim_tracking_push, record_tracking_sync
 from domain.orders.intake import ingest_store_order
 from domain.orders.models import Order
 from domain.stores.commands import record_sync, upsert_store_products
@@ -78,6 +78,10 @@ class TrackingPusher(WakeableLoop):
 
     name = "tracking pusher"
     BATCH = 100
+    # an order's push is held by the instance making it this long (``claim_tracking_push``):
+    # longer than a push can take, its retries stopping after ``RETRY_BUDGET``
+    LEASE_SECONDS = 60.0
+    RETRY_BUDGET = 30.0
 
     def __init__(
         self,
@@ -101,8 +105,9 @@ class TrackingPusher(WakeableLoop):
         return await next_tracking_due(base_delay=self._base_delay, max_attempts=self._max_attempts)
 
     async def push_due(self) -> int:
-        """Push every order whose tracking is due, up to one batch; returns how many were
-        tried."""
+        """Push every order whose tracking is due, up to one batch, each once it is claimed
+        (another instance may be pushing it: then it is left to that one); returns how many
+        were found due."""
         due = (
             await Order.filter(
                 tracking_push_due(
@@ -115,13 +120,26 @@ class TrackingPusher(WakeableLoop):
             .limit(self.BATCH)
         )
         for order in due:
-            await self.push(order)
+            now = datetime.now(UTC)
+            if await claim_tracking_push(
+                order_id=order.id,
+                now=now,
+                until=now + timedelta(seconds=self.LEASE_SECONDS),
+                base_delay=self._base_delay,
+                max_attempts=self._max_attempts,
+            ):
+                await self.push(order)
         return len(due)
 
     async def push(self, order: Order) -> None:
         store = await Store.get(id=order.store_id)
         try:
-            async with client_for(store, self._transport) as client:
+            async with StoreClient(
+                base_url=store.api_url,
+                access_token=store.access_token,
+                transport=self._transport,
+                budget=self.RETRY_BUDGET,
+            ) as client:
                 await client.create_fulfillment(
                     order_id=order.store_order_id or "",
                     carrier=order.carrier or "",
