@@ -70,6 +70,38 @@ async def order_by_store_number(client: GraphQLHttp, buyer: Member, name: str) -
     return order
 
 
+async def paid_store_order(
+    client: GraphQLHttp, server: RunningServer, supplier: Member, buyer: Member, sim: Sim
+) -> dict:
+    """A store order for a connected variant (``connected_order``), paid from the buyer's
+    wallet, which the supplier tops up first."""
+    _, _, made = await connected_order(client, server, supplier, buyer, sim)
+    order = await order_by_store_number(client, buyer, made["order"]["name"])
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
+        {"b": buyer.gid},
+        token=supplier.token,
+    )
+    await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
+        {"o": order["id"]},
+        token=buyer.token,
+    )
+    return order
+
+
+async def ship(client: GraphQLHttp, supplier: Member, order: dict, tracking_number: str) -> None:
+    """The supplier ships ``order`` by DHL with ``tracking_number``: its push to the store is due."""
+    await ok(
+        client,
+        'mutation($o: ID!, $t: String!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: $t) { userErrors { code } } }',
+        {"o": order["id"], "t": tracking_number},
+        token=supplier.token,
+    )
+
+
 async def test_tracking_push_is_retried_after_store_failures_and_lands_once(
     make_server: ServerFactory, make_member: MakeMember, sim: Sim
 ) -> None:
@@ -77,28 +109,10 @@ async def test_tracking_push_is_retried_after_store_failures_and_lands_once(
     client = GraphQLHttp(server.url)
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server, supplier, buyer, sim)
-        order = await order_by_store_number(client, buyer, made["order"]["name"])
-        await ok(
-            client,
-            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": buyer.gid},
-            token=supplier.token,
-        )
-        await ok(
-            client,
-            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-            {"o": order["id"]},
-            token=buyer.token,
-        )
+        order = await paid_store_order(client, server, supplier, buyer, sim)
         # each push is 1 call + 3 client retries: 8 failures fail the first two pushes
         await sim.faults(fail_next=8, status=503)
-        await ok(
-            client,
-            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD9") { userErrors { code } } }',
-            {"o": order["id"]},
-            token=supplier.token,
-        )
+        await ship(client, supplier, order, "JD9")
         for _ in range(300):
             state = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
             if state["trackingSync"] == "SYNCED":
@@ -135,27 +149,9 @@ async def test_tracking_push_gives_up_after_max_attempts_with_the_error_visible(
     client = GraphQLHttp(server.url)
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server, supplier, buyer, sim)
-        order = await order_by_store_number(client, buyer, made["order"]["name"])
-        await ok(
-            client,
-            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": buyer.gid},
-            token=supplier.token,
-        )
-        await ok(
-            client,
-            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-            {"o": order["id"]},
-            token=buyer.token,
-        )
+        order = await paid_store_order(client, server, supplier, buyer, sim)
         await sim.faults(fail_next=1000, status=502)
-        await ok(
-            client,
-            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD8") { userErrors { code } } }',
-            {"o": order["id"]},
-            token=supplier.token,
-        )
+        await ship(client, supplier, order, "JD8")
         query = "query($o: ID!) { order(id: $o) { trackingSync trackingSyncAttempts trackingSyncError } }"
         for _ in range(300):
             state = (await client.data(query, {"o": order["id"]}, token=buyer.token))["order"]
@@ -184,27 +180,9 @@ async def test_two_instances_push_a_tracking_number_to_a_slow_store_once(
     other = TrackingPusher(poll_interval=3600)  # never started: driven by hand below
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server, supplier, buyer, sim)
-        order = await order_by_store_number(client, buyer, made["order"]["name"])
-        await ok(
-            client,
-            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": buyer.gid},
-            token=supplier.token,
-        )
-        await ok(
-            client,
-            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-            {"o": order["id"]},
-            token=buyer.token,
-        )
+        order = await paid_store_order(client, server, supplier, buyer, sim)
         await sim.faults(delay=1.0)
-        await ok(
-            client,
-            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD7") { userErrors { code } } }',
-            {"o": order["id"]},
-            token=supplier.token,
-        )
+        await ship(client, supplier, order, "JD7")
         query = "query($o: ID!) { order(id: $o) { trackingSync trackingSyncAttempts } }"
         for _ in range(200):
             await other.push_due()
@@ -233,27 +211,9 @@ async def test_a_tracking_push_held_by_an_instance_that_died_is_made_when_its_le
     client = GraphQLHttp(server.url)
     try:
         supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
-        _, _, made = await connected_order(client, server, supplier, buyer, sim)
-        order = await order_by_store_number(client, buyer, made["order"]["name"])
-        await ok(
-            client,
-            'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-            {"b": buyer.gid},
-            token=supplier.token,
-        )
-        await ok(
-            client,
-            "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-            {"o": order["id"]},
-            token=buyer.token,
-        )
+        order = await paid_store_order(client, server, supplier, buyer, sim)
         await sim.faults(fail_next=4, status=503)  # the first push: a call and 3 retries
-        await ok(
-            client,
-            'mutation($o: ID!) { shipOrder(orderId: $o, carrier: "DHL", trackingNumber: "JD6") { userErrors { code } } }',
-            {"o": order["id"]},
-            token=supplier.token,
-        )
+        await ship(client, supplier, order, "JD6")
         query = "query($o: ID!) { order(id: $o) { trackingSync trackingSyncAttempts } }"
         for _ in range(300):
             state = (await client.data(query, {"o": order["id"]}, token=buyer.token))["order"]
