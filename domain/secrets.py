@@ -4,8 +4,12 @@ Store access tokens, webhook secrets and warehouse API keys are written as
 ``sealed:v1:<Fernet token>`` (AES-128-CBC + HMAC-SHA256, from ``cryptography``) and decrypted
 when a row is read, so a copy of the database alone does not hand out anyone's credentials.
 The key comes from ``SECRETS_KEY``; without it, from the key file ``SECRETS_KEY_FILE``, which is
-created (mode 0600) on first use so that ``make run`` works with no settings. Keep that key file
+created (mode 0600) on first start so that ``make run`` works with no settings. Keep that key file
 with the database backups, not inside them.
+
+One key per deployment: once the database holds sealed values, an instance whose key does not
+open them, or that has none, refuses to start (``check_sealed``) rather than making a key of its
+own and failing on every credential it reads.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from tortoise import fields
+from tortoise import Tortoise, fields
 
 __all__ = [
     "SealedTextField",
+    "SecretsKeyRefused",
     "SecretsNotConfigured",
     "configure",
     "derived_key",
@@ -40,6 +45,10 @@ _material: bytes | None = None
 
 class SecretsNotConfigured(RuntimeError):
     """A sealed value was read or written before ``configure`` was called."""
+
+
+class SecretsKeyRefused(RuntimeError):
+    """The database holds sealed values this instance's key does not open, or it has no key."""
 
 
 def generate_key() -> str:
@@ -63,6 +72,10 @@ def load_or_create_key(path: Path) -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(generate_key() + "\n")
     return check_key(path.read_text().strip())
+
+
+def configured() -> bool:
+    return _fernet is not None
 
 
 def configure(key: str) -> None:
@@ -116,3 +129,43 @@ class SealedTextField(fields.TextField):
         if value is None:
             return None
         return open_sealed(str(value))
+
+
+def _sealed_columns() -> list[tuple[Any, str]]:
+    """(model, field name) of every sealed column of the initialised models."""
+    return [
+        (model, name)
+        for app in Tortoise.apps.values()
+        for model in app.values()
+        for name, column in model._meta.fields_map.items()
+        if isinstance(column, SealedTextField)
+    ]
+
+
+async def check_sealed(*, key_source: str, make_key: Any) -> None:
+    """At start-up, the database open: with a key (``configured``), one sealed value of each
+    sealed column must open with it; without one, no column may hold a value, and
+    ``make_key()`` (the key file's creation) gives the key. ``SecretsKeyRefused`` otherwise,
+    naming the column and where the key came from (``key_source``)."""
+    for model, name in _sealed_columns():
+        rows = model.filter(**{f"{name}__isnull": False})
+        where = f"{model._meta.db_table}.{name}"
+        if not configured():
+            if await rows.exists():
+                raise SecretsKeyRefused(
+                    f"{where} holds credentials sealed with this deployment's key, and this "
+                    f"instance has none ({key_source}): give it the same SECRETS_KEY (or key "
+                    "file) as the instances that sealed them; making a new key would lose them."
+                )
+            continue
+        try:
+            for stored in await rows.limit(1).values_list(name, flat=True):
+                open_sealed(str(stored))
+        except SecretsNotConfigured as exc:
+            raise SecretsKeyRefused(
+                f"{where} holds credentials that do not open with this instance's key "
+                f"({key_source}): every instance of a deployment needs the same SECRETS_KEY "
+                "(or key file)."
+            ) from exc
+    if not configured():
+        configure(make_key())

@@ -18,6 +18,7 @@ from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from domain.db import tortoise_config
+from domain.secrets import SecretsKeyRefused
 from domain.stores import inbox as store_inbox
 from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
@@ -155,7 +156,6 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        settings.configure_secrets()
         settings.configure_outbound()
         outbound.tls_context()  # once, before anything is served (about 20 ms of CPU)
         # this instance's sessions wake its loops in process, not through NOTIFY
@@ -163,6 +163,11 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             tortoise_config(settings.database_url, pool_size=settings.database_pool_size)
         )
         async with RegisterTortoise(app, config=database):
+            try:
+                await settings.open_secrets()  # one key per deployment (domain.secrets)
+            except SecretsKeyRefused as refused:
+                log.critical("supplygraph refuses to start: %s", refused)
+                raise
             broadcast = create_broadcast(settings.broadcast_url, start_when_unreachable=True)
             await broadcast.connect()
             channel = events_channel(settings.database_url)

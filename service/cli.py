@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 
 from domain.errors import DomainError
 from domain.organisations.models import OrganisationKind
+from domain.secrets import SecretsKeyRefused
 from service import cli_progress
 from service.settings import Settings, SettingsError, describe, json_schema
 
@@ -50,6 +51,8 @@ class Commands(TyperGroup):
             fail(str(exc))
         except DomainError as exc:
             fail(f"{exc.message} ({exc.code.value})")
+        except SecretsKeyRefused as exc:
+            fail(str(exc))
 
 
 app = typer.Typer(
@@ -73,10 +76,10 @@ async def _database(settings: Settings) -> Any:
 
     from domain.db import tortoise_config
 
-    settings.configure_secrets()
     settings.configure_outbound()
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
+        await settings.open_secrets()
         yield
     finally:
         await Tortoise.close_connections()

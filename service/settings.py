@@ -41,7 +41,7 @@ from pydantic_settings import (
 
 from domain import external_addresses
 from domain.external_addresses import AddressPolicy
-from domain.secrets import check_key, configure, load_or_create_key
+from domain.secrets import check_key, check_sealed, configure, load_or_create_key
 from integrations import outbound
 
 DEFAULT_DATABASE_URL = "sqlite://./supplygraph.sqlite3"
@@ -447,7 +447,8 @@ class Settings(BaseSettings):
     )
     secrets_key_file: str = Field(
         "./supplygraph.key",
-        description="Key file used when SECRETS_KEY is empty; created on first start.",
+        description="Key file used when SECRETS_KEY is empty; created on a first start, when the "
+        "database holds no sealed credentials yet (every instance needs the same key).",
     )
 
     @property
@@ -455,9 +456,26 @@ class Settings(BaseSettings):
         return self.redis_url or "memory://"
 
     def configure_secrets(self) -> None:
-        """Install the credentials key for this process (see ``domain.secrets``)."""
-        key = self.secrets_key or load_or_create_key(Path(self.secrets_key_file))
-        configure(key)
+        """Install the credentials key for this process when there is one (``SECRETS_KEY``, or
+        the key file); ``open_secrets`` makes the key file once the database shows none is
+        needed (see ``domain.secrets``)."""
+        path = Path(self.secrets_key_file)
+        if self.secrets_key or path.exists():
+            configure(self.secrets_key or load_or_create_key(path))
+
+    async def open_secrets(self) -> None:
+        """With the database open: refuse (``SecretsKeyRefused``) a key that does not open the
+        sealed credentials there, or no key while there are some; else make the key file if
+        there is no key yet."""
+        path = Path(self.secrets_key_file)
+        source = self._key_source(path)
+        self.configure_secrets()
+        await check_sealed(key_source=source, make_key=lambda: load_or_create_key(path))
+
+    def _key_source(self, path: Path) -> str:
+        if self.secrets_key:
+            return "SECRETS_KEY"
+        return f"the key file {path}" if path.exists() else f"no SECRETS_KEY, no key file {path}"
 
     def configure_outbound(self) -> None:
         """Install the outbound-request policy for this process (``integrations.outbound``)."""

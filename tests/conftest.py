@@ -123,8 +123,11 @@ def base_settings(database_url: str) -> Settings:
             **UNLIMITED,
         }
     )
-    # this process keys as its servers do: tests read event ids back (tests/support/events.py)
+    # this process keys as its servers do: tests read event ids back (tests/support/events.py);
+    # and so do the instances tests start as processes on the same database (one key per
+    # deployment: an instance whose key does not open the sealed credentials refuses to start)
     settings.configure_secrets()
+    os.environ["SECRETS_KEY"] = settings.secrets_key
     return settings
 
 
