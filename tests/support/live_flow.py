@@ -379,12 +379,14 @@ async def _flow(
     await gap()
     await withdrawn(second_order, "WITHDRAW_FAILED")
     await gap()
-    # shipped without a callback: reconciliation finds it
+    # shipped without a callback: reconciliation finds it. Its rounds take the stalest pushed
+    # orders first, 20 at a time, and on PostgreSQL the database is the whole session's: earlier
+    # tests' orders, whose warehouses are gone, come first, each failing after its retries
     await sim.advance(second_order, "SHIPPED", carrier="DHL", tracking_number="T2", deliver=False)
     await eventually(
         lambda: order_state(client(), supplier.token, second_order),
         lambda s: s["status"] == "SHIPPED",
-        timeout=30,
+        timeout=90,
     )
     await gap()
 
