@@ -55,17 +55,15 @@ Tortoise must be initialised by the caller (the CLI opens the database; tests ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-import uvicorn
 
 from domain.distribution.models import Withdrawal, WithdrawalStatus
 from domain.errors import DomainError, ErrorCode
@@ -73,6 +71,7 @@ from domain.orders.models import Order, OrderStatus
 from domain.organisations import tokens
 from domain.organisations.models import ApiToken, OrganisationKind, User
 from domain.stock.models import StockItem
+from service import embedded_server
 from service.demo_simulators import STORE_PATH, WAREHOUSE_PATH, served_url
 from service.demo_world import (
     ADDRESSES,
@@ -331,15 +330,6 @@ async def _answers(url: str) -> bool:
     return True
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl-C belongs to the command, which stops this
-    server on its way out."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[str]:
     """The app, with ``DEMO`` on, served in this event loop at ``settings``' address until the
@@ -362,33 +352,13 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
             f"Nothing answers at {served_url(settings)} and {host}:{settings.port} cannot be "
             f"served to seed the demo ({error.strerror}).",
         ) from None
-    config = uvicorn.Config(
-        create_app(demo_settings),
-        log_config=None,
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise DomainError(
-                    ErrorCode.UPSTREAM_FAILED, "The demo's server stopped during start-up."
-                )
-            await asyncio.sleep(0.01)
-        yield served_url(demo_settings)
-    finally:
-        server.should_exit = True
-        done, _ = await asyncio.wait({task}, timeout=30)
-        if not done:
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()  # retrieved: raised above already if it mattered
-        sock.close()
+        async with embedded_server.serving(create_app(demo_settings), sock):
+            yield served_url(demo_settings)
+    except embedded_server.ServerStopped as error:
+        raise DomainError(
+            ErrorCode.UPSTREAM_FAILED, f"The demo's server could not be served: {error}."
+        ) from error
 
 
 async def seed_demo(

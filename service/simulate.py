@@ -37,11 +37,11 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-import uvicorn
 
 from integrations.warehouses.simulator import create_warehouse_simulator
 from schema.global_ids import gid, key_of
 from service import demo
+from service.embedded_server import serving
 
 Out = Callable[[str], None]
 
@@ -181,15 +181,6 @@ OPEN_ORDERS = """query($f: OrderFilterInput!) { orders(first: 100, filter: $f) {
 # --- the warehouse simulator, served in this process -----------------------------------------
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl-C belongs to the simulation, which stops its
-    loop and then this server."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class Warehouse:
     """The simulator's address, API key, and a client of its control endpoints (``/_sim``)."""
@@ -228,23 +219,11 @@ async def warehouse_simulator(*, host: str = "127.0.0.1") -> AsyncIterator[Wareh
     sock = socket.socket()
     sock.bind((host, 0))
     url = f"http://{host}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        app, log_config=None, lifespan="off", access_log=False, timeout_graceful_shutdown=3
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the warehouse simulator stopped during start-up")
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=url, timeout=10, limits=IDLE_SAFE) as control:
-            yield Warehouse(url=url, api_key=api_key, control=control)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    async with (
+        serving(app, sock, lifespan="off", graceful=3),
+        httpx.AsyncClient(base_url=url, timeout=10, limits=IDLE_SAFE) as control,
+    ):
+        yield Warehouse(url=url, api_key=api_key, control=control)
 
 
 # --- what the simulation knows ---------------------------------------------------------------
