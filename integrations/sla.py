@@ -1,5 +1,7 @@
 """The service-level worker: sweeps for breaches whose deadline passed (one instance at a time,
-under a lease), and settles a subject's open breaches as soon as an event says it changed.
+under a named lease renewed while the sweep runs, then held by the instance that swept until its
+next sweep is due, so a dead one's turn passes to another then), and settles a subject's open
+breaches as soon as an event says it changed.
 
 Every instance hears every event, so each settles; clearing is a conditional update, so a
 breach clears once. The sweep clears whatever settling missed (an instance that died between
@@ -15,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from domain.events import EventType, PublishedEvent
 from domain.events.catalogue import order_of
+from domain.leases import LEASE_SECONDS, NamedLease
 from domain.sla import commands as sla
 from domain.sla.rules import SUBJECT_TYPES
 from integrations.background import WakeableLoop
+from integrations.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,11 @@ class SlaWorker(WakeableLoop):
     name = "sla worker"
 
     def __init__(
-        self, *, sweep_interval: float, clock: Callable[[], datetime] = wall_clock
+        self,
+        *,
+        sweep_interval: float,
+        clock: Callable[[], datetime] = wall_clock,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         """``sweep_interval`` seconds between sweeps (0: this instance never sweeps); between
         them the worker sleeps until an event wakes it (``on_event``).
@@ -53,6 +61,8 @@ class SlaWorker(WakeableLoop):
         self.sweep_interval = sweep_interval
         self.clock = clock
         self.holder = f"sla-{uuid.uuid4().hex[:12]}"
+        self._lease = NamedLease(LEASE, self.holder)
+        self._heartbeat = Heartbeat(self._lease, seconds=lease_seconds)
         self._changed: set[tuple[str, int]] = set()
         self._orders: set[int] = set()
         self._next_sweep: datetime | None = None
@@ -89,6 +99,11 @@ class SlaWorker(WakeableLoop):
         self._woken = None
         self.wake()
 
+    async def stop(self) -> None:
+        """Sweep no more; give the sweep's turn back so another instance's comes at once."""
+        await super().stop()
+        await self._heartbeat.close()
+
     @property
     def next_sweep(self) -> datetime | None:
         """When this instance sweeps next (None: at its next round)."""
@@ -112,10 +127,14 @@ class SlaWorker(WakeableLoop):
         every = timedelta(seconds=self.sweep_interval)
         heard = self._heard
         self._swept_at, self._next_sweep, self._quiet = now, now + every, False
-        lease = self.sweep_interval * 3
-        if not await sla.take_lease(name=LEASE, holder=self.holder, now=now, seconds=lease):
+        if not await self._lease.take_until(
+            now + timedelta(seconds=self._heartbeat.seconds), now=now
+        ):
             return
-        opened, cleared = await sla.sweep(now=now)
+        async with self._heartbeat.holding():
+            opened, cleared = await sla.sweep(now=now)
+        # this instance's turn until its next sweep; if it dies, another's sweep after that
+        await self._lease.take_until(now + every, now=now)
         if opened or cleared:
             log.info("sla sweep: %d opened, %d cleared", len(opened), len(cleared))
             return

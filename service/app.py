@@ -112,7 +112,7 @@ def _worker_settings(settings: Settings, *, poll_interval: float) -> WorkerSetti
         backoff=min(0.5, settings.warehouse_retry_delay / 4),
         task_attempts=settings.warehouse_task_attempts,
         retry_delay=settings.warehouse_retry_delay,
-        lease_seconds=settings.warehouse_lease_seconds,
+        lease_seconds=settings.work_lease_seconds,
         poll_interval=poll_interval,
         reconcile_after=settings.warehouse_reconcile_after,
         busy_pause=settings.warehouse_busy_pause,
@@ -193,11 +193,13 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
                 channel=channel,
+                lease_seconds=settings.work_lease_seconds,
             )
             tracking = TrackingPusher(
                 poll_interval=loop_sweep,
                 base_delay=settings.tracking_retry_delay,
                 max_attempts=settings.tracking_max_attempts,
+                lease_seconds=settings.work_lease_seconds,
             )
             app.state.broadcast, app.state.hub, app.state.publisher = broadcast, hub, publisher
             app.state.live = Multiplexer(graphql.schema, hub, app, graphql.services)
@@ -214,11 +216,15 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                     poll_interval=loop_sweep,
                     max_attempts=settings.store_inbox_attempts,
                     retry_delay=settings.store_inbox_retry_delay,
+                    lease_seconds=settings.work_lease_seconds,
                 )
             )
             app.state.store_inbox = inbox
             app.state.inbox_intake = store_inbox.InboxIntake()
-            sla_worker = SlaWorker(sweep_interval=settings.sla_sweep_interval)
+            sla_worker = SlaWorker(
+                sweep_interval=settings.sla_sweep_interval,
+                lease_seconds=settings.work_lease_seconds,
+            )
             hub.on_dispatch(sla_worker.on_event)
             app.state.sla = sla_worker
             wakeups.subscribe(WorkKind.OUTBOX, publisher.wake)

@@ -288,6 +288,14 @@ class Settings(BaseSettings):
         description="Seconds between attempts to publish events while the broadcast backend is "
         "down.",
     )
+    work_lease_seconds: Annotated[float, Field(ge=0.3)] = Field(
+        10.0,
+        description="How long an instance holds background work it took (a warehouse task, a "
+        "store webhook, a tracking push, an outbox or reconciliation round, the SLA sweep) "
+        "without renewing it; renewed every third of it while the work runs. The work of an "
+        "instance that died or hangs is taken over this long after its last renewal at most; a "
+        "stopping instance gives its work back at once.",
+    )
     work_sweep_seconds: PositiveFloat = Field(
         30.0,
         description="Seconds the background workers (outbox publisher, store inbox, warehouse "
@@ -352,11 +360,6 @@ class Settings(BaseSettings):
         5.0,
         description="Seconds before a push or withdraw runs again after the warehouse was "
         "unreachable; doubles each time.",
-    )
-    warehouse_lease_seconds: PositiveFloat = Field(
-        120.0,
-        description="How long a worker holds a warehouse task; a crashed instance's tasks are "
-        "taken over after this.",
     )
     warehouse_reconcile_after: PositiveFloat = Field(
         300.0,

@@ -416,6 +416,7 @@ async def test_a_lease_expiring_mid_call_lets_a_second_worker_in_but_the_push_ap
     assert (await push(client, d, order_id))["userErrors"] == []
     short_lease = dataclasses.replace(app_worker.settings, lease_seconds=0.2)
     slow, late = WarehouseWorker(short_lease), WarehouseWorker(short_lease)
+    slow.heartbeat.interval = 3600  # a hung instance: it renews nothing
     await sim.faults(delay=0.5)  # the call outlives the lease (but not the 1 s timeout)
 
     running = asyncio.create_task(slow.run_due())

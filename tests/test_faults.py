@@ -711,7 +711,7 @@ async def test_sigkill_mid_withdraw_and_mid_push_resumes_on_restart_and_acts_onc
         "WAREHOUSE_RETRIES": "1",
         "WAREHOUSE_TASK_ATTEMPTS": "3",
         "WAREHOUSE_RETRY_DELAY": "0.2",
-        "WAREHOUSE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "WORK_LEASE_SECONDS": str(LEASE_SECONDS),
         "WAREHOUSE_RECONCILE_AFTER": "3600",
         "EVENT_RESYNC_INTERVAL": "1",
         "OUTBOX_RETRY_INTERVAL": "0.2",

@@ -24,6 +24,7 @@ from domain.distribution.models import (
     WithdrawalResolution,
     WithdrawalStatus,
 )
+from domain.leases import NamedLease
 from domain.orders.models import Order, OrderStatus, Quote, QuoteStatus, TrackingSync
 from domain.sla import commands as sla
 from domain.sla.models import SlaBreach, SlaRule, SweepLease
@@ -517,16 +518,14 @@ async def test_closing_a_failed_withdraw_through_the_api_clears_its_breaches_at_
 
 async def test_one_instance_holds_the_sweep_until_its_lease_runs_out(server: RunningServer) -> None:
     name, at = f"test-{uuid.uuid4().hex[:8]}", T0
-    assert await sla.take_lease(name=name, holder="a", now=at, seconds=90)
-    assert not await sla.take_lease(
-        name=name, holder="b", now=at + timedelta(seconds=89), seconds=90
-    )
-    assert await sla.take_lease(name=name, holder="a", now=at + timedelta(seconds=60), seconds=90)
+    a, b = NamedLease(name, "a"), NamedLease(name, "b")
+    assert await a.take_until(at + timedelta(seconds=90), now=at)
+    assert not await b.take_until(at + timedelta(seconds=179), now=at + timedelta(seconds=89))
+    assert await a.take_until(at + timedelta(seconds=150), now=at + timedelta(seconds=60))
     # a's renewal runs to +150 s: b waits for that, then takes over
-    assert not await sla.take_lease(
-        name=name, holder="b", now=at + timedelta(seconds=149), seconds=90
-    )
-    assert await sla.take_lease(name=name, holder="b", now=at + timedelta(seconds=151), seconds=90)
-    assert not await sla.take_lease(
-        name=name, holder="a", now=at + timedelta(seconds=152), seconds=90
-    )
+    assert not await b.take_until(at + timedelta(seconds=239), now=at + timedelta(seconds=149))
+    assert await b.take_until(at + timedelta(seconds=241), now=at + timedelta(seconds=151))
+    assert not await a.take_until(at + timedelta(seconds=242), now=at + timedelta(seconds=152))
+    # given back, it is free at once
+    assert await b.release() == 1
+    assert await a.take_until(at + timedelta(seconds=243), now=at + timedelta(seconds=153))

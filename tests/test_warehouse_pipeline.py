@@ -391,6 +391,30 @@ async def test_a_slow_warehouse_holds_up_its_own_tasks_only(
     assert (await quick.effects())["outbound_cancelled"] == 1
 
 
+async def test_a_slow_call_keeps_its_task_while_its_worker_renews_the_lease(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    d = await partnered(client, make_member, sim)
+    [order_id] = await pushed_orders(client, d, 1)
+    app_worker = server.app.state.warehouses
+    await app_worker.stop()
+    await withdraw(client, d, order_id)
+    short_lease = dataclasses.replace(app_worker.settings, lease_seconds=0.3)
+    slow, other = WarehouseWorker(short_lease), WarehouseWorker(short_lease)
+    await sim.faults(delay=1.0)  # the call lasts three leases
+
+    running = asyncio.create_task(slow.run_due())
+    for _ in range(4):
+        await asyncio.sleep(0.25)
+        assert await other.run_due() == 0  # renewed: never free for another instance
+    assert await running == 1
+    assert slow.heartbeat.renewals >= 2
+    [task] = await WarehouseTask.filter(order_id=key_of(order_id), kind=TaskKind.CANCEL_ORDER)
+    assert (task.state, task.attempts, task.lease_owner) == (TaskState.DONE, 1, None)
+    cancels = [r for r in await sim.requests() if r["path"].endswith("/cancel")]
+    assert len(cancels) == 1  # counted at the warehouse: one call
+
+
 async def test_a_lease_expiring_mid_cancel_lets_a_second_worker_in_but_applies_once(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
 ) -> None:
@@ -401,6 +425,7 @@ async def test_a_lease_expiring_mid_cancel_lets_a_second_worker_in_but_applies_o
     await withdraw(client, d, order_id)
     short_lease = dataclasses.replace(app_worker.settings, lease_seconds=0.2)
     slow, late = WarehouseWorker(short_lease), WarehouseWorker(short_lease)
+    slow.heartbeat.interval = 3600  # a hung instance: it renews nothing
     await sim.faults(delay=0.5)  # the call outlives the lease
 
     running = asyncio.create_task(slow.run_due())

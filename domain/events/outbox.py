@@ -14,6 +14,7 @@ from domain.events import PublishedEvent
 from domain.events.models import Event
 from domain.persistence.outbox import BATCH as BATCH
 from domain.persistence.outbox import any_after as any_after
+from domain.persistence.outbox import anything_unpublished as anything_unpublished
 from domain.persistence.outbox import assign_sequence as assign_sequence
 from domain.persistence.outbox import claim_unpublished as claim_unpublished
 from domain.persistence.outbox import mark_published as mark_published

@@ -83,35 +83,55 @@ async def mark_delivered(*, viewer: Viewer, order_id: int) -> Order:
 
 
 async def claim_tracking_push(
-    *, order_id: int, now: datetime, until: datetime, base_delay: float, max_attempts: int
+    *,
+    order_id: int,
+    owner: str,
+    now: datetime,
+    until: datetime,
+    base_delay: float,
+    max_attempts: int,
 ) -> bool:
-    """Take the order's tracking push until ``until``, if it is still due and nobody holds it
-    (one conditional UPDATE, ``domain.leases``): whether this caller is to make it. The push's
-    result (``record_tracking_sync``) frees it; a holder that died leaves it free at ``until``."""
+    """Take the order's tracking push for ``owner`` until ``until``, if it is still due and
+    nobody holds it (one conditional UPDATE, ``domain.leases``): whether this caller is to make
+    it. The owner renews the lease while it pushes; its result (``record_tracking_sync``) frees
+    it; a holder that died or hangs leaves it free once the lease runs out."""
     due = tracking_push_due(now, base_delay=base_delay, max_attempts=max_attempts)
-    taken = await Order.filter(due, id=order_id).update(tracking_lease_until=until)
+    taken = await Order.filter(due, id=order_id).update(
+        tracking_lease_owner=owner, tracking_lease_until=until
+    )
     return taken == 1
 
 
-async def record_tracking_sync(*, order_id: int, ok: bool, error: str | None = None) -> None:
+async def record_tracking_sync(
+    *, order_id: int, ok: bool, error: str | None = None, owner: str | None = None
+) -> bool:
     """The store connector's result of pushing tracking to the buyer's store; the push's lease
-    is released."""
+    is released. With ``owner``, only while that owner still holds the push (it may have hung
+    past its lease, and another instance made the push meanwhile): whether it was recorded."""
     async with transaction():
-        order = await Order.get(id=order_id)
+        held = Order.filter(id=order_id)
+        if owner is not None:
+            held = held.filter(tracking_lease_owner=owner)
+        order = await held.select_for_update().first()
+        if order is None:
+            return False
         order.tracking_sync = TrackingSync.SYNCED if ok else TrackingSync.FAILED
         order.tracking_sync_error = None if ok else (error or "unknown error")[:500]
         order.tracking_sync_attempts += 1
+        order.tracking_lease_owner = None
         order.tracking_lease_until = None
         await order.save(
             update_fields=[
                 "tracking_sync",
                 "tracking_sync_error",
                 "tracking_sync_attempts",
+                "tracking_lease_owner",
                 "tracking_lease_until",
                 "updated_at",
             ]
         )
         await record_event(OrderTrackingSync.of(order))
+    return True
 
 
 async def cancel_orders(*, viewer: Viewer, order_ids: list[int], reason: str = "") -> list[Order]:

@@ -11,7 +11,6 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 
 from domain.access import Viewer
@@ -21,7 +20,7 @@ from domain.events import record_event
 from domain.events.catalogue import SlaBreachCleared, SlaBreachOpened, SlaRuleUpdated
 from domain.organisations.models import OrganisationKind, Role
 from domain.persistence.sla_breaches import open_breaches
-from domain.sla.models import SlaBreach, SlaRule, SlaSetting, SweepLease
+from domain.sla.models import SlaBreach, SlaRule, SlaSetting
 from domain.sla.rules import RULES, Rule
 
 BATCH = 500  # rows opened per rule and deadline in one round; the next round takes the rest
@@ -290,19 +289,3 @@ async def set_rule(
         await setting.save()
         await record_event(SlaRuleUpdated.of(setting, actor_user_id=viewer.user_id))
     return setting
-
-
-async def take_lease(*, name: str, holder: str, now: datetime, seconds: float) -> bool:
-    """Hold the ``name`` sweep until ``now`` + ``seconds`` if nobody else does (or renew)."""
-    until = now + timedelta(seconds=seconds)
-    taken = await SweepLease.filter(Q(name=name) & (Q(until__lt=now) | Q(holder=holder))).update(
-        holder=holder, until=until
-    )
-    if taken:
-        return True
-    try:
-        async with transaction():
-            await SweepLease.create(name=name, holder=holder, until=until)
-    except IntegrityError:
-        return False
-    return True

@@ -3,10 +3,15 @@
 Woken after every commit of this process that recorded an event, on PostgreSQL by events other
 processes record (``integrations.wakeups``), every ``retry_interval`` while the broadcast backend
 is down, and otherwise only by its safety sweep (``poll_interval``). Every instance runs one;
-they agree on numbering through ``domain.outbox.assign_sequence`` and a duplicate publication is
-harmless because receivers drop any ``seq`` they have already seen. With tracing on, each round
-that hands events over is an ``outbox publish`` span linked to the requests that recorded them
-(``integrations.bus.tracing``).
+they agree on numbering through ``domain.outbox.assign_sequence``, and one at a time publishes:
+a round is held under a named lease (``domain.leases``, renewed while it runs), kept while rounds
+follow one another and given back when it goes idle. After giving it back the holder looks once
+more for events waiting: an instance whose round was refused meanwhile committed them before,
+so they are found then (served instances do not wake one another). A round refused while the
+holder is dead is tried again when its lease runs out. Were an event published twice all the
+same (a holder that hung past its lease), receivers drop any ``seq`` they have already seen.
+With tracing on, each round that hands events over is an ``outbox publish`` span linked to the
+requests that recorded them (``integrations.bus.tracing``).
 """
 
 from __future__ import annotations
@@ -14,16 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from domain import tracing
 from domain.events import PublishedEvent, outbox
+from domain.leases import LEASE_SECONDS, NamedLease
 from integrations.background import WakeableLoop
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode_batch
 from integrations.bus.tracing import publishing
+from integrations.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+ROUND = "outbox publisher"  # the named lease of a publishing round
 
 
 class OutboxPublisher(WakeableLoop):
@@ -38,6 +49,7 @@ class OutboxPublisher(WakeableLoop):
         retry_interval: float,
         deliver_locally: Callable[[list[PublishedEvent]], Awaitable[None]] | None = None,
         channel: str = EVENTS_CHANNEL,
+        lease_seconds: float = LEASE_SECONDS,
     ):
         """``poll_interval``: the safety sweep, seconds between rounds that nothing woke."""
         self._broadcast = broadcast
@@ -47,6 +59,10 @@ class OutboxPublisher(WakeableLoop):
         self._retry_interval = retry_interval
         self.backend_down_since: float | None = None
         self.published = 0
+        self.holder = f"outbox-{uuid.uuid4().hex[:12]}"
+        self._lease = NamedLease(ROUND, self.holder)
+        self._heartbeat = Heartbeat(self._lease, seconds=lease_seconds)
+        self._held_elsewhere: datetime | None = None  # until when another instance holds it
 
     name = "outbox publisher"
 
@@ -59,16 +75,43 @@ class OutboxPublisher(WakeableLoop):
             await asyncio.wait_for(self.flush(), timeout=2)
         except Exception:
             log.warning("outbox not fully flushed at shutdown; it is published on next start")
+        await self._heartbeat.close()
+
+    async def next_due(self) -> datetime | None:
+        """A round refused because another instance held it: when that one's lease runs out."""
+        return self._held_elsewhere
 
     async def round(self) -> None:
         await self.flush()
 
     async def flush(self) -> int:
-        """Number what is committed and publish what is unpublished. Returns events published.
+        """Number what is committed and publish what is unpublished, if no other instance is
+        publishing (see the module's docstring). Returns events published.
 
         A backend failure stops this round: what went out is marked, the rest stays in the
         outbox for the next round (``retry_interval`` later).
         """
+        sent = 0
+        while True:
+            if not await self._lease.take(seconds=self._heartbeat.seconds):
+                self._held_elsewhere = await self._lease.held_until()
+                if self._held_elsewhere is None:
+                    continue  # given back meanwhile: take it now
+                break
+            self._held_elsewhere = None
+            async with self._heartbeat.holding():
+                published, complete = await self._publish_waiting()
+            sent += published
+            if self._wake.is_set() and not self._stopping:
+                break  # the next round comes at once: it keeps the lease
+            await self._lease.release()
+            if not complete or not await outbox.anything_unpublished():
+                break  # (the backend failed: the next round comes ``retry_interval`` later)
+        self.published += sent
+        return sent
+
+    async def _publish_waiting(self) -> tuple[int, bool]:
+        """Publish what waits, batch by batch: how many, and whether the backend took all."""
         sent = 0
         while events := await outbox.claim_unpublished():
             if tracing.ENABLED:
@@ -78,10 +121,11 @@ class OutboxPublisher(WakeableLoop):
             else:
                 done = await self._hand_over(events)
             sent += len(done)
-            if len(done) < len(events) or len(events) < outbox.BATCH:
-                break  # the backend failed, or nothing more was numbered or waiting
-        self.published += sent
-        return sent
+            if len(done) < len(events):
+                return sent, False
+            if len(events) < outbox.BATCH:
+                break  # nothing more was numbered or waiting
+        return sent, True
 
     async def _hand_over(self, events: list[PublishedEvent]) -> list[int]:
         """Deliver ``events`` locally, publish them and mark what went out; the seqs that did."""

@@ -4,7 +4,9 @@ Rows are taken in by the batch (one claim, one intake transaction, one statement
 done), each row failing alone. The receiver wakes it on this instance, and on PostgreSQL rows
 written by other processes wake it (``integrations.wakeups``). After a round it sleeps until the
 first row it knows of falls due (a retry, the lease of an instance that died runs out), or until
-its safety sweep (``poll_interval`` seconds) for anything else.
+its safety sweep (``poll_interval`` seconds) for anything else. The rows it holds are under a
+short lease renewed while they are taken in (``integrations.heartbeat``) and given back when it
+stops.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 
 import orjson
 
+from domain.leases import LEASE_SECONDS, RowLeases
 from domain.orders.intake import Ingested, ingest_store_orders
 from domain.orders.models import InboxState, WebhookReceipt
 from domain.stores import inbox as store_inbox
@@ -24,6 +27,7 @@ from domain.stores.data import StoreOrderData
 from domain.stores.models import Store
 from domain.work_due import next_inbox_due
 from integrations.background import WakeableLoop
+from integrations.heartbeat import Heartbeat
 from integrations.stores.protocol import StorePayloadError, parse_order
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 class InboxSettings:
     poll_interval: float = 30.0  # the safety sweep: seconds between rounds nothing woke
     batch: int = 200  # rows a round claims and takes in together
-    lease_seconds: float = 60.0
+    lease_seconds: float = LEASE_SECONDS  # renewed every third of it while rows are taken in
     max_attempts: int = 5
     retry_delay: float = 2.0
 
@@ -45,6 +49,17 @@ class StoreInboxWorker(WakeableLoop):
         super().__init__(sweep_interval=settings.poll_interval)
         self.settings = settings
         self.owner = f"inbox-{uuid.uuid4().hex[:12]}"
+        self.heartbeat = Heartbeat(
+            RowLeases(
+                "store inbox", WebhookReceipt, self.owner, held={"state": InboxState.PENDING}
+            ),
+            seconds=settings.lease_seconds,
+        )
+
+    async def stop(self) -> None:
+        """Take no more rows; give back the leases of rows not taken in yet."""
+        await super().stop()
+        await self.heartbeat.close()
 
     async def round(self) -> None:
         taken = self.settings.batch
@@ -56,11 +71,14 @@ class StoreInboxWorker(WakeableLoop):
 
     async def run_due(self) -> int:
         """Take in every row due now, up to one batch; returns how many were leased."""
-        rows = await store_inbox.claim_due(
-            owner=self.owner, lease_seconds=self.settings.lease_seconds, limit=self.settings.batch
-        )
-        if rows:
-            await self.take_in_all(rows)
+        async with self.heartbeat.holding():
+            rows = await store_inbox.claim_due(
+                owner=self.owner,
+                lease_seconds=self.settings.lease_seconds,
+                limit=self.settings.batch,
+            )
+            if rows:
+                await self.take_in_all(rows)
         return len(rows)
 
     async def take_in(self, row: WebhookReceipt) -> InboxState:

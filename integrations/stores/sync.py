@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 
 from domain.access import Viewer, require_buyer
 from domain.errors import DomainError, ErrorCode
+from domain.leases import LEASE_SECONDS, RowLeases
 from domain.orders.fulfilment import claim_tracking_push, record_tracking_sync
 from domain.orders.intake import ingest_store_order
 from domain.orders.models import Order
@@ -18,6 +20,7 @@ from domain.stores.models import Store
 from domain.stores.queries import store_of_buyer
 from domain.work_due import next_tracking_due, tracking_push_due
 from integrations.background import WakeableLoop
+from integrations.heartbeat import Heartbeat
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError
 
@@ -74,14 +77,14 @@ class TrackingPusher(WakeableLoop):
     Woken when a shipment made a push due (in this process, or on PostgreSQL in another one:
     ``integrations.wakeups``); after a round it sleeps until the first failed push is due again,
     or until its safety sweep (``poll_interval`` seconds).
+
+    Each push is claimed by one instance (``claim_tracking_push``) under a short lease renewed
+    while it is made (``integrations.heartbeat``); a stopping pusher gives its leases back.
     """
 
     name = "tracking pusher"
     BATCH = 100
-    # an order's push is held by the instance making it this long (``claim_tracking_push``):
-    # longer than a push can take, its retries stopping after ``RETRY_BUDGET``
-    LEASE_SECONDS = 60.0
-    RETRY_BUDGET = 30.0
+    RETRY_BUDGET = 30.0  # seconds after which a push's client schedules no more retries
 
     def __init__(
         self,
@@ -90,11 +93,28 @@ class TrackingPusher(WakeableLoop):
         base_delay: float = 1.0,
         max_attempts: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ):
         super().__init__(sweep_interval=poll_interval)
+        self.owner = f"tracking-{uuid.uuid4().hex[:12]}"
+        self.heartbeat = Heartbeat(
+            RowLeases(
+                "tracking pushes",
+                Order,
+                self.owner,
+                owner_field="tracking_lease_owner",
+                until_field="tracking_lease_until",
+            ),
+            seconds=lease_seconds,
+        )
         self._base_delay = base_delay
         self._max_attempts = max_attempts
         self._transport = transport
+
+    async def stop(self) -> None:
+        """Make no more pushes; give back the lease of one under way."""
+        await super().stop()
+        await self.heartbeat.close()
 
     async def round(self) -> None:
         pushed = self.BATCH
@@ -119,16 +139,17 @@ class TrackingPusher(WakeableLoop):
             .order_by("id")
             .limit(self.BATCH)
         )
-        for order in due:
-            now = datetime.now(UTC)
-            if await claim_tracking_push(
-                order_id=order.id,
-                now=now,
-                until=now + timedelta(seconds=self.LEASE_SECONDS),
-                base_delay=self._base_delay,
-                max_attempts=self._max_attempts,
-            ):
-                await self.push(order)
+        async with self.heartbeat.holding():
+            for order in due:
+                if await claim_tracking_push(
+                    order_id=order.id,
+                    owner=self.owner,
+                    now=datetime.now(UTC),
+                    until=self.heartbeat.until(),
+                    base_delay=self._base_delay,
+                    max_attempts=self._max_attempts,
+                ):
+                    await self.push(order)
         return len(due)
 
     async def push(self, order: Order) -> None:
@@ -148,6 +169,8 @@ class TrackingPusher(WakeableLoop):
                 )
         except (StoreApiError, ValueError) as error:
             log.warning("tracking push of order %s failed: %s", order.number, error)
-            await record_tracking_sync(order_id=order.id, ok=False, error=str(error))
+            await record_tracking_sync(
+                order_id=order.id, ok=False, error=str(error), owner=self.owner
+            )
             return
-        await record_tracking_sync(order_id=order.id, ok=True)
+        await record_tracking_sync(order_id=order.id, ok=True, owner=self.owner)

@@ -128,8 +128,8 @@ class CancelBatches:
 
     async def close(self) -> None:
         """Stop the requests still under way, as the worker stops its runs: a slow warehouse
-        must not hold up a shutdown. Their tasks' leases run out and they are taken again (a
-        cancel is idempotent at the warehouse)."""
+        must not hold up a shutdown. The worker gives their tasks' leases back and another
+        instance takes them at once (a cancel is idempotent at the warehouse)."""
         for sending in self._sending:
             sending.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)

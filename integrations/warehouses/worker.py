@@ -2,19 +2,21 @@
 
 It takes the lease of due tasks (``domain.distribution.tasks``) and runs up to ``concurrency``
 of them at once, claiming more as runs end (``run_due``: a pipeline, so a slow warehouse holds
-up its own tasks only). A run makes the call with ``WarehouseClient`` (which retries transient
-failures itself, with the task's idempotency key, and schedules no retry once a call has taken
-``lease_seconds``: the lease has run out, another instance may have taken the task over) and
-hands the outcome to the domain, which applies it once; cancels that come together go to a
+up its own tasks only). The leases are short (``lease_seconds``) and renewed while the runs go
+on (``integrations.heartbeat``): a slow call keeps its task, and the tasks of an instance that
+died or hangs are taken over ``lease_seconds`` after its last renewal. A run makes the call with
+``WarehouseClient`` (which retries transient failures itself, with the task's idempotency key)
+and hands the outcome to the domain, which applies it once; cancels that come together go to a
 warehouse in one request (``cancel_batches``), and successful cancels of orders that end at the
 same time are applied together (``_Together``: one statement, one lock of the wallet they
 refund). A task whose warehouse stays unreachable is tried again ``retry_delay`` x 2^(n-1)
 seconds later, up to ``task_attempts`` runs; after that a push ends PUSH_FAILED and a withdraw
 WITHDRAW_FAILED, with the last error. Tasks survive a restart: they are rows, and an expired
-lease is taken over.
+lease is taken over; a stopping worker gives its leases back at once (``stop``).
 
 It also reconciles: pushed orders and returns that the warehouse has not reported on for
-``reconcile_after`` seconds are fetched and applied as if their callback had come.
+``reconcile_after`` seconds are fetched and applied as if their callback had come, one instance
+at a time (a named lease, renewed while the round runs).
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ from domain.after_sales.models import AfterSalesOrder
 from domain.distribution import pushes as distribution_orders
 from domain.distribution import tasks as warehouse_tasks
 from domain.distribution import withdrawals
-from domain.distribution.models import TaskKind, ThirdPartyWarehouse, WarehouseTask, Withdrawal
+from domain.distribution.models import (
+    TaskKind,
+    TaskState,
+    ThirdPartyWarehouse,
+    WarehouseTask,
+    Withdrawal,
+)
 from domain.distribution.withdrawn import Cancelled, withdrawn_together
 from domain.errors import DomainError
+from domain.leases import LEASE_SECONDS, NamedLease, RowLeases
 from domain.request_context import request_id_var
 from domain.work_due import next_task_due
 from integrations.background import WakeableLoop
+from integrations.heartbeat import Heartbeat
 from integrations.outbound import new_client
 from integrations.request_load import RequestLoad
 from integrations.warehouses.cancel_batches import CancelBatches
@@ -69,7 +79,7 @@ class WorkerSettings:
     backoff: float = 0.5
     task_attempts: int = 3
     retry_delay: float = 5.0
-    lease_seconds: float = 120.0
+    lease_seconds: float = LEASE_SECONDS  # renewed every third of it while a run goes on
     poll_interval: float = 30.0  # the safety sweep: seconds between rounds nothing woke
     reconcile_after: float = 300.0
     batch: int = 20  # records a reconciliation round fetches
@@ -91,6 +101,7 @@ class WorkerSettings:
 # pool of 36 connections, 0.75-1.0 ms through pools of 4 or 8.
 POOL_CONNECTIONS = 4
 RECONCILE_POOL = -1  # the pool reconciliation calls through, apart from the task runs'
+RECONCILIATION = "warehouse reconciliation"  # the named lease of a reconciliation round
 
 
 class Unreachable(Exception):
@@ -216,6 +227,14 @@ class WarehouseWorker:
         self.settings = settings
         self.load = load if load is not None else RequestLoad(busy_at=0)
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self.heartbeat = Heartbeat(
+            RowLeases(
+                "warehouse tasks", WarehouseTask, self.owner, held={"state": TaskState.PENDING}
+            ),
+            seconds=settings.lease_seconds,
+        )
+        self._reconcile_lease = NamedLease(RECONCILIATION, self.owner)
+        self._reconciling = Heartbeat(self._reconcile_lease, seconds=settings.lease_seconds)
         self._transport = transport
         self._http: _Pools | None = None  # the connections to every warehouse
         self._task_loop = _TaskLoop(self)
@@ -229,12 +248,17 @@ class WarehouseWorker:
         self._reconciler = asyncio.create_task(self._reconcile_loop(), name="warehouse-reconciler")
 
     async def stop(self) -> None:
+        """Take no more tasks, cancel the runs under way and give their leases back: another
+        instance takes them at once (a call already made is made again with the task's
+        idempotency key)."""
         await self._task_loop.stop()
         reconciler, self._reconciler = self._reconciler, None
         if reconciler is not None:
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
+        await self.heartbeat.close()
+        await self._reconciling.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -265,7 +289,12 @@ class WarehouseWorker:
         requests, a batch is claimed at most every ``busy_pause`` seconds: requests first,
         the cascades they queued a little later (``integrations.request_load``). A task this
         worker is still running is never claimed again, even once its lease has run out
-        (another instance may take it over then, as before)."""
+        (another instance may take it over then, as before). The leases are renewed while
+        anything runs (``heartbeat``)."""
+        async with self.heartbeat.holding():
+            return await self._run_due()
+
+    async def _run_due(self) -> int:
         settings = self.settings
         limit = max(1, settings.concurrency)
         refill = max(1, limit // 4)
@@ -378,7 +407,6 @@ class WarehouseWorker:
             timeout=self.settings.timeout,
             retries=self.settings.retries,
             backoff=self.settings.backoff,
-            budget=self.settings.lease_seconds,
             http=self._http.get(pool),
         )
 
@@ -562,7 +590,17 @@ class WarehouseWorker:
     async def reconcile(self) -> int:
         """Fetch the state of pushed orders and returns that have waited too long for a
         callback; returns how many were checked. Each one tried goes to the back of the queue,
-        answered or not, so a warehouse that is down does not hold up the others."""
+        answered or not, so a warehouse that is down does not hold up the others. One instance
+        reconciles at a time: a round another instance holds is left to it (0)."""
+        if not await self._reconcile_lease.take_until(self._reconciling.until()):
+            return 0
+        try:
+            async with self._reconciling.holding():
+                return await self._reconcile()
+        finally:
+            await self._reconcile_lease.release()
+
+    async def _reconcile(self) -> int:
         older = datetime.now(UTC) - timedelta(seconds=self.settings.reconcile_after)
         checked = 0
         for record in await distribution_orders.due_for_reconciliation(
