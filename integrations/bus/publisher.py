@@ -77,6 +77,12 @@ class OutboxPublisher(WakeableLoop):
             log.warning("outbox not fully flushed at shutdown; it is published on next start")
         await self._heartbeat.close()
 
+    @property
+    def refused_until(self) -> datetime | None:
+        """Until when another instance holds the round this one's last round was refused
+        (None: the last round was not refused)."""
+        return self._held_elsewhere
+
     async def next_due(self) -> datetime | None:
         """A round refused because another instance held it: when that one's lease runs out."""
         return self._held_elsewhere
