@@ -678,6 +678,45 @@ async def test_reconciliation_is_not_starved_by_orders_whose_warehouse_is_down(
     assert state["status"] == "SHIPPED"
 
 
+async def test_one_reconciliation_round_at_a_time_and_a_slow_warehouse_holds_up_only_its_own(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    worker = server.app.state.warehouses
+    await worker.stop()
+    slowly = warehouse_simulator()
+    slow_sim = await anext(slowly)
+    try:
+        a = await partnered(client, make_member, slow_sim)
+        await pushed_by_hand(client, a, worker)
+        b = await partnered(client, make_member, sim)
+        order_id = await pushed_by_hand(client, b, worker)
+        await sim.advance(order_id, "SHIPPED", carrier="UPS", tracking_number="1Z3", deliver=False)
+        await slow_sim.faults(delay=2.0)
+        await asyncio.sleep(0.4)
+        every_due = dataclasses.replace(
+            worker.settings, batch=100_000, reconcile_after=0.3, retries=0, timeout=10
+        )
+        first, second = WarehouseWorker(every_due), WarehouseWorker(every_due)
+        running = asyncio.create_task(first.reconcile())
+        # B's order is reconciled while the call to A's slow warehouse is still in flight
+        await eventually(
+            lambda: order_state(client, b.supplier.token, order_id),
+            lambda state: state["status"] == "SHIPPED",
+            timeout=10,
+        )
+        assert not running.done()
+        assert await second.reconcile() == 0  # the round is another instance's
+        assert await running >= 2
+        await first.stop()
+        await second.stop()
+        # each record fetched once, counted at the warehouses
+        for warehouse in (slow_sim, sim):
+            fetched = [r for r in await warehouse.requests() if r["method"] == "GET"]
+            assert len(fetched) == 1, fetched
+    finally:
+        await slowly.aclose()
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 

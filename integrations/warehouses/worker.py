@@ -27,6 +27,7 @@ import heapq
 import logging
 import math
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from domain.distribution.models import (
     TaskKind,
     TaskState,
     ThirdPartyWarehouse,
+    WarehouseOrder,
     WarehouseTask,
     Withdrawal,
 )
@@ -102,6 +104,7 @@ class WorkerSettings:
 POOL_CONNECTIONS = 4
 RECONCILE_POOL = -1  # the pool reconciliation calls through, apart from the task runs'
 RECONCILIATION = "warehouse reconciliation"  # the named lease of a reconciliation round
+RECONCILE_CALLS = 2  # a reconciliation round's calls in flight to one warehouse at most
 
 
 class Unreachable(Exception):
@@ -601,53 +604,83 @@ class WarehouseWorker:
             await self._reconcile_lease.release()
 
     async def _reconcile(self) -> int:
+        """The round's calls go out together, at most ``RECONCILE_CALLS`` at a time to one
+        warehouse: one that is down or slow holds up its own records only."""
         older = datetime.now(UTC) - timedelta(seconds=self.settings.reconcile_after)
+        orders = await distribution_orders.due_for_reconciliation(
+            older_than=older, limit=self.settings.batch
+        )
+        returns = await after_sales.due_returns_for_reconciliation(
+            older_than=older, limit=self.settings.batch
+        )
+        wanted = {r.third_party_warehouse_id for r in orders}
+        wanted |= {r.third_party_warehouse_id for r in returns}
+        warehouses = {w.id: w for w in await ThirdPartyWarehouse.filter(id__in=wanted - {None})}
+        lanes: defaultdict[int, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(RECONCILE_CALLS)
+        )
+        outcomes = await asyncio.gather(
+            *(self._reconcile_order(record, warehouses, lanes) for record in orders),
+            *(self._reconcile_return(item, warehouses, lanes) for item in returns),
+            return_exceptions=True,
+        )
         checked = 0
-        for record in await distribution_orders.due_for_reconciliation(
-            older_than=older, limit=self.settings.batch
-        ):
-            await distribution_orders.mark_checked(record.order_id)
-            third_party_warehouse = await ThirdPartyWarehouse.get_or_none(
-                id=record.third_party_warehouse_id
-            )
-            if third_party_warehouse is None or record.reference is None:
-                continue
-            try:
-                async with self._client(third_party_warehouse) as client:
-                    state = await client.get_outbound_order(record.reference)
-            except WarehouseApiError as error:
-                log.warning("reconciling order %s: %s", record.order_id, error)
-                continue
-            checked += 1
-            await distribution_orders.apply_outbound_status(
-                third_party_warehouse_id=third_party_warehouse.id,
-                reference=record.reference,
-                status=state.status.value,
-                carrier=state.carrier,
-                tracking_number=state.tracking_number,
-                reason=state.reason,
-            )
-        for item in await after_sales.due_returns_for_reconciliation(
-            older_than=older, limit=self.settings.batch
-        ):
-            await after_sales.mark_return_checked(item.id)
-            third_party_warehouse = await ThirdPartyWarehouse.get_or_none(
-                id=item.third_party_warehouse_id
-            )
-            if third_party_warehouse is None or item.reference is None:
-                continue
-            try:
-                async with self._client(third_party_warehouse) as client:
-                    state = await client.get_return(item.reference)
-            except WarehouseApiError as error:
-                log.warning("reconciling return %s: %s", item.number, error)
-                continue
-            checked += 1
-            await after_sales.apply_return_status(
-                third_party_warehouse_id=third_party_warehouse.id,
-                reference=item.reference,
-                status=state.status.value,
-                received={line.sku: line.received_quantity for line in state.items},
-                reason=state.reason,
-            )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                log.error("reconciling failed", exc_info=outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                checked += outcome
         return checked
+
+    async def _reconcile_order(
+        self,
+        record: WarehouseOrder,
+        warehouses: dict[int, ThirdPartyWarehouse],
+        lanes: defaultdict[int, asyncio.Semaphore],
+    ) -> int:
+        await distribution_orders.mark_checked(record.order_id)
+        third_party_warehouse = warehouses.get(record.third_party_warehouse_id or 0)
+        if third_party_warehouse is None or record.reference is None:
+            return 0
+        try:
+            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
+                state = await c.get_outbound_order(record.reference)
+        except WarehouseApiError as error:
+            log.warning("reconciling order %s: %s", record.order_id, error)
+            return 0
+        await distribution_orders.apply_outbound_status(
+            third_party_warehouse_id=third_party_warehouse.id,
+            reference=record.reference,
+            status=state.status.value,
+            carrier=state.carrier,
+            tracking_number=state.tracking_number,
+            reason=state.reason,
+        )
+        return 1
+
+    async def _reconcile_return(
+        self,
+        item: AfterSalesOrder,
+        warehouses: dict[int, ThirdPartyWarehouse],
+        lanes: defaultdict[int, asyncio.Semaphore],
+    ) -> int:
+        await after_sales.mark_return_checked(item.id)
+        third_party_warehouse = warehouses.get(item.third_party_warehouse_id or 0)
+        if third_party_warehouse is None or item.reference is None:
+            return 0
+        try:
+            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
+                state = await c.get_return(item.reference)
+        except WarehouseApiError as error:
+            log.warning("reconciling return %s: %s", item.number, error)
+            return 0
+        await after_sales.apply_return_status(
+            third_party_warehouse_id=third_party_warehouse.id,
+            reference=item.reference,
+            status=state.status.value,
+            received={line.sku: line.received_quantity for line in state.items},
+            reason=state.reason,
+        )
+        return 1
