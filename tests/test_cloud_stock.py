@@ -390,8 +390,8 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
     warehouse_id, secret = await warehouse_and_secret(client, supplier)
     url = f"{server.url}/webhooks/cloud-warehouses/{key_of(warehouse_id)}/receipts"
 
-    async def post(body: dict, *, key: str = secret, age: int = 0) -> httpx.Response:
-        raw = json.dumps(body).encode()
+    async def post(body: dict | bytes, *, key: str = secret, age: int = 0) -> httpx.Response:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         stamp = int(time.time()) - age
         headers = {
             "X-Warehouse-Timestamp": str(stamp),
@@ -416,6 +416,11 @@ async def test_the_cloud_warehouse_reports_a_receipt_by_signed_callback(
         assert unknown.status_code == 404
         malformed = await post({"event_id": "evt-x", "reference": order_id, "items": "8"})
         assert malformed.status_code == 400
+        not_json = await post(b"<receipt/>")  # in the API's words, not the parser's
+        assert (not_json.status_code, not_json.json()) == (
+            400,
+            {"status": "invalid", "error": "the body is not JSON: a receipt object"},
+        )
         # references that are no key: a Unicode digit, a number past 64 bits (were a bare 500)
         for bad in ("\u00b2", "1" * 30, "0", "-5"):
             refused = await post({**body, "event_id": f"evt-{bad}", "reference": bad})

@@ -290,6 +290,21 @@ async def test_webhook_signatures_and_duplicates(
 
         ahead = await resend(datetime.now(UTC) + timedelta(days=3 * 365))
         skewed = await resend(datetime.now(UTC) + timedelta(minutes=1))  # a clock a bit fast
+        garbled = b"<html>not an order</html>"  # signed, but not JSON
+        not_json = await http.post(
+            url,
+            content=garbled,
+            headers={
+                "x-shopify-hmac-sha256": sign(garbled, SECRET),
+                "x-shopify-event-id": uuid.uuid4().hex,
+                "x-shopify-triggered-at": datetime.now(UTC).isoformat(),
+            },
+        )
+    # said in the API's words, not the JSON parser's ("invalid literal ... line 1 column 1")
+    assert (not_json.status_code, not_json.json()) == (
+        400,
+        {"status": "invalid", "error": "the body is not JSON: a store order object"},
+    )
     assert missing.status_code == 401
     assert ahead.status_code == 400 and "ahead" in ahead.json()["error"]
     assert skewed.status_code == 202

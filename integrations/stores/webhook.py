@@ -99,7 +99,11 @@ async def _receive(request: Request) -> Response:
         log.info("stale store webhook %s for store %s ignored", event_id, store_id)
         return _answer(200, "stale")
     try:
-        parse_order(orjson.loads(body))  # a malformed body is refused now, not in the inbox
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:  # the parser's own words name its internals, not the API's
+        return _answer(400, "invalid", error="the body is not JSON: a store order object")
+    try:
+        parse_order(data)  # a malformed body is refused now, not in the inbox
     except (ValueError, StorePayloadError) as error:
         return _answer(400, "invalid", error=str(error)[:300])
     intake: store_inbox.InboxIntake | None = getattr(request.app.state, "inbox_intake", None)

@@ -45,7 +45,10 @@ def _answer(status: int, outcome: str, **extra: str) -> JSONResponse:
 
 def _parse(body: bytes) -> tuple[str, int, dict[str, int]]:
     """(event id, our order's key, units per SKU code); ``ValueError`` for anything else."""
-    data: Any = json.loads(body)
+    try:
+        data: Any = json.loads(body)
+    except ValueError:  # the parser's own words name its internals, not the API's
+        raise ValueError("the body is not JSON: a receipt object") from None
     if not isinstance(data, dict):
         raise ValueError("expected an object")
     event_id, reference, items = data.get("event_id"), data.get("reference"), data.get("items")
