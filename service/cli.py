@@ -441,6 +441,17 @@ def print_settings(
         print(f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | (empty) | {doc} |")
 
 
+@app.command(
+    "error-codes",
+    help="Print every error code a client can get (userErrors and top-level), with its "
+    "meaning, as Markdown tables.",
+)
+def print_error_codes() -> None:
+    from schema.error_codes import markdown
+
+    print("\n".join(markdown()))
+
+
 @app.command("generate-key", help="Print a new SECRETS_KEY for sealing stored credentials.")
 def generate_key() -> None:
     from domain.secrets import generate_key as new_key
