@@ -17,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
+from compat.uvicorn import on_exit
 from domain.db import tortoise_config
 from domain.secrets import SecretsKeyRefused
 from domain.stores import inbox as store_inbox
@@ -56,6 +57,7 @@ from service.persisted_documents import (
 )
 from service.security_headers import SecurityHeadersMiddleware
 from service.settings import Settings
+from service.shutdown import Drain
 from service.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -89,7 +91,11 @@ async def _answers(check: Awaitable[object]) -> str | None:
 
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the database and the broadcast backend both answer (each within
-    READINESS_TIMEOUT; the two are checked at once)."""
+    READINESS_TIMEOUT; the two are checked at once); never once the process drains to stop
+    (``service/shutdown.py``), so that a load balancer sends it nothing more."""
+    drain = getattr(request.app.state, "drain", None)
+    if drain is not None and drain.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
     database, broadcast = await asyncio.gather(
         _answers(connections.get("default").execute_query("SELECT 1")),
         _answers(request.app.state.broadcast.ping()),
@@ -153,6 +159,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     graphql = GraphQLView(schema, settings, documents, throttle=throttle)
 
     request_load = RequestLoad(busy_at=settings.busy_requests)
+    live = LiveEndpoint(graphql, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -241,10 +248,16 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             await sla_worker.start()
             if settings.gc_tuning:
                 runtime.tune()  # after startup: what exists now lives as long as the process
+            # from SIGTERM on: no new work, leases handed back, live sockets told to resume
+            app.state.drain = Drain(
+                loops=(inbox, warehouses, tracking, sla_worker), sockets=live.sockets
+            )
+            forget_drain = on_exit(app.state.drain)
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield
             finally:
+                forget_drain()
                 await wakeups.stop()
                 await sla_worker.stop()
                 await inbox.stop()
@@ -276,7 +289,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 receive_warehouse_callback,
                 methods=["POST"],
             ),
-            WebSocketRoute("/graphql", LiveEndpoint(graphql, settings)),
+            WebSocketRoute("/graphql", live),
             *asset_routes(settings),
             *dashboard_routes(),
             *demo_routes(settings),  # DEMO: the demo world's simulators, under /_demo

@@ -1,6 +1,7 @@
 """The WebSocket endpoint at ``/graphql``: checks the page's origin, picks the subprotocol, and
 serves graphql-transport-ws itself (``Session``) or hands a legacy graphql-ws socket, whole, to
-Strawberry's view."""
+Strawberry's view. Either kind is counted in ``sockets`` while it is open, so that a stopping
+process closes them all with 1012 and a reason (``service/live/sockets.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.graphql_view import GraphQLView
 from service.live.multiplexer import Multiplexer
 from service.live.protocol import CloseCode, pick_subprotocol
 from service.live.session import Session
+from service.live.sockets import HandedOver, LiveSockets
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class LiveEndpoint:
     def __init__(self, view: GraphQLView, settings: Settings) -> None:
         self.view = view
         self._max_tokens = settings.max_query_tokens
+        self.sockets = LiveSockets()
 
     def origin_allowed(self, websocket: WebSocket) -> bool:
         """Strawberry's rule: clients that send no ``Origin`` (not browsers) and same-origin
@@ -50,7 +53,9 @@ class LiveEndpoint:
             return
         subprotocol = pick_subprotocol(scope.get("subprotocols") or ())
         if subprotocol == GRAPHQL_WS_PROTOCOL:
-            await self.view(scope, receive, send)
+            handed = HandedOver(send)
+            async with self.sockets.held(handed.close):
+                await self.view(scope, receive, handed.send)
             return
         await websocket.accept(subprotocol=subprotocol)
         if subprotocol is None:
@@ -68,4 +73,5 @@ class LiveEndpoint:
             max_tokens=self._max_tokens,
             send=send,
         )
-        await session.run()
+        async with self.sockets.held(session.close):
+            await session.run()

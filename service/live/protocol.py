@@ -35,8 +35,10 @@ CACHED_DOCUMENT_CHARS = 8192  # longer documents are parsed each time rather tha
 
 
 class CloseCode(IntEnum):
-    """Close codes of graphql-transport-ws, plus the standard one for a client left behind."""
+    """Close codes of graphql-transport-ws, plus the standard ones for a server restarting and
+    a client left behind (both: reconnect and resume with ``afterEventId``)."""
 
+    SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     BAD_REQUEST = 4400
     UNAUTHORIZED = 4401

@@ -100,6 +100,11 @@ class Session:
             await self._end_operations()
             connection.stop_writing()
 
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket from outside the session (the process is stopping): after the
+        frames already handed over; ``run`` then ends as the socket's disconnect arrives."""
+        await self._connection.close(code, reason)
+
     async def _close_without_init(self) -> None:
         timeout: timedelta = self._view.connection_init_wait_timeout
         await asyncio.sleep(timeout.total_seconds())
