@@ -5,7 +5,9 @@ while at least one piece of work is held, the lease is renewed every third of ``
 statement for everything the worker holds), so a slow but alive instance keeps its work and a
 dead or hung one loses it ``seconds`` after its last renewal. With nothing held the heartbeat
 sleeps: an idle instance renews nothing. ``close()`` stops it and gives back what is still
-held, so another instance can take it at once (a clean shutdown).
+held, so another instance can take it at once (a clean shutdown), and tells the others so
+(``on_released``: the app wires it to ``integrations.wakeups``, since served instances do not
+wake one another otherwise).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from domain.leases import LEASE_SECONDS, Lease
@@ -27,6 +29,8 @@ class Heartbeat:
         self.seconds = seconds
         self.interval = seconds / 3
         self.renewals = 0  # statements that renewed (for tests and ``/metrics``)
+        # told when ``close`` gave leases back: other instances may take the work now
+        self.on_released: Callable[[], Awaitable[object]] | None = None
         self._holding = 0
         self._beating: asyncio.Task[None] | None = None
 
@@ -69,7 +73,10 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         try:
-            return await self.lease.release()
+            released = await self.lease.release()
+            if released and self.on_released is not None:
+                await self.on_released()
         except Exception:  # they run out by themselves
             log.warning("giving back the %s lease failed", self.lease.name, exc_info=True)
             return 0
+        return released

@@ -117,6 +117,10 @@ class Wakeups:
             for wake in subscribers:
                 wake()
 
+    async def announce(self, kind: WorkKind) -> None:
+        """Tell the other processes that work of ``kind`` is free to take now (this one gave
+        its leases back as it stops); nothing to tell in one process."""
+
     async def start(self) -> None:
         for topic, kind in COMMIT_TOPICS.items():
             hook = partial(self.wake, kind)
@@ -238,6 +242,21 @@ class PostgresWakeups(Wakeups):
             raise
         self._connection = connection
         return connection
+
+    async def announce(self, kind: WorkKind) -> None:
+        """One NOTIFY on a connection of its own (the LISTEN connection runs the sweep, and
+        this instance's sessions do not notify); a failure is logged: the others' sweeps or
+        the leases' ends find the work all the same."""
+        try:
+            connection = await asyncpg.connect(**self._connect_args, timeout=CONNECT_TIMEOUT)
+            try:
+                await connection.execute(
+                    "SELECT pg_notify($1, $2)", WORK_CHANNEL, kind.value, timeout=CHECK_TIMEOUT
+                )
+            finally:
+                await connection.close(timeout=2)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            log.warning("work wake-ups: announcing free %s work failed (%s)", kind.value, error)
 
     def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
         self.wake(payload)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -238,6 +239,14 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             wakeups.subscribe(WorkKind.INBOX, inbox.wake)
             wakeups.subscribe(WorkKind.WAREHOUSE_TASK, warehouses.wake)
             wakeups.subscribe(WorkKind.TRACKING, tracking.wake)
+            # leases given back as the instance stops: the other instances take the work now
+            for kind, heartbeat in (
+                (WorkKind.INBOX, inbox.heartbeat),
+                (WorkKind.WAREHOUSE_TASK, warehouses.heartbeat),
+                (WorkKind.TRACKING, tracking.heartbeat),
+                (WorkKind.OUTBOX, publisher.heartbeat),
+            ):
+                heartbeat.on_released = partial(wakeups.announce, kind)
             app.state.wakeups = wakeups
             await hub.start()
             await wakeups.start()  # before the loops' first rounds: nothing falls between

@@ -120,5 +120,5 @@ async def test_one_instance_publishes_and_finds_what_a_refused_round_left(
         await event.refresh_from_db()
         assert event.published_at is not None
     finally:
-        await other._heartbeat.close()
+        await other.heartbeat.close()
     assert (await NamedLease(ROUND, "probe").held_until()) is None

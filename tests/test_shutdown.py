@@ -41,11 +41,25 @@ from integrations.background import running_loops
 from schema.global_ids import gid
 from service.live.sockets import RESTART_REASON
 from service.settings import Settings
-from tests.conftest import MakeMember, ServerFactory
-from tests.support.faults import AppProcess, ResumingSubscriber, event_history
+from tests.conftest import MakeMember, Member, ServerFactory
+from tests.support.distribution import eventually, order_state, partnered, warehouse_reference
+from tests.support.faults import (
+    AppProcess,
+    ResumingSubscriber,
+    event_history,
+    held_warehouse_simulator,
+)
 from tests.support.graphql_client import EVENTS_SUBSCRIPTION, GraphQLHttp, GraphQLWebSocket
 from tests.support.server import RunningServer, free_port
 from tests.support.services import require_postgres, require_redis, unavailable
+from tests.test_distribution_faults import (
+    api_calls,
+    distributor_wallet,
+    pushed_order,
+    refunds,
+    withdraw,
+    withdrawal_is,
+)
 from tests.test_faults import MutationLoop
 from tests.test_order_flow import supplier_catalogue
 
@@ -55,6 +69,9 @@ RENAME = "mutation($n: String!) { renameOrganisation(input: {name: $n}) { userEr
 DRAINED = re.compile(r"drained in ([0-9.]+) ms: stopped ([^;]*); closed (\d+) live sockets")
 EXITS_WITHIN = 5.0  # seconds from SIGTERM to the process's exit, with a few sockets open
 STALL = 3.0  # seconds: a request or a moved subscriber waiting this long waited for a restart
+# seconds from a stopped instance's exit to its withdraw done by the other: far below the
+# lease (60 s) and the sweep (30 s) the test sets, so only the handover can explain it
+HANDED_OVER_WITHIN = 15.0
 
 
 @pytest.fixture
@@ -565,3 +582,85 @@ async def test_rolling_restart_of_two_instances_loses_no_event_and_fails_no_muta
             await balancer.close()
         a.terminate()
         b.terminate()
+
+
+# --- a task under way, handed to the other instance --------------------------------------------
+
+
+async def test_sigterm_hands_a_withdraw_under_way_to_the_other_instance_at_once(
+    make_server: ServerFactory,
+    make_member: MakeMember,
+    database_url: str,
+    base_settings: Settings,
+    tmp_path: Path,
+    figures: list[str],
+) -> None:
+    """A's worker is cancelling an order at a warehouse that keeps its answer back when A is
+    stopped: A gives the task's lease back and announces it, and B takes the task over long
+    before the lease (60 s) or B's sweep (30 s) would have let it, cancelling once (the same
+    idempotency key) and refunding once."""
+    suite = "shutdown: a task handed over"
+    require_postgres(suite)  # two processes share one database
+    setup = await make_server()
+    supplier, distributor = await make_member("SUPPLIER"), await make_member("BUYER")
+    await setup.stop()  # from here only the two processes take work
+
+    async def premade(kind: str = "BUYER", **_: Any) -> Member:
+        return distributor
+
+    env = {
+        "DATABASE_URL": database_url,
+        "SECRETS_KEY": base_settings.secrets_key,
+        "WORK_LEASE_SECONDS": "60",
+        "WORK_SWEEP_SECONDS": "30",
+        "WAREHOUSE_TIMEOUT": "30",
+        "WAREHOUSE_RETRIES": "0",
+        "WAREHOUSE_RECONCILE_AFTER": "3600",
+    }
+    a = AppProcess(env, tmp_path / "a.log")
+    b = AppProcess(env, tmp_path / "b.log")
+    running = held_warehouse_simulator()
+    held = await anext(running)
+    clients: list[GraphQLHttp] = []
+    try:
+        await asyncio.gather(a.start(), b.start())
+        on_a, on_b = GraphQLHttp(a.url), GraphQLHttp(b.url)
+        clients += [on_a, on_b]
+        d = await partnered(on_a, premade, held.sim, supplier=supplier)
+        order_id = await pushed_order(on_a, d)
+        held.hold.arm()  # the warehouse cancels, and keeps its answer back
+        answered = await withdraw(on_a, distributor.token, order_id)
+        assert answered["withdrawal"]["status"] == "WITHDRAWING"
+        cancel_path = f"/{warehouse_reference(order_id)}/cancel"
+        await eventually(lambda: api_calls(held.sim, cancel_path), len, timeout=20)
+        status, took = await sigterm(a)
+        stopped_at = time.monotonic()
+        held.hold.release()
+        await eventually(
+            lambda: order_state(on_b, distributor.token, order_id),
+            withdrawal_is("WITHDRAWN"),
+            timeout=30,
+        )
+        handed_over = time.monotonic() - stopped_at
+        cancels = await api_calls(held.sim, cancel_path)
+        _, entries = await distributor_wallet(on_b, d)
+        effects = await held.sim.effects()
+        figures.append(
+            f"SIGTERM to exit {took:.2f}s (status {status}); WITHDRAWN through B "
+            f"{handed_over:.2f}s after A exited (lease 60 s, sweep 30 s); cancel calls "
+            f"{[(c['idempotency_key'], c['status'], c['replayed']) for c in cancels]}; "
+            f"cancelled at the warehouse {effects['outbound_cancelled']}x; "
+            f"refunds {len(refunds(entries))}"
+        )
+        assert status == 0, a.log_tail()
+        assert handed_over < HANDED_OVER_WITHIN, b.log_tail()
+        assert effects["outbound_cancelled"] == 1
+        assert len({c["idempotency_key"] for c in cancels}) == 1
+        assert len(refunds(entries)) == 1
+    finally:
+        for client in clients:
+            await client.close()
+        for app in (a, b):
+            app.terminate()
+        held.hold.release()
+        await running.aclose()

@@ -61,7 +61,7 @@ class OutboxPublisher(WakeableLoop):
         self.published = 0
         self.holder = f"outbox-{uuid.uuid4().hex[:12]}"
         self._lease = NamedLease(ROUND, self.holder)
-        self._heartbeat = Heartbeat(self._lease, seconds=lease_seconds)
+        self.heartbeat = Heartbeat(self._lease, seconds=lease_seconds)
         self._held_elsewhere: datetime | None = None  # until when another instance holds it
 
     name = "outbox publisher"
@@ -75,7 +75,7 @@ class OutboxPublisher(WakeableLoop):
             await asyncio.wait_for(self.flush(), timeout=2)
         except Exception:
             log.warning("outbox not fully flushed at shutdown; it is published on next start")
-        await self._heartbeat.close()
+        await self.heartbeat.close()
 
     @property
     def refused_until(self) -> datetime | None:
@@ -99,13 +99,13 @@ class OutboxPublisher(WakeableLoop):
         """
         sent = 0
         while True:
-            if not await self._lease.take(seconds=self._heartbeat.seconds):
+            if not await self._lease.take(seconds=self.heartbeat.seconds):
                 self._held_elsewhere = await self._lease.held_until()
                 if self._held_elsewhere is None:
                     continue  # given back meanwhile: take it now
                 break
             self._held_elsewhere = None
-            async with self._heartbeat.holding():
+            async with self.heartbeat.holding():
                 published, complete = await self._publish_waiting()
             sent += published
             if self._wake.is_set() and not self._stopping:
