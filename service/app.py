@@ -181,7 +181,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             channel = events_channel(settings.database_url)
             wakeups = wakeups_for(
                 settings.database_url,
-                check_interval=settings.work_sweep_seconds,
+                # at least once a lease: another instance's work, held when it died, is found
+                # and taken once its lease runs out, within one lease (the recovery objective)
+                check_interval=min(settings.work_sweep_seconds, settings.work_lease_seconds),
                 tracking_attempts=settings.tracking_max_attempts,
             )
             # each loop's own safety sweep (on PostgreSQL the wake-ups sweep for them all)

@@ -303,8 +303,9 @@ class Settings(BaseSettings):
         "A commit of this instance wakes them at once, on PostgreSQL so does work written by "
         "other processes (LISTEN/NOTIFY), and retries run when they fall due: the sweep only "
         "catches what no wake-up announced (an instance that died before its workers ran). On "
-        "PostgreSQL one statement sweeps for every worker and wakes those with work waiting; "
-        "each worker's own sweep comes ten times as far apart.",
+        "PostgreSQL one statement sweeps for every worker and wakes those with work waiting, "
+        "at least once per WORK_LEASE_SECONDS (so work a dead instance held is found when its "
+        "lease runs out); each worker's own sweep comes ten times as far apart.",
     )
     sla_sweep_interval: NonNegativeFloat = Field(
         30.0,
