@@ -204,6 +204,8 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 deliver_locally=hub.offer,
                 channel=channel,
                 lease_seconds=settings.work_lease_seconds,
+                # instances share the channel through Redis: one publishes at a time
+                exclusive=bool(settings.redis_url),
             )
             tracking = TrackingPusher(
                 poll_interval=loop_sweep,

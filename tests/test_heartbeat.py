@@ -100,25 +100,42 @@ async def test_one_instance_publishes_and_finds_what_a_refused_round_left(
     server: RunningServer, make_member: MakeMember
 ) -> None:
     member = await make_member()
-    served: OutboxPublisher = server.app.state.publisher
-    await served.flush()
-    other = OutboxPublisher(server.app.state.broadcast, poll_interval=3600, retry_interval=1)
-    # another instance takes the round once this one's rounds went idle, and publishes
-    assert await eventually(other._lease.take, lambda taken: taken, timeout=5)
+    await server.app.state.publisher.stop()  # two instances sharing a channel, below
+    broadcast = server.app.state.broadcast
+    holder = OutboxPublisher(broadcast, poll_interval=3600, retry_interval=1, exclusive=True)
+    refused = OutboxPublisher(broadcast, poll_interval=3600, retry_interval=1, exclusive=True)
+    assert await eventually(holder._lease.take, lambda taken: taken, timeout=5)
     try:
         probe = _probe("Probe", f"refused-{uuid.uuid4().hex[:6]}", [member.organisation_id])
-        await record_event(probe)  # committed here: this instance's round is refused
-        await eventually(
-            lambda: asyncio.sleep(0, served.refused_until),
-            lambda due: due is not None,
-            timeout=5,
-        )
+        await record_event(probe)  # committed by the instance whose round is refused
+        assert await refused.flush() == 0
+        assert refused.refused_until is not None and refused.refused_until > datetime.now(UTC)
         [event] = await Event.filter(subject_id=probe.subject_id)
         assert event.published_at is None
         # the holder's round publishes it, gives the round back and finds nothing more
-        assert await other.flush() >= 1
+        assert await holder.flush() >= 1
         await event.refresh_from_db()
         assert event.published_at is not None
+        assert (await NamedLease(ROUND, "probe").held_until()) is None
+        assert await refused.flush() == 0  # nothing left, and the round is free again
+        assert refused.refused_until is None
     finally:
-        await other.heartbeat.close()
-    assert (await NamedLease(ROUND, "probe").held_until()) is None
+        await holder.heartbeat.close()
+        await refused.heartbeat.close()
+
+
+async def test_instances_with_a_broadcast_of_their_own_each_publish(
+    server: RunningServer, make_member: MakeMember
+) -> None:
+    """In-memory broadcasts reach their own process only: no round is refused."""
+    member = await make_member()
+    await server.app.state.publisher.stop()
+    broadcast = server.app.state.broadcast
+    holder = OutboxPublisher(broadcast, poll_interval=3600, retry_interval=1, exclusive=True)
+    alone = OutboxPublisher(broadcast, poll_interval=3600, retry_interval=1, exclusive=False)
+    assert await eventually(holder._lease.take, lambda taken: taken, timeout=5)
+    try:
+        await record_event(_probe("Probe", "alone", [member.organisation_id]))
+        assert await alone.flush() >= 1
+    finally:
+        await holder.heartbeat.close()

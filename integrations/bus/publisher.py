@@ -3,13 +3,15 @@
 Woken after every commit of this process that recorded an event, on PostgreSQL by events other
 processes record (``integrations.wakeups``), every ``retry_interval`` while the broadcast backend
 is down, and otherwise only by its safety sweep (``poll_interval``). Every instance runs one;
-they agree on numbering through ``domain.outbox.assign_sequence``, and one at a time publishes:
+they agree on numbering through ``domain.outbox.assign_sequence``, and, when they share the
+broadcast channel (Redis; ``exclusive``), one at a time publishes:
 a round is held under a named lease (``domain.leases``, renewed while it runs), kept while rounds
 follow one another and given back when it goes idle. After giving it back the holder looks once
 more for events waiting: an instance whose round was refused meanwhile committed them before,
 so they are found then (served instances do not wake one another). A round refused while the
 holder is dead is tried again when its lease runs out. Were an event published twice all the
 same (a holder that hung past its lease), receivers drop any ``seq`` they have already seen.
+An in-memory broadcast reaches its own process only: each such publisher publishes everything.
 With tracing on, each round that hands events over is an ``outbox publish`` span linked to the
 requests that recorded them (``integrations.bus.tracing``).
 """
@@ -50,6 +52,7 @@ class OutboxPublisher(WakeableLoop):
         deliver_locally: Callable[[list[PublishedEvent]], Awaitable[None]] | None = None,
         channel: str = EVENTS_CHANNEL,
         lease_seconds: float = LEASE_SECONDS,
+        exclusive: bool = True,
     ):
         """``poll_interval``: the safety sweep, seconds between rounds that nothing woke."""
         self._broadcast = broadcast
@@ -60,6 +63,7 @@ class OutboxPublisher(WakeableLoop):
         self.backend_down_since: float | None = None
         self.published = 0
         self.holder = f"outbox-{uuid.uuid4().hex[:12]}"
+        self._exclusive = exclusive  # the channel is shared: one instance at a time publishes
         self._lease = NamedLease(ROUND, self.holder)
         self.heartbeat = Heartbeat(self._lease, seconds=lease_seconds)
         self._held_elsewhere: datetime | None = None  # until when another instance holds it
@@ -97,6 +101,15 @@ class OutboxPublisher(WakeableLoop):
         A backend failure stops this round: what went out is marked, the rest stays in the
         outbox for the next round (``retry_interval`` later).
         """
+        if self._exclusive:
+            sent = await self._publish_exclusively()
+        else:
+            sent, _ = await self._publish_waiting()
+        self.published += sent
+        return sent
+
+    async def _publish_exclusively(self) -> int:
+        """Publish under the round's lease (see the module's docstring)."""
         sent = 0
         while True:
             if not await self._lease.take(seconds=self.heartbeat.seconds):
@@ -113,7 +126,6 @@ class OutboxPublisher(WakeableLoop):
             await self._lease.release()
             if not complete or not await outbox.anything_unpublished():
                 break  # (the backend failed: the next round comes ``retry_interval`` later)
-        self.published += sent
         return sent
 
     async def _publish_waiting(self) -> tuple[int, bool]:
