@@ -38,6 +38,7 @@ COMMANDS = {
     "simulate",
     "export-schema",
     "settings",
+    "error-codes",
     "generate-key",
 }
 MIGRATIONS = len(list((ROOT / "domain" / "migrations").glob("[0-9]*.py")))
@@ -163,6 +164,65 @@ def test_main_py_names_itself_as_it_was_run() -> None:
     listed = run({**os.environ, **WIDE}, "--help")
     assert listed.returncode == 0, listed.stderr
     assert "--install-completion" not in listed.stdout
+
+
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+# the interpreter the running one's venv was made from (itself when it is no venv's)
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+
+
+@pytest.mark.skipif(not VENV_PYTHON.exists(), reason="no .venv in the checkout")
+def test_main_py_run_by_a_python_without_the_dependencies_runs_with_the_venv() -> None:
+    """``python3 main.py ...`` (a Python without the dependencies: here the base interpreter
+    with ``-S``, which leaves out every site-packages) runs the command with ``.venv``'s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPLYGRAPH_")}
+    shown = subprocess.run(
+        [BASE_PYTHON, "-S", "-E", "main.py", "create-org", "--help"],
+        cwd=ROOT,
+        env={**env, **WIDE},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    usage = " ".join(ESCAPES.sub("", shown.stdout).split())
+    assert "Usage: .venv/bin/python main.py create-org [OPTIONS]" in usage, usage
+
+
+def test_main_py_without_the_dependencies_or_a_venv_says_how_to_run_it(tmp_path: Path) -> None:
+    """A checkout without ``.venv`` (main.py copied beside no venv; the packages from the
+    real checkout, the dependencies from nowhere): one line saying what to run, exit code 1."""
+    (tmp_path / "main.py").write_bytes((ROOT / "main.py").read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPLYGRAPH_")}
+    ran = subprocess.run(
+        [sys.executable, "-S", str(tmp_path / "main.py"), "seed-demo"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 1, ran
+    assert ran.stdout == "" and len(ran.stderr.splitlines()) == 1, ran.stderr
+    assert ran.stderr.startswith("supplygraph: "), ran.stderr
+    assert "No module named" in ran.stderr and "`make run`" in ran.stderr, ran.stderr
+    assert "`.venv/bin/python main.py ...`" in ran.stderr, ran.stderr
+
+
+@pytest.mark.skipif(not VENV_PYTHON.exists(), reason="no .venv in the checkout")
+def test_main_py_run_by_the_venv_s_python_without_the_dependencies_does_not_loop() -> None:
+    """The venv's own interpreter lacking them (``-S``) says how to install them: it never
+    runs itself again."""
+    ran = subprocess.run(
+        [str(VENV_PYTHON), "-S", "main.py", "generate-key"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 1, ran
+    assert ran.stderr.startswith("supplygraph: .venv lacks"), ran.stderr
+    assert "pip install -e ." in ran.stderr and len(ran.stderr.splitlines()) == 1, ran.stderr
 
 
 def test_the_console_script_is_service_cli_main(tmp_path: Path) -> None:
