@@ -8,6 +8,11 @@ sleeps: an idle instance renews nothing. ``close()`` stops it and gives back wha
 held, so another instance can take it at once (a clean shutdown), and tells the others so
 (``on_released``: the app wires it to ``integrations.wakeups``, since served instances do not
 wake one another otherwise).
+
+A holder that stops renewing for a whole lease (the process hung: SIGSTOP, a stalled VM, the
+database away) may have lost its work to another instance meanwhile: ``still_held(since)`` says
+so for work claimed at ``since``, and the clients ask it before every attempt of a call, so a
+woken instance makes no further call for work that is no longer its own (``LeaseLapsed``).
 """
 
 from __future__ import annotations
@@ -15,12 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from domain.leases import LEASE_SECONDS, Lease
 
 log = logging.getLogger(__name__)
+
+
+class LeaseLapsed(Exception):
+    """A whole lease passed without a renewal since the work was claimed: another instance
+    may be doing it now, so this one stops (its outcome would be refused anyway)."""
+
+    transient = False  # never retried (``integrations.http_retry``)
 
 
 class Heartbeat:
@@ -33,6 +46,8 @@ class Heartbeat:
         self.on_released: Callable[[], Awaitable[object]] | None = None
         self._holding = 0
         self._beating: asyncio.Task[None] | None = None
+        self._renewed_at = time.monotonic()  # the last renewal, or the start of holding
+        self._lapsed_at: float | None = None  # when a lapse was last noticed
 
     def until(self) -> datetime:
         """The end of a lease taken or renewed now."""
@@ -42,6 +57,8 @@ class Heartbeat:
     async def holding(self) -> AsyncIterator[None]:
         """Renew the lease while the body runs (nested and concurrent uses share one beat)."""
         self._holding += 1
+        if self._holding == 1:
+            self._renewed_at = time.monotonic()
         if self._beating is None or self._beating.done():
             self._beating = asyncio.create_task(self._beat(), name=f"heartbeat {self.lease.name}")
         try:
@@ -54,11 +71,27 @@ class Heartbeat:
                 with contextlib.suppress(asyncio.CancelledError):
                     await beating
 
+    def still_held(self, since: float) -> bool:
+        """Whether work claimed at ``since`` (``time.monotonic()``) is surely still held: no
+        whole lease has passed without a renewal since then."""
+        if time.monotonic() - self._renewed_at > self.seconds:
+            return False  # lapsing now (the beat has not run since the process woke)
+        return self._lapsed_at is None or self._lapsed_at <= since
+
+    def check(self, since: float) -> None:
+        """``LeaseLapsed`` unless work claimed at ``since`` is surely still held."""
+        if not self.still_held(since):
+            raise LeaseLapsed(f"the {self.lease.name} lease lapsed: another instance may hold it")
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            if now - self._renewed_at > self.seconds:
+                self._lapsed_at = now
             try:
                 await self.lease.renew(self.until())
+                self._renewed_at = now
                 self.renewals += 1
             except asyncio.CancelledError:
                 raise

@@ -6,15 +6,18 @@ publishing what another instance committed while its own round was refused."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from domain.distribution.models import TaskKind, TaskState, WarehouseTask
 from domain.events import record_event
 from domain.events.models import Event
 from domain.leases import NamedLease, RowLeases
 from integrations.bus.publisher import ROUND, OutboxPublisher
-from integrations.heartbeat import Heartbeat
+from integrations.heartbeat import Heartbeat, LeaseLapsed
 from tests.conftest import MakeMember
 from tests.support.distribution import eventually
 from tests.support.server import RunningServer
@@ -139,3 +142,20 @@ async def test_instances_with_a_broadcast_of_their_own_each_publish(
         assert await alone.flush() >= 1
     finally:
         await holder.heartbeat.close()
+
+
+async def test_work_claimed_before_a_hang_longer_than_the_lease_is_no_longer_held(
+    server: RunningServer,
+) -> None:
+    heartbeat = Heartbeat(NamedLease(_name(), "holder"), seconds=0.3)
+    async with heartbeat.holding():
+        claimed = time.monotonic()
+        await asyncio.sleep(0.35)  # renewed meanwhile: still held
+        assert heartbeat.still_held(claimed)
+        time.sleep(0.4)  # noqa: ASYNC251 - the process hangs: nothing runs, nothing renews
+        assert not heartbeat.still_held(claimed)
+        with pytest.raises(LeaseLapsed):
+            heartbeat.check(claimed)
+        await asyncio.sleep(0.15)  # the beat runs again, notices the lapse and renews
+        assert not heartbeat.still_held(claimed)  # work from before the hang stays lost
+        assert heartbeat.still_held(time.monotonic())  # work claimed after it is held

@@ -8,7 +8,7 @@ twice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +46,8 @@ class StoreClient:
 
     ``retries``: retries of a call after a transient failure; ``budget``: seconds after the
     first attempt of a call past which no retry is scheduled (None: the retries alone bound it).
+    ``before_attempt`` is called before each attempt and may raise to stop the call (a pusher
+    whose lease lapsed).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class StoreClient:
         backoff: float = 0.2,
         budget: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> None:
         if not access_token:
             raise ValueError("access_token is required")
@@ -67,6 +70,7 @@ class StoreClient:
         self._retries = retries
         self._backoff = backoff
         self._budget = budget
+        self._before_attempt = before_attempt
         self._http = new_client(
             base_url=base_url.rstrip("/"),
             headers={HEADER_ACCESS_TOKEN: access_token, "Accept": "application/json"},
@@ -175,6 +179,7 @@ class StoreClient:
             status_failure=lambda r: self._status_error(method, path, r),
             redact=self._redact,
             label="store API",
+            on_attempt=self._before_attempt,
             **kwargs,
         )
         return self._json(method, path, response)

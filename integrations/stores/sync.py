@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from domain.stores.models import Store
 from domain.stores.queries import store_of_buyer
 from domain.work_due import next_tracking_due, tracking_push_due
 from integrations.background import WakeableLoop
-from integrations.heartbeat import Heartbeat
+from integrations.heartbeat import Heartbeat, LeaseLapsed
 from integrations.stores.client import StoreApiError, StoreClient
 from integrations.stores.protocol import StorePayloadError
 
@@ -141,6 +143,7 @@ class TrackingPusher(WakeableLoop):
         )
         async with self.heartbeat.holding():
             for order in due:
+                claimed_at = time.monotonic()
                 if await claim_tracking_push(
                     order_id=order.id,
                     owner=self.owner,
@@ -149,10 +152,12 @@ class TrackingPusher(WakeableLoop):
                     base_delay=self._base_delay,
                     max_attempts=self._max_attempts,
                 ):
-                    await self.push(order)
+                    await self.push(order, claimed_at=claimed_at)
         return len(due)
 
-    async def push(self, order: Order) -> None:
+    async def push(self, order: Order, *, claimed_at: float) -> None:
+        """Push the order's tracking, claimed at ``claimed_at`` (``time.monotonic()``): no
+        call once its lease may have lapsed (the push may be another instance's by then)."""
         store = await Store.get(id=order.store_id)
         try:
             async with StoreClient(
@@ -160,6 +165,7 @@ class TrackingPusher(WakeableLoop):
                 access_token=store.access_token,
                 transport=self._transport,
                 budget=self.RETRY_BUDGET,
+                before_attempt=functools.partial(self.heartbeat.check, claimed_at),
             ) as client:
                 await client.create_fulfillment(
                     order_id=order.store_order_id or "",
@@ -167,6 +173,9 @@ class TrackingPusher(WakeableLoop):
                     tracking_number=order.tracking_number or "",
                     idempotency_key=f"supplygraph-{order.id}-{order.tracking_number}",
                 )
+        except LeaseLapsed as lapsed:
+            log.info("tracking push of order %s stopped: %s", order.number, lapsed)
+            return
         except (StoreApiError, ValueError) as error:
             log.warning("tracking push of order %s failed: %s", order.number, error)
             await record_tracking_sync(

@@ -105,7 +105,9 @@ class WarehouseClient:
     of a call after a transient failure; ``budget``: seconds after the first attempt of a call
     past which no retry is scheduled (None: the retries alone bound it). With ``http``, requests
     go through that shared ``httpx.AsyncClient`` (its connection pool outlives this object and
-    is not closed by it); without, the client makes and closes its own.
+    is not closed by it); without, the client makes and closes its own. ``before_attempt`` is
+    called before each attempt and once more when an answer is in, and may raise to stop the
+    call (a worker whose lease lapsed: what the call brought is no longer its to apply).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class WarehouseClient:
         budget: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -128,6 +131,7 @@ class WarehouseClient:
         self._retries = retries
         self._backoff = backoff
         self._budget = budget
+        self._before_attempt = before_attempt
         self.attempts = 0
         self._base_url = base_url.rstrip("/")
         self._headers = {HEADER_API_KEY: api_key, "Accept": "application/json"}
@@ -304,9 +308,13 @@ class WarehouseClient:
             on_attempt=self._count_attempt,
             **kwargs,
         )
+        if self._before_attempt is not None:
+            self._before_attempt()
         return self._json(method, path, response)
 
     def _count_attempt(self) -> None:
+        if self._before_attempt is not None:
+            self._before_attempt()
         self.attempts += 1
 
     def _status_error(self, method: str, path: str, response: httpx.Response) -> WarehouseApiError:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import math
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -53,7 +55,7 @@ from domain.leases import LEASE_SECONDS, NamedLease, RowLeases
 from domain.request_context import request_id_var
 from domain.work_due import next_task_due
 from integrations.background import WakeableLoop
-from integrations.heartbeat import Heartbeat
+from integrations.heartbeat import Heartbeat, LeaseLapsed
 from integrations.outbound import new_client
 from integrations.request_load import RequestLoad
 from integrations.warehouses.cancel_batches import CancelBatches
@@ -148,6 +150,7 @@ class _Claimed:
     pushing: set[int]
     together: _Together
     cancels: CancelBatches
+    at: float = field(default_factory=time.monotonic)  # when they were claimed
     clients: dict[tuple[int, int], WarehouseClient] = field(default_factory=dict)
 
 
@@ -368,6 +371,7 @@ class WarehouseWorker:
     ) -> _Claimed:
         """Lease up to ``limit`` due tasks, with what their runs share, read once for all of
         them: their third-party warehouses and the orders whose push is under way."""
+        at = time.monotonic()
         tasks = await warehouse_tasks.claim_due(
             owner=self.owner,
             lease_seconds=self.settings.lease_seconds,
@@ -380,12 +384,14 @@ class WarehouseWorker:
         )
         cancelled = [t.order_id for t in tasks if t.kind is TaskKind.CANCEL_ORDER and t.order_id]
         pushing = await warehouse_tasks.pushes_under_way(cancelled) if cancelled else set()
-        return _Claimed(tasks, warehouses, pushing, together, cancels)
+        return _Claimed(tasks, warehouses, pushing, together, cancels, at)
 
     async def _run_task(self, task: WarehouseTask, claimed: _Claimed, slot: int) -> None:
         request_id_var.set(task.request_id)  # this run's own context (create_task copies it)
         try:
             await self._dispatch(task, claimed, slot // POOL_CONNECTIONS)
+        except LeaseLapsed as lapsed:  # hung past the lease: the task may be another's now
+            log.info("warehouse task %s stopped: %s", task.id, lapsed)
         except Unreachable as error:
             await self._unreachable(task, str(error))
         except DomainError as error:
@@ -398,10 +404,15 @@ class WarehouseWorker:
             await self._give_up(task, f"internal error: {type(error).__name__}")
 
     def _client(
-        self, third_party_warehouse: ThirdPartyWarehouse, pool: int = RECONCILE_POOL
+        self,
+        third_party_warehouse: ThirdPartyWarehouse,
+        pool: int = RECONCILE_POOL,
+        *,
+        claimed_at: float | None = None,
     ) -> WarehouseClient:
         """A client of this third-party warehouse on one of the worker's shared pools (making
-        an ``httpx.AsyncClient`` per call costs about 20 ms of CPU)."""
+        an ``httpx.AsyncClient`` per call costs about 20 ms of CPU); for tasks claimed at
+        ``claimed_at``, its calls stop once their lease may have lapsed."""
         if self._http is None:
             self._http = _Pools(self._transport)
         return WarehouseClient(
@@ -411,6 +422,9 @@ class WarehouseWorker:
             retries=self.settings.retries,
             backoff=self.settings.backoff,
             http=self._http.get(pool),
+            before_attempt=(
+                None if claimed_at is None else functools.partial(self.heartbeat.check, claimed_at)
+            ),
         )
 
     async def _dispatch(self, task: WarehouseTask, claimed: _Claimed, pool: int) -> None:
@@ -437,7 +451,9 @@ class WarehouseWorker:
         key = (third_party_warehouse.id, pool)
         client = claimed.clients.get(key)
         if client is None:
-            client = claimed.clients[key] = self._client(third_party_warehouse, pool)
+            client = claimed.clients[key] = self._client(
+                third_party_warehouse, pool, claimed_at=claimed.at
+            )
         try:
             if task.kind is TaskKind.PUSH_ORDER:
                 await self._push_order(task, client, third_party_warehouse)
