@@ -266,6 +266,16 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 loops=(inbox, warehouses, tracking, sla_worker), sockets=live.sockets
             )
             forget_drain = on_exit(app.state.drain)
+            if not settings.is_sqlite and not settings.public_url:
+                # each instance would give warehouses its own callback address, in the body of
+                # a push another instance may send again under the same idempotency key
+                log.warning(
+                    "PUBLIC_URL is not set: warehouses are told to call back this instance "
+                    "(http://%s:%s); with several instances set PUBLIC_URL to the address they "
+                    "share",
+                    settings.host,
+                    settings.port,
+                )
             log.info("supplygraph ready (broadcast: %s)", settings.broadcast_url.split("@")[-1])
             try:
                 yield
