@@ -109,6 +109,32 @@ ORDER = """query($id: ID!) { order(id: $id) { id number status kind goodsAmount 
   timeline { fromStatus toStatus reason } latestTransition { toStatus } store { name } } }"""
 
 
+async def connect_red_tee(
+    client: GraphQLHttp, buyer: Member, sim: Sim, cat: dict
+) -> tuple[dict, dict, dict]:
+    """A store of ``buyer``, synced, its Red/M tee variant connected to the supplier's TEE-R-M:
+    the ``connectStore`` payload, the store's red variant, the ``connectVariant`` payload."""
+    store = await connect_store(client, buyer, sim)
+    tee = await sim.product("Tee")
+    red = next(v for v in tee["variants"] if v["option1"] == "Red")
+    await ok(
+        client,
+        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
+        {"s": store["store"]["id"]},
+        token=buyer.token,
+    )
+    products = (
+        await client.data(
+            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
+            {"s": store["store"]["id"]},
+            token=buyer.token,
+        )
+    )["storeProducts"]["nodes"]
+    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
+    connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
+    return store, red, connected
+
+
 async def test_store_order_with_connected_product_through_to_fulfilled(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
 ) -> None:
@@ -580,24 +606,7 @@ async def test_status_subscription_and_mapping_drift(
     assert {c["order"]["number"] for c in changes} == {made["order"]["number"]}
 
     # drift: the supplier changes a connected SKU; the connection goes STALE, the buyer is told
-    store = await connect_store(client, buyer, sim)
-    tee = await sim.product("Tee")
-    red = next(v for v in tee["variants"] if v["option1"] == "Red")
-    await ok(
-        client,
-        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
-        {"s": store["store"]["id"]},
-        token=buyer.token,
-    )
-    products = (
-        await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
-            {"s": store["store"]["id"]},
-            token=buyer.token,
-        )
-    )["storeProducts"]["nodes"]
-    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
-    payload = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
+    store, red, payload = await connect_red_tee(client, buyer, sim, cat)
     assert payload["userErrors"] == [], payload
     await sim.order(red["id"], deliver_to=f"{server.url}{store['webhookUrlPath']}")
     await server.store_inbox_drained()

@@ -28,13 +28,12 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 
 from integrations.background import running_loops
@@ -60,8 +59,10 @@ from tests.test_distribution_faults import (
     withdraw,
     withdrawal_is,
 )
-from tests.test_faults import MutationLoop
+from tests.test_faults import MutationLoop, figures
 from tests.test_order_flow import supplier_catalogue
+
+__all__ = ["figures"]  # the fixture, shared with the fault tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_RESTART = 1012
@@ -72,18 +73,6 @@ STALL = 3.0  # seconds: a request or a moved subscriber waiting this long waited
 # seconds from a stopped instance's exit to its withdraw done by the other: far below the
 # lease (60 s) and the sweep (30 s) the test sets, so only the handover can explain it
 HANDED_OVER_WITHIN = 15.0
-
-
-@pytest.fixture
-def figures(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Iterator[list]:
-    """Lines a test reports; printed (even without ``-s``) when it ends, passed or failed."""
-    lines: list[str] = []
-    yield lines
-    if lines:
-        with capsys.disabled():
-            print(f"\n[figures] {request.node.name}")
-            for line in lines:
-                print(f"  {line}")
 
 
 async def rename(client: GraphQLHttp, token: str, name: str) -> None:

@@ -20,7 +20,14 @@ from schema.global_ids import key_of
 from tests.conftest import MakeMember, Member, ServerFactory
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import RunningServer
-from tests.test_order_flow import ORDER, connect_store, connect_variant, ok, sim, supplier_catalogue
+from tests.test_order_flow import (
+    ORDER,
+    connect_red_tee,
+    connect_store,
+    ok,
+    sim,
+    supplier_catalogue,
+)
 from tests.test_store_integration import Sim
 
 __all__ = ["sim"]
@@ -32,24 +39,7 @@ async def connected_order(
     """A store whose Red/M variant is connected, and one webhook order for it (catalogue,
     store payload, order)."""
     cat = await supplier_catalogue(client, supplier)
-    store = await connect_store(client, buyer, sim)
-    tee = await sim.product("Tee")
-    red = next(v for v in tee["variants"] if v["option1"] == "Red")
-    await ok(
-        client,
-        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
-        {"s": store["store"]["id"]},
-        token=buyer.token,
-    )
-    products = (
-        await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
-            {"s": store["store"]["id"]},
-            token=buyer.token,
-        )
-    )["storeProducts"]["nodes"]
-    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
-    connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
+    store, red, connected = await connect_red_tee(client, buyer, sim, cat)
     assert connected["userErrors"] == [], connected
     store["red"] = red
     store["link"] = connected["productLink"]

@@ -35,7 +35,7 @@ from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
 from tests.support.faults import AppProcess, HeldAnswers
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import IDLE_SAFE, free_port, serve
-from tests.test_order_flow import SECRET, TOKEN, connect_store, connect_variant, ok
+from tests.test_order_flow import SECRET, TOKEN, connect_red_tee, ok
 from tests.test_store_integration import Sim
 
 # --- who called: simulators that record the caller's socket ------------------------------------
@@ -375,24 +375,7 @@ async def connected_store(
 ) -> StoreSetup:
     """A store of ``buyer`` whose Red/M variant is connected to the supplier's TEE-R-M, its
     webhooks delivered to the instance at ``url``."""
-    store = await connect_store(client, buyer, sim)
-    tee = await sim.product("Tee")
-    red = next(v for v in tee["variants"] if v["option1"] == "Red")
-    await ok(
-        client,
-        "mutation($s: ID!) { syncStoreOrders(storeId: $s) { userErrors { code field message } } }",
-        {"s": store["store"]["id"]},
-        token=buyer.token,
-    )
-    products = (
-        await client.data(
-            "query($s: ID!) { storeProducts(storeId: $s) { nodes { id variants { id externalId } } } }",
-            {"s": store["store"]["id"]},
-            token=buyer.token,
-        )
-    )["storeProducts"]["nodes"]
-    variant = next(v["id"] for v in products[0]["variants"] if v["externalId"] == str(red["id"]))
-    connected = await connect_variant(client, buyer, products[0]["id"], cat, variant, "TEE-R-M")
+    store, red, connected = await connect_red_tee(client, buyer, sim, cat)
     assert connected["userErrors"] == [], connected
     return StoreSetup(store, red, f"{url}{store['webhookUrlPath']}")
 
