@@ -494,8 +494,9 @@ class DistributionSubscriptions:
     @strawberry.subscription(
         extensions=[requires(EITHER)],
         description="Withdraw status changes (WITHDRAWING, WITHDRAWN, WITHDRAW_FAILED) of "
-        "orders and after-sales orders, to the distributor and the supplier alike. Resume "
-        "with `afterEventId`.",
+        "orders and after-sales orders, and the resolution of a failed one (retried, closed, "
+        "converted to a return: `resolution`, `resolutionNote`), to the distributor and the "
+        "supplier alike. Resume with `afterEventId`.",
     )
     async def withdrawal_status_changed(
         self,
@@ -517,13 +518,16 @@ class DistributionSubscriptions:
                 after_sales_id=optional_gid("AfterSalesOrder", change.after_sales_id),
                 status=change.status,
                 reason=change.reason,
+                resolution=change.resolution,
+                resolution_note=change.resolution_note,
                 at=event.created_at,
             )
 
     @strawberry.subscription(
         extensions=[requires(EITHER)],
-        description="After-sales orders changing (status, push status, withdraw status), to "
-        "the distributor and the supplier alike.",
+        description="After-sales orders changing (status, push status, every withdraw step "
+        "with its reason in `error`, a failed withdraw resolved), to the distributor and the "
+        "supplier alike. Resume with `afterEventId`.",
     )
     async def return_status_changed(
         self, info: Info, after_event_id: strawberry.ID | None = None
@@ -539,6 +543,7 @@ class DistributionSubscriptions:
                 status=change.status,
                 push_status=change.push_status,
                 withdrawal_status=change.withdrawal_status,
+                withdrawal_id=optional_gid("Withdrawal", change.withdrawal_id),
                 error=change.error,
                 at=event.created_at,
             )

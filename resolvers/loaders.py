@@ -25,8 +25,11 @@ from domain.models import (
     StoreVariant,
 )
 from domain.orders import queries as order_queries
+from domain.orders.models import Order
 from domain.orders.queries import LineWithSku, visible_orders
 from domain.organisations.models import Organisation
+from domain.payments import charges
+from domain.payments.charges import PriceEstimate
 from domain.persistence.rows import fetch_query
 from domain.stores.models import ProductLinkStatus
 
@@ -125,6 +128,16 @@ class Loaders:
             return [groups.get(k, []) for k in order_ids]
 
         self.lines_with_skus = lines_with_skus
+
+        async def load_estimates(orders: Sequence[Order]) -> list[PriceEstimate | None]:
+            """Unpaid orders' prices as payment would charge them now, for every order asked
+            for in one turn of the loop at once (``domain.payments.charges``)."""
+            found = await charges.estimate_prices(orders)
+            return [found.get(order.id) for order in orders]
+
+        self.price_estimates: DataLoader[Order, PriceEstimate | None] = DataLoader(
+            load_fn=load_estimates, cache_key_fn=lambda order: order.id
+        )
         self.skus_by_product = _grouped(Sku, "product_id")
         self.tiers_by_sku = _grouped(PriceTier, "sku_id", order="min_quantity")
         self.rules_by_method = _grouped(FreightRule, "method_id")

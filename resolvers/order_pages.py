@@ -2,6 +2,9 @@
 page at once: lines (with SKU and product in the same query), store, logistics method and latest
 transition. Each becomes one statement per page, and the page then resolves without an await per
 order. Children not listed here resolve through the DataLoaders as before.
+
+Unpaid orders' prices (``goodsAmount``, the lines' ``unitPrice``), when selected, are estimated
+for the whole page at once as well: two statements, whatever the page size.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ async def build_orders(rows: Sequence[m.Order], *, loaders: Loaders, wanted: Tre
         steps.append(_methods(orders, loaders))
     if "latestTransition" in wanted:
         steps.append(_latest_transitions(orders, loaders))
+    estimates = None
+    if "goodsAmount" in wanted or "unitPrice" in wanted.get("lines", {}):
+        # loaded with the other children, shown once the lines they price are built
+        estimates = asyncio.ensure_future(loaders.price_estimates.load_many(rows))
+        steps.append(estimates)
     await asyncio.gather(*steps)
+    if estimates is not None:
+        for order, estimate in zip(orders, estimates.result(), strict=True):
+            order.show_estimate(estimate)
     return orders
 
 

@@ -73,6 +73,9 @@ NESTED_FIELDS: Mapping[str, frozenset[SharedData]] = MappingProxyType(
         "sku": _CATALOGUE,  # OrderLine.sku, StockItem.sku
         "product": _CATALOGUE,  # Sku.product
         "tiers": _CATALOGUE,  # Sku.tiers
+        # before payment an order's prices are the SKUs' prices now (domain.payments.charges)
+        "goodsAmount": _CATALOGUE,  # Order.goodsAmount
+        "unitPrice": _CATALOGUE,  # OrderLine.unitPrice (and Sku's, QuotedPrice's)
         "logisticsMethod": _LOGISTICS,  # Order.logisticsMethod
         "rules": _LOGISTICS,  # LogisticsMethod.rules
         "store": frozenset({SharedData.STORES}),  # Order.store
@@ -149,10 +152,12 @@ MUTATIONS: Mapping[str, frozenset[EventType]] = MappingProxyType(
         "updateDistributionSettings": frozenset({_E.DISTRIBUTION_SETTINGS_UPDATED}),
         "pushOrders": frozenset({_E.WAREHOUSE_PUSH_CHANGED, _STATUS, _E.WALLET_CHANGED}),
         "withdrawOrder": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
-        "withdrawAfterSalesOrder": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
-        "retryWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
+        "withdrawAfterSalesOrder": frozenset(
+            {_E.WITHDRAWAL_STATUS_CHANGED, _E.RETURN_STATUS_CHANGED}
+        ),
+        "retryWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED, _E.RETURN_STATUS_CHANGED}),
         "setSlaRule": frozenset({_E.SLA_RULE_UPDATED}),
-        "closeWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED}),
+        "closeWithdrawal": frozenset({_E.WITHDRAWAL_STATUS_CHANGED, _E.RETURN_STATUS_CHANGED}),
         "convertWithdrawalToReturn": frozenset(
             {_E.RETURN_STATUS_CHANGED, _E.WITHDRAWAL_STATUS_CHANGED}
         ),

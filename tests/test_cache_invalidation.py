@@ -55,6 +55,12 @@ SHARED_TYPES = {
     "Store": SharedData.STORES,
 }
 NAME_FIELDS = {"buyerName", "supplierName", "distributorName"}
+# Fields of other types whose values are computed from shared data: an unpaid order's prices
+# are its SKUs' prices now (domain.payments.charges.estimate_prices).
+COMPUTED_FROM_SHARED = {
+    ("Order", "goodsAmount"): SharedData.CATALOGUE,
+    ("OrderLine", "unitPrice"): SharedData.CATALOGUE,
+}
 # A connection's wrappers: read under the declaration of the field that returned the connection
 # (``products { edges { node { title } } }`` reads what ``products`` declares), not by name.
 WRAPPER_FIELDS = {"edges", "node", "nodes", "pageInfo"}
@@ -100,6 +106,8 @@ def test_every_field_that_shows_shared_data_is_known_to_read_it(schema: GraphQLS
             wanted = {SHARED_TYPES[target.name]} if target.name in SHARED_TYPES else set()
             if name in NAME_FIELDS:
                 wanted.add(SharedData.ORGANISATION_NAMES)
+            if (parent.name, name) in COMPUTED_FROM_SHARED:
+                wanted.add(COMPUTED_FROM_SHARED[parent.name, name])
             if parent is schema.query_type:
                 declared = QUERY_FIELDS[name]
             elif enclosing is not None and is_wrapper(parent, name):
@@ -146,6 +154,10 @@ def test_documents_are_labelled_with_what_they_read() -> None:
     }
     assert reads("{ __typename wallets { nodes { balance } } }") == frozenset()
     assert reads("{ inventory { nodes { sku { code } } } }") == {SharedData.CATALOGUE}
+    # an unpaid order's prices follow the catalogue until payment
+    assert reads("{ order(id: 1) { goodsAmount } }") == {SharedData.CATALOGUE}
+    assert reads("{ order(id: 1) { lines { unitPrice } } }") == {SharedData.CATALOGUE}
+    assert reads("{ order(id: 1) { pricesEstimated paidAmount } }") == frozenset()
     assert reads("{ apiTokens { nodes { id lastUsedAt } } }") is None  # changes without an event
     assert reads("{ nosuchfield }") is None
 

@@ -12,8 +12,15 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
-from domain.after_sales.models import AfterSalesOrder
-from domain.distribution.models import TaskKind, WarehouseTask, Withdrawal, WithdrawalStatus
+from domain.after_sales.models import AfterSalesOrder, AfterSalesStatus
+from domain.distribution.models import (
+    PushStatus,
+    TaskKind,
+    WarehouseTask,
+    Withdrawal,
+    WithdrawalResolution,
+    WithdrawalStatus,
+)
 from domain.events import EventType, PublishedEvent, catalogue
 from domain.events.catalogue import (
     CATALOGUE,
@@ -21,6 +28,7 @@ from domain.events.catalogue import (
     OrderStatusChanged,
     OrderUpdated,
     ProductUpdated,
+    ReturnStatusChanged,
     StockLow,
     WarehouseAttemptRecorded,
     WithdrawalStatusChanged,
@@ -227,6 +235,73 @@ def test_keys_absent_or_null_today_stay_so() -> None:
         "threshold": 5,
     }
     assert low.audience == (10,)
+
+
+def test_a_resolution_adds_its_keys_and_events_recorded_before_read_back_unresolved() -> None:
+    withdrawal = Withdrawal(
+        id=8,
+        order_id=5,
+        after_sales_id=None,
+        distributor_id=10,
+        supplier_id=20,
+        status=WithdrawalStatus.WITHDRAW_FAILED,
+        failure="the warehouse refused: picking",
+        resolution=WithdrawalResolution.CLOSED,
+        resolution_note="customer agreed",
+    )
+    stored = WithdrawalStatusChanged.of(withdrawal, actor_user_id=None).payload.to_payload()
+    assert stored == {
+        "withdrawalId": "8",
+        "orderId": "5",
+        "afterSalesId": None,
+        "status": "WITHDRAW_FAILED",
+        "reason": "the warehouse refused: picking",
+        "resolution": "CLOSED",
+        "resolutionNote": "customer agreed",
+    }
+    before = {k: v for k, v in stored.items() if not k.startswith("resolution")}
+    read = WithdrawalStatusChanged.from_payload(before)
+    assert (read.resolution, read.resolution_note) == (None, None)
+
+
+def test_a_return_change_names_its_withdraw_step_and_the_reason_it_failed() -> None:
+    item = AfterSalesOrder(
+        id=4,
+        number="RT1",
+        distributor_id=11,
+        supplier_id=21,
+        status=AfterSalesStatus.AWAITING_STOCK_IN,
+        push_status=PushStatus.PUSHED,
+        push_error=None,
+        withdrawal_status=WithdrawalStatus.WITHDRAW_FAILED,
+    )
+    withdrawal = Withdrawal(id=8, after_sales_id=4, failure="the warehouse refused: received")
+    step = ReturnStatusChanged.of(item, actor_user_id=None, withdrawal=withdrawal)
+    assert step.payload.to_payload() == {
+        "afterSalesId": "4",
+        "number": "RT1",
+        "status": "AWAITING_STOCK_IN",
+        "pushStatus": "PUSHED",
+        "withdrawalStatus": "WITHDRAW_FAILED",
+        "error": "the warehouse refused: received",
+        "withdrawalId": "8",
+    }
+    item.withdrawal_status = None  # resolved: no withdraw failure to tell any more
+    assert ReturnStatusChanged.of(item, actor_user_id=None, withdrawal=withdrawal).payload == (
+        ReturnStatusChanged(
+            after_sales_id=4,
+            number="RT1",
+            status=AfterSalesStatus.AWAITING_STOCK_IN,
+            push_status=PushStatus.PUSHED,
+            withdrawal_status=None,
+            error=None,
+            withdrawal_id=8,
+        )
+    )
+    # a change that is not a withdraw step is stored as before
+    assert (
+        "withdrawalId" not in ReturnStatusChanged.of(item, actor_user_id=None).payload.to_payload()
+    )
 
 
 def test_an_order_update_tells_whoever_is_left_to_tell() -> None:

@@ -93,6 +93,32 @@ async def price_changed(client: GraphQLHttp, make_member: MakeMember) -> Scenari
     )
 
 
+async def estimate_changed(client: GraphQLHttp, make_member: MakeMember) -> Scenario:
+    """An unpaid order's prices are the SKU's price now: a new price shows in them, although
+    the reader selects no SKU."""
+    supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
+    catalogue = await supplier_catalogue(client, supplier)
+    sku = catalogue["skus"]["TEE-R-M"]
+    made = await ok(client, MANUAL_ORDER, {"k": sku, "m": catalogue["method"]}, token=buyer.token)
+
+    def shows(data: dict[str, Any]) -> bool:
+        order = data["order"]
+        return order["goodsAmount"] == order["lines"][0]["unitPrice"] == "7.50"
+
+    return Scenario(
+        buyer,
+        "query($o: ID!) { order(id: $o) { goodsAmount pricesEstimated lines { unitPrice } } }",
+        {"o": made["order"]["id"]},
+        lambda c: _mutate(
+            c,
+            'mutation($k: ID!) { updateSku(input: {skuId: $k, unitPrice: "7.50"}) { userErrors { code } } }',
+            {"k": sku},
+            supplier.token,
+        ),
+        shows,
+    )
+
+
 async def stock_received(client: GraphQLHttp, make_member: MakeMember) -> Scenario:
     """A stocking order in transit; the supplier records its arrival."""
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
@@ -250,6 +276,7 @@ async def order_moved_to_another_supplier(client: GraphQLHttp, make_member: Make
 SCENARIOS = [
     product_created,
     price_changed,
+    estimate_changed,
     stock_received,
     cloud_warehouse_created,
     logistics_method_created,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,16 @@ TARGET_PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $aft
           latestTransition { toStatus at } } }
   pageInfo { hasNextPage endCursor } } }"""
 
+# a buyer's order list with what each unpaid order will cost (estimated for the whole page)
+PRICED_PAGE = """query($n: Int!, $after: String) { orders(first: $n, after: $after) {
+  edges { cursor node { id number status pricesEstimated goodsAmount carrier trackingNumber
+          lines { quantity unitPrice sku { code product { title } } } store { name }
+          latestTransition { toStatus at } } }
+  pageInfo { hasNextPage endCursor } } }"""
+
+NODES_PRICED = """query($ids: [ID!]!) { nodes(ids: $ids) { ... on Order { id goodsAmount
+  lines { unitPrice } } } }"""
+
 
 class _Counter(logging.Handler):
     """Counts the SQL statements of one request: those logged while the request id is ours.
@@ -49,7 +60,13 @@ class _Counter(logging.Handler):
             self.count += 1
 
 
-async def _statements(client: GraphQLHttp, token: str, first: int, page: str = PAGE) -> int:
+async def _statements(
+    client: GraphQLHttp,
+    token: str,
+    first: int,
+    page: str = PAGE,
+    variables: dict[str, Any] | None = None,
+) -> int:
     counter = _Counter(f"count-{uuid.uuid4().hex}")
     db_log = logging.getLogger("tortoise.db_client")
     db_log.addHandler(counter)
@@ -58,7 +75,7 @@ async def _statements(client: GraphQLHttp, token: str, first: int, page: str = P
     try:
         response = await client.http.post(
             "/graphql",
-            json={"query": page, "variables": {"n": first}},
+            json={"query": page, "variables": variables or {"n": first}},
             headers={"authorization": f"Bearer {token}", "x-request-id": counter.request_id},
         )
         assert "errors" not in response.json(), response.text
@@ -92,6 +109,19 @@ async def test_statement_count_does_not_grow_with_page_size(
     assert large <= 9  # the target page's 6, plus logistics method and deputes
     target = [await _statements(client, buyer.token, n, TARGET_PAGE) for n in (10, 50)]
     assert target[0] == target[1] <= 6, target
+    # unpaid orders' prices: two statements for the page (lines with SKUs, tiers), any size
+    priced = [await _statements(client, buyer.token, n, PRICED_PAGE) for n in (10, 50)]
+    assert priced[0] == priced[1] == target[0] + 2, (priced, target)
+    shown = (await client.data(PRICED_PAGE, {"n": 50}, token=buyer.token))["orders"]["edges"]
+    assert {(e["node"]["pricesEstimated"], e["node"]["goodsAmount"]) for e in shown} == {
+        (True, "10.00")
+    }
+    # orders fetched by id resolve their prices through one DataLoader batch
+    ids = [e["node"]["id"] for e in shown]
+    by_id = [
+        await _statements(client, buyer.token, 0, NODES_PRICED, {"ids": ids[:n]}) for n in (10, 50)
+    ]
+    assert by_id[0] == by_id[1], by_id
 
 
 async def test_keyset_pages_cover_every_order_once_and_counts_match(

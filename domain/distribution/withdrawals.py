@@ -264,6 +264,8 @@ async def withdraw_after_sales(
             withdrawal_id=withdrawal.id,
             actor_user_id=viewer.user_id,
         )
+        item.withdrawal_status = WithdrawalStatus.WITHDRAWING  # claimed above
+        await return_event(item, viewer.user_id, withdrawal=withdrawal)
         await _event(withdrawal, viewer.user_id)
     return withdrawal
 
@@ -305,7 +307,7 @@ async def withdraw_finished(
             returned = {"status": AfterSalesStatus.WITHDRAWN} if ok else {}
             await show_withdrawal(target, after_sales_id=withdrawal.after_sales_id, **returned)
             item = await AfterSalesOrder.get(id=withdrawal.after_sales_id)
-            await return_event(item, task.actor_user_id)
+            await return_event(item, task.actor_user_id, withdrawal=withdrawal)
         await _event(withdrawal, task.actor_user_id)
     return withdrawal
 
@@ -374,12 +376,14 @@ async def _resolve(withdrawal: Withdrawal, resolution: WithdrawalResolution, not
 
 
 async def retry_withdrawal(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
-    """Try a failed withdraw again: a new withdrawal, WITHDRAWING."""
+    """Try a failed withdraw again: the failed one is resolved as RETRIED (an event, so both
+    sides see it is no longer open) and a new withdrawal starts, WITHDRAWING."""
     require_buyer(viewer)
     async with transaction():
         failed = await _failed_withdrawal(viewer, withdrawal_id)
         await _resolve(failed, WithdrawalResolution.RETRIED, "retried")
         await show_withdrawal(None, order_id=failed.order_id, after_sales_id=failed.after_sales_id)
+        await _event(failed, viewer.user_id)
         if failed.order_id is not None:
             return await withdraw_order(
                 viewer=viewer, order_id=failed.order_id, reason=failed.reason
@@ -391,13 +395,17 @@ async def retry_withdrawal(*, viewer: Viewer, withdrawal_id: int) -> Withdrawal:
 
 
 async def close_withdrawal(*, viewer: Viewer, withdrawal_id: int, note: str) -> Withdrawal:
-    """Either side's staff closes a failed withdraw by hand with a note; the order carries on."""
+    """Either side's staff closes a failed withdraw by hand with a note; the order (or return)
+    carries on. A return's stream hears it too: its withdraw status is cleared."""
     viewer.require_role(Role.STAFF)
     note = clean_text(note, field="note", max_length=500)
     async with transaction():
         failed = await _failed_withdrawal(viewer, withdrawal_id)
         await _resolve(failed, WithdrawalResolution.CLOSED, note)
         await show_withdrawal(None, order_id=failed.order_id, after_sales_id=failed.after_sales_id)
+        if failed.after_sales_id is not None:
+            item = await AfterSalesOrder.get(id=failed.after_sales_id)
+            await return_event(item, viewer.user_id, withdrawal=failed)
         await _event(failed, viewer.user_id)
     return failed
 

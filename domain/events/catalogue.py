@@ -68,6 +68,7 @@ from domain.distribution.models import (
     WarehouseOrder,
     WarehouseTask,
     Withdrawal,
+    WithdrawalResolution,
     WithdrawalStatus,
 )
 from domain.events import EventType, NewEvent, PublishedEvent
@@ -133,9 +134,13 @@ def _ids(key: str) -> Stored:
     return _stored(key, lambda ids: [str(i) for i in ids], lambda raw: tuple(int(i) for i in raw))
 
 
-def _enum(key: str, kind: type[StrEnum], *, optional: bool = False) -> Stored:
+def _enum(
+    key: str, kind: type[StrEnum], *, optional: bool = False, omitted_if_none: bool = False
+) -> Stored:
     """An enum stored as its value."""
-    return _stored(key, lambda member: member.value, kind, optional=optional)
+    return _stored(
+        key, lambda member: member.value, kind, optional=optional, omitted_if_none=omitted_if_none
+    )
 
 
 @cache
@@ -687,22 +692,34 @@ class WarehouseAttemptRecorded(EventPayload):
 
 @dataclass(frozen=True, slots=True)
 class WithdrawalStatusChanged(EventPayload):
+    """A withdrawal's status, and once a WITHDRAW_FAILED one is resolved (retried, closed,
+    converted to a return) how and with what note; the resolution's keys are absent before
+    (and in events recorded before they existed)."""
+
     TYPE: ClassVar[EventType] = EventType.WITHDRAWAL_STATUS_CHANGED
     withdrawal_id: Annotated[int, _id("withdrawalId")]
     order_id: Annotated[int | None, _id("orderId", optional=True)]
     after_sales_id: Annotated[int | None, _id("afterSalesId", optional=True)]
     status: Annotated[WithdrawalStatus, _enum("status", WithdrawalStatus)]
     reason: Annotated[str, _stored("reason")]  # why it failed; empty otherwise
+    resolution: Annotated[
+        WithdrawalResolution | None,
+        _enum("resolution", WithdrawalResolution, omitted_if_none=True),
+    ]
+    resolution_note: Annotated[str | None, _stored("resolutionNote", omitted_if_none=True)]
 
     @classmethod
     def of(cls, withdrawal: Withdrawal, *, actor_user_id: int | None) -> NewEvent:
         """Seen by the distributor and the supplier."""
+        resolved = withdrawal.resolution is not None
         payload = cls(
             withdrawal_id=withdrawal.id,
             order_id=withdrawal.order_id or None,
             after_sales_id=withdrawal.after_sales_id or None,
             status=withdrawal.status,
             reason=withdrawal.failure or "",
+            resolution=withdrawal.resolution,
+            resolution_note=(withdrawal.resolution_note or "") if resolved else None,
         )
         audience = _orgs(withdrawal.distributor_id, withdrawal.supplier_id)
         return payload._as_event("Withdrawal", withdrawal.id, audience, actor_user_id)
@@ -710,6 +727,12 @@ class WithdrawalStatusChanged(EventPayload):
 
 @dataclass(frozen=True, slots=True)
 class ReturnStatusChanged(EventPayload):
+    """An after-sales order as it is after a change. A withdraw step of the return (its
+    withdrawal WITHDRAWING, WITHDRAWN or WITHDRAW_FAILED, or a failed one resolved) names the
+    withdrawal (``withdrawal_id``, absent otherwise), and ``error`` is then the withdraw's
+    failure while it stands at WITHDRAW_FAILED; otherwise ``error`` is the warehouse's push
+    error or stock-in exception, if any."""
+
     TYPE: ClassVar[EventType] = EventType.RETURN_STATUS_CHANGED
     after_sales_id: Annotated[int, _id("afterSalesId")]
     number: Annotated[str, _stored("number")]
@@ -719,17 +742,29 @@ class ReturnStatusChanged(EventPayload):
         WithdrawalStatus | None, _enum("withdrawalStatus", WithdrawalStatus, optional=True)
     ]
     error: Annotated[str | None, _stored("error")]
+    withdrawal_id: Annotated[int | None, _id("withdrawalId", omitted_if_none=True)]
 
     @classmethod
-    def of(cls, item: AfterSalesOrder, *, actor_user_id: int | None) -> NewEvent:
-        """Seen by the distributor and the supplier."""
+    def of(
+        cls,
+        item: AfterSalesOrder,
+        *,
+        actor_user_id: int | None,
+        withdrawal: Withdrawal | None = None,
+    ) -> NewEvent:
+        """Seen by the distributor and the supplier. ``withdrawal``: the withdrawal of this
+        return whose step (or resolution) the change is."""
+        error = item.push_error
+        if withdrawal is not None and item.withdrawal_status is WithdrawalStatus.WITHDRAW_FAILED:
+            error = withdrawal.failure or error
         payload = cls(
             after_sales_id=item.id,
             number=item.number,
             status=item.status,
             push_status=item.push_status,
             withdrawal_status=item.withdrawal_status,
-            error=item.push_error,
+            error=error,
+            withdrawal_id=withdrawal.id if withdrawal is not None else None,
         )
         audience = _orgs(item.distributor_id, item.supplier_id)
         return payload._as_event("AfterSalesOrder", item.id, audience, actor_user_id)

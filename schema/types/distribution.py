@@ -357,26 +357,59 @@ class AddDistributionWarehouseInput:
     address: AddressInput
 
 
-@strawberry.type(description="A withdrawal status change (subscription).")
+@strawberry.type(
+    description="A withdrawal changed (subscription): a step of its status, or the resolution "
+    "of a WITHDRAW_FAILED one."
+)
 class WithdrawalChange:
     event_id: strawberry.ID
     withdrawal_id: strawberry.ID
     order_id: strawberry.ID | None
     after_sales_id: strawberry.ID | None
-    status: WithdrawalStatus = strawberry.field(description="The status this event set.")
-    reason: str = strawberry.field(description="The failure reason for WITHDRAW_FAILED.")
+    status: WithdrawalStatus = strawberry.field(
+        description="The withdrawal's status when this event was recorded. A resolution leaves "
+        "it WITHDRAW_FAILED: `resolution` says how the failure was settled."
+    )
+    reason: str = strawberry.field(
+        description="Why it failed (WITHDRAW_FAILED), e.g. the warehouse's refusal; empty "
+        "otherwise."
+    )
+    resolution: WithdrawalResolution | None = strawberry.field(
+        description="How a WITHDRAW_FAILED withdrawal was resolved: RETRIED (a new withdrawal "
+        "was started, `retryWithdrawal`), CLOSED by hand (`closeWithdrawal`) or "
+        "CONVERTED_TO_RETURN (`convertWithdrawalToReturn`); null while it is unresolved."
+    )
+    resolution_note: str | None = strawberry.field(
+        description="The resolution's note: the note `closeWithdrawal` was given, the number "
+        "of the after-sales order a conversion made, or `retried`; null while unresolved."
+    )
     at: datetime
 
 
-@strawberry.type(description="An after-sales order changed (subscription).")
+@strawberry.type(
+    description="An after-sales order changed (subscription): its status, its push to the "
+    "warehouse, or a step of a withdraw of it (WITHDRAWING, WITHDRAWN, WITHDRAW_FAILED, or a "
+    "failed withdraw resolved). Each change shows the return as it is after it."
+)
 class ReturnChange:
     event_id: strawberry.ID
     after_sales_id: strawberry.ID
     number: str
     status: AfterSalesStatus
     push_status: PushStatus
-    withdrawal_status: WithdrawalStatus | None
-    error: str | None
+    withdrawal_status: WithdrawalStatus | None = strawberry.field(
+        description="The status of the return's latest withdraw: null when none was "
+        "requested, or once a failed one was closed (a retry starts a new one, WITHDRAWING)."
+    )
+    withdrawal_id: strawberry.ID | None = strawberry.field(
+        description="The withdrawal whose step (or resolution) this change is; null for a "
+        "change that is not a withdraw step."
+    )
+    error: str | None = strawberry.field(
+        description="Why something failed: on a withdraw step at WITHDRAW_FAILED the "
+        "withdraw's reason (e.g. the warehouse's refusal); otherwise the warehouse's push "
+        "error (PUSH_FAILED) or stock-in exception, if any."
+    )
     at: datetime
 
 

@@ -14,7 +14,13 @@ from domain.distribution import models as dm
 from domain.orders import models as m
 from domain.orders import queries as order_queries
 from domain.payments import models as w
-from domain.payments.charges import MAX_ORDERS_PER_PAYMENT, Charges
+from domain.payments.charges import (
+    MAX_ORDERS_PER_PAYMENT,
+    Charges,
+    PriceEstimate,
+    prices_estimated,
+)
+from resolvers.selection import selected
 from schema.global_ids import gid, key_of, optional_gid
 from schema.types.catalogue import LogisticsMethod, Sku
 from schema.types.enums import LineSource
@@ -61,13 +67,23 @@ class OrderLine(Node):
     title: str
     quantity: int
     source: LineSource
-    unit_price: Decimal | None
+    unit_price: Decimal | None = strawberry.field(
+        description="The price of one unit: charged at payment once the order is paid; before "
+        "that, the price payment would charge now, the SKU's price for the line's quantity "
+        "(the order's `pricesEstimated` is true). Null while payment could not price the line: "
+        "not connected to a SKU, or its SKU no longer sold."
+    )
     store_variant_id: strawberry.ID | None
     sku_id: strawberry.ID | None
     stock_quantity: int = strawberry.field(
         description="Units shipped from the buyer's cloud-warehouse stock (freight only)."
     )
     prefetched: Prefetched = prefetched_slot()
+
+    def show_estimate(self, estimate: PriceEstimate | None) -> None:
+        """The unit price paying would charge now (its order's prices are estimated)."""
+        found = estimate.unit_prices.get(key_of(self.id)) if estimate is not None else None
+        self.unit_price = found
 
     @classmethod
     def from_model(cls, ln: m.OrderLine) -> OrderLine:
@@ -160,8 +176,9 @@ class Order(Node):
     customer_name: str
     shipping_address: Address
     logistics_method_id: strawberry.ID | None
-    goods_amount: Decimal | None
-    freight_amount: Decimal | None
+    freight_amount: Decimal | None = strawberry.field(
+        description="The freight charged at payment; null before (`freightQuote` prices it)."
+    )
     paid_amount: Decimal
     refunded_amount: Decimal
     carrier: str | None
@@ -187,6 +204,15 @@ class Order(Node):
     stock_received_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    prices_estimated: bool = strawberry.field(
+        description="True while the order awaits payment (UNRECOGNIZED, AWAITING_PAYMENT, or "
+        "ABNORMAL before payment): `goodsAmount` and the lines' `unitPrice` are then what paying "
+        "it would charge now, and follow the supplier's prices until payment. False once paid: "
+        "they are the amounts charged, fixed at payment (and for an order cancelled unpaid, "
+        "which has none)."
+    )
+    row: strawberry.Private[m.Order]
+    paid_goods_amount: strawberry.Private[Decimal | None]
     prefetched: Prefetched = prefetched_slot()
 
     @classmethod
@@ -218,7 +244,6 @@ class Order(Node):
             customer_name=o.customer_name,
             shipping_address=Address(**address),
             logistics_method_id=optional_gid("LogisticsMethod", o.logistics_method_id),
-            goods_amount=o.goods_amount,
             freight_amount=o.freight_amount,
             paid_amount=o.paid_amount,
             refunded_amount=o.refunded_amount,
@@ -235,7 +260,39 @@ class Order(Node):
             stock_received_at=o.stock_received_at,
             created_at=o.created_at,
             updated_at=o.updated_at,
+            prices_estimated=prices_estimated(o),
+            row=o,
+            paid_goods_amount=o.goods_amount,
         )
+
+    @strawberry.field(
+        graphql_type=Decimal | None,
+        description="What the goods cost: the amount charged at payment once paid (units "
+        "shipped from the buyer's stock excluded); before, while `pricesEstimated`, what paying "
+        "would charge now for supplying every line at its SKU's price for the line's quantity. "
+        "Null before payment while a line cannot be priced (not connected to a SKU, or no "
+        "longer sold), and for an order cancelled unpaid.",
+    )
+    def goods_amount(self, info: Info) -> MaybeAwaitable[Decimal | None]:
+        if "goods_amount" in self.prefetched:
+            return self.prefetched["goods_amount"]
+        if not self.prices_estimated:
+            return self.paid_goods_amount
+        return self._estimated_goods_amount(info)
+
+    async def _estimated_goods_amount(self, info: Info) -> Decimal | None:
+        estimate = await info.context.loaders.price_estimates.load(self.row)
+        return estimate.goods if estimate is not None else None
+
+    def show_estimate(self, estimate: PriceEstimate | None) -> None:
+        """Carry what paying would charge now (``estimate``, for an order whose prices are
+        estimated): its goods amount, and each prefetched line's unit price."""
+        if not self.prices_estimated:
+            self.prefetched["goods_amount"] = self.paid_goods_amount
+            return
+        self.prefetched["goods_amount"] = estimate.goods if estimate is not None else None
+        for line in self.prefetched.get("lines", ()):
+            line.show_estimate(estimate)
 
     @strawberry.field(
         graphql_type=list[OrderLine], description=f"At most {limits.MAX_ORDER_LINES}."
@@ -247,7 +304,12 @@ class Order(Node):
 
     async def _load_lines(self, info: Info) -> list[OrderLine]:
         rows = await info.context.loaders.lines_by_order.load(key_of(self.id))
-        return [OrderLine.from_model(ln) for ln in rows]
+        lines = [OrderLine.from_model(ln) for ln in rows]
+        if self.prices_estimated and "unitPrice" in selected(info):
+            estimate = await info.context.loaders.price_estimates.load(self.row)
+            for line in lines:
+                line.show_estimate(estimate)
+        return lines
 
     @strawberry.field(graphql_type=Store | None)
     def store(self, info: Info) -> MaybeAwaitable[Store | None]:
