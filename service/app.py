@@ -26,7 +26,7 @@ from integrations import outbound
 from integrations.bus.broadcast import create_broadcast
 from integrations.bus.channel import events_channel
 from integrations.bus.hub import EventHub
-from integrations.bus.publisher import OutboxPublisher
+from integrations.bus.publisher import ROUND_LEASE_SECONDS, OutboxPublisher
 from integrations.request_load import RequestLoad
 from integrations.sla import SlaWorker
 from integrations.stores.inbox import InboxSettings, StoreInboxWorker
@@ -203,7 +203,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 retry_interval=settings.outbox_retry_interval,
                 deliver_locally=hub.offer,
                 channel=channel,
-                lease_seconds=settings.work_lease_seconds,
+                lease_seconds=min(settings.work_lease_seconds, ROUND_LEASE_SECONDS),
                 # instances share the channel through Redis: one publishes at a time
                 exclusive=bool(settings.redis_url),
             )

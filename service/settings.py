@@ -291,10 +291,11 @@ class Settings(BaseSettings):
     work_lease_seconds: Annotated[float, Field(ge=0.3)] = Field(
         10.0,
         description="How long an instance holds background work it took (a warehouse task, a "
-        "store webhook, a tracking push, an outbox or reconciliation round, the SLA sweep) "
-        "without renewing it; renewed every third of it while the work runs. The work of an "
-        "instance that died or hangs is taken over this long after its last renewal at most; a "
-        "stopping instance gives its work back at once.",
+        "store webhook, a tracking push, a reconciliation round, the SLA sweep; the outbox "
+        "publisher's round, which live delivery waits on, 2 s at most) without renewing it; "
+        "renewed every third of it while the work runs. The work of an instance that died or "
+        "hangs is taken over this long after its last renewal at most; a stopping instance gives "
+        "its work back at once.",
     )
     work_sweep_seconds: PositiveFloat = Field(
         30.0,

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from domain import tracing
 from domain.events import PublishedEvent, outbox
-from domain.leases import LEASE_SECONDS, NamedLease
+from domain.leases import NamedLease
 from integrations.background import WakeableLoop
 from integrations.bus.broadcast import SafeBroadcast
 from integrations.bus.channel import EVENTS_CHANNEL, encode_batch
@@ -37,6 +37,10 @@ from integrations.heartbeat import Heartbeat
 log = logging.getLogger(__name__)
 
 ROUND = "outbox publisher"  # the named lease of a publishing round
+# Live delivery waits on the round: an instance that dies holding it holds up every instance's
+# events until its lease runs out, so the lease is short (renewed every third of it while a
+# round runs, at most once per half lease between rounds that follow one another).
+ROUND_LEASE_SECONDS = 2.0
 
 
 class OutboxPublisher(WakeableLoop):
@@ -51,7 +55,7 @@ class OutboxPublisher(WakeableLoop):
         retry_interval: float,
         deliver_locally: Callable[[list[PublishedEvent]], Awaitable[None]] | None = None,
         channel: str = EVENTS_CHANNEL,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float = ROUND_LEASE_SECONDS,
         exclusive: bool = True,
     ):
         """``poll_interval``: the safety sweep, seconds between rounds that nothing woke."""
