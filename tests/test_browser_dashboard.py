@@ -426,11 +426,21 @@ async def test_a_withdraw_the_warehouse_refuses_fails_with_its_reason_and_is_ret
                 entries = board.page.locator(
                     f'#feed > li[data-order-id="{order_id}"][data-kind="withdrawal"]'
                 )
-                await expect(entries).to_have_count(4)
-                statuses = await entries.evaluate_all(
-                    "items => items.reverse().map((li) => li.dataset.status)"
+                # the failure, its resolution by the retry, then the new withdrawal's steps
+                await expect(entries).to_have_count(5)
+                steps = await entries.evaluate_all(
+                    "items => items.reverse().map((li) => [li.dataset.status,"
+                    " li.dataset.resolution || null])"
                 )
-                assert statuses == ["WITHDRAWING", "WITHDRAW_FAILED", "WITHDRAWING", "WITHDRAWN"]
+                assert steps == [
+                    ["WITHDRAWING", None],
+                    ["WITHDRAW_FAILED", None],
+                    ["WITHDRAW_FAILED", "RETRIED"],
+                    ["WITHDRAWING", None],
+                    ["WITHDRAWN", None],
+                ]
+                resolved = entries.and_(board.page.locator('[data-resolution="RETRIED"]'))
+                await expect(resolved).to_contain_text("Withdraw failed, retried")
                 await expect(board.tab_count("CANCELLED")).to_have_text("1")
                 await expect(
                     board.page.locator('#chart rect[data-outcome="WITHDRAWN"]')

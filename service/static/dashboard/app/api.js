@@ -118,7 +118,7 @@ export const ORDER_CHANGES = `subscription OrderChanges($afterEventId: ID) {
 
 export const WITHDRAWAL_CHANGES = `subscription WithdrawalChanges($afterEventId: ID) {
   withdrawalStatusChanged(afterEventId: $afterEventId) {
-    eventId withdrawalId orderId afterSalesId status reason at
+    eventId withdrawalId orderId afterSalesId status reason resolution resolutionNote at
   }
 }`;
 

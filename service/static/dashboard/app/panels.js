@@ -291,6 +291,11 @@ export class WithdrawalsPanel {
     item.status = change.status;
     item.updatedAt = change.at;
     if (change.status === "WITHDRAW_FAILED") item.failure = change.reason || item.failure;
+    if (change.resolution) {
+      // resolved (retried, closed, converted): its ways out are gone at once
+      item.resolution = change.resolution;
+      item.resolutionNote = change.resolutionNote || "";
+    }
     this.render();
     this.refresh();
   }
@@ -627,7 +632,12 @@ export class Feed {
         ? ["order ", numberEl(numbers, change.orderId)]
         : ["return ", numberEl(numbers, change.afterSalesId)];
       text = ["Withdraw of ", ...of, `: ${humanise(change.status)}`];
-      if (change.status === "WITHDRAW_FAILED" && change.reason) text.push(` — ${change.reason}`);
+      if (change.resolution) {
+        text.push(`, ${humanise(change.resolution).toLowerCase()}`);
+        if (change.resolutionNote) text.push(` — ${change.resolutionNote}`);
+      } else if (change.status === "WITHDRAW_FAILED" && change.reason) {
+        text.push(` — ${change.reason}`);
+      }
     } else if (kind === "return") {
       status = change.status;
       subject = change.afterSalesId;
@@ -646,7 +656,14 @@ export class Feed {
       "li",
       {
         class: `feed-entry kind-${kind}`,
-        dataset: { eventId: change.eventId, kind, status, subject, orderId },
+        dataset: {
+          eventId: change.eventId,
+          kind,
+          status,
+          subject,
+          orderId,
+          resolution: change.resolution ?? undefined,
+        },
       },
       h("time", { datetime: change.at, title: change.at, text: when(change.at) }),
       h("span", { class: "text" }, ...text),
