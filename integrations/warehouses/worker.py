@@ -30,9 +30,10 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import httpx
 
@@ -73,6 +74,8 @@ from integrations.warehouses.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -650,6 +653,27 @@ class WarehouseWorker:
                 checked += outcome
         return checked
 
+    async def _fetched(
+        self,
+        what: str,
+        warehouse_id: int | None,
+        reference: str | None,
+        fetch: Callable[[WarehouseClient, str], Awaitable[T]],
+        warehouses: dict[int, ThirdPartyWarehouse],
+        lanes: defaultdict[int, asyncio.Semaphore],
+    ) -> tuple[ThirdPartyWarehouse, T] | None:
+        """``fetch(client, reference)`` from the record's warehouse in its lane; None when the
+        warehouse is gone, the record was never referenced there, or the call failed."""
+        third_party_warehouse = warehouses.get(warehouse_id or 0)
+        if third_party_warehouse is None or reference is None:
+            return None
+        try:
+            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
+                return third_party_warehouse, await fetch(c, reference)
+        except WarehouseApiError as error:
+            log.warning("reconciling %s: %s", what, error)
+            return None
+
     async def _reconcile_order(
         self,
         record: WarehouseOrder,
@@ -657,15 +681,17 @@ class WarehouseWorker:
         lanes: defaultdict[int, asyncio.Semaphore],
     ) -> int:
         await distribution_orders.mark_checked(record.order_id)
-        third_party_warehouse = warehouses.get(record.third_party_warehouse_id or 0)
-        if third_party_warehouse is None or record.reference is None:
+        fetched = await self._fetched(
+            f"order {record.order_id}",
+            record.third_party_warehouse_id,
+            record.reference,
+            WarehouseClient.get_outbound_order,
+            warehouses,
+            lanes,
+        )
+        if fetched is None or record.reference is None:
             return 0
-        try:
-            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
-                state = await c.get_outbound_order(record.reference)
-        except WarehouseApiError as error:
-            log.warning("reconciling order %s: %s", record.order_id, error)
-            return 0
+        third_party_warehouse, state = fetched
         await distribution_orders.apply_outbound_status(
             third_party_warehouse_id=third_party_warehouse.id,
             reference=record.reference,
@@ -683,15 +709,17 @@ class WarehouseWorker:
         lanes: defaultdict[int, asyncio.Semaphore],
     ) -> int:
         await after_sales.mark_return_checked(item.id)
-        third_party_warehouse = warehouses.get(item.third_party_warehouse_id or 0)
-        if third_party_warehouse is None or item.reference is None:
+        fetched = await self._fetched(
+            f"return {item.number}",
+            item.third_party_warehouse_id,
+            item.reference,
+            WarehouseClient.get_return,
+            warehouses,
+            lanes,
+        )
+        if fetched is None or item.reference is None:
             return 0
-        try:
-            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
-                state = await c.get_return(item.reference)
-        except WarehouseApiError as error:
-            log.warning("reconciling return %s: %s", item.number, error)
-            return 0
+        third_party_warehouse, state = fetched
         await after_sales.apply_return_status(
             third_party_warehouse_id=third_party_warehouse.id,
             reference=item.reference,
