@@ -7,7 +7,9 @@
 - A query set's SQL before it runs (``QuerySet._make_query``), for running it ourselves.
 - A model's table, columns and value conversions (``Model._meta``), for written-out statements.
 - How a SQLite transaction begins (``SqliteTransactionWrapper.begin``): ``BEGIN IMMEDIATE``
-  instead of ``BEGIN`` (``sqlite_writes_begin_at_once``).
+  instead of ``BEGIN`` (``sqlite_writes_begin_at_once``), and how its context enters
+  (``SqliteTransactionContext.__aenter__``): the connection's lock given back when beginning
+  fails or is cancelled.
 
 ``tests/test_compat.py`` checks the version and runs ``probe``; ``tests/test_rows.py`` checks
 that instances built this way equal the ones Tortoise builds, for every model.
@@ -19,8 +21,9 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.backends.sqlite.client import SqliteTransactionWrapper
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteTransactionContext, SqliteTransactionWrapper
+from tortoise.connection import get_connections
 from tortoise.exceptions import TransactionManagementError
 from tortoise.fields import Field
 from tortoise.models import Model
@@ -139,3 +142,24 @@ def sqlite_writes_begin_at_once() -> None:
     transaction waits for the other writer at its start (up to the busy timeout) and never
     fails half-way. One process serialises its transactions on one connection anyway."""
     SqliteTransactionWrapper.begin = _begin_immediate  # type: ignore[method-assign]
+    SqliteTransactionContext.__aenter__ = _enter_releasing  # type: ignore[method-assign]
+
+
+async def _enter_releasing(self: SqliteTransactionContext) -> TransactionalDBClient:
+    """Tortoise's ``SqliteTransactionContext.__aenter__``, except that a failure once the
+    connection's lock is taken gives the lock back. Tortoise's leaves it taken: a task
+    cancelled while its ``BEGIN`` ran (a loop stopped at shutdown) never reaches
+    ``__aexit__``, and every later statement of the process waited for the lock for ever."""
+    await self._trxlock.acquire()
+    token = None
+    try:
+        await self.ensure_connection()
+        token = get_connections().set(self.connection_name, self.connection)
+        await self.connection.begin()
+    except BaseException:
+        if token is not None:
+            get_connections().reset(token)
+        self._trxlock.release()
+        raise
+    self.token = token
+    return self.connection

@@ -29,6 +29,9 @@ from domain.leases import LEASE_SECONDS, Lease
 log = logging.getLogger(__name__)
 
 
+RELEASE_TIMEOUT = 5.0  # seconds ``close`` waits to give the leases back (else they run out)
+
+
 class LeaseLapsed(Exception):
     """A whole lease passed without a renewal since the work was claimed: another instance
     may be doing it now, so this one stops (its outcome would be refused anyway)."""
@@ -106,10 +109,11 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         try:
-            released = await self.lease.release()
+            async with asyncio.timeout(RELEASE_TIMEOUT):  # a stop is never held up for long
+                released = await self.lease.release()
             if released and self.on_released is not None:
                 await self.on_released()
-        except Exception:  # they run out by themselves
+        except (Exception, TimeoutError):  # they run out by themselves
             log.warning("giving back the %s lease failed", self.lease.name, exc_info=True)
             return 0
         return released

@@ -11,10 +11,12 @@ import contextlib
 import sqlite3
 from importlib.metadata import version
 from types import ModuleType
+from typing import Any
 
 import pytest
 from graphql import parse
 from tortoise import Tortoise
+from tortoise.backends.sqlite.client import SqliteTransactionWrapper
 
 from compat import broadcaster, graphql_core, httpx, strawberry, tortoise, uvicorn
 from compat import tortoise as orm
@@ -92,3 +94,35 @@ async def test_a_sqlite_transaction_that_reads_first_survives_another_process_wr
     await writing
     _, rows = await connection.execute_query("SELECT n FROM compat_probe ORDER BY n")
     assert [row["n"] for row in rows] == [1, 2]
+
+
+async def test_a_sqlite_transaction_cancelled_as_it_begins_gives_the_connection_back(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``compat.tortoise``'s ``SqliteTransactionContext.__aenter__``: a loop stopped while its
+    transaction's BEGIN ran left Tortoise's connection lock taken, and the next statement of
+    the process (a lease given back at shutdown) waited for it for ever."""
+    if not server.settings.is_sqlite:
+        pytest.skip("SQLite's one connection")
+    beginning = asyncio.Event()
+
+    async def slow_begin(self: Any) -> None:
+        beginning.set()
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(SqliteTransactionWrapper, "begin", slow_begin)
+
+    async def write() -> None:
+        async with transaction():
+            pass
+
+    writing = asyncio.create_task(write())
+    await beginning.wait()
+    writing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writing
+    monkeypatch.undo()
+    async with asyncio.timeout(5):  # not for ever
+        assert await Order.all().count() >= 0
+        async with transaction():
+            await Order.all().count()
