@@ -135,6 +135,25 @@ async def connect_red_tee(
     return store, red, connected
 
 
+async def top_up_and_pay(
+    client: GraphQLHttp, supplier: Member, buyer: Member, order_id: str
+) -> None:
+    """The supplier tops the buyer's wallet up by 50.00 USD, and the buyer pays ``order_id``
+    from it."""
+    await ok(
+        client,
+        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
+        {"b": buyer.gid},
+        token=supplier.token,
+    )
+    await ok(
+        client,
+        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code message } } }",
+        {"o": order_id},
+        token=buyer.token,
+    )
+
+
 async def test_store_order_with_connected_product_through_to_fulfilled(
     server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: Sim
 ) -> None:
@@ -416,18 +435,7 @@ async def test_unconnected_order_quote_connect_pay_and_partial_refund(
     state = (await client.data(ORDER, {"id": order["id"]}, token=buyer.token))["order"]
     assert state["status"] == "AWAITING_PAYMENT"
 
-    await ok(
-        client,
-        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-        {"b": buyer.gid},
-        token=supplier.token,
-    )
-    await ok(
-        client,
-        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code message } } }",
-        {"o": order["id"]},
-        token=buyer.token,
-    )
+    await top_up_and_pay(client, supplier, buyer, order["id"])
     # cancel is refused once paid; a depute is the way
     refused = (
         await client.data(

@@ -27,6 +27,7 @@ from tests.test_order_flow import (
     ok,
     sim,
     supplier_catalogue,
+    top_up_and_pay,
 )
 from tests.test_store_integration import Sim
 
@@ -67,18 +68,7 @@ async def paid_store_order(
     wallet, which the supplier tops up first."""
     _, _, made = await connected_order(client, server, supplier, buyer, sim)
     order = await order_by_store_number(client, buyer, made["order"]["name"])
-    await ok(
-        client,
-        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-        {"b": buyer.gid},
-        token=supplier.token,
-    )
-    await ok(
-        client,
-        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-        {"o": order["id"]},
-        token=buyer.token,
-    )
+    await top_up_and_pay(client, supplier, buyer, order["id"])
     return order
 
 

@@ -35,7 +35,7 @@ from tests.support.distribution import WAREHOUSE_KEY, WarehouseSim
 from tests.support.faults import AppProcess, HeldAnswers
 from tests.support.graphql_client import GraphQLHttp
 from tests.support.server import IDLE_SAFE, free_port, serve
-from tests.test_order_flow import SECRET, TOKEN, connect_red_tee, ok
+from tests.test_order_flow import SECRET, TOKEN, connect_red_tee, top_up_and_pay
 from tests.test_store_integration import Sim
 
 # --- who called: simulators that record the caller's socket ------------------------------------
@@ -407,16 +407,5 @@ async def paid_store_order(
     made = await sim.order(setup.red["id"], deliver_to=setup.webhook_url)
     assert made["webhook_status"] == 202, made
     order = await store_order(client, buyer, made["order"]["name"])
-    await ok(
-        client,
-        'mutation($b: ID!) { topUpWallet(buyerId: $b, amount: "50.00", currency: "USD") { userErrors { code } } }',
-        {"b": buyer.gid},
-        token=supplier.token,
-    )
-    await ok(
-        client,
-        "mutation($o: ID!) { payOrders(orderIds: [$o]) { userErrors { code } } }",
-        {"o": order["id"]},
-        token=buyer.token,
-    )
+    await top_up_and_pay(client, supplier, buyer, order["id"])
     return order
