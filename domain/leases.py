@@ -27,6 +27,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 
 from domain.db import transaction
+from domain.persistence import named_leases
 from domain.sla.models import SweepLease
 
 # How long a lease lasts without a renewal: how long a dead or hung instance's work waits before
@@ -95,8 +96,7 @@ class NamedLease:
     async def take_until(self, until: datetime, *, now: datetime | None = None) -> bool:
         """Hold the round until ``until`` if nobody else holds it at ``now``."""
         now = now or datetime.now(UTC)
-        free_or_mine = Q(name=self.name) & (Q(until__lt=now) | Q(holder=self.holder))
-        taken = await SweepLease.filter(free_or_mine).update(holder=self.holder, until=until)
+        taken = await named_leases.take(name=self.name, holder=self.holder, until=until, now=now)
         if not taken:
             try:
                 async with transaction():
@@ -115,13 +115,10 @@ class NamedLease:
         return row.until
 
     async def renew(self, until: datetime) -> int:
-        renewed = await SweepLease.filter(name=self.name, holder=self.holder).update(until=until)
+        renewed = await named_leases.renew(name=self.name, holder=self.holder, until=until)
         self.until = until if renewed else None
-        return int(renewed)
+        return renewed
 
     async def release(self) -> int:
         self.until = None
-        given_back = await SweepLease.filter(name=self.name, holder=self.holder).update(
-            until=GIVEN_BACK
-        )
-        return int(given_back)
+        return await named_leases.renew(name=self.name, holder=self.holder, until=GIVEN_BACK)
