@@ -25,6 +25,7 @@ from domain.distribution.models import (
     TaskState,
     ThirdPartyWarehouse,
     WarehouseCallbackReceipt,
+    WarehouseOrder,
     WarehouseTask,
 )
 from integrations.warehouses.protocol import (
@@ -36,7 +37,7 @@ from integrations.warehouses.protocol import (
     format_time,
     sign_callback,
 )
-from integrations.warehouses.worker import WarehouseWorker
+from integrations.warehouses.worker import RECONCILE_CALLS, WarehouseWorker
 from schema.global_ids import key_of
 from tests.conftest import MakeMember, ServerFactory
 from tests.support.distribution import (
@@ -677,6 +678,50 @@ async def test_reconciliation_is_not_starved_by_orders_whose_warehouse_is_down(
         await narrow.reconcile()
     state = await order_state(client, b.supplier.token, order_id)
     assert state["status"] == "SHIPPED"
+
+
+async def test_a_warehouse_that_does_not_answer_costs_a_round_two_calls_and_no_retries(
+    server: RunningServer, client: GraphQLHttp, make_member: MakeMember, sim: WarehouseSim
+) -> None:
+    """A warehouse that is down used to be called for every due record of a round, each call
+    retried: 4 attempts a record, 80 a round of 20, every minute an idle instance ran. Now one
+    round makes at most RECONCILE_CALLS attempts to it, and still moves each record it took to
+    the back of the queue."""
+    worker = server.app.state.warehouses
+    await worker.stop()
+    d = await partnered(client, make_member, sim)
+    mine = [await pushed_by_hand(client, d, worker) for _ in range(4)]
+    await asyncio.sleep(0.4)
+    calls: dict[str, int] = {}
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        where = request.url.netloc.decode()
+        calls[where] = calls.get(where, 0) + 1
+        raise httpx.ConnectError("connection refused", request=request)
+
+    every_due = dataclasses.replace(
+        worker.settings, batch=100_000, reconcile_after=0.3, retries=3, backoff=0.01
+    )
+    down = WarehouseWorker(every_due, transport=httpx.MockTransport(unreachable))
+    before = datetime.now(UTC)
+    try:
+        await down.reconcile()
+    finally:
+        await down.stop()
+    # every warehouse with due records (earlier tests' too) got RECONCILE_CALLS attempts at most
+    assert calls and max(calls.values()) <= RECONCILE_CALLS, calls
+    records = await WarehouseOrder.filter(order_id__in=[key_of(o) for o in mine])
+    assert len(records) == 4 and all(r.checked_at >= before for r in records)
+    # the warehouse back, the next round fetches them
+    for order_id in mine[:1]:
+        await sim.advance(order_id, "SHIPPED", carrier="UPS", tracking_number="1Z4", deliver=False)
+    await asyncio.sleep(0.4)
+    up = WarehouseWorker(every_due)
+    try:
+        await up.reconcile()
+    finally:
+        await up.stop()
+    assert (await order_state(client, d.supplier.token, mine[0]))["status"] == "SHIPPED"
 
 
 async def test_one_reconciliation_round_at_a_time_and_a_slow_warehouse_holds_up_only_its_own(

@@ -298,10 +298,11 @@ async def due_returns_for_reconciliation(
     )
 
 
-async def mark_return_checked(after_sales_id: int) -> None:
-    """A reconciliation tried this return (even if the warehouse did not answer): it goes to
-    the back of the queue, so unreachable warehouses do not starve the others."""
-    await AfterSalesOrder.filter(id=after_sales_id).update(checked_at=datetime.now(UTC))
+async def mark_returns_checked(after_sales_ids: list[int]) -> None:
+    """A reconciliation round takes these returns (whether or not their warehouse answers):
+    they go to the back of the queue, so unreachable warehouses do not starve the others."""
+    if after_sales_ids:
+        await AfterSalesOrder.filter(id__in=after_sales_ids).update(checked_at=datetime.now(UTC))
 
 
 __all__ = [

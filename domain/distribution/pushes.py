@@ -293,7 +293,8 @@ async def due_for_reconciliation(*, older_than: datetime, limit: int) -> list[Wa
     )
 
 
-async def mark_checked(order_id: int) -> None:
-    """A reconciliation tried this order (even if the warehouse did not answer): it goes to
-    the back of the queue, so unreachable warehouses do not starve the others."""
-    await WarehouseOrder.filter(order_id=order_id).update(checked_at=datetime.now(UTC))
+async def mark_checked(order_ids: list[int]) -> None:
+    """A reconciliation round takes these orders (whether or not their warehouse answers):
+    they go to the back of the queue, so unreachable warehouses do not starve the others."""
+    if order_ids:
+        await WarehouseOrder.filter(order_id__in=order_ids).update(checked_at=datetime.now(UTC))

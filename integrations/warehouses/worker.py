@@ -225,6 +225,16 @@ class _TaskLoop(WakeableLoop):
         return await next_task_due()
 
 
+class _Lane:
+    """A reconciliation round's calls to one warehouse: ``RECONCILE_CALLS`` in flight at
+    most; once one got no answer the rest are skipped (counted) until the next round."""
+
+    def __init__(self) -> None:
+        self.calls = asyncio.Semaphore(RECONCILE_CALLS)
+        self.unreachable = False
+        self.skipped = 0
+
+
 class WarehouseWorker:
     def __init__(
         self,
@@ -412,17 +422,19 @@ class WarehouseWorker:
         pool: int = RECONCILE_POOL,
         *,
         claimed_at: float | None = None,
+        retries: int | None = None,
     ) -> WarehouseClient:
         """A client of this third-party warehouse on one of the worker's shared pools (making
         an ``httpx.AsyncClient`` per call costs about 20 ms of CPU); for tasks claimed at
-        ``claimed_at``, its calls stop once their lease may have lapsed."""
+        ``claimed_at``, its calls stop once their lease may have lapsed. ``retries``: the
+        settings' unless given."""
         if self._http is None:
             self._http = _Pools(self._transport)
         return WarehouseClient(
             base_url=third_party_warehouse.api_url,
             api_key=third_party_warehouse.api_key,
             timeout=self.settings.timeout,
-            retries=self.settings.retries,
+            retries=self.settings.retries if retries is None else retries,
             backoff=self.settings.backoff,
             http=self._http.get(pool),
             before_attempt=(
@@ -623,8 +635,11 @@ class WarehouseWorker:
             await self._reconcile_lease.release()
 
     async def _reconcile(self) -> int:
-        """The round's calls go out together, at most ``RECONCILE_CALLS`` at a time to one
-        warehouse: one that is down or slow holds up its own records only."""
+        """The round's records go to the back of the queue together (one statement a kind),
+        then its calls go out together, at most ``RECONCILE_CALLS`` at a time to one
+        warehouse, each tried once (the next round is the retry): one that is down or slow
+        holds up its own records only, and once one of its calls got no answer the rest of its
+        records wait for the next round."""
         older = datetime.now(UTC) - timedelta(seconds=self.settings.reconcile_after)
         orders = await distribution_orders.due_for_reconciliation(
             older_than=older, limit=self.settings.batch
@@ -632,12 +647,12 @@ class WarehouseWorker:
         returns = await after_sales.due_returns_for_reconciliation(
             older_than=older, limit=self.settings.batch
         )
+        await distribution_orders.mark_checked([r.order_id for r in orders])
+        await after_sales.mark_returns_checked([r.id for r in returns])
         wanted = {r.third_party_warehouse_id for r in orders}
         wanted |= {r.third_party_warehouse_id for r in returns}
         warehouses = {w.id: w for w in await ThirdPartyWarehouse.filter(id__in=wanted - {None})}
-        lanes: defaultdict[int, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(RECONCILE_CALLS)
-        )
+        lanes: defaultdict[int, _Lane] = defaultdict(_Lane)
         outcomes = await asyncio.gather(
             *(self._reconcile_order(record, warehouses, lanes) for record in orders),
             *(self._reconcile_return(item, warehouses, lanes) for item in returns),
@@ -651,6 +666,14 @@ class WarehouseWorker:
                 raise outcome
             else:
                 checked += outcome
+        for warehouse_id, lane in lanes.items():
+            if lane.skipped:
+                log.warning(
+                    "reconciling: warehouse %s did not answer; %d of its records wait for the "
+                    "next round",
+                    warehouse_id,
+                    lane.skipped,
+                )
         return checked
 
     async def _fetched(
@@ -660,27 +683,33 @@ class WarehouseWorker:
         reference: str | None,
         fetch: Callable[[WarehouseClient, str], Awaitable[T]],
         warehouses: dict[int, ThirdPartyWarehouse],
-        lanes: defaultdict[int, asyncio.Semaphore],
+        lanes: defaultdict[int, _Lane],
     ) -> tuple[ThirdPartyWarehouse, T] | None:
-        """``fetch(client, reference)`` from the record's warehouse in its lane; None when the
-        warehouse is gone, the record was never referenced there, or the call failed."""
+        """``fetch(client, reference)`` from the record's warehouse in its lane, one attempt;
+        None when the warehouse is gone, the record was never referenced there, the call
+        failed, or an earlier call of the round to that warehouse got no answer."""
         third_party_warehouse = warehouses.get(warehouse_id or 0)
         if third_party_warehouse is None or reference is None:
             return None
-        try:
-            async with lanes[third_party_warehouse.id], self._client(third_party_warehouse) as c:
-                return third_party_warehouse, await fetch(c, reference)
-        except WarehouseApiError as error:
-            log.warning("reconciling %s: %s", what, error)
-            return None
+        lane = lanes[third_party_warehouse.id]
+        async with lane.calls:
+            if lane.unreachable:
+                lane.skipped += 1
+                return None
+            try:
+                async with self._client(third_party_warehouse, retries=0) as c:
+                    return third_party_warehouse, await fetch(c, reference)
+            except WarehouseApiError as error:
+                lane.unreachable |= error.status is None and error.transient
+                log.warning("reconciling %s: %s", what, error)
+                return None
 
     async def _reconcile_order(
         self,
         record: WarehouseOrder,
         warehouses: dict[int, ThirdPartyWarehouse],
-        lanes: defaultdict[int, asyncio.Semaphore],
+        lanes: defaultdict[int, _Lane],
     ) -> int:
-        await distribution_orders.mark_checked(record.order_id)
         fetched = await self._fetched(
             f"order {record.order_id}",
             record.third_party_warehouse_id,
@@ -706,9 +735,8 @@ class WarehouseWorker:
         self,
         item: AfterSalesOrder,
         warehouses: dict[int, ThirdPartyWarehouse],
-        lanes: defaultdict[int, asyncio.Semaphore],
+        lanes: defaultdict[int, _Lane],
     ) -> int:
-        await after_sales.mark_return_checked(item.id)
         fetched = await self._fetched(
             f"return {item.number}",
             item.third_party_warehouse_id,
