@@ -449,7 +449,9 @@ async def test_sigkill_with_store_webhooks_leased_the_other_instance_takes_each_
     (accepting a webhook writes the inbox only). A's intake leases the rows there are, then
     waits to insert their orders, as on a slow database, and is SIGKILLed there. Its database
     sessions are ended (as PostgreSQL ends them once it notices their client gone) and the lock
-    released. The rows that came in after A's batch wait unleased: B takes them in too."""
+    released. The rows that came in after A's batch wait unleased: B takes them in too. (B hears
+    the inbox's notifications as well and may have leased rows of the burst, waiting on the lock
+    beside A: its run ends once the lock goes, and only A's rows are taken in twice.)"""
     on_a = clients["A"]
     supplier, buyer = await make_member("SUPPLIER"), await make_member("BUYER")
     cat = await supplier_catalogue(on_a, supplier)
@@ -469,7 +471,11 @@ async def test_sigkill_with_store_webhooks_leased_the_other_instance_takes_each_
     await wait_for(a_waits, "A's intake waiting on the lock")
     sessions = await database.backends_of(pair.a)
     leased = await _receipts(store_id, leased=True)
-    assert len({r.lease_owner for r in leased}) == 1
+    # B hears the inbox's notifications too: its intake may have leased rows of the burst and
+    # wait on the lock beside A's. Its run finishes once the lock goes; A's rows wait out A's
+    # lease. Which owner is A's shows in the attempts at the end.
+    owners = {r.lease_owner for r in leased}
+    assert 1 <= len(owners) <= 2, owners
     lease_left = left(max(r.lease_until for r in leased if r.lease_until is not None))
     killed_at = kill(pair.a)
     await database.terminate(sessions)
@@ -481,7 +487,11 @@ async def test_sigkill_with_store_webhooks_leased_the_other_instance_takes_each_
         what="the store inbox",
     )
     figures.append(
-        recovered(f"store inbox, {len(leased)} of {BURST} webhooks leased by A", took, lease_left)
+        recovered(
+            f"store inbox, {len(leased)} of {BURST} webhooks leased ({len(owners)} owners)",
+            took,
+            lease_left,
+        )
     )
 
     restarted = await pair.restart(pair.a)
@@ -500,8 +510,14 @@ async def test_sigkill_with_store_webhooks_leased_the_other_instance_takes_each_
     assert all(r.state is InboxState.DONE for r in receipts)
     assert sorted(r.order_id for r in receipts) == sorted(o for o, _ in orders)
     assert sorted(created) == sorted(str(o) for o, _ in orders)  # each created once
+    attempts = {r.id: r.attempts for r in receipts}
+    by_owner = {
+        owner: sorted(attempts[r.id] for r in leased if r.lease_owner == owner) for owner in owners
+    }
+    taken_twice = [owner for owner, runs in by_owner.items() if set(runs) == {2}]
+    assert len(taken_twice) == 1, by_owner  # A's run, then B's, for every row A leased
+    assert all(set(runs) == {1} for owner, runs in by_owner.items() if owner not in taken_twice)
     leased_ids = {r.id for r in leased}
-    assert all(r.attempts == 2 for r in receipts if r.id in leased_ids)  # A's run, then B's
     assert all(r.attempts == 1 for r in receipts if r.id not in leased_ids)
     assert took <= RECOVERY_OBJECTIVE, figures[0]
 
@@ -554,7 +570,22 @@ async def test_sigkill_holding_the_outbox_round_the_other_instance_publishes_eac
                     return instance
             return None
 
-        holder = await wait_for(waiting_in_the_round, "a round waiting on the lock")
+        try:
+            holder = await wait_for(waiting_in_the_round, "a round waiting on the lock")
+        except AssertionError as timed_out:  # seen once in CI: say what was there
+            lease = await SweepLease.get_or_none(name=OUTBOX_ROUND)
+            owners = {
+                b.pid: instance.name
+                for instance in pair.all
+                for b in await database.backends_of(instance)
+            }
+            sessions = "\n".join(
+                f"  {owners.get(b.pid, 'other')} {b}" for b in await database.backends()
+            )
+            raise AssertionError(
+                f"{timed_out}; the round's lease: {lease and (lease.holder, lease.until)} "
+                f"(now {datetime.now(UTC)}); the database's sessions:\n{sessions}"
+            ) from None
         other = pair.b if holder is pair.a else pair.a
         sessions = await database.backends_of(holder)
         lease_left = left((await SweepLease.get(name=OUTBOX_ROUND)).until)

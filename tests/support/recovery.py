@@ -299,6 +299,12 @@ class Backend:
     client_port: int
     wait_event_type: str | None
     query: str
+    state: str | None = None  # "active", "idle", "idle in transaction", ...
+    blocked_by: tuple[int, ...] = ()  # pg_blocking_pids
+
+    def __str__(self) -> str:
+        blocked = f" blocked by {list(self.blocked_by)}" if self.blocked_by else ""
+        return f"{self.pid} {self.state} {self.wait_event_type}{blocked}: {self.query[:70]}"
 
 
 @dataclass
@@ -332,12 +338,20 @@ class Database:
     async def backends(self) -> list[Backend]:
         """The other sessions on this database."""
         rows = await self.connection.fetch(
-            "SELECT pid, client_port, wait_event_type, query FROM pg_stat_activity "
+            "SELECT pid, client_port, wait_event_type, query, state, "
+            "pg_blocking_pids(pid) AS blocked_by FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND client_port IS NOT NULL"
         )
         return [
-            Backend(row["pid"], row["client_port"], row["wait_event_type"], row["query"])
+            Backend(
+                row["pid"],
+                row["client_port"],
+                row["wait_event_type"],
+                row["query"],
+                row["state"],
+                tuple(row["blocked_by"] or ()),
+            )
             for row in rows
         ]
 
