@@ -12,7 +12,6 @@ import json
 import os
 import pty
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from typer.testing import CliRunner
 from domain.secrets import generate_key
 from service import cli, cli_progress, simulate
 from service.settings import Settings, describe
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
@@ -97,12 +97,6 @@ def run_on_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         reader.join(timeout=10)
         os.close(leader)
     return process.returncode, process.stdout, ESCAPES.sub("", shown.decode(errors="replace"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.server import free_port
+
 __all__ = ["RedisServer", "redis_server", "redis_server_available"]
 
 _SHARED_PORT = 6379
@@ -23,15 +25,6 @@ _SHARED_PORT = 6379
 def redis_server_available(executable: str = "redis-server") -> bool:
     """True if the ``redis-server`` binary is on PATH."""
     return shutil.which(executable) is not None
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != _SHARED_PORT:
-            return port
 
 
 def _answers_ping(port: int, timeout: float = 0.5) -> bool:
@@ -59,7 +52,7 @@ class RedisServer:
         if path is None:
             raise FileNotFoundError(f"{executable!r} is not on PATH")
         self._executable = path
-        self.port: int = port if port is not None else _free_port()
+        self.port: int = port if port is not None else free_port()
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
