@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 LEASE = "sla"
 OWN_EVENTS = frozenset({EventType.SLA_BREACH_OPENED.value, EventType.SLA_BREACH_CLEARED.value})
-SETTLE_AFTER = 0.1  # s from an event to the round that settles it and what followed it
+# s from an event to the round that settles it and what followed it: a deadline is minutes or
+# hours, so a second is soon enough, and at one change every 200 ms a round per event (a
+# statement and a loop round each) was a tenth of the server's CPU per change
+SETTLE_AFTER = 1.0
 # A sweep that finds nothing to do, with no event heard meanwhile, is followed by the next at the
 # next deadline (``sla.next_deadline``), or at the latest this many sweep intervals later.
 QUIET_INTERVALS = 10
@@ -70,6 +73,7 @@ class SlaWorker(WakeableLoop):
         self._heard = 0  # events heard (not the worker's own)
         self._quiet = False  # the next sweep waits for the next deadline
         self._woken: asyncio.TimerHandle | None = None  # a round due SETTLE_AFTER an event
+        self._settling = False
 
     def on_event(self, event: PublishedEvent | None) -> None:
         """The hub's listener: a change to something a rule watches settles it, and a change
@@ -105,6 +109,11 @@ class SlaWorker(WakeableLoop):
         await self._heartbeat.close()
 
     @property
+    def settled(self) -> bool:
+        """Every event heard so far is settled: no round is due for one, and none runs."""
+        return self._woken is None and not (self._changed or self._orders or self._settling)
+
+    @property
     def next_sweep(self) -> datetime | None:
         """When this instance sweeps next (None: at its next round)."""
         return self._next_sweep
@@ -119,7 +128,11 @@ class SlaWorker(WakeableLoop):
         changed, self._changed = self._changed, set()
         orders, self._orders = self._orders, set()
         if changed or orders:
-            await sla.settle_many(subjects=changed, order_ids=orders, now=now)
+            self._settling = True
+            try:
+                await sla.settle_many(subjects=changed, order_ids=orders, now=now)
+            finally:
+                self._settling = False
         if self.sweep_interval and (self._next_sweep is None or now >= self._next_sweep):
             await self._sweep(now)
 

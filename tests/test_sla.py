@@ -89,6 +89,9 @@ async def world(
         warehouse_id=warehouse.id,
         sku_id=key_of(d.catalogue["skus"]["TEE-R-M"]),
     )  # empty: no movement to account for (tests/test_cloud_stock.py checks every ledger)
+    # the served worker settles what the events above named a moment later (``SETTLE_AFTER``):
+    # done before a test changes those subjects behind its back and settles or sweeps itself
+    await server.sla_settled()
     return World(d, orders, unrecognized, key_of(quote["quote"]["id"]), item.id)
 
 

@@ -31,17 +31,19 @@ MAX_MINUTES = 60 * 24 * 365
 Deadlines = tuple[dict[int, list[int]], set[int]]
 
 
-async def _deadlines(rule: Rule) -> Deadlines:
-    """The organisations with their own deadline for ``rule``, by deadline; and those who
-    switched it off."""
-    custom: dict[int, list[int]] = defaultdict(list)
-    off: set[int] = set()
-    for setting in await SlaSetting.filter(rule=rule.rule):
+async def _deadlines() -> dict[SlaRule, Deadlines]:
+    """For every rule, the organisations with their own deadline for it, by deadline; and
+    those who switched it off (every organisation's settings, read in one statement)."""
+    by_rule: dict[SlaRule, Deadlines] = {rule: (defaultdict(list), set()) for rule in RULES}
+    for setting in await SlaSetting.all():
+        if setting.rule not in by_rule:
+            continue  # a rule no longer watched
+        custom, off = by_rule[setting.rule]
         if not setting.enabled:
             off.add(setting.organisation_id)
-        elif setting.minutes != rule.default_minutes:
+        elif setting.minutes != RULES[setting.rule].default_minutes:
             custom[setting.minutes].append(setting.organisation_id)
-    return custom, off
+    return by_rule
 
 
 def _open_breaches(rule: Rule, kind: OrganisationKind) -> Any:
@@ -110,8 +112,9 @@ async def next_deadline(*, now: datetime) -> datetime | None:
     alone for good because that episode had its breach already.) A change to what is watched
     records an event, which is how a sweeper knows this answer is stale."""
     earliest: datetime | None = None
+    every_deadline = await _deadlines()
     for rule in RULES.values():
-        deadlines = await _deadlines(rule)
+        deadlines = every_deadline[rule.rule]
         for kind in rule.sides:
             for minutes, parties in _groups(rule, kind, deadlines):
                 wait = timedelta(minutes=minutes)
@@ -198,9 +201,10 @@ async def sweep(*, now: datetime) -> tuple[list[SlaBreach], list[SlaBreach]]:
     moved on (what ``settle`` missed). Returns (opened, cleared)."""
     opened: list[SlaBreach] = []
     cleared: list[SlaBreach] = []
+    every_deadline = await _deadlines()
     for rule in RULES.values():
         cleared += await _clear(await _moved_on(rule), now)
-        deadlines = await _deadlines(rule)  # every organisation's, read once per rule
+        deadlines = every_deadline[rule.rule]
         for kind in rule.sides:
             opened += await _open(rule, kind, deadlines, now)
     return opened, cleared

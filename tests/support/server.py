@@ -96,6 +96,26 @@ class RunningServer:
                 raise TimeoutError(f"{pending} store webhooks still pending")
             await asyncio.sleep(0.01)
 
+    async def sla_settled(self, timeout: float = 10) -> None:
+        """Wait until every event recorded so far has reached this server and its SLA worker
+        has settled them: a test that then changes a subject behind the worker's back and
+        settles or sweeps itself is not overtaken by a round the worker had due."""
+        from domain.events import outbox
+        from domain.events.models import Event
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        async def dispatched() -> bool:
+            if await Event.filter(seq__isnull=True).exists():
+                return False  # recorded, not yet numbered
+            return bool(self.app.state.hub.last_seq >= await outbox.last_seq())
+
+        while not (await dispatched() and self.app.state.sla.settled):
+            if loop.time() > deadline:
+                raise TimeoutError("the SLA worker did not settle what it heard")
+            await asyncio.sleep(0.01)
+
     async def wait_for_subscribers(self, count: int, timeout: float = 10) -> None:
         """Wait until ``count`` subscriptions receive events (no race with a mutation)."""
         loop = asyncio.get_running_loop()
