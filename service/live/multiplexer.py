@@ -230,10 +230,15 @@ class Group:
             await self._end_members()
 
     def _deliver(self, payload: str) -> None:
-        """Hand one serialised result to every member, each frame built around the same text;
-        a member whose client reads slowly holds up no one (``Connection.push``)."""
+        """Hand one serialised result to every member, each frame built around the same text
+        once per operation id in use (clients mostly use the same ids: one frame for all); a
+        member whose client reads slowly holds up no one (``Connection.push``)."""
+        frames: dict[str, str] = {}
         for member in self.members:
-            member.connection.push(member.prefix + payload + "}")
+            frame = frames.get(member.prefix)
+            if frame is None:
+                frame = frames[member.prefix] = member.prefix + payload + "}"
+            member.connection.push(frame)
         if tracing.ENABLED:
             delivered(len(self.members))
 
