@@ -118,7 +118,7 @@ async def _metrics(host: str, port: int) -> bytes:
     return body
 
 
-async def _rounds(host: str, port: int) -> dict[str, float]:
+async def background_rounds(host: str, port: int) -> dict[str, float]:
     """Each background loop's rounds so far (``supplygraph_background_rounds_total``)."""
     body = await _metrics(host, port)
     found = re.findall(ROUNDS, body, re.M)
@@ -251,10 +251,10 @@ async def run(ctx: BenchContext) -> list[Row]:
 
     window = QUICK_WINDOW if ctx.quick else WINDOW
     pids = process_tree(server.process.pid)
-    before = await _rounds(server.host, server.port)
+    before = await background_rounds(server.host, server.port)
     async with Outbox(ctx.database_url) as outbox, floor_process() as floor:
         opened, closed, settling_from, events = await idle_window(pids, outbox, window, floor)
-    after = await _rounds(server.host, server.port)
+    after = await background_rounds(server.host, server.port)
     rounds = {loop: after[loop] - before.get(loop, 0.0) for loop in after}
     elapsed = closed.at - opened.at
     ms_per_s = (closed.cpu - opened.cpu) / 1e6 / elapsed
