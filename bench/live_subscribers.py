@@ -7,23 +7,30 @@ live buyer's unpaid orders (``bench/seed.py``, ``LIVE_ORDERS``; more are made fi
 run's changes need them, ``live_orders``) one by one through ``cancelOrders`` over HTTP, each
 change sent when it is due whether or not the previous one has been answered:
 
-- scenario ``a``: 1,000 subscribers, 20 changes, one every 200 ms;
-- scenario ``b``: 5,000 subscribers, 20 changes, one a second.
+- scenario ``a``: 1,000 subscribers, blocks of 5 changes, one every 200 ms;
+- scenario ``b``: 5,000 subscribers, blocks of 3 changes, one a second;
 
-``--quick``: 5 changes per scenario and 2,000 subscribers in ``b``. ``BENCH_LIVE_SUBSCRIBERS``
-(``20`` or ``20,40``: one count for every scenario or one per scenario) and
-``BENCH_LIVE_CHANGES`` override the sizes (the smoke test runs 20 subscribers, 3 changes);
-``BENCH_LIVE_WORKERS`` fixes the number of client processes.
+8 blocks per server, 4 with ``--quick`` (and 2,000 subscribers in ``b``).
+``BENCH_LIVE_SUBSCRIBERS`` (``20`` or ``20,40``: one count for every scenario or one per
+scenario), ``BENCH_LIVE_CHANGES`` (per block) and ``BENCH_LIVE_BLOCKS`` override the sizes (the
+smoke test runs 20 subscribers, 2 blocks of 3 changes); ``BENCH_LIVE_WORKERS`` fixes the number
+of client processes.
 
-Per scenario and server, in order: the server's RSS; the sockets open (at most 64 handshakes
-at a time per client process) and subscribe; probe changes (not measured, at most 4) until one
-has reached every open socket, so every subscription is live on the server (if none does, the
-phase goes on and the progress line says so); 1 s idle, RSS again; the server's CPU time
-(``bench.common.cpu_ns``: the scheduler's ns on CPU of every thread of its process tree; the
-10 ms clock ticks of ``/proc/<pid>/stat`` moved a quick run's ratio by about ±0.15); the
-changes; waiting until every socket has every change (or 5 s pass with nothing new); CPU time
-again (as of the last delivery); all sockets close; 2 s later the RSS once more. Each server
-first takes 20 sockets and one probe, unmeasured, so first-use costs fall outside the figures.
+Per scenario: for the floor, then supplygraph, the server's RSS; its sockets open (at most 64
+handshakes at a time per client process) and subscribe; probe changes (not measured, at most 4)
+until one has reached every open socket, so every subscription is live on the server (if none
+does, the scenario goes on and the progress line says so); 1 s idle, RSS again. Both servers'
+sockets then stay open while their blocks run in turns, ABBA (floor, app, app, floor, floor,
+...), so a drift of the machine's speed over the scenario weighs on both alike (one server's
+blocks after the other's moved the ratio by ±0.2 between quick runs of one commit). A block:
+the server's CPU time (``bench.common.cpu_ns``: the scheduler's ns on CPU of every thread of
+its process tree; the 10 ms clock ticks of ``/proc/<pid>/stat`` moved a quick run's ratio by
+about ±0.15); its changes; waiting until every socket has each (or 5 s pass with nothing new);
+CPU time again, at the later of the last delivery and the end of the block's window (its
+changes' span plus ``BLOCK_TAIL``, 1.25 s: supplygraph settles the changes' service levels a
+second after them, and that work is the changes' too). Then both servers' sockets close and,
+2 s later, each RSS is read once more. Each server first takes 20 sockets and one probe,
+unmeasured, so first-use costs fall outside the figures.
 Figures:
 
 - latency: client receipt (``time.time()`` when the socket's bytes are read) minus the event's
@@ -31,8 +38,11 @@ Figures:
   the mutation's transaction, just before the commit; the floor when ``/emit`` starts. Both
   are this machine's wall clock. p50, p99 and max over every delivery of the measured changes;
 - lost: subscribers x changes - deliveries received (a socket that never opened loses all);
-- server CPU per delivery: the server's CPU time over the changes and their delivery (the
-  mutations' or ``/emit``'s HTTP requests included), divided by the deliveries received;
+- server CPU per delivery: the server's CPU time over a block's window (the mutations' or
+  ``/emit``'s HTTP requests included), divided by the block's deliveries; the median of the
+  blocks (the progress line shows each block's and all blocks' together). A background round
+  of the server's own (the SLA sweep, reconciliation) that falls in a block counts in that
+  block; the progress line lists those rounds;
 - server RSS per 1,000 idle subscribers: (RSS connected - RSS before) / subscribers x 1,000,
   and the RSS after the subscribers closed, beside the RSS before they connected. RSS is the
   process's: memory an earlier scenario freed is reused, so ``b``'s figure counts only growth
@@ -41,7 +51,7 @@ Figures:
 Baseline, same run, same clients and schedule: ``bench/ws_floor.py``, a hand-written
 graphql-transport-ws endpoint under uvicorn that sends one pre-serialised ``next`` frame to
 every socket when the bench posts ``/emit``. Targets: CPU per delivery and p99 at most 1.3x the
-floor's, 0 lost. For each scenario the floor runs first, then supplygraph.
+floor's, 0 lost.
 
 The clients run in worker processes (``python bench/live_subscribers.py worker``, commanded
 over stdin/stdout with JSON lines) on the load generator's core, up to ``SOCKETS_PER_WORKER``
@@ -52,8 +62,7 @@ shared 2-core machine against the floor with 5,000 sockets and one change a seco
 process used about 10 % of the load generator's core over the phase and its p99 (300-370 ms)
 followed the floor's own send loop (190-330 ms of wall time per change for 5,000 sends); two
 processes on that core gave no consistent difference (p99 255-585 ms), so one process holds
-all 5,000. Every phase prints the clients' CPU per delivery and share of their core (near
-100 % would mean the clients, not the server, set the latency) and the floor's send time.
+all 5,000. Every scenario prints the clients' CPU per delivery and the floor's send time.
 The open-file limit of this process (inherited by the workers) is raised to what the sockets
 need, and the servers' limits are checked and, if low, raised with ``prlimit``.
 """
@@ -74,7 +83,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -132,6 +141,9 @@ WARM_UP_SUBSCRIBERS = 20
 FD_MARGIN = 1_024
 PROBES = 4
 PROBE_IDLE = 3.0  # s without a new receipt of a probe: send another
+# s a block's window lasts beyond its changes' span: a change's event settles its service
+# levels a second later (integrations.sla.SETTLE_AFTER), work the change causes
+BLOCK_TAIL = 1.25
 DRAIN_IDLE = 5.0  # s without a new delivery: what has not arrived is lost
 DRAIN_MAX = 300.0
 IDLE_SETTLE = 1.0
@@ -147,8 +159,9 @@ WORKER_SCRIPT = Path(__file__).resolve()
 class Scenario:
     letter: str
     subscribers: int
-    changes: int
+    changes: int  # per block
     interval: float
+    blocks: int  # per server
 
     @property
     def label(self) -> str:
@@ -157,21 +170,19 @@ class Scenario:
 
 def scenarios(quick: bool) -> list[Scenario]:
     """The scenarios of this run, with ``BENCH_LIVE_*`` overrides applied."""
-    changes = 5 if quick else 20
+    blocks = 4 if quick else 8
     chosen = [
-        Scenario("a", 1_000, changes, 0.2),
-        Scenario("b", 2_000 if quick else 5_000, changes, 1.0),
+        Scenario("a", 1_000, 5, 0.2, blocks),
+        Scenario("b", 2_000 if quick else 5_000, 3, 1.0, blocks),
     ]
     counts = [int(n) for n in os.environ.get("BENCH_LIVE_SUBSCRIBERS", "").split(",") if n.strip()]
     if counts:
         counts = counts * len(chosen) if len(counts) == 1 else counts
-        chosen = [
-            Scenario(s.letter, n, s.changes, s.interval)
-            for s, n in zip(chosen, counts, strict=False)
-        ]
+        chosen = [replace(s, subscribers=n) for s, n in zip(chosen, counts, strict=False)]
     if os.environ.get("BENCH_LIVE_CHANGES"):
-        n = int(os.environ["BENCH_LIVE_CHANGES"])
-        chosen = [Scenario(s.letter, s.subscribers, n, s.interval) for s in chosen]
+        chosen = [replace(s, changes=int(os.environ["BENCH_LIVE_CHANGES"])) for s in chosen]
+    if os.environ.get("BENCH_LIVE_BLOCKS"):
+        chosen = [replace(s, blocks=int(os.environ["BENCH_LIVE_BLOCKS"])) for s in chosen]
     return chosen
 
 
@@ -307,6 +318,7 @@ class Subscribers:
         if kind == "report":
             return {
                 "latencies_ms": [round(x, 3) for k in keys for x in self.latencies[k]],
+                "last_ms": [round(max(self.latencies[k], default=math.nan), 3) for k in keys],
                 "received": sum(self.received[k] for k in keys),
                 "duplicates": self.duplicates,
                 "dropped": self.dropped,
@@ -532,9 +544,9 @@ class Changes(ABC):
 
 
 def live_orders_needed(chosen: Sequence[Scenario]) -> int:
-    """The orders supplygraph's phases cancel at most: the warm-up's probes, then each
-    scenario's probes and changes."""
-    return PROBES + sum(PROBES + s.changes for s in chosen)
+    """The orders supplygraph cancels at most: the warm-up's probes, then each scenario's
+    probes and the changes of its blocks."""
+    return PROBES + sum(PROBES + s.blocks * s.changes for s in chosen)
 
 
 async def live_orders(ctx: BenchContext, needed: int) -> list[int]:
@@ -697,6 +709,7 @@ class Target:
     server: ServerProcess
     token: str
     changes: Changes
+    background: bool = False  # has background loops whose rounds /metrics counts
 
     def pids(self) -> list[int]:
         """The server's process tree, looked up once per phase (uvicorn's workers are forked
@@ -713,6 +726,16 @@ class Target:
     def url(self) -> str:
         return f"ws://{self.server.host}:{self.server.port}/graphql"
 
+    async def rounds(self) -> dict[str, float]:
+        """supplygraph's background loops' rounds so far (``/metrics``); none for the floor.
+        A phase prints those run during its changes: work of the instance's own (a sweep, a
+        settle, reconciliation) that its CPU per delivery also counts."""
+        if not self.background:
+            return {}
+        from bench.idle_cpu import background_rounds  # idle_cpu imports this module
+
+        return await background_rounds(self.server.host, self.server.port)
+
 
 @dataclass
 class Outcome:
@@ -721,6 +744,7 @@ class Outcome:
     changes: int
     received: int
     latencies_ms: list[float]
+    block_cpu_us: list[float]  # CPU per delivery of each block
     cpu_seconds: float
     seconds: float
     client_cpu_seconds: float
@@ -748,6 +772,14 @@ class Outcome:
 
     @property
     def cpu_per_delivery_us(self) -> float:
+        """The median of the blocks' CPU per delivery: a block that a background round of
+        the server's own (a sweep, a reconciliation) happens to fall in is one block of several,
+        not a share of the whole figure."""
+        measured = [us for us in self.block_cpu_us if not math.isnan(us)]
+        return statistics.median(measured) if measured else math.nan
+
+    @property
+    def mean_cpu_per_delivery_us(self) -> float:
         return self.cpu_seconds / self.received * 1e6 if self.received else math.nan
 
     @property
@@ -814,8 +846,42 @@ async def warm_up(target: Target, log: IO[bytes]) -> None:
         await pool.stop()
 
 
-async def phase(target: Target, scenario: Scenario, log: IO[bytes]) -> Outcome:
-    """One server through one scenario (see the module docstring for the steps)."""
+@dataclass(frozen=True)
+class Block:
+    """One block of a server's changes: its deliveries and the server's CPU over its window."""
+
+    received: int
+    cpu_seconds: float
+    seconds: float
+    late: float  # s the latest change was sent after it was due
+    rounds: dict[str, float]
+
+    @property
+    def cpu_per_delivery_us(self) -> float:
+        return self.cpu_seconds / self.received * 1e6 if self.received else math.nan
+
+
+@dataclass
+class Subscribed:
+    """One server's subscribers for one scenario, open and live, and its blocks so far."""
+
+    target: Target
+    pool: ClientPool
+    workers: int
+    opened: int
+    errors: list[str]
+    opening: float
+    probes: str
+    rss_before: int
+    rss_connected: int
+    client_cpu: float
+    keys: list[str] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+
+
+async def subscribe(target: Target, scenario: Scenario, log: IO[bytes]) -> Subscribed:
+    """``scenario.subscribers`` sockets open on ``target``, each subscription live (probed),
+    the server's RSS before and after; the sockets stay open until ``outcome_of``."""
     pids = target.pids()
     rss_before = rss_bytes(pids)
     workers = worker_count(scenario.subscribers)
@@ -829,70 +895,165 @@ async def phase(target: Target, scenario: Scenario, log: IO[bytes]) -> Outcome:
             raise RuntimeError(f"{target.role}: no socket opened: {errors}")
         probes = await probe(pool, target)
         await asyncio.sleep(IDLE_SETTLE)
-        rss_connected = rss_bytes(pids)
-        client_cpu = await pool.cpu()
         target.changes.summary()  # what the probes reported is not shown
-        cpu_before, clock_before = cpu_ns(pids), time.perf_counter()
-        keys: list[str] = []
-        sending: list[asyncio.Task[None]] = []
-        late = 0.0
-        for i in range(scenario.changes):
-            due = clock_before + i * scenario.interval
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            late = max(late, time.perf_counter() - due)
-            key = target.changes.next_key()
-            keys.append(key)
-            sending.append(asyncio.create_task(target.changes.change(key)))
-        await asyncio.gather(*sending)
-        cpu_after, clock_after = await drain(pool, pids, keys, opened * scenario.changes)
-        client_cpu = await pool.cpu() - client_cpu
+        return Subscribed(
+            target=target,
+            pool=pool,
+            workers=workers,
+            opened=opened,
+            errors=errors,
+            opening=opening,
+            probes=probes,
+            rss_before=rss_before,
+            rss_connected=rss_bytes(pids),
+            client_cpu=await pool.cpu(),
+        )
+    except BaseException:
+        await pool.stop()
+        raise
+
+
+async def block(subscribed: Subscribed, scenario: Scenario) -> Block:
+    """``scenario.changes`` changes on their schedule, every delivery waited for, and the
+    server's CPU from the first change to the later of the last delivery and the end of the
+    block's window (its changes' span plus ``BLOCK_TAIL``: work a change leaves for a moment
+    later, such as settling its service levels, falls inside it)."""
+    target, pool = subscribed.target, subscribed.pool
+    pids = target.pids()
+    rounds_before = await target.rounds()
+    cpu_before, clock_before = cpu_ns(pids), time.perf_counter()
+    keys: list[str] = []
+    sending: list[asyncio.Task[None]] = []
+    late = 0.0
+    for i in range(scenario.changes):
+        due = clock_before + i * scenario.interval
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        late = max(late, time.perf_counter() - due)
+        key = target.changes.next_key()
+        keys.append(key)
+        sending.append(asyncio.create_task(target.changes.change(key)))
+    await asyncio.gather(*sending)
+    cpu_after, clock_after = await drain(pool, pids, keys, subscribed.opened * len(keys))
+    window_end = clock_before + scenario.changes * scenario.interval + BLOCK_TAIL
+    if clock_after < window_end:
+        await asyncio.sleep(window_end - time.perf_counter())
+        cpu_after, clock_after = cpu_ns(pids), time.perf_counter()
+    got, _ = await pool.received(keys)
+    rounds = {
+        loop: n - rounds_before.get(loop, 0.0)
+        for loop, n in (await target.rounds()).items()
+        if n > rounds_before.get(loop, 0.0)
+    }
+    subscribed.keys += keys
+    result = Block(
+        received=got,
+        cpu_seconds=(cpu_after - cpu_before) / 1e9,
+        seconds=clock_after - clock_before,
+        late=late,
+        rounds=rounds,
+    )
+    subscribed.blocks.append(result)
+    return result
+
+
+async def outcome_of(subscribed: Subscribed, scenario: Scenario) -> Outcome:
+    """Every block's deliveries gathered, the sockets closed, the figures printed."""
+    target, pool = subscribed.target, subscribed.pool
+    pids = target.pids()
+    try:
+        client_cpu = await pool.cpu() - subscribed.client_cpu
         sent = target.changes.summary()
-        reports = await pool.ask({"cmd": "report", "keys": keys})
+        reports = await pool.ask({"cmd": "report", "keys": subscribed.keys})
         await pool.ask({"cmd": "close"})
     finally:
         await pool.stop()
     await asyncio.sleep(CLOSE_SETTLE)
+    blocks = subscribed.blocks
     outcome = Outcome(
         subscribers=scenario.subscribers,
-        opened=opened,
-        changes=scenario.changes,
+        opened=subscribed.opened,
+        changes=len(subscribed.keys),
         received=sum(r["received"] for r in reports),
         latencies_ms=sorted(x for r in reports for x in r["latencies_ms"]),
-        cpu_seconds=(cpu_after - cpu_before) / 1e9,
-        seconds=clock_after - clock_before,
+        block_cpu_us=[b.cpu_per_delivery_us for b in blocks],
+        cpu_seconds=sum(b.cpu_seconds for b in blocks),
+        seconds=sum(b.seconds for b in blocks),
         client_cpu_seconds=client_cpu,
-        rss_before=rss_before,
-        rss_connected=rss_connected,
+        rss_before=subscribed.rss_before,
+        rss_connected=subscribed.rss_connected,
         rss_after=rss_bytes(pids),
-        late_ms=late * 1000,
+        late_ms=max((b.late for b in blocks), default=0.0) * 1000,
         duplicates=sum(r["duplicates"] for r in reports),
         dropped=sum(r["dropped"] for r in reports),
     )
-    problems = [e for r in reports for e in r["errors"]] or errors
+    rounds: Counter[str] = Counter()
+    for b in blocks:
+        rounds.update(b.rounds)
+    problems = [e for r in reports for e in r["errors"]] or subscribed.errors
     clients = (
-        f"clients {client_cpu / outcome.received * 1e6:.1f} us CPU per delivery, "
-        f"{client_cpu / max(outcome.seconds, 1e-9):.0%} of their core"
+        f"clients {client_cpu / outcome.received * 1e6:.1f} us CPU per delivery"
         if outcome.received
         else "nothing delivered"
     )
+    # each change's last delivery (the latest over the worker processes), in the order sent
+    last = [max(ms) for ms in zip(*(r["last_ms"] for r in reports), strict=True)]
+    workers = subscribed.workers
     progress(
-        f"    {target.role}: {opened}/{scenario.subscribers} open in {opening:.1f} s "
-        f"({workers} client process{'es' if workers > 1 else ''}, {probes}); "
-        f"{outcome.received}/{outcome.expected} delivered, "
+        f"    {target.role}: {subscribed.opened}/{scenario.subscribers} open in "
+        f"{subscribed.opening:.1f} s ({workers} client process{'es' if workers > 1 else ''}, "
+        f"{subscribed.probes}); {outcome.received}/{outcome.expected} delivered, "
         f"p50 {outcome.pct(50):.1f} ms, p99 {outcome.pct(99):.1f} ms, "
         f"max {outcome.max_ms:.1f} ms; server {outcome.cpu_per_delivery_us:.1f} us CPU per "
-        f"delivery; {clients}{sent}"
+        f"delivery (median of {len(blocks)} blocks: "
+        + ", ".join(f"{us:.1f}" for us in outcome.block_cpu_us)
+        + f"; all blocks together {outcome.mean_cpu_per_delivery_us:.1f}); {clients}{sent}"
     )
     progress(
-        f"    {target.role}: RSS {rss_before / MIB:.1f} MiB before, "
-        f"{rss_connected / MIB:.1f} MiB connected "
+        f"    {target.role}: each change's last delivery, ms: "
+        + " | ".join(
+            " ".join(f"{ms:.0f}" for ms in last[i : i + scenario.changes])
+            for i in range(0, len(last), scenario.changes)
+        )
+    )
+    progress(
+        f"    {target.role}: RSS {outcome.rss_before / MIB:.1f} MiB before, "
+        f"{outcome.rss_connected / MIB:.1f} MiB connected "
         f"({outcome.rss_per_1000_mib:.2f} MiB per 1,000), {outcome.rss_after / MIB:.1f} MiB "
         f"after closing; changes up to {outcome.late_ms:.0f} ms late"
         + (f"; {outcome.duplicates} duplicates" if outcome.duplicates else "")
         + (f"; {outcome.dropped} sockets dropped" if outcome.dropped else "")
         + (f"; first problems: {problems[:2]}" if problems and outcome.lost else "")
+        + (
+            "; background rounds in the blocks: "
+            + ", ".join(f"{loop} {n:g}" for loop, n in sorted(rounds.items()))
+            if rounds
+            else ""
+        )
     )
     return outcome
+
+
+async def scenario_pair(
+    floor: Target, app: Target, scenario: Scenario, log: IO[bytes]
+) -> tuple[Outcome, Outcome]:
+    """Both servers' subscribers open at once, then their blocks in turns, floor and app
+    alternating as ABBA (F A A F F A ...), so a drift of the machine's speed over the scenario
+    weighs on both alike; (floor's outcome, app's)."""
+    subscribed: list[Subscribed] = []
+    try:
+        for target in (floor, app):
+            subscribed.append(await subscribe(target, scenario, log))
+        order = [0, 1]
+        for _ in range(scenario.blocks):
+            for side in order:
+                await block(subscribed[side], scenario)
+            order.reverse()
+        outcomes = [await outcome_of(s, scenario) for s in subscribed]
+        subscribed = []
+    finally:
+        for s in subscribed:
+            await s.pool.stop()
+    return outcomes[0], outcomes[1]
 
 
 # --------------------------------------------------------------------------- rows
@@ -973,6 +1134,7 @@ async def run(ctx: BenchContext) -> list[Row]:
                         ctx.data.live_token,
                         await live_orders(ctx, live_orders_needed(chosen)),
                     ),
+                    background=True,
                 ),
             ]
             for target in targets:
@@ -982,8 +1144,9 @@ async def run(ctx: BenchContext) -> list[Row]:
                     f"  {NAME} {scenario.label}: {scenario.subscribers:,} subscribers, "
                     f"{scenario.changes} changes one every {scenario.interval:g} s"
                 )
-                floor_outcome = await phase(targets[0], scenario, log)
-                app_outcome = await phase(targets[1], scenario, log)
+                floor_outcome, app_outcome = await scenario_pair(
+                    targets[0], targets[1], scenario, log
+                )
                 benchmark = f"{NAME}.{scenario.label}"
                 keep_series(ctx, f"{benchmark}.floor", benchmark, "ws floor", floor_outcome)
                 keep_series(ctx, benchmark, benchmark, "supplygraph", app_outcome)

@@ -33,7 +33,11 @@ def quick_bench(tmp_path: Path, only: str, **env: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None:
     rows = quick_bench(
-        tmp_path, "live_subscribers", BENCH_LIVE_SUBSCRIBERS="20", BENCH_LIVE_CHANGES="3"
+        tmp_path,
+        "live_subscribers",
+        BENCH_LIVE_SUBSCRIBERS="20",
+        BENCH_LIVE_CHANGES="3",
+        BENCH_LIVE_BLOCKS="2",
     )
     assert set(rows) == {f"live_subscribers.{s}.{f}" for s in SCENARIOS for f in FIGURES}
     for scenario in SCENARIOS:
@@ -50,7 +54,7 @@ def test_live_subscribers_tiny_run_delivers_every_change(tmp_path: Path) -> None
     series = json.loads((tmp_path / "latencies.json").read_text())["series"]
     for scenario in SCENARIOS:
         for name in (f"live_subscribers.{scenario}", f"live_subscribers.{scenario}.floor"):
-            assert len(series[name]["samples"]) == 20 * 3, name
+            assert len(series[name]["samples"]) == 20 * 2 * 3, name
 
 
 @pytest.mark.slow
