@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from service.local_ports import free_port as free_port  # one chooser for tests and benchmarks
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SERVER_CORE = 0
@@ -391,12 +393,6 @@ class FixedRequest:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def can_pin() -> bool:
