@@ -128,9 +128,14 @@ async def transaction() -> AsyncIterator[None]:
 async def transaction_unless(one_statement: bool) -> AsyncIterator[None]:
     """``transaction()``, unless the block writes in one statement, which is atomic by itself
     (then a transaction would only hold its locks until a later commit). Inside an outer
-    transaction the block is part of it either way."""
+    transaction the block is part of it either way. With tracing on, a statement committed by
+    itself is the trace's ``commit`` span (``tracing.autocommit``)."""
     if one_statement:
-        yield
+        if tracing.ENABLED and not inside_transaction():
+            with tracing.autocommit():
+                yield
+        else:
+            yield
         return
     async with transaction():
         yield

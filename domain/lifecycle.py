@@ -16,6 +16,10 @@ that owns what it changes and decides from the order whether it applies:
    set by the shipping command) wakes the tracking pusher once the transaction commits
    (``domain.orders.tracking.wake_tracking_push``: ``TRACKING_TOPIC``).
 
+A hook says for which orders it writes (``writes``): a command that changes one order whose
+hooks write nothing can leave out its transaction where the change is one statement
+(``hooks_write``; the compare-and-set alone is atomic).
+
 A hook that fails fails the command: everything rolls back, the status change too. What a
 command does besides the status change (charging a wallet, queueing a warehouse push or
 cancel, resolving a depute) is part of that command, not listed here. Work for background
@@ -28,13 +32,18 @@ any import cycle in ``domain/``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from domain.orders.models import Order, OrderStatus
 from domain.orders.tracking import wake_tracking_push
-from domain.stock.ledger import settle_paid_from_stock, stocking_order_in_transit
+from domain.stock.ledger import (
+    is_stocking,
+    paid_from_stock,
+    settle_paid_from_stock,
+    stocking_order_in_transit,
+)
 
 S = OrderStatus
 
@@ -45,21 +54,43 @@ class StatusHook(Protocol):
         ...
 
 
+def _never(order: Order) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class OnStatusChange:
     targets: frozenset[OrderStatus]
     run: StatusHook
+    writes: Callable[[Order], bool]  # whether ``run`` writes to the database for this order
 
 
-def on_status_change(*targets: OrderStatus, run: StatusHook) -> OnStatusChange:
-    return OnStatusChange(frozenset(targets), run)
+def on_status_change(
+    *targets: OrderStatus, run: StatusHook, writes: Callable[[Order], bool] = _never
+) -> OnStatusChange:
+    return OnStatusChange(frozenset(targets), run, writes)
 
 
 HOOKS: tuple[OnStatusChange, ...] = (
-    on_status_change(S.SHIPPED, S.CANCELLED, S.REFUNDED, run=settle_paid_from_stock),
-    on_status_change(S.SHIPPED, run=stocking_order_in_transit),
-    on_status_change(S.SHIPPED, run=wake_tracking_push),
+    on_status_change(
+        S.SHIPPED,
+        S.CANCELLED,
+        S.REFUNDED,
+        run=settle_paid_from_stock,
+        writes=paid_from_stock,
+    ),
+    on_status_change(
+        S.SHIPPED,
+        run=stocking_order_in_transit,
+        writes=is_stocking,
+    ),
+    on_status_change(S.SHIPPED, run=wake_tracking_push),  # wakes after the commit only
 )
+
+
+def hooks_write(order: Order, target: OrderStatus) -> bool:
+    """Whether a hook of ``target`` writes to the database when ``order`` moves there."""
+    return any(target in hook.targets and hook.writes(order) for hook in HOOKS)
 
 
 async def status_changed(order: Order, *, actor_user_id: int | None) -> None:

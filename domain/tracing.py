@@ -17,7 +17,8 @@ so no column or migration is needed. The publisher adds its own span's under ``P
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -124,3 +125,22 @@ class TracedCommit:
             return await self._transaction.__aexit__(kind, error, traceback)
         with _tracer.start_as_current_span("commit", attributes={"db.operation.name": "COMMIT"}):
             return await self._transaction.__aexit__(None, None, None)
+
+
+@contextmanager
+def autocommit() -> Iterator[None]:
+    """A block whose write is one statement, committed by itself (``domain.db.
+    transaction_unless``): the ``commit`` span of the current trace around it, as
+    ``TracedCommit`` makes for a transaction's commit, so a trace shows where a command's write
+    became durable either way. Outside a trace, or with tracing off, nothing."""
+    if _tracer is None:
+        yield
+        return
+    from opentelemetry import trace
+
+    if not trace.get_current_span().is_recording():
+        yield
+        return
+    attributes = {"db.operation.name": "COMMIT", "supplygraph.commit": "single statement"}
+    with _tracer.start_as_current_span("commit", attributes=attributes):
+        yield

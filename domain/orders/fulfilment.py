@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from domain.access import Viewer, require_buyer, require_supplier_staff
-from domain.db import transaction
+from domain.db import transaction, transaction_unless
 from domain.errors import DomainError, ErrorCode, not_found
 from domain.events import record_event
 from domain.events.catalogue import DeputeUpdated, OrderTrackingSync
+from domain.lifecycle import hooks_write
 from domain.limits import MAX_ABNORMAL_HOLDS, MAX_DEPUTES_PER_ORDER
 from domain.orders.access import order_of_buyer, order_of_supplier
 from domain.orders.models import (
@@ -27,6 +28,7 @@ from domain.orders.models import (
 from domain.orders.status import check_transition, require_status, transition
 from domain.payments.commands import credit, wallet_for
 from domain.payments.models import EntryKind
+from domain.persistence.dialects import is_postgres
 from domain.stock.commands import expected_arrival
 from domain.validation import clean_text, money
 from domain.work_due import tracking_push_due
@@ -135,31 +137,47 @@ async def record_tracking_sync(
 
 
 async def cancel_orders(*, viewer: Viewer, order_ids: list[int], reason: str = "") -> list[Order]:
-    """The buyer cancels unpaid orders (UNRECOGNIZED or AWAITING_PAYMENT): all or none."""
+    """The buyer cancels unpaid orders (UNRECOGNIZED or AWAITING_PAYMENT): all or none.
+
+    One order on PostgreSQL whose hooks write nothing is cancelled without a transaction: its
+    read needs none (the change is a compare-and-set on the version read) and its change is one
+    statement, atomic by itself (two round trips fewer than BEGIN and COMMIT around them)."""
     require_buyer(viewer)
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     if not order_ids:
         raise DomainError(ErrorCode.REQUIRED, "Name at least one order.", field="orderIds")
+    reason = reason or "cancelled by the buyer"
+    if len(order_ids) == 1:
+        order = await _cancellable(viewer, order_ids[0], field="orderIds.0")
+        one_statement = is_postgres() and not hooks_write(order, OrderStatus.CANCELLED)
+        async with transaction_unless(one_statement):
+            await _cancel(order, viewer, reason, field="orderIds.0")
+        return [order]
     async with transaction():
         orders = []
         for i, order_id in enumerate(order_ids):
-            order = await order_of_buyer(viewer, order_id, field=f"orderIds.{i}")
-            require_status(
-                order,
-                OrderStatus.UNRECOGNIZED,
-                OrderStatus.AWAITING_PAYMENT,
-                doing="cancel it (a paid order is withdrawn instead)",
-                field=f"orderIds.{i}",
-            )
-            await transition(
-                order,
-                OrderStatus.CANCELLED,
-                actor_user_id=viewer.user_id,
-                reason=reason or "cancelled by the buyer",
-                field=f"orderIds.{i}",
-            )
+            order = await _cancellable(viewer, order_id, field=f"orderIds.{i}")
+            await _cancel(order, viewer, reason, field=f"orderIds.{i}")
             orders.append(order)
     return orders
+
+
+async def _cancellable(viewer: Viewer, order_id: int, *, field: str) -> Order:
+    order = await order_of_buyer(viewer, order_id, field=field)
+    require_status(
+        order,
+        OrderStatus.UNRECOGNIZED,
+        OrderStatus.AWAITING_PAYMENT,
+        doing="cancel it (a paid order is withdrawn instead)",
+        field=field,
+    )
+    return order
+
+
+async def _cancel(order: Order, viewer: Viewer, reason: str, *, field: str) -> None:
+    await transition(
+        order, OrderStatus.CANCELLED, actor_user_id=viewer.user_id, reason=reason, field=field
+    )
 
 
 async def _below_the_hold_cap(order: Order) -> None:

@@ -159,10 +159,20 @@ async def record_in_transit(order: Order, *, actor_user_id: int | None) -> None:
 # -- lifecycle hooks (domain/lifecycle.py): ``order`` already has its new status -----------------
 
 
+def paid_from_stock(order: Order) -> bool:
+    """Whether ``order`` holds units of cloud-warehouse stock (``settle_paid_from_stock``)."""
+    return order.cloud_warehouse_id is not None
+
+
+def is_stocking(order: Order) -> bool:
+    """Whether ``order`` brings units to the buyer's stock (``stocking_order_in_transit``)."""
+    return order.kind is OrderKind.CLOUD_WAREHOUSE
+
+
 async def settle_paid_from_stock(order: Order, *, actor_user_id: int | None) -> None:
     """On SHIPPED, CANCELLED and REFUNDED: an order paid from cloud-warehouse stock deducts
     (shipped) or releases (ended unshipped) the units it holds."""
-    if order.cloud_warehouse_id is not None:
+    if paid_from_stock(order):
         await settle_reservations(
             order, shipped=order.status is OrderStatus.SHIPPED, actor_user_id=actor_user_id
         )
@@ -170,5 +180,5 @@ async def settle_paid_from_stock(order: Order, *, actor_user_id: int | None) -> 
 
 async def stocking_order_in_transit(order: Order, *, actor_user_id: int | None) -> None:
     """On SHIPPED: a stocking (CLOUD_WAREHOUSE) order's units are in transit to the stock."""
-    if order.kind is OrderKind.CLOUD_WAREHOUSE:
+    if is_stocking(order):
         await record_in_transit(order, actor_user_id=actor_user_id)
