@@ -14,7 +14,7 @@ import pkgutil
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ import domain.persistence
 from domain.db import transaction
 from domain.errors import DomainError, ErrorCode
 from domain.events.models import Event
+from domain.leases import GIVEN_BACK, NamedLease
 from domain.orders.models import (
     InboxState,
     Order,
@@ -34,6 +35,7 @@ from domain.orders.models import (
 from domain.organisations.models import Organisation, OrganisationKind
 from domain.persistence import outbox as persisted_outbox
 from domain.persistence.dialects import ENGINES, SWITCHES, calls, engine
+from domain.sla.models import SweepLease
 from tests.support.server import RunningServer
 
 Scenario = Callable[[RunningServer], Awaitable[None]]
@@ -364,6 +366,42 @@ async def _mark(server: RunningServer) -> None:
     await persisted_outbox.mark_published([last.seq])
     await last.refresh_from_db()
     assert last.published_at is not None
+
+
+@scenario("outbox.take_and_claim")
+async def _take_and_claim(server: RunningServer) -> None:
+    await _event(server)
+    name, now = f"test-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    until = now + timedelta(seconds=60)
+    try:
+        first = await persisted_outbox.take_and_claim(name=name, holder="a", until=until, now=now)
+        assert first.missing and not first.taken  # no row yet: the lease makes it
+        assert await NamedLease(name, "a").take_until(until, now=now)
+        mine = await persisted_outbox.take_and_claim(name=name, holder="a", until=until, now=now)
+        seqs = [e.seq for e in mine.events]
+        assert mine.taken and seqs == sorted(seqs) and all(e.audience for e in mine.events)
+        theirs = await persisted_outbox.take_and_claim(name=name, holder="b", until=until, now=now)
+        assert not theirs.taken and not theirs.missing and theirs.events == []
+        assert theirs.held_until == until
+        assert (await SweepLease.get(name=name)).holder == "a"
+    finally:
+        await SweepLease.filter(name=name).delete()
+
+
+@scenario("outbox.release_and_look")
+async def _release_and_look(server: RunningServer) -> None:
+    name, now = f"test-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    try:
+        assert await NamedLease(name, "a").take_until(now + timedelta(seconds=60), now=now)
+        waiting = await persisted_outbox.release_and_look(
+            name=name, holder="b", given_back=GIVEN_BACK
+        )
+        assert isinstance(waiting, bool)
+        assert (await SweepLease.get(name=name)).until > now  # another holder's: kept
+        await persisted_outbox.release_and_look(name=name, holder="a", given_back=GIVEN_BACK)
+        assert (await SweepLease.get(name=name)).until == GIVEN_BACK
+    finally:
+        await SweepLease.filter(name=name).delete()
 
 
 # --------------------------------------------------------------------------- the checks

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from tortoise import connections
 
@@ -20,8 +22,10 @@ from compat import tortoise as orm
 from domain.db import transaction
 from domain.events import PublishedEvent
 from domain.events.models import Event, EventAudience
+from domain.persistence import named_leases
 from domain.persistence.dialects import DialectSwitch
 from domain.persistence.sql import placeholder
+from domain.sla.models import SweepLease
 
 _SEQUENCE_LOCK = 0x5EED_0001
 BATCH = 500
@@ -122,6 +126,20 @@ async def anything_unpublished() -> bool:
 claim_unpublished: DialectSwitch[list[PublishedEvent]] = DialectSwitch("outbox.claim")
 
 
+def _claimed(row: Any) -> PublishedEvent:
+    """An event of ``outbox_claim``'s (or ``outbox_take_and_claim``'s) rows."""
+    return PublishedEvent(
+        seq=row["seq"],
+        type=row["type"],
+        subject_type=row["subject_type"],
+        subject_id=row["subject_id"],
+        payload=json.loads(row["payload"]),
+        audience=frozenset(row["audience"]),
+        actor_user_id=row["actor_user_id"],
+        created_at=row["created_at"],
+    )
+
+
 @claim_unpublished.postgres
 async def _claim_postgres(limit: int = BATCH) -> list[PublishedEvent]:
     """The publisher's round: number up to ``limit`` committed events, then return up to
@@ -130,19 +148,7 @@ async def _claim_postgres(limit: int = BATCH) -> list[PublishedEvent]:
     _, rows = await connections.get("default").execute_query(
         "SELECT * FROM outbox_claim($1)", [int(limit)]
     )
-    return [
-        PublishedEvent(
-            seq=row["seq"],
-            type=row["type"],
-            subject_type=row["subject_type"],
-            subject_id=row["subject_id"],
-            payload=json.loads(row["payload"]),
-            audience=frozenset(row["audience"]),
-            actor_user_id=row["actor_user_id"],
-            created_at=row["created_at"],
-        )
-        for row in rows
-    ]
+    return [_claimed(row) for row in rows]
 
 
 @claim_unpublished.other
@@ -170,3 +176,87 @@ async def _mark_other(seqs: Iterable[int]) -> None:
     seqs = list(seqs)
     if seqs:
         await Event.filter(seq__in=seqs).update(published_at=datetime.now(UTC))
+
+
+# --------------------------------------------------------------------------- the round's lease
+
+
+@dataclass(frozen=True)
+class RoundClaim:
+    """What taking the publishing round's lease and claiming found: the events claimed if it
+    was taken; else until when its holder has it (``held_until``), or that its row does not
+    exist yet (``missing``: the caller makes it through ``domain.leases.NamedLease``)."""
+
+    taken: bool
+    events: list[PublishedEvent]
+    held_until: datetime | None = None
+    missing: bool = False
+
+
+take_and_claim: DialectSwitch[RoundClaim] = DialectSwitch("outbox.take_and_claim")
+
+
+@take_and_claim.postgres
+async def _take_and_claim_postgres(
+    *, name: str, holder: str, until: datetime, now: datetime, limit: int = BATCH
+) -> RoundClaim:
+    """The lease's conditional update, then ``outbox_claim`` if it was taken: one statement
+    (``outbox_take_and_claim``, migration 0018)."""
+    _, rows = await connections.get("default").execute_query(
+        "SELECT * FROM outbox_take_and_claim($1, $2, $3, $4, $5)",
+        [name, holder, until, now, int(limit)],
+    )
+    if not rows:
+        return RoundClaim(taken=False, events=[], missing=True)
+    if not rows[0]["taken"]:
+        return RoundClaim(taken=False, events=[], held_until=rows[0]["held_until"])
+    return RoundClaim(taken=True, events=[_claimed(row) for row in rows if row["seq"] is not None])
+
+
+@take_and_claim.other
+async def _take_and_claim_other(
+    *, name: str, holder: str, until: datetime, now: datetime, limit: int = BATCH
+) -> RoundClaim:
+    """SQLite: the same statements one by one."""
+    if not await named_leases.take(name=name, holder=holder, until=until, now=now):
+        row = await SweepLease.get_or_none(name=name)
+        if row is None:
+            return RoundClaim(taken=False, events=[], missing=True)
+        return RoundClaim(taken=False, events=[], held_until=row.until)
+    return RoundClaim(taken=True, events=await claim_unpublished(limit))
+
+
+_RELEASE_AND_LOOK: dict[str, str] = {}
+
+
+def _release_and_look_sql() -> str:
+    """Give the lease back (its end set to ``$1``, by name ``$2`` and holder ``$3``) and say
+    whether an event waits to be numbered or published (``anything_unpublished``)."""
+    sql = _RELEASE_AND_LOOK.get("postgres")
+    if sql is None:
+        lease, event = orm.table(SweepLease), orm.table(Event)
+        sql = _RELEASE_AND_LOOK["postgres"] = (
+            f'WITH given_back AS (UPDATE "{lease}" SET "until" = $1 '
+            f'WHERE "name" = $2 AND "holder" = $3 RETURNING 1) '
+            f'SELECT EXISTS (SELECT 1 FROM "{event}" WHERE seq IS NULL) '
+            f'OR EXISTS (SELECT 1 FROM "{event}" WHERE published_at IS NULL) AS waiting'
+        )
+    return sql
+
+
+release_and_look: DialectSwitch[bool] = DialectSwitch("outbox.release_and_look")
+
+
+@release_and_look.postgres
+async def _release_and_look_postgres(*, name: str, holder: str, given_back: datetime) -> bool:
+    """The round's lease given back and the look for what waits: one statement."""
+    _, rows = await connections.get("default").execute_query(
+        _release_and_look_sql(), [given_back, name, holder]
+    )
+    return bool(rows[0]["waiting"])
+
+
+@release_and_look.other
+async def _release_and_look_other(*, name: str, holder: str, given_back: datetime) -> bool:
+    await named_leases.renew(name=name, holder=holder, until=given_back)
+    return await anything_unpublished()

@@ -6,10 +6,15 @@ is down, and otherwise only by its safety sweep (``poll_interval``). Every insta
 they agree on numbering through ``domain.outbox.assign_sequence``, and, when they share the
 broadcast channel (Redis; ``exclusive``), one at a time publishes:
 a round is held under a named lease (``domain.leases``, renewed while it runs), kept while rounds
-follow one another and given back when it goes idle. After giving it back the holder looks once
-more for events waiting: an instance whose round was refused meanwhile committed them before,
-so they are found then (served instances do not wake one another). A round refused while the
-holder is dead is tried again when its lease runs out. Were an event published twice all the
+follow one another and given back when it goes idle. On PostgreSQL taking the lease and claiming
+the first batch are one statement, and so are giving it back and looking for what waits
+(``domain.events.outbox.take_round_and_claim``, ``give_round_back_and_look``): three round
+trips a burst with marking what went out, where there were five. After giving it back the
+holder looks once more for events waiting: an instance whose round was refused meanwhile
+committed them before, so they are found then (served instances do not wake one another). A
+round refused while the holder is dead is tried again when its lease runs out (a holder killed
+inside the statement that takes it never committed it: the other's take goes through once the
+dead session ends). Were an event published twice all the
 same (a holder that hung past its lease), receivers drop any ``seq`` they have already seen.
 An in-memory broadcast reaches its own process only: each such publisher publishes everything.
 With tracing on, each round that hands events over is an ``outbox publish`` span linked to the
@@ -113,29 +118,36 @@ class OutboxPublisher(WakeableLoop):
         return sent
 
     async def _publish_exclusively(self) -> int:
-        """Publish under the round's lease (see the module's docstring)."""
+        """Publish under the round's lease (see the module's docstring): taking it and
+        claiming the first batch, then giving it back and looking for what waits, are one
+        statement each on PostgreSQL."""
         sent = 0
         while True:
-            if not await self._lease.take(seconds=self.heartbeat.seconds):
-                self._held_elsewhere = await self._lease.held_until()
-                if self._held_elsewhere is None:
+            first, held_until = await outbox.take_round_and_claim(
+                self._lease, seconds=self.heartbeat.seconds
+            )
+            if first is None:
+                self._held_elsewhere = held_until
+                if held_until is None:
                     continue  # given back meanwhile: take it now
                 break
             self._held_elsewhere = None
             async with self.heartbeat.holding():
-                published, complete = await self._publish_waiting()
+                published, complete = await self._publish_waiting(first)
             sent += published
             if self._wake.is_set() and not self._stopping:
                 break  # the next round comes at once: it keeps the lease
-            await self._lease.release()
-            if not complete or not await outbox.anything_unpublished():
+            waiting = await outbox.give_round_back_and_look(self._lease)
+            if not complete or not waiting:
                 break  # (the backend failed: the next round comes ``retry_interval`` later)
         return sent
 
-    async def _publish_waiting(self) -> tuple[int, bool]:
-        """Publish what waits, batch by batch: how many, and whether the backend took all."""
+    async def _publish_waiting(self, first: list[PublishedEvent] | None = None) -> tuple[int, bool]:
+        """Publish what waits, batch by batch (``first`` claimed already): how many, and
+        whether the backend took all."""
         sent = 0
-        while events := await outbox.claim_unpublished():
+        events = first if first is not None else await outbox.claim_unpublished()
+        while events:
             if tracing.ENABLED:
                 with publishing(events, channel=self._channel) as span:
                     done = await self._hand_over(events)
@@ -147,6 +159,7 @@ class OutboxPublisher(WakeableLoop):
                 return sent, False
             if len(events) < outbox.BATCH:
                 break  # nothing more was numbered or waiting
+            events = await outbox.claim_unpublished()
         return sent, True
 
     async def _hand_over(self, events: list[PublishedEvent]) -> list[int]:
