@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +137,20 @@ def _persisted_documents(settings: Settings) -> PersistedDocuments:
     if settings.trusted_documents:
         trusted = load_manifest(Path(settings.trusted_documents))
     return PersistedDocuments(store, trusted)
+
+
+SLOW_STOP = 1.0  # s: a shutdown step that takes longer is logged with its time
+
+
+async def _stop_in_turn(steps: list[tuple[str, Callable[[], Awaitable[object]]]]) -> None:
+    """Run the shutdown's steps in order; one slower than ``SLOW_STOP`` is logged by name (a
+    stop that waits out a timeout says which)."""
+    for name, stop in steps:
+        started = time.monotonic()
+        await stop()
+        took = time.monotonic() - started
+        if took > SLOW_STOP:
+            log.warning("shutdown: stopping the %s took %.1f s", name, took)
 
 
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> Starlette:
@@ -281,18 +296,21 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 yield
             finally:
                 forget_drain()
-                await wakeups.stop()
-                await sla_worker.stop()
-                await inbox.stop()
-                await warehouses.stop()
-                await tracking.stop()
-                await app.state.live.stop()
-                await hub.stop()  # ends open subscriptions cleanly
-                await publisher.stop()
-                await broadcast.disconnect()
-                await throttle.close()
+                steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                    ("work wake-ups", wakeups.stop),
+                    ("sla worker", sla_worker.stop),
+                    ("store inbox", inbox.stop),
+                    ("warehouse worker", warehouses.stop),
+                    ("tracking pusher", tracking.stop),
+                    ("live subscriptions", app.state.live.stop),
+                    ("event hub", hub.stop),  # ends open subscriptions cleanly
+                    ("outbox publisher", publisher.stop),
+                    ("broadcast", broadcast.disconnect),
+                    ("throttle", throttle.close),
+                ]
                 if isinstance(documents.store, RedisDocuments):
-                    await documents.store.close()
+                    steps.append(("persisted documents", documents.store.close))
+                await _stop_in_turn(steps)
 
     app = Starlette(
         debug=False,
