@@ -42,10 +42,12 @@ main.py serve`` with HOST, PORT, LOG_LEVEL=WARNING) on a database made for the r
 PostgreSQL database ``bench_<random>`` next to DATABASE_URL's when that names PostgreSQL (dropped
 afterwards), else a temporary SQLite file; REDIS_URL passes through. With ``taskset`` and two
 cores the servers run on core 0 and this process (seeding, load generator) on core 1 (the
-database server itself is not pinned). Load: 32 keep-alive clients, a 1 s warm-up, then 3
-repetitions of 5 s (``--quick``: 1 s) without a pause; the table shows the median of the
-repetitions' req/s, p50 and p99 (see ``bench.common.measure`` for how a window is counted).
-``make bench BENCH_ARGS=--quick`` passes options through make.
+database server itself is not pinned). On PostgreSQL the seeded database is vacuumed and
+analysed, and between benchmarks ``CHECKPOINT`` and ``ANALYZE`` run (``bench.database.settle``:
+one benchmark's writes weigh on the next one's figures otherwise). Load: 32 keep-alive
+clients, a 1 s warm-up, then 3 repetitions of 5 s (``--quick``: 1 s) without a pause; the table
+shows the median of the repetitions' req/s, p50 and p99 (see ``bench.common.measure`` for how
+a window is counted). ``make bench BENCH_ARGS=--quick`` passes options through make.
 
 Writes ``bench/results/latest.json`` (one object per table row: name, value, unit, baseline,
 ratio = value / baseline, target, met), ``bench/results/latest.meta.json`` (the run: when, quick
@@ -94,7 +96,7 @@ from bench import (
 from bench.command_line import command_app, exit_code, run_async
 from bench.common import ROOT, LoadOptions, Row, pin_load_generator, progress
 from bench.context import BenchContext
-from bench.database import admin, asyncpg_url, is_postgres, migrate, scratch_database
+from bench.database import admin, asyncpg_url, is_postgres, migrate, scratch_database, settle
 
 # in the order they run: baselines before what is compared with them
 BENCHMARKS: dict[str, ModuleType] = {
@@ -346,7 +348,9 @@ async def run(options: Options, argv: list[str]) -> int:
             await _seed(ctx, orders)
             assert ctx.seeded is not None
             progress(f"seeded in {ctx.seeded.seconds:.1f} s")
-        for name in options.selected:
+        for i, name in enumerate(options.selected):
+            if pg_name and i:
+                progress(f"between benchmarks: {await settle(ctx.database_url)}")
             progress(f"{name}:")
             rows += await BENCHMARKS[name].run(ctx)
     finally:
