@@ -43,14 +43,19 @@ $$
 DROP = "DROP FUNCTION IF EXISTS outbox_claim(integer)"
 
 
-async def _create(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
-    if schema_editor.client.capabilities.dialect == "postgres":
-        await schema_editor.client.execute_script(CREATE)
+def postgres_only(create: str, drop: str) -> ops.RunPython:
+    """An operation running the script ``create`` forward and ``drop`` back on PostgreSQL, and
+    nothing on SQLite (stored functions; later migrations of such functions use it too)."""
 
+    async def forward(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
+        if schema_editor.client.capabilities.dialect == "postgres":
+            await schema_editor.client.execute_script(create)
 
-async def _drop(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
-    if schema_editor.client.capabilities.dialect == "postgres":
-        await schema_editor.client.execute_script(DROP)
+    async def backward(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
+        if schema_editor.client.capabilities.dialect == "postgres":
+            await schema_editor.client.execute_script(drop)
+
+    return ops.RunPython(forward, backward)
 
 
 class Migration(migrations.Migration):
@@ -58,4 +63,4 @@ class Migration(migrations.Migration):
 
     initial = False
 
-    operations = [ops.RunPython(_create, _drop)]
+    operations = [postgres_only(CREATE, DROP)]

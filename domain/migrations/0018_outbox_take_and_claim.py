@@ -10,10 +10,12 @@ before every burst's fan-out: the lease, then the claim. SQLite has no stored fu
 the publisher runs the statements one by one.
 """
 
+from importlib import import_module
+
 from tortoise import migrations
-from tortoise.migrations import operations as ops
-from tortoise.migrations.schema_editor.base import BaseSchemaEditor
-from tortoise.migrations.schema_generator.state_apps import StateApps
+
+# 0010's operation for a stored function: created forward and dropped back on PostgreSQL only
+postgres_only = import_module("domain.migrations.0010_outbox_claim").postgres_only
 
 CREATE = """
 CREATE OR REPLACE FUNCTION outbox_take_and_claim(
@@ -48,19 +50,9 @@ $$
 DROP = "DROP FUNCTION IF EXISTS outbox_take_and_claim(text, text, timestamptz, timestamptz, integer)"
 
 
-async def _create(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
-    if schema_editor.client.capabilities.dialect == "postgres":
-        await schema_editor.client.execute_script(CREATE)
-
-
-async def _drop(apps: StateApps, schema_editor: BaseSchemaEditor) -> None:
-    if schema_editor.client.capabilities.dialect == "postgres":
-        await schema_editor.client.execute_script(DROP)
-
-
 class Migration(migrations.Migration):
     dependencies = [("models", "0017_tracking_lease_owner")]
 
     initial = False
 
-    operations = [ops.RunPython(_create, _drop)]
+    operations = [postgres_only(CREATE, DROP)]
