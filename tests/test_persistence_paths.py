@@ -219,8 +219,8 @@ async def _event(server: RunningServer) -> None:
         await record_event(
             OrganisationUpdated.of(organisation, previous_name="before", actor_user_id=None)
         )
-    [row] = await Event.filter(
-        type="ORGANISATION_UPDATED", subject_id=str(organisation.id)
+    [row] = await Event.filter(  # (tests/test_outbox.py's probes have subject ids 0-39)
+        type="ORGANISATION_UPDATED", subject_type="Organisation", subject_id=str(organisation.id)
     ).prefetch_related("audience")
     assert row.payload == {"name": organisation.name, "previousName": "before"}
     assert [a.organisation_id for a in row.audience] == [organisation.id]
