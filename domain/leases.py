@@ -89,9 +89,14 @@ class NamedLease:
         """Hold the round for ``seconds`` if nobody else does (or renew it); whether it is
         held. Skips the statement while this holder's lease has more than half to run."""
         now = datetime.now(UTC)
-        if self.until is not None and self.until - now > timedelta(seconds=seconds / 2):
+        if self.keeps(seconds, now=now):
             return True
         return await self.take_until(now + timedelta(seconds=seconds), now=now)
+
+    def keeps(self, seconds: float, *, now: datetime) -> bool:
+        """Whether this holder's lease, as it last wrote it, has more than half of ``seconds``
+        to run at ``now`` (taking it again for ``seconds`` needs no statement then)."""
+        return self.until is not None and self.until - now > timedelta(seconds=seconds / 2)
 
     async def take_until(self, until: datetime, *, now: datetime | None = None) -> bool:
         """Hold the round until ``until`` if nobody else holds it at ``now``."""

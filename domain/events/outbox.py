@@ -51,7 +51,7 @@ async def take_round_and_claim(
     holder's; (None, until when another holds it) when not, with None there when the other
     gave it back meanwhile (take it again)."""
     now = datetime.now(UTC)
-    if lease.until is not None and lease.until - now > timedelta(seconds=seconds / 2):
+    if lease.keeps(seconds, now=now):
         return await claim_unpublished(limit), None
     until = now + timedelta(seconds=seconds)
     claim = await take_and_claim(
