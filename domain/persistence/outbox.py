@@ -10,6 +10,7 @@ the same lock and the read of what is unpublished: change them together.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -226,22 +227,18 @@ async def _take_and_claim_other(
     return RoundClaim(taken=True, events=await claim_unpublished(limit))
 
 
-_RELEASE_AND_LOOK: dict[str, str] = {}
-
-
+@functools.cache
 def _release_and_look_sql() -> str:
     """Give the lease back (its end set to ``$1``, by name ``$2`` and holder ``$3``) and say
-    whether an event waits to be numbered or published (``anything_unpublished``)."""
-    sql = _RELEASE_AND_LOOK.get("postgres")
-    if sql is None:
-        lease, event = orm.table(SweepLease), orm.table(Event)
-        sql = _RELEASE_AND_LOOK["postgres"] = (
-            f'WITH given_back AS (UPDATE "{lease}" SET "until" = $1 '
-            f'WHERE "name" = $2 AND "holder" = $3 RETURNING 1) '
-            f'SELECT EXISTS (SELECT 1 FROM "{event}" WHERE seq IS NULL) '
-            f'OR EXISTS (SELECT 1 FROM "{event}" WHERE published_at IS NULL) AS waiting'
-        )
-    return sql
+    whether an event waits to be numbered or published (``anything_unpublished``); PostgreSQL,
+    built once."""
+    lease, event = orm.table(SweepLease), orm.table(Event)
+    return (
+        f'WITH given_back AS (UPDATE "{lease}" SET "until" = $1 '
+        f'WHERE "name" = $2 AND "holder" = $3 RETURNING 1) '
+        f'SELECT EXISTS (SELECT 1 FROM "{event}" WHERE seq IS NULL) '
+        f'OR EXISTS (SELECT 1 FROM "{event}" WHERE published_at IS NULL) AS waiting'
+    )
 
 
 release_and_look: DialectSwitch[bool] = DialectSwitch("outbox.release_and_look")
